@@ -1,0 +1,2 @@
+//! The host library both loaders embed.
+#![deny(missing_docs)]

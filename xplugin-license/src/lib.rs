@@ -1,0 +1,2 @@
+//! Signed .lic licenses for xplugin packages.
+#![deny(missing_docs)]
