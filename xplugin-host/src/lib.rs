@@ -1,2 +1,8 @@
-//! The host library both loaders embed.
+//! The host library both loaders embed: reading packages, the install store,
+//! inspecting libraries before loading, loading and the plugin lifecycle.
+//!
+//! The command-line programs are thin: everything a future daemon needs
+//! (boot loading, import, reports) lives here.
 #![deny(missing_docs)]
+
+pub mod binary;
