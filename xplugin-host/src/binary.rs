@@ -220,7 +220,9 @@ pub fn inspect_library(path: &Path) -> Result<LibraryInfo, BinaryError> {
                     continue;
                 }
                 match sym.name_bytes() {
-                    Ok(n) if n == XPLUGIN_ABI_TAG_SYMBOL.as_bytes() => tag_addr = Some(sym.address()),
+                    Ok(n) if n == XPLUGIN_ABI_TAG_SYMBOL.as_bytes() => {
+                        tag_addr = Some(sym.address())
+                    }
                     Ok(n) if n == XPLUGIN_ENTRY_SYMBOL.as_bytes() => has_entry = true,
                     _ => {}
                 }
@@ -229,9 +231,14 @@ pub fn inspect_library(path: &Path) -> Result<LibraryInfo, BinaryError> {
         BinaryFormat::Pe => {
             if let Ok(exports) = obj.exports() {
                 for e in exports.into_iter().flatten() {
-                    if e.name() == XPLUGIN_ABI_TAG_SYMBOL.as_bytes() {
-                        tag_addr = Some(e.address());
-                    } else if e.name() == XPLUGIN_ENTRY_SYMBOL.as_bytes() {
+                    let object::NameOrOrdinal::Name(name) = e.name() else {
+                        continue;
+                    };
+                    if name == XPLUGIN_ABI_TAG_SYMBOL.as_bytes() {
+                        if let object::ExportTarget::Address { address } = e.target() {
+                            tag_addr = Some(address);
+                        }
+                    } else if name == XPLUGIN_ENTRY_SYMBOL.as_bytes() {
                         has_entry = true;
                     }
                 }
@@ -291,8 +298,13 @@ pub fn check_library(
         "magic XPLG, ABI {XPLUGIN_ABI_MAJOR}.x, {}",
         kind_name(expected_kind)
     );
-    if tag.magic != XPLUGIN_MAGIC || tag.abi_major != XPLUGIN_ABI_MAJOR || tag.kind != expected_kind {
-        let magic = if tag.magic == XPLUGIN_MAGIC { "XPLG".to_string() } else { format!("{:#010x}", tag.magic) };
+    if tag.magic != XPLUGIN_MAGIC || tag.abi_major != XPLUGIN_ABI_MAJOR || tag.kind != expected_kind
+    {
+        let magic = if tag.magic == XPLUGIN_MAGIC {
+            "XPLG".to_string()
+        } else {
+            format!("{:#010x}", tag.magic)
+        };
         return Err(BinaryError::AbiMismatch {
             path: path.to_path_buf(),
             expected,
