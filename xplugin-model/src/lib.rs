@@ -3,5 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod problem;
+pub mod version;
 
 pub use problem::{Problem, Problems, Severity};
+pub use version::{Version, VersionError, VersionReq, VersionReqError};
