@@ -6,3 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod binary;
+pub mod lifecycle;
+pub mod loader;
+pub mod services;

@@ -1,0 +1,436 @@
+//! Driving a resolved plugin set through its lifecycle: load and `init` every
+//! plugin in load order, then `start` every plugin, then (on shutdown) `stop`
+//! in reverse order and `destroy` in reverse order.
+//!
+//! Failure is isolated: a plugin that fails to load, fails `init`/`start` or
+//! panics is marked failed with the reason, its dependents are skipped with the
+//! reason chain (`b: depends on a, which failed: init returned ...`), and every
+//! unrelated plugin goes on. Init of every plugin finishes before any plugin
+//! starts (the vendor's stage order).
+
+use crate::loader::{open_plugin, CheckedLibrary, LoadedPlugin};
+use crate::services::{Bus, PluginHost};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{c_char, c_void};
+use std::path::PathBuf;
+use std::sync::Arc;
+use xplugin_abi::{status_name, Status, XPLUGIN_OK};
+
+/// Size of the error-text buffer handed to every lifecycle call.
+const ERR_BUF: usize = 1024;
+
+/// One plugin ready to be loaded: every check already passed.
+#[derive(Debug, Clone)]
+pub struct PluginToLoad {
+    /// Manifest name.
+    pub name: String,
+    /// Manifest version.
+    pub version: String,
+    /// The checked library file.
+    pub library: CheckedLibrary,
+    /// Resolved configuration JSON passed to `init`.
+    pub config_json: String,
+    /// Direct `depend` names (all of them load before this plugin).
+    pub depend: Vec<String>,
+    /// The plugin's writable data directory.
+    pub data_dir: PathBuf,
+}
+
+/// Where a plugin ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PluginState {
+    /// `init` succeeded; not started yet.
+    Initialized,
+    /// `start` succeeded.
+    Running,
+    /// `stop` was called (its result is in `stop_error` if it failed).
+    Stopped,
+    /// `destroy` was called.
+    Destroyed,
+    /// Load, `init` or `start` failed; the plugin never ran (further).
+    Failed {
+        /// `load`, `init` or `start`.
+        stage: String,
+        /// Status code name and the plugin's error text.
+        reason: String,
+    },
+    /// Not loaded because a dependency failed or was skipped.
+    Skipped {
+        /// The reason chain.
+        reason: String,
+    },
+}
+
+impl PluginState {
+    /// One-line reason a plugin is not running, for chains.
+    fn why(&self) -> Option<String> {
+        match self {
+            PluginState::Failed { stage, reason } => Some(format!("{stage} failed: {reason}")),
+            PluginState::Skipped { reason } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to one plugin, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginOutcome {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// Final (or current) state.
+    #[serde(flatten)]
+    pub state: PluginState,
+    /// Text of a failed `stop`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_error: Option<String>,
+}
+
+struct Entry {
+    spec: PluginToLoad,
+    state: PluginState,
+    loaded: Option<LoadedPlugin>,
+    instance: *mut c_void,
+    host: Option<Box<PluginHost>>,
+    stop_error: Option<String>,
+    was_started: bool,
+}
+
+/// A plugin set going through its lifecycle. Dropping it without
+/// [`Lifecycle::shutdown`] still stops and destroys what runs.
+pub struct Lifecycle {
+    bus: Arc<Bus>,
+    host_version: String,
+    entries: Vec<Entry>,
+}
+
+fn error_text(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let s = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    if s.is_empty() {
+        "(no error text)".to_string()
+    } else {
+        s
+    }
+}
+
+fn status_text(status: Status, buf: &[u8]) -> String {
+    format!("{} ({status}): {}", status_name(status), error_text(buf))
+}
+
+impl Lifecycle {
+    /// A lifecycle for a host reporting `host_version` to its plugins.
+    pub fn new(host_version: &str, bus: Arc<Bus>) -> Lifecycle {
+        Lifecycle {
+            bus,
+            host_version: host_version.to_string(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The shared bus (for publishing from the host and for tests).
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// Loads and initialises `plugins`, which must be in load order (every
+    /// dependency before its dependents). Plugins whose dependency is not
+    /// initialised are skipped with the reason chain.
+    ///
+    /// # Safety
+    /// Loads native code: every plugin must have passed the package checks
+    /// (format, license, compatibility; architecture and ABI are guaranteed by
+    /// [`CheckedLibrary`]).
+    pub unsafe fn init_all(&mut self, plugins: Vec<PluginToLoad>) {
+        // Transitive dependency closure, for service visibility.
+        let direct: BTreeMap<String, Vec<String>> = plugins
+            .iter()
+            .map(|p| (p.name.clone(), p.depend.clone()))
+            .collect();
+        for spec in plugins {
+            let mut entry = Entry {
+                state: PluginState::Initialized,
+                loaded: None,
+                instance: std::ptr::null_mut(),
+                host: None,
+                stop_error: None,
+                was_started: false,
+                spec,
+            };
+            if let Some(reason) = self.blocked_by_dependency(&entry.spec.depend) {
+                entry.state = PluginState::Skipped { reason };
+            } else {
+                let visible = closure(&direct, &entry.spec.name);
+                entry.state = self.load_and_init(&mut entry, visible);
+            }
+            if let Some(why) = entry.state.why() {
+                log::error!(
+                    "plugin \"{}\" {}: {why}",
+                    entry.spec.name,
+                    short(&entry.state)
+                );
+            }
+            self.entries.push(entry);
+        }
+    }
+
+    fn blocked_by_dependency(&self, depend: &[String]) -> Option<String> {
+        for dep in depend {
+            match self.entries.iter().find(|e| &e.spec.name == dep) {
+                None => {
+                    return Some(format!(
+                        "depends on {dep}, which is not part of this load (not installed, disabled or refused)"
+                    ))
+                }
+                Some(e) => {
+                    if let Some(why) = e.state.why() {
+                        let verb = match e.state {
+                            PluginState::Skipped { .. } => "was skipped",
+                            _ => "failed",
+                        };
+                        return Some(format!("depends on {dep}, which {verb}: {why}"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    unsafe fn load_and_init(
+        &mut self,
+        entry: &mut Entry,
+        visible: BTreeSet<String>,
+    ) -> PluginState {
+        let spec = &entry.spec;
+        let loaded = match open_plugin(&spec.library, &spec.name, &spec.version) {
+            Ok(l) => l,
+            Err(e) => {
+                return PluginState::Failed {
+                    stage: "load".into(),
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let d = loaded.descriptor();
+        let host = PluginHost::new(
+            &spec.name,
+            &self.host_version,
+            &spec.data_dir,
+            visible,
+            self.bus.clone(),
+        );
+        let mut err = [0u8; ERR_BUF];
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        let config = format!("{}\0", spec.config_json);
+        let status = match d.init {
+            Some(init) => init(
+                host.api(),
+                config.as_ptr().cast::<c_char>(),
+                spec.config_json.len(),
+                &mut instance,
+                err.as_mut_ptr().cast::<c_char>(),
+                err.len(),
+            ),
+            None => xplugin_abi::XPLUGIN_ERR_FAILED,
+        };
+        entry.loaded = Some(loaded);
+        entry.host = Some(host);
+        if status != XPLUGIN_OK {
+            // Whatever it registered before failing must not be found.
+            self.bus.remove_owner(&spec.name);
+            return PluginState::Failed {
+                stage: "init".into(),
+                reason: status_text(status, &err),
+            };
+        }
+        entry.instance = instance;
+        log::info!("plugin \"{}\" {} initialised", spec.name, spec.version);
+        PluginState::Initialized
+    }
+
+    /// Starts every initialised plugin in load order. A plugin whose
+    /// dependency did not start is skipped (it stays initialised and is
+    /// destroyed at shutdown).
+    pub fn start_all(&mut self) {
+        for i in 0..self.entries.len() {
+            if self.entries[i].state != PluginState::Initialized {
+                continue;
+            }
+            let depend = self.entries[i].spec.depend.clone();
+            let blocked = depend.iter().find_map(|dep| {
+                let e = self.entries.iter().find(|e| &e.spec.name == dep)?;
+                match &e.state {
+                    PluginState::Running => None,
+                    s => Some(format!(
+                        "depends on {dep}, which did not start: {}",
+                        s.why().unwrap_or_else(|| "not running".into())
+                    )),
+                }
+            });
+            let e = &mut self.entries[i];
+            if let Some(reason) = blocked {
+                log::error!("plugin \"{}\" not started: {reason}", e.spec.name);
+                e.state = PluginState::Skipped { reason };
+                continue;
+            }
+            let mut err = [0u8; ERR_BUF];
+            let status = match e.loaded.as_ref().and_then(|l| l.descriptor().start) {
+                // SAFETY: instance came from this plugin's successful init.
+                Some(start) => unsafe { start(e.instance, err.as_mut_ptr().cast(), err.len()) },
+                None => xplugin_abi::XPLUGIN_ERR_FAILED,
+            };
+            if status == XPLUGIN_OK {
+                e.state = PluginState::Running;
+                e.was_started = true;
+                log::info!("plugin \"{}\" started", e.spec.name);
+            } else {
+                e.state = PluginState::Failed {
+                    stage: "start".into(),
+                    reason: status_text(status, &err),
+                };
+                log::error!(
+                    "plugin \"{}\" failed to start: {}",
+                    e.spec.name,
+                    status_text(status, &err)
+                );
+                self.bus.remove_owner(&self.entries[i].spec.name);
+            }
+        }
+    }
+
+    /// Calls every running plugin's `step` once (controller cyclic hook).
+    /// A failing step marks nothing failed; it is returned for reporting.
+    pub fn step_all(&mut self, cycle: u64, now_ns: u64) -> Vec<(String, Status)> {
+        let mut failures = Vec::new();
+        for e in &self.entries {
+            if e.state != PluginState::Running {
+                continue;
+            }
+            if let Some(step) = e.loaded.as_ref().and_then(|l| l.descriptor().step) {
+                // SAFETY: running instance; the host never calls one instance concurrently.
+                let s = unsafe { step(e.instance, cycle, now_ns) };
+                if s != XPLUGIN_OK {
+                    failures.push((e.spec.name.clone(), s));
+                }
+            }
+        }
+        failures
+    }
+
+    /// Calls every running plugin's `idle` once (client periodic hook).
+    pub fn idle_all(&mut self) -> Vec<(String, Status)> {
+        let mut failures = Vec::new();
+        for e in &self.entries {
+            if e.state != PluginState::Running {
+                continue;
+            }
+            if let Some(idle) = e.loaded.as_ref().and_then(|l| l.descriptor().idle) {
+                // SAFETY: as for step.
+                let s = unsafe { idle(e.instance) };
+                if s != XPLUGIN_OK {
+                    failures.push((e.spec.name.clone(), s));
+                }
+            }
+        }
+        failures
+    }
+
+    /// Stops every started plugin in reverse load order, then destroys every
+    /// initialised plugin in reverse load order. Idempotent.
+    pub fn shutdown(&mut self) {
+        for e in self.entries.iter_mut().rev() {
+            if e.state != PluginState::Running {
+                continue;
+            }
+            let mut err = [0u8; ERR_BUF];
+            if let Some(stop) = e.loaded.as_ref().and_then(|l| l.descriptor().stop) {
+                // SAFETY: running instance.
+                let s = unsafe { stop(e.instance, err.as_mut_ptr().cast(), err.len()) };
+                if s != XPLUGIN_OK {
+                    let t = status_text(s, &err);
+                    log::warn!("plugin \"{}\" stop failed: {t}", e.spec.name);
+                    e.stop_error = Some(t);
+                }
+            }
+            e.state = PluginState::Stopped;
+            log::info!("plugin \"{}\" stopped", e.spec.name);
+        }
+        for e in self.entries.iter_mut().rev() {
+            if e.instance.is_null() {
+                continue;
+            }
+            // Nobody may call into the instance once it is gone.
+            self.bus.remove_owner(&e.spec.name);
+            if let Some(destroy) = e.loaded.as_ref().and_then(|l| l.descriptor().destroy) {
+                // SAFETY: instance from init, destroyed exactly once (nulled below).
+                unsafe { destroy(e.instance) };
+            }
+            e.instance = std::ptr::null_mut();
+            if matches!(e.state, PluginState::Stopped | PluginState::Initialized) {
+                e.state = PluginState::Destroyed;
+            }
+        }
+    }
+
+    /// The outcome of every plugin, in load order.
+    pub fn outcomes(&self) -> Vec<PluginOutcome> {
+        self.entries
+            .iter()
+            .map(|e| PluginOutcome {
+                name: e.spec.name.clone(),
+                version: e.spec.version.clone(),
+                state: e.state.clone(),
+                stop_error: e.stop_error.clone(),
+            })
+            .collect()
+    }
+
+    /// Names of the plugins that are running now, in load order.
+    pub fn running(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.state == PluginState::Running)
+            .map(|e| e.spec.name.clone())
+            .collect()
+    }
+
+    /// Whether a plugin was started at some point (for reports after shutdown).
+    pub fn was_started(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.spec.name == name && e.was_started)
+    }
+}
+
+impl Drop for Lifecycle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn short(state: &PluginState) -> &'static str {
+    match state {
+        PluginState::Failed { .. } => "failed",
+        PluginState::Skipped { .. } => "skipped",
+        _ => "ok",
+    }
+}
+
+fn closure(direct: &BTreeMap<String, Vec<String>>, name: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&str> = direct
+        .get(name)
+        .map(|d| d.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n.to_string()) {
+            if let Some(d) = direct.get(n) {
+                stack.extend(d.iter().map(String::as_str));
+            }
+        }
+    }
+    seen
+}
