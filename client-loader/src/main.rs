@@ -1,1 +1,342 @@
-fn main() {}
+//! `xplugin-client`: the teach pendant's plugin loader. `import` installs a
+//! vendor package (client part here, controller part into the controller
+//! root); `run` loads the installed client plugins; `list`, `enable`,
+//! `disable`, `remove`, `rollback` manage the install root. The logic lives in
+//! `xplugin-host`.
+
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use xplugin_host::boot::{boot, BootOptions};
+use xplugin_host::cli::{emit, fail, host_version, Message, EXIT_PARTIAL};
+use xplugin_host::config::{HostConfig, HostSide};
+use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
+use xplugin_model::manifest::Side;
+use xplugin_model::Version;
+
+const PROGRAM: &str = "xplugin-client";
+
+#[derive(Parser)]
+#[command(name = PROGRAM, version, about = "Teach pendant plugin loader: import packages, run and manage client plugins")]
+struct Cli {
+    /// Install root of the client plugins (default: `root` in the configuration, else /var/lib/xplugin/client).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Host configuration file (default /etc/xplugin/client.json).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Machine output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Also log to syslog.
+    #[arg(long, global = true)]
+    syslog: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a vendor package (plugindemo.zip): check everything, then install
+    /// atomically. A refused package changes nothing.
+    Import {
+        /// The package.
+        package: PathBuf,
+        /// Where the controller part is installed (until the network link).
+        #[arg(long)]
+        controller_root: Option<PathBuf>,
+        /// The controller's configuration (trust store, device id, version)
+        /// used to verify the controller part (default /etc/xplugin/controller.json).
+        #[arg(long)]
+        controller_config: Option<PathBuf>,
+        /// This pendant's HMI version.
+        #[arg(long)]
+        hmi_version: Option<String>,
+        /// The controller's version.
+        #[arg(long)]
+        controller_version: Option<String>,
+        /// Reinstall plugins whose version is already installed.
+        #[arg(long)]
+        force: bool,
+        /// Accept versions older than the installed ones.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Load the installed client plugins: verify, resolve (ctrlDepend against
+    /// the controller), init, start (enabled ones), idle, stop, exit.
+    Run {
+        /// This pendant's HMI version.
+        #[arg(long)]
+        hmi_version: Option<String>,
+        /// Controller root whose enabled plugins count as running (for ctrlDepend).
+        #[arg(long)]
+        controller_root: Option<PathBuf>,
+        /// Controller plugins known to run, as NAME=VERSION,... (overrides --controller-root).
+        #[arg(long)]
+        controller_running: Option<String>,
+        /// Number of idle rounds between start and stop.
+        #[arg(long, default_value_t = 1)]
+        idle: u64,
+    },
+    /// List installed client plugins.
+    List,
+    /// Print this device's id (what licenses are bound to).
+    DeviceId,
+    /// Enable an installed plugin.
+    Enable {
+        /// Plugin name.
+        name: String,
+    },
+    /// Disable an installed plugin.
+    Disable {
+        /// Plugin name.
+        name: String,
+    },
+    /// Remove an installed plugin; refused if others depend on it unless --cascade.
+    Remove {
+        /// Plugin name.
+        name: String,
+        /// Also remove the plugins that depend on it.
+        #[arg(long)]
+        cascade: bool,
+    },
+    /// Restore the previous generation (plugins and their enabled state).
+    Rollback,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    xplugin_host::logging::init(PROGRAM, cli.verbose, cli.syslog);
+    let config = match HostConfig::load(cli.config.as_deref(), HostSide::Client) {
+        Ok(c) => c,
+        Err(e) => return fail(PROGRAM, &e, cli.json),
+    };
+    let root = config.root_or(cli.root.as_deref(), HostSide::Client);
+    let json = cli.json;
+    match cli.command {
+        Command::Import {
+            package,
+            controller_root,
+            controller_config,
+            hmi_version,
+            controller_version,
+            force,
+            allow_downgrade,
+        } => run_import(
+            &config,
+            root,
+            package,
+            controller_root,
+            controller_config,
+            hmi_version,
+            controller_version,
+            force,
+            allow_downgrade,
+            json,
+        ),
+        Command::Run {
+            hmi_version,
+            controller_root,
+            controller_running,
+            idle,
+        } => run_plugins(&config, root, hmi_version, controller_root, controller_running, idle, json),
+        Command::List => match xplugin_host::admin::list(&root, Side::Client) {
+            Ok(l) => {
+                emit(&l, json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, json),
+        },
+        Command::DeviceId => match xplugin_host::device::device_identity(&config) {
+            Ok(id) => {
+                emit(&Message { message: id }, json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, json),
+        },
+        Command::Enable { name } => toggle(&root, &name, true, json),
+        Command::Disable { name } => toggle(&root, &name, false, json),
+        Command::Remove { name, cascade } => match xplugin_host::admin::remove(&root, Side::Client, &name, cascade) {
+            Ok(removed) => {
+                emit(
+                    &Message {
+                        message: format!("removed: {}", removed.join(", ")),
+                    },
+                    json,
+                    true,
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, json),
+        },
+        Command::Rollback => match xplugin_host::admin::rollback(&root) {
+            Ok(g) => {
+                emit(
+                    &Message {
+                        message: format!("rolled back to generation {}", g.number),
+                    },
+                    json,
+                    true,
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, json),
+        },
+    }
+}
+
+fn toggle(root: &Path, name: &str, enabled: bool, json: bool) -> ExitCode {
+    match xplugin_host::admin::set_enabled(root, name, enabled) {
+        Ok(g) => {
+            let verb = if enabled { "enabled" } else { "disabled" };
+            emit(
+                &Message {
+                    message: format!("{name} {verb} (generation {})", g.number),
+                },
+                json,
+                true,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(PROGRAM, &e, json),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_import(
+    config: &HostConfig,
+    root: PathBuf,
+    package: PathBuf,
+    controller_root: Option<PathBuf>,
+    controller_config: Option<PathBuf>,
+    hmi_version: Option<String>,
+    controller_version: Option<String>,
+    force: bool,
+    allow_downgrade: bool,
+    json: bool,
+) -> ExitCode {
+    // The controller's own facts (trust store, device id, version) come from
+    // the controller's configuration: its licenses are bound to it.
+    let controller_config = match HostConfig::load(controller_config.as_deref(), HostSide::Controller) {
+        Ok(c) => c,
+        Err(e) => return fail(PROGRAM, &e, json),
+    };
+    let parse = |flag: Option<&str>, cfg: &HostConfig, side| match (flag, &cfg.host_version) {
+        (None, None) => Ok(None),
+        _ => host_version(flag, cfg, side).map(Some),
+    };
+    let hmi = match parse(hmi_version.as_deref(), config, HostSide::Client) {
+        Ok(v) => v,
+        Err(e) => return fail(PROGRAM, &e, json),
+    };
+    let ctrl = match parse(controller_version.as_deref(), &controller_config, HostSide::Controller) {
+        Ok(v) => v,
+        Err(e) => return fail(PROGRAM, &e, json),
+    };
+    let controller_root = controller_root
+        .or_else(|| config.controller_root.clone())
+        .or_else(|| controller_config.root.clone());
+    let opts = ImportOptions {
+        package,
+        client: SideHost {
+            root,
+            host_version: hmi,
+            config,
+        },
+        controller: controller_root.map(|root| SideHost {
+            root,
+            host_version: ctrl,
+            config: &controller_config,
+        }),
+        force,
+        allow_downgrade,
+    };
+    match import(&opts) {
+        Ok(report) => {
+            emit(&report, json, true);
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Refused { report }) => {
+            emit(&*report, json, false);
+            eprintln!(
+                "{PROGRAM}: error: package {} refused, nothing was installed ({} error(s) above)",
+                report.package.display(),
+                report.error_count()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(PROGRAM, &e, json),
+    }
+}
+
+fn parse_running(text: &str) -> Result<BTreeMap<String, Version>, String> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let (name, version) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--controller-running item \"{item}\" is not NAME=VERSION"))?;
+            let v = version
+                .trim()
+                .parse::<Version>()
+                .map_err(|e| format!("--controller-running item \"{item}\": {e}"))?;
+            Ok((name.trim().to_string(), v))
+        })
+        .collect()
+}
+
+fn run_plugins(
+    config: &HostConfig,
+    root: PathBuf,
+    hmi_version: Option<String>,
+    controller_root: Option<PathBuf>,
+    controller_running: Option<String>,
+    idle: u64,
+    json: bool,
+) -> ExitCode {
+    let version = match host_version(hmi_version.as_deref(), config, HostSide::Client) {
+        Ok(v) => v,
+        Err(e) => return fail(PROGRAM, &e, json),
+    };
+    let running = match (controller_running, controller_root.or_else(|| config.controller_root.clone())) {
+        (Some(list), _) => match parse_running(&list) {
+            Ok(m) => Some(m),
+            Err(e) => return fail(PROGRAM, &e, json),
+        },
+        (None, Some(croot)) => match xplugin_host::store::Store::open(&croot) {
+            Ok(s) => Some(xplugin_host::import::installed_running(&s)),
+            Err(e) => return fail(PROGRAM, &e, json),
+        },
+        (None, None) => None,
+    };
+    let opts = BootOptions {
+        side: Side::Client,
+        root,
+        host_version: version,
+        config,
+        controller_running: running,
+        lock_timeout: Duration::from_secs(60),
+    };
+    let mut booted = match boot(&opts) {
+        Ok(b) => b,
+        Err(e) => return fail(PROGRAM, &e, json),
+    };
+    for _ in 0..idle {
+        for (name, status) in booted.lifecycle.idle_all() {
+            log::warn!("plugin \"{name}\" idle returned {}", xplugin_abi::status_name(status));
+        }
+    }
+    let report = booted.shutdown();
+    let ok = report.all_ok();
+    emit(&report, json, true);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PARTIAL)
+    }
+}

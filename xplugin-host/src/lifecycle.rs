@@ -35,6 +35,10 @@ pub struct PluginToLoad {
     pub depend: Vec<String>,
     /// The plugin's writable data directory.
     pub data_dir: PathBuf,
+    /// Start it after init. False for a client plugin with `enable: false`
+    /// ("loaded but not enabled"): it is initialised, so its services exist
+    /// for dependents, but not started.
+    pub enable: bool,
 }
 
 /// Where a plugin ended up.
@@ -256,7 +260,7 @@ impl Lifecycle {
     /// destroyed at shutdown).
     pub fn start_all(&mut self) {
         for i in 0..self.entries.len() {
-            if self.entries[i].state != PluginState::Initialized {
+            if self.entries[i].state != PluginState::Initialized || !self.entries[i].spec.enable {
                 continue;
             }
             let depend = self.entries[i].spec.depend.clone();
@@ -264,6 +268,7 @@ impl Lifecycle {
                 let e = self.entries.iter().find(|e| &e.spec.name == dep)?;
                 match &e.state {
                     PluginState::Running => None,
+                    PluginState::Initialized if !e.spec.enable => None,
                     s => Some(format!(
                         "depends on {dep}, which did not start: {}",
                         s.why().unwrap_or_else(|| "not running".into())

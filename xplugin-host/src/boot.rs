@@ -1,0 +1,400 @@
+//! Loading an installed plugin set: the controller's boot and the pendant's
+//! `run`. Verify every installed plugin again (files may have changed on disk
+//! since install), resolve the dependency graph, then load, init and start in
+//! order through [`Lifecycle`].
+//!
+//! This is a library so that the controller daemon embeds the same code the
+//! command-line `boot` runs.
+
+use crate::checks::{check_plugin_folder, CheckContext, LicenseStatus, PluginCheck};
+use crate::config::HostConfig;
+use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad};
+use crate::services::Bus;
+use crate::store::{Store, StoreError};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use xplugin_license::{ClockGuard, TrustStore};
+use xplugin_model::graph::{resolve, Node, ResolveInput};
+use xplugin_model::manifest::Side;
+use xplugin_model::{Problem, Version};
+
+/// What a boot needs to know.
+pub struct BootOptions<'a> {
+    /// Client (pendant `run`) or controller (`boot`).
+    pub side: Side,
+    /// Install root.
+    pub root: PathBuf,
+    /// This host's version.
+    pub host_version: Version,
+    /// Host settings (trust store, device, development mode).
+    pub config: &'a HostConfig,
+    /// Client only: controller plugins known to run, with versions (for
+    /// `ctrlDepend`). `None` = unknown.
+    pub controller_running: Option<BTreeMap<String, Version>>,
+    /// How long to wait for an import holding the lock.
+    pub lock_timeout: Duration,
+}
+
+/// Why a boot could not even begin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootError {
+    /// The install root is unusable or locked too long.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One plugin's line in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginReport {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version (from the manifest, if it parsed).
+    pub version: Option<String>,
+    /// `running`, `stopped`, `failed`, `skipped`, `blocked`, `disabled`,
+    /// `loaded-not-enabled`, `not-for-this-platform`.
+    pub state: String,
+    /// Why it is not running, as a chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// License outcome.
+    pub license: LicenseStatus,
+}
+
+/// Everything a boot did, for people (`Display`) and machines (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BootReport {
+    /// Which side.
+    pub side: Side,
+    /// Install root.
+    pub root: PathBuf,
+    /// Installed generation booted, if any.
+    pub generation: Option<u64>,
+    /// Host version.
+    pub host_version: String,
+    /// This device's id.
+    pub device_id: String,
+    /// True when `allow_unlicensed` is on.
+    pub development_mode: bool,
+    /// Load order actually used (topological, ties by name).
+    pub load_order: Vec<String>,
+    /// Stop order (reverse of load order).
+    pub stop_order: Vec<String>,
+    /// Every installed plugin.
+    pub plugins: Vec<PluginReport>,
+    /// Problems found while verifying (errors and warnings).
+    pub problems: Vec<Problem>,
+}
+
+impl BootReport {
+    /// True if every installed, enabled plugin for this platform ran.
+    pub fn all_ok(&self) -> bool {
+        self.plugins.iter().all(|p| {
+            matches!(
+                p.state.as_str(),
+                "running" | "stopped" | "disabled" | "loaded-not-enabled" | "not-for-this-platform"
+            )
+        })
+    }
+}
+
+/// A verified, resolved plugin set ready to be started.
+pub struct PreparedBoot {
+    /// The report so far (states are filled in by [`start`]).
+    pub report: BootReport,
+    to_load: Vec<PluginToLoad>,
+    enabled: BTreeSet<String>,
+    runtimes: Vec<crate::loader::CheckedLibrary>,
+}
+
+/// Verifies and resolves the installed set. Loads nothing.
+///
+/// # Errors
+/// [`BootError`] if the root cannot be read or stays locked.
+pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
+    let store = Store::open(&opts.root)?;
+    // Serialise with a running import: it holds the lock until its commit.
+    let lock = store.lock_wait(opts.lock_timeout)?;
+    let generation = store.current()?;
+    let device = crate::device::device_identity(opts.config);
+    let (trust, trust_error) = crate::device::trust_store(opts.config);
+    let mut clock = ClockGuard::load(&opts.root.join("state").join("clock-hwm")).ok();
+    let now = SystemTime::now();
+    if opts.config.allow_unlicensed {
+        log::warn!(
+            "DEVELOPMENT MODE: allow_unlicensed is on; plugins without a valid license will be loaded. Turn it off on production robots."
+        );
+    }
+    let ctx = CheckContext {
+        host_version: &opts.host_version,
+        device_id: device.as_deref().unwrap_or("unknown"),
+        trust: trust.as_ref(),
+        trust_error: trust_error.as_deref(),
+        allow_unlicensed: opts.config.allow_unlicensed,
+        now,
+        high_water_mark: clock.as_ref().and_then(|c| c.high_water_mark()),
+    };
+
+    let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
+    let mut checks: Vec<(PluginCheck, bool)> = Vec::new();
+    for p in &installed {
+        let Some(dir) = generation.as_ref().and_then(|g| g.plugin_dir(&p.name)) else {
+            continue;
+        };
+        checks.push((check_plugin_folder(&dir, &p.name, opts.side, &ctx), p.enabled));
+    }
+    drop(lock);
+    if let Some(c) = clock.as_mut() {
+        if let Err(e) = c.record(now) {
+            log::warn!("cannot record the clock high-water mark: {e}");
+        }
+    }
+
+    // The resolver sees every installed plugin; checks that failed become
+    // failures that block the plugin and its dependents.
+    let mut nodes = Vec::new();
+    for (c, enabled) in &checks {
+        let Some(m) = &c.manifest else { continue };
+        let mut node = Node::from_manifest(m);
+        node.failure = c.failure();
+        if c.no_platform_library {
+            node.failure = Some("no library for this platform".into());
+        }
+        // The store's enabled flag (set by import, enable, disable) decides.
+        // Controller: disabled = not loaded. Client: loaded, not enabled.
+        if opts.side == Side::Controller {
+            node.load = *enabled;
+        }
+        nodes.push(node);
+    }
+    let resolution = resolve(&ResolveInput {
+        plugins: nodes,
+        running_controller: opts.controller_running.clone(),
+    });
+
+    let mut problems = Vec::new();
+    let mut plugins = Vec::new();
+    let mut to_load = Vec::new();
+    let mut runtimes = Vec::new();
+    let mut enabled_set = BTreeSet::new();
+    let by_name: BTreeMap<&str, &(PluginCheck, bool)> =
+        checks.iter().map(|c| (c.0.name.as_str(), c)).collect();
+    for (c, _) in &checks {
+        problems.extend(c.problems.0.iter().cloned());
+    }
+    for name in &resolution.load_order {
+        let Some((c, enabled)) = by_name.get(name.as_str()).copied() else {
+            continue;
+        };
+        let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
+            continue;
+        };
+        if *enabled {
+            enabled_set.insert(name.clone());
+        }
+        if let Some(rt) = &c.runtime {
+            runtimes.push(rt.clone());
+        }
+        to_load.push(PluginToLoad {
+            name: name.clone(),
+            version: m.version.to_string(),
+            library: lib.clone(),
+            config_json: config_json(m),
+            depend: m.depend.iter().map(|d| d.name.clone()).collect(),
+            data_dir: store.data_dir(name)?,
+        });
+    }
+    for (c, _) in &checks {
+        let state;
+        let mut reason = None;
+        if let Some(b) = resolution.blocked.get(&c.name) {
+            state = if c.no_platform_library {
+                "not-for-this-platform"
+            } else if matches!(b.reason, xplugin_model::graph::BlockReason::Disabled) {
+                "disabled"
+            } else {
+                "blocked"
+            };
+            reason = Some(b.message.clone());
+        } else if c.manifest.is_none() {
+            state = "blocked";
+            reason = c.failure();
+        } else {
+            state = "pending";
+        }
+        plugins.push(PluginReport {
+            name: c.name.clone(),
+            version: c.manifest.as_ref().map(|m| m.version.to_string()),
+            state: state.to_string(),
+            reason,
+            license: c.license.clone(),
+        });
+    }
+    Ok(PreparedBoot {
+        report: BootReport {
+            side: opts.side,
+            root: opts.root.clone(),
+            generation: generation.as_ref().map(|g| g.number),
+            host_version: opts.host_version.to_string(),
+            device_id: device.unwrap_or_else(|e| format!("unknown ({e})")),
+            development_mode: opts.config.allow_unlicensed,
+            load_order: resolution.load_order.clone(),
+            stop_order: resolution.stop_order.clone(),
+            plugins,
+            problems,
+        },
+        to_load,
+        enabled: enabled_set,
+        runtimes,
+    })
+}
+
+/// The configuration passed to `init`: the manifest's `config` defaults, as
+/// JSON (`{}` when there is none).
+fn config_json(m: &xplugin_model::manifest::Manifest) -> String {
+    match &m.config {
+        Some(v) => crate::plugin_config::resolve_defaults(v).to_string(),
+        None => "{}".to_string(),
+    }
+}
+
+/// A running plugin set and its report.
+pub struct Booted {
+    /// The lifecycle (stop with [`Lifecycle::shutdown`]).
+    pub lifecycle: Lifecycle,
+    /// The report, with states as of now.
+    pub report: BootReport,
+    enabled: BTreeSet<String>,
+}
+
+/// Loads, initialises and starts a prepared set.
+///
+/// # Safety
+/// Runs plugin code. `prepared` comes from [`prepare`], which checked every
+/// plugin before putting it into the load list.
+pub unsafe fn start(prepared: PreparedBoot) -> Booted {
+    let side = prepared.report.side;
+    for rt in &prepared.runtimes {
+        if let Err(e) = crate::loader::open_runtime(rt) {
+            log::error!("{e}");
+        }
+    }
+    let mut lifecycle = Lifecycle::new(&prepared.report.host_version, Bus::new());
+    let mut to_load = prepared.to_load;
+    for p in &mut to_load {
+        // Client plugins with enable=false are loaded but not started.
+        p.enable = side == Side::Controller || prepared.enabled.contains(&p.name);
+    }
+    lifecycle.init_all(to_load);
+    lifecycle.start_all();
+    let mut booted = Booted {
+        lifecycle,
+        report: prepared.report,
+        enabled: prepared.enabled,
+    };
+    booted.refresh();
+    booted
+}
+
+impl Booted {
+    /// Updates the report's plugin states from the lifecycle.
+    pub fn refresh(&mut self) {
+        let outcomes: BTreeMap<String, PluginOutcome> = self
+            .lifecycle
+            .outcomes()
+            .into_iter()
+            .map(|o| (o.name.clone(), o))
+            .collect();
+        for p in &mut self.report.plugins {
+            let Some(o) = outcomes.get(&p.name) else {
+                continue;
+            };
+            use crate::lifecycle::PluginState as S;
+            let (state, reason) = match &o.state {
+                S::Running => ("running", None),
+                S::Initialized if !self.enabled.contains(&p.name) => ("loaded-not-enabled", None),
+                S::Initialized => ("initialized", None),
+                S::Stopped | S::Destroyed if self.lifecycle.was_started(&p.name) => ("stopped", None),
+                S::Stopped | S::Destroyed if !self.enabled.contains(&p.name) => ("loaded-not-enabled", None),
+                S::Stopped | S::Destroyed => ("destroyed", None),
+                S::Failed { stage, reason } => ("failed", Some(format!("{stage} failed: {reason}"))),
+                S::Skipped { reason } => ("skipped", Some(reason.clone())),
+            };
+            p.state = state.to_string();
+            p.reason = reason.or(o.stop_error.clone().map(|e| format!("stop failed: {e}")));
+        }
+    }
+
+    /// Stops in reverse order, destroys, and returns the final report.
+    pub fn shutdown(mut self) -> BootReport {
+        self.lifecycle.shutdown();
+        self.refresh();
+        self.report
+    }
+}
+
+/// Verifies, resolves, loads, inits and starts; the caller stops with
+/// [`Booted::shutdown`].
+///
+/// # Errors
+/// As [`prepare`].
+pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
+    let prepared = prepare(opts)?;
+    // SAFETY: prepare checked every plugin it put in the load list.
+    Ok(unsafe { start(prepared) })
+}
+
+impl std::fmt::Display for BootReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = match self.side {
+            Side::Client => "client",
+            Side::Controller => "controller",
+        };
+        writeln!(
+            f,
+            "{side} root {} (generation {}), host version {}, device id {}",
+            self.root.display(),
+            self.generation.map_or("none".to_string(), |g| g.to_string()),
+            self.host_version,
+            self.device_id
+        )?;
+        if self.development_mode {
+            writeln!(f, "DEVELOPMENT MODE: allow_unlicensed is on; licenses are not enforced")?;
+        }
+        writeln!(f, "load order: {}", join_or_none(&self.load_order))?;
+        writeln!(f, "stop order: {}", join_or_none(&self.stop_order))?;
+        for p in &self.plugins {
+            let lic = match &p.license {
+                LicenseStatus::Verified { license_id, .. } => format!("license {license_id} verified"),
+                LicenseStatus::Unlicensed { .. } => "UNLICENSED (development mode)".to_string(),
+                LicenseStatus::Refused { .. } => "license refused".to_string(),
+                LicenseStatus::NotChecked => "license not checked".to_string(),
+            };
+            write!(
+                f,
+                "  {:<20} {:<10} {:<20} {lic}",
+                p.name,
+                p.version.as_deref().unwrap_or("?"),
+                p.state
+            )?;
+            if let Some(r) = &p.reason {
+                write!(f, "\n      reason: {r}")?;
+            }
+            writeln!(f)?;
+        }
+        for p in &self.problems {
+            writeln!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+fn join_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(" -> ")
+    }
+}

@@ -1,0 +1,325 @@
+//! Every check of one plugin folder that must pass before any of its code
+//! runs: manifest, compatibility, license (signature, binding, file hashes)
+//! and the library files (architecture, ABI tag, kind). Import runs them on
+//! the staged package; boot runs them again on the installed files, so a file
+//! changed on disk after install is caught.
+//!
+//! All problems of a plugin are collected; nothing stops at the first.
+
+use crate::binary::BinaryError;
+use crate::loader::{check_plugin_file, CheckedLibrary};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_RUNTIME};
+use xplugin_license::{TrustStore, VerifyContext};
+use xplugin_model::compat;
+use xplugin_model::manifest::{parse_manifest, Manifest, Side};
+use xplugin_model::{Problem, Problems, Version};
+
+/// Facts of this host that the checks need.
+pub struct CheckContext<'a> {
+    /// This host's HMI (client) or controller version.
+    pub host_version: &'a Version,
+    /// This device's id (what licenses are bound to).
+    pub device_id: &'a str,
+    /// Trusted vendor keys; `None` if the trust store could not be loaded
+    /// (every license is then refused, unless `allow_unlicensed`).
+    pub trust: Option<&'a TrustStore>,
+    /// Why the trust store is missing, for the message.
+    pub trust_error: Option<&'a str>,
+    /// Development mode: license problems become warnings.
+    pub allow_unlicensed: bool,
+    /// This device's clock.
+    pub now: SystemTime,
+    /// Latest time this device has seen (clock high-water mark).
+    pub high_water_mark: Option<SystemTime>,
+}
+
+/// License outcome of one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LicenseStatus {
+    /// Signature, binding and file hashes verified.
+    Verified {
+        /// License id.
+        license_id: String,
+        /// Vendor key id.
+        key_id: String,
+        /// Expiry (unix seconds), `None` = perpetual.
+        expires_unix: Option<u64>,
+    },
+    /// Not verified, accepted because `allow_unlicensed` is on.
+    Unlicensed {
+        /// Why it did not verify.
+        reason: String,
+    },
+    /// Refused.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Not checked because the manifest could not be read.
+    NotChecked,
+}
+
+/// The result of checking one plugin folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginCheck {
+    /// Folder name (= plugin name when the manifest agrees).
+    pub name: String,
+    /// Client or controller.
+    pub side: Side,
+    /// The folder.
+    pub dir: PathBuf,
+    /// The parsed manifest, when it parsed.
+    #[serde(skip)]
+    pub manifest: Option<Manifest>,
+    /// The library for this platform, checked (not loaded).
+    #[serde(skip)]
+    pub library: Option<CheckedLibrary>,
+    /// The client ABI runtime for this platform, checked (not loaded).
+    #[serde(skip)]
+    pub runtime: Option<CheckedLibrary>,
+    /// True when the plugin ships no library for this platform (e.g. only a
+    /// `.dll` on a Linux pendant): not an error of the package, the plugin is
+    /// just not loadable here.
+    pub no_platform_library: bool,
+    /// License outcome.
+    pub license: LicenseStatus,
+    /// True if the plugin is incompatible with this host's version.
+    pub incompatible: bool,
+    /// Everything found, errors and warnings.
+    pub problems: Problems,
+}
+
+impl PluginCheck {
+    /// True if nothing refuses the plugin.
+    pub fn ok(&self) -> bool {
+        !self.problems.has_errors()
+    }
+
+    /// The first error as one line, for the resolver's failure reason.
+    pub fn failure(&self) -> Option<String> {
+        self.problems.errors().next().map(|p| match &p.field {
+            Some(f) => format!("{} (field \"{f}\")", p.message),
+            None => p.message.clone(),
+        })
+    }
+}
+
+/// File name of a plugin's library on this platform.
+pub fn library_file_name(name: &str) -> String {
+    if cfg!(windows) {
+        format!("{name}.dll")
+    } else {
+        format!("{name}.so")
+    }
+}
+
+/// Candidate names of the client ABI runtime on this platform.
+pub fn runtime_file_names() -> &'static [&'static str] {
+    if cfg!(windows) {
+        &["xplugin.dll"]
+    } else {
+        &["libxplugin.so", "xplugin.so"]
+    }
+}
+
+/// `client plugin "x"` / `controller plugin "x"`.
+pub fn subject(side: Side, name: &str) -> String {
+    match side {
+        Side::Client => format!("client plugin \"{name}\""),
+        Side::Controller => format!("controller plugin \"{name}\""),
+    }
+}
+
+fn license_side(side: Side) -> xplugin_license::Side {
+    match side {
+        Side::Client => xplugin_license::Side::Client,
+        Side::Controller => xplugin_license::Side::Controller,
+    }
+}
+
+fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
+    let hint = match e {
+        BinaryError::WrongArch { .. } => "rebuild the plugin for this processor and re-import",
+        BinaryError::NoAbiTag { .. } | BinaryError::AbiMismatch { .. } | BinaryError::NoEntry { .. } => {
+            "rebuild the plugin against this xplugin ABI and re-import"
+        }
+        _ => "re-import the package; if it persists, ask the vendor for a new build",
+    };
+    Problem::error(subject, e.to_string(), hint)
+}
+
+/// Runs every check on plugin folder `dir` named `name` of `side`.
+/// Nothing is loaded.
+pub fn check_plugin_folder(dir: &Path, name: &str, side: Side, ctx: &CheckContext<'_>) -> PluginCheck {
+    let subj = subject(side, name);
+    let mut check = PluginCheck {
+        name: name.to_string(),
+        side,
+        dir: dir.to_path_buf(),
+        manifest: None,
+        library: None,
+        runtime: None,
+        no_platform_library: false,
+        license: LicenseStatus::NotChecked,
+        incompatible: false,
+        problems: Problems::default(),
+    };
+
+    // Manifest.
+    let manifest_path = dir.join(format!("{name}.json"));
+    match read_bounded(&manifest_path, 1 << 20) {
+        Ok(bytes) => {
+            let outcome = parse_manifest(side, name, &bytes);
+            check.problems.extend(outcome.problems.0);
+            check.manifest = outcome.manifest;
+        }
+        Err(e) => check.problems.push(Problem::error(
+            &subj,
+            format!("cannot read manifest {}: {e}", manifest_path.display()),
+            "re-import the package",
+        )),
+    }
+
+    // Compatibility with this host.
+    if let Some(m) = &check.manifest {
+        if let Err(e) = compat::check(m, ctx.host_version) {
+            check.incompatible = true;
+            check.problems.push(Problem::error(
+                &subj,
+                e.to_string(),
+                "install a plugin version built for this host version, or update the host",
+            ));
+        }
+    }
+
+    // License: before any library is touched beyond its headers.
+    if let Some(m) = &check.manifest {
+        check.license = check_license(dir, m, side, ctx, &subj, &mut check.problems);
+    }
+
+    // Libraries for this platform: headers only.
+    let lib_name = library_file_name(name);
+    let lib_path = dir.join(&lib_name);
+    let kind = match side {
+        Side::Client => XPLUGIN_KIND_CLIENT,
+        Side::Controller => XPLUGIN_KIND_CONTROLLER,
+    };
+    if lib_path.is_file() {
+        match check_plugin_file(&lib_path, kind) {
+            Ok(l) => check.library = Some(l),
+            Err(e) => check.problems.push(binary_problem(&subj, &e)),
+        }
+        if side == Side::Client {
+            let runtime = runtime_file_names()
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.is_file());
+            match runtime {
+                Some(rt) => match check_plugin_file(&rt, XPLUGIN_KIND_RUNTIME) {
+                    Ok(l) => check.runtime = Some(l),
+                    Err(e) => check.problems.push(binary_problem(&subj, &e)),
+                },
+                None => check.problems.push(Problem::error(
+                    &subj,
+                    format!(
+                        "no xplugin ABI runtime next to {lib_name}: expected one of {}",
+                        runtime_file_names().join(", ")
+                    ),
+                    "ship the xplugin runtime library the plugin was built against in the plugin folder",
+                )),
+            }
+        }
+    } else if side == Side::Client && dir.join(format!("{name}.dll")).is_file() && !cfg!(windows) {
+        check.no_platform_library = true;
+        check.problems.push(Problem::warning(
+            &subj,
+            format!("no library for this platform: the plugin ships {name}.dll (Windows) but no {lib_name}"),
+            "ask the vendor for a Linux build if the plugin is needed on this pendant",
+        ));
+    } else {
+        check.problems.push(Problem::error(
+            &subj,
+            format!("library {lib_name} is missing"),
+            "re-import the package",
+        ));
+    }
+    check
+}
+
+fn check_license(
+    dir: &Path,
+    m: &Manifest,
+    side: Side,
+    ctx: &CheckContext<'_>,
+    subj: &str,
+    problems: &mut Problems,
+) -> LicenseStatus {
+    let result = match ctx.trust {
+        None => Err(format!(
+            "no trusted vendor keys: {}",
+            ctx.trust_error.unwrap_or("trust store not configured")
+        )),
+        Some(trust) => {
+            let vctx = VerifyContext {
+                plugin: &m.name,
+                side: license_side(side),
+                plugin_version: &m.version,
+                device_id: ctx.device_id,
+                now: ctx.now,
+                high_water_mark: ctx.high_water_mark,
+            };
+            xplugin_license::verify_plugin_dir(dir, trust, &vctx).map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(l) => LicenseStatus::Verified {
+            license_id: l.license_id().to_string(),
+            key_id: l.key_id().to_string(),
+            expires_unix: l
+                .expires()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+        },
+        Err(reason) if ctx.allow_unlicensed => {
+            problems.push(Problem::warning(
+                subj,
+                format!("license not valid, accepted because allow_unlicensed is on: {reason}"),
+                "development mode only: turn allow_unlicensed off on production robots",
+            ));
+            LicenseStatus::Unlicensed { reason }
+        }
+        Err(reason) => {
+            problems.push(
+                Problem::error(
+                    subj,
+                    format!("license refused: {reason}"),
+                    "ask the vendor for a license for this device (xplugin-client device-id prints its id) and re-import",
+                )
+                .with_field("license"),
+            );
+            LicenseStatus::Refused { reason }
+        }
+    }
+}
+
+/// Reads a small file, refusing more than `limit` bytes.
+///
+/// # Errors
+/// I/O errors, or `InvalidData` if the file is larger than `limit`.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("file is larger than {limit} bytes"),
+        ));
+    }
+    Ok(buf)
+}

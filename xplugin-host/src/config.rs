@@ -1,0 +1,239 @@
+//! Host settings (`--config FILE`): this host's version, where plugins are
+//! installed, the trust store, the device identity source, import limits and
+//! the development switch `allow_unlicensed`.
+//!
+//! The file is JSON with `//` and `/* */` comments. Default locations are
+//! `/etc/xplugin/controller.json` and `/etc/xplugin/client.json`; a missing
+//! default file means built-in defaults, a missing file given with `--config`
+//! is an error. Unknown keys are refused (a typo must not silently fall back
+//! to a default, e.g. `allow_unlicenced`).
+//!
+//! ```json
+//! {
+//!   "host_version": "3.0.2",                       // this HMI / controller version
+//!   "root": "/var/lib/xplugin/controller",         // install root
+//!   "trusted_keys_dir": "/etc/xplugin/trusted-keys",
+//!   "device": { "machine_id_file": "/etc/machine-id" },   // or { "serial": "RC-123" }
+//!   "allow_unlicensed": false,                      // development only; logged loudly
+//!   "limits": { "max_total_uncompressed": 2147483648 },
+//!   "controller_root": "/var/lib/xplugin/controller"  // client only, until the network link
+//! }
+//! ```
+
+use crate::package::Limits;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use xplugin_license::DeviceIdSource;
+
+/// Which host a configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostSide {
+    /// The robot controller (`xplugin-controller`).
+    Controller,
+    /// The teach pendant / HMI (`xplugin-client`).
+    Client,
+}
+
+impl HostSide {
+    /// Default configuration file.
+    pub fn default_config_path(self) -> &'static Path {
+        match self {
+            HostSide::Controller => Path::new("/etc/xplugin/controller.json"),
+            HostSide::Client => Path::new("/etc/xplugin/client.json"),
+        }
+    }
+
+    /// Default install root.
+    pub fn default_root(self) -> &'static Path {
+        match self {
+            HostSide::Controller => Path::new("/var/lib/xplugin/controller"),
+            HostSide::Client => Path::new("/var/lib/xplugin/client"),
+        }
+    }
+
+    /// Name of the host version in messages and flags.
+    pub fn version_name(self) -> &'static str {
+        match self {
+            HostSide::Controller => "controller version",
+            HostSide::Client => "HMI version",
+        }
+    }
+
+    /// The command-line flag that sets the host version.
+    pub fn version_flag(self) -> &'static str {
+        match self {
+            HostSide::Controller => "--controller-version",
+            HostSide::Client => "--hmi-version",
+        }
+    }
+}
+
+/// Where this device's identity comes from.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// A systemd machine-id file (default `/etc/machine-id`).
+    pub machine_id_file: Option<PathBuf>,
+    /// A serial number configured by the integrator; wins over the file.
+    pub serial: Option<String>,
+}
+
+impl DeviceConfig {
+    /// The identity source this configuration names.
+    pub fn source(&self) -> DeviceIdSource {
+        match (&self.serial, &self.machine_id_file) {
+            (Some(s), _) => DeviceIdSource::Serial(s.clone()),
+            (None, Some(f)) => DeviceIdSource::MachineIdFile(f.clone()),
+            (None, None) => DeviceIdSource::MachineIdFile(PathBuf::from(
+                xplugin_license::device::DEFAULT_MACHINE_ID_FILE,
+            )),
+        }
+    }
+}
+
+/// The host settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// This host's HMI or controller version.
+    pub host_version: Option<String>,
+    /// Install root.
+    pub root: Option<PathBuf>,
+    /// Directory of trusted vendor public keys (`*.pub`).
+    pub trusted_keys_dir: PathBuf,
+    /// Device identity source.
+    pub device: DeviceConfig,
+    /// Accept plugins without a valid license. Development only.
+    pub allow_unlicensed: bool,
+    /// Limits for reading packages.
+    pub limits: Limits,
+    /// Client only: the local controller root the controller part of a
+    /// package is installed into (until the pendant talks to the controller).
+    pub controller_root: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            host_version: None,
+            root: None,
+            trusted_keys_dir: PathBuf::from("/etc/xplugin/trusted-keys"),
+            device: DeviceConfig::default(),
+            allow_unlicensed: false,
+            limits: Limits::default(),
+            controller_root: None,
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}; check the path given with --config")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("configuration {path} is invalid: {detail}; see the example in the README (section Configuration)")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Largest configuration file accepted.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+impl HostConfig {
+    /// Loads `path`, or the side's default file if `path` is `None` (missing
+    /// default file = defaults).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file.
+    pub fn load(path: Option<&Path>, side: HostSide) -> Result<HostConfig, ConfigError> {
+        let (path, must_exist) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (side.default_config_path().to_path_buf(), false),
+        };
+        let read = std::fs::metadata(&path).and_then(|m| {
+            if m.len() > MAX_CONFIG_BYTES {
+                Err(std::io::Error::other(format!(
+                    "file is {} bytes, more than the {MAX_CONFIG_BYTES} allowed",
+                    m.len()
+                )))
+            } else {
+                std::fs::read(&path)
+            }
+        });
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(HostConfig::default())
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse(&bytes).map_err(|detail| ConfigError::Invalid { path, detail })
+    }
+
+    /// Parses configuration text (JSON with comments).
+    ///
+    /// # Errors
+    /// A description of the first problem.
+    pub fn parse(bytes: &[u8]) -> Result<HostConfig, String> {
+        let parsed = xplugin_model::jsonc::parse(bytes).map_err(|e| e.to_string())?;
+        if let Some(dup) = parsed.duplicate_keys.first() {
+            return Err(format!("key \"{dup}\" appears more than once"));
+        }
+        serde_json::from_value(parsed.value).map_err(|e| e.to_string())
+    }
+
+    /// The install root: `--root` wins, then the file, then the default.
+    pub fn root_or(&self, flag: Option<&Path>, side: HostSide) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.root.clone())
+            .unwrap_or_else(|| side.default_root().to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_config_parses() {
+        let c = HostConfig::parse(
+            br#"{
+            // the pendant
+            "host_version": "3.0.2",
+            "device": { "serial": "RC-1" },
+            "allow_unlicensed": true
+        }"#,
+        )
+        .unwrap();
+        assert_eq!(c.host_version.as_deref(), Some("3.0.2"));
+        assert!(c.allow_unlicensed);
+        assert!(matches!(c.device.source(), DeviceIdSource::Serial(s) if s == "RC-1"));
+    }
+
+    #[test]
+    fn typos_are_refused() {
+        let e = HostConfig::parse(br#"{"allow_unlicenced": true}"#).unwrap_err();
+        assert!(e.contains("allow_unlicenced"), "{e}");
+    }
+
+    #[test]
+    fn missing_default_file_means_defaults_but_missing_given_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.json");
+        assert!(HostConfig::load(Some(&missing), HostSide::Client).is_err());
+    }
+}
