@@ -2,11 +2,13 @@
 //! dependency graph resolver. No I/O: the loaders feed it bytes and host facts.
 #![deny(missing_docs)]
 
+pub mod compat;
 pub mod jsonc;
 pub mod manifest;
 pub mod problem;
 pub mod version;
 
+pub use compat::{check as check_compat, CompatRule, Incompatible};
 pub use manifest::{
     check_name, parse_manifest, Dependency, Manifest, ManifestOutcome, NameError, Side,
 };
