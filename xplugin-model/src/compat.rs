@@ -141,6 +141,9 @@ impl std::error::Error for Incompatible {}
 /// # Errors
 ///
 /// [`Incompatible`] when the plugin's version rules exclude `host_version`.
+// The error carries every version a support engineer needs to read; it is
+// built once per refused plugin, so its size does not matter.
+#[allow(clippy::result_large_err)]
 pub fn check(manifest: &Manifest, host_version: &Version) -> Result<(), Incompatible> {
     let (listed, rule) = match manifest.side {
         Side::Client => {
