@@ -1,2 +1,4 @@
 //! The host library both loaders embed.
 #![deny(missing_docs)]
+
+pub mod store;
