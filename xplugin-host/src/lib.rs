@@ -1,4 +1,5 @@
 //! The host library both loaders embed.
 #![deny(missing_docs)]
 
+pub mod package;
 pub mod store;
