@@ -1,1 +1,2 @@
 //! shared test helpers
+pub mod build;

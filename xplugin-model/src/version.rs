@@ -216,6 +216,16 @@ impl Version {
         })
     }
 
+    /// Version `0`, the lowest release.
+    pub(crate) fn zero() -> Version {
+        Version {
+            parts: [0; MAX_PARTS],
+            len: 1,
+            pre: Vec::new(),
+            text: "0".into(),
+        }
+    }
+
     /// The numeric parts as written (1 to 4 of them).
     pub fn parts(&self) -> &[u64] {
         &self.parts[..usize::from(self.len)]

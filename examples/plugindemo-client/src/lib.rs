@@ -1,1 +1,134 @@
-//! example
+//! `plugindemo` client plugin, version 3.0.1: the Rust example of an xplugin
+//! client (teach pendant) plugin.
+//!
+//! Its manifest `plugindemo.json` is the vendor's commented client format with
+//! `depend: ["uikit"]` (a second client plugin) and `ctrlDepend:
+//! ["plugindemo"]` (the controller plugin of the same package). In `init` it
+//! finds the `uikit.widgets` service that uikit registered and adds a button;
+//! the periodic `idle` hook counts UI idle ticks, reported at `stop`.
+//!
+//! The library file is `libplugindemo_client.so`; it is packaged as
+//! `client/plugindemo/plugindemo.so` beside `libxplugin.so`.
+#![deny(missing_docs)]
+
+// The service layout is defined once, by its provider; include it by path so
+// provider and user cannot disagree.
+#[path = "../../uikit-client/src/widgets_service.rs"]
+mod widgets_service;
+
+use std::ffi::CString;
+use widgets_service::{WidgetsService, WIDGETS_SERVICE_NAME, WIDGETS_SERVICE_VERSION};
+use xplugin_abi::{
+    status_name, Host, Plugin, PluginError, XPLUGIN_ERR_DEPENDENCY, XPLUGIN_ERR_INVALID_ARG,
+    XPLUGIN_OK,
+};
+
+/// Label of the button this plugin adds to the pendant UI.
+const BUTTON_LABEL: &str = "Start demo motion";
+
+/// The running instance.
+struct PluginDemoClient {
+    host: Host,
+    button_id: u32,
+    idle_ticks: u64,
+}
+
+/// Finds uikit's widget table and checks that it is a version this plugin
+/// was written for.
+fn find_widgets(host: &Host) -> Result<&'static WidgetsService, PluginError> {
+    let (iface, version) = host.find_service(WIDGETS_SERVICE_NAME).map_err(|status| {
+        PluginError::new(
+            XPLUGIN_ERR_DEPENDENCY,
+            format!(
+                "plugindemo (client): service \"{WIDGETS_SERVICE_NAME}\" not found ({}); it is registered by the client plugin uikit: install uikit and keep \"uikit\" in this plugin's depend list",
+                status_name(status)
+            ),
+        )
+    })?;
+    if iface.is_null() || version != WIDGETS_SERVICE_VERSION {
+        return Err(PluginError::new(
+            XPLUGIN_ERR_DEPENDENCY,
+            format!(
+                "plugindemo (client): service \"{WIDGETS_SERVICE_NAME}\" has interface version {version}, expected {WIDGETS_SERVICE_VERSION}; install a uikit release with widgets interface {WIDGETS_SERVICE_VERSION}"
+            ),
+        ));
+    }
+    // SAFETY: the provider registered a pointer to a static WidgetsService of
+    // this interface version, valid until its destroy, which runs after ours.
+    let table = unsafe { &*iface.cast::<WidgetsService>() };
+    if (table.struct_size as usize) < core::mem::size_of::<WidgetsService>() {
+        return Err(PluginError::new(
+            XPLUGIN_ERR_DEPENDENCY,
+            format!(
+                "plugindemo (client): service \"{WIDGETS_SERVICE_NAME}\" table is {} bytes, expected at least {}; the uikit build is broken",
+                table.struct_size,
+                core::mem::size_of::<WidgetsService>()
+            ),
+        ));
+    }
+    Ok(table)
+}
+
+impl Plugin for PluginDemoClient {
+    fn init(host: Host, _config_json: &str) -> Result<Self, PluginError> {
+        let widgets = find_widgets(&host)?;
+        let owner = CString::new("plugindemo").map_err(|e| e.to_string())?;
+        let label = CString::new(BUTTON_LABEL).map_err(|e| e.to_string())?;
+        let mut button_id = 0u32;
+        // SAFETY: valid NUL-terminated strings and a writable out pointer.
+        let status =
+            unsafe { (widgets.add_button)(owner.as_ptr(), label.as_ptr(), &mut button_id) };
+        if status != XPLUGIN_OK {
+            return Err(PluginError::new(
+                if status < 0 {
+                    status
+                } else {
+                    XPLUGIN_ERR_INVALID_ARG
+                },
+                format!(
+                    "plugindemo (client): uikit refused the button {BUTTON_LABEL:?}: {}",
+                    status_name(status)
+                ),
+            ));
+        }
+        host.info(&format!(
+            "plugindemo (client) 3.0.1: button {button_id} {BUTTON_LABEL:?} added through {WIDGETS_SERVICE_NAME} ({} widget(s) in total)",
+            (widgets.widget_count)()
+        ));
+        Ok(PluginDemoClient {
+            host,
+            button_id,
+            idle_ticks: 0,
+        })
+    }
+
+    fn start(&mut self) -> Result<(), PluginError> {
+        self.host.info(&format!(
+            "plugindemo (client): ready, button {} live",
+            self.button_id
+        ));
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), PluginError> {
+        self.host.info(&format!(
+            "plugindemo (client): detaching after {} idle tick(s)",
+            self.idle_ticks
+        ));
+        Ok(())
+    }
+
+    const HAS_IDLE: bool = true;
+
+    fn idle(&mut self) -> Result<(), PluginError> {
+        self.idle_ticks = self.idle_ticks.saturating_add(1);
+        Ok(())
+    }
+}
+
+xplugin_abi::export_plugin!(
+    PluginDemoClient,
+    kind = client,
+    name = "plugindemo",
+    version = "3.0.1"
+);

@@ -1,0 +1,329 @@
+/*
+ * fixture.c — configurable C test plugin for the loader's integration tests.
+ *
+ * Not part of any product package: every behaviour is selected at compile
+ * time, so one source gives each fixture the tests need and no test logic
+ * sits in the examples. tests/src/build.rs (`c_fixture`) compiles it.
+ *
+ * Defines (all optional except FIXTURE_NAME):
+ *   FIXTURE_NAME="n"          plugin name in the descriptor (required). Install
+ *                             it under another folder/file name to get a
+ *                             "descriptor name differs from file name" fixture.
+ *   FIXTURE_VERSION="v"       descriptor version (default "0.1.0").
+ *   FIXTURE_KIND=k            XPLUGIN_KIND_CONTROLLER (default) or XPLUGIN_KIND_CLIENT.
+ *   FIXTURE_ABI_MAJOR=n       ABI major written into BOTH the xplugin_abi tag and
+ *                             the descriptor (default XPLUGIN_ABI_MAJOR), e.g. 2
+ *                             for the "wrong ABI major" fixture.
+ *   FIXTURE_FAIL_INIT         init returns XPLUGIN_ERR_FAILED with the error text
+ *                             "NAME: deliberate failure in init (FIXTURE_FAIL_INIT)".
+ *   FIXTURE_FAIL_START        likewise for start.
+ *   FIXTURE_FAIL_STOP         likewise for stop.
+ *   FIXTURE_RECORD            the recorder: every lifecycle call (init, start,
+ *                             stop, reconfigure, destroy) first appends the line
+ *                             "NAME:stage\n" to the trace file, so a test can
+ *                             assert the order of calls across several plugins
+ *                             that share one trace file. The trace file is the
+ *                             config JSON's string "trace_file" (e.g.
+ *                             {"trace_file": "/tmp/x/trace.log"}); without it,
+ *                             "trace.log" in the plugin's own data directory.
+ *                             A failing stage is recorded before it fails.
+ *   FIXTURE_REGISTER_SERVICE="s"  init registers a service named s (iface version
+ *                             1, a static table holding the plugin name).
+ *   FIXTURE_REQUIRE_SERVICE="s"   init fails with XPLUGIN_ERR_DEPENDENCY unless
+ *                             find_service("s") succeeds.
+ *
+ * Example: cc -std=c99 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden
+ *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
+ *   -o libfailinit.so examples/test-plugins/c/fixture.c
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xplugin.h"
+
+#ifndef FIXTURE_NAME
+#error "define FIXTURE_NAME, e.g. -DFIXTURE_NAME=\"failinit\""
+#endif
+#ifndef FIXTURE_VERSION
+#define FIXTURE_VERSION "0.1.0"
+#endif
+#ifndef FIXTURE_KIND
+#define FIXTURE_KIND XPLUGIN_KIND_CONTROLLER
+#endif
+#ifndef FIXTURE_ABI_MAJOR
+#define FIXTURE_ABI_MAJOR XPLUGIN_ABI_MAJOR
+#endif
+
+#define FIXTURE_PATH_MAX 4096
+
+/* The tag, written out (not XPLUGIN_DEFINE_ABI_TAG) so the major can be wrong. */
+XPLUGIN_EXPORT const xplugin_abi_tag xplugin_abi = {
+    XPLUGIN_MAGIC, FIXTURE_ABI_MAJOR, XPLUGIN_ABI_MINOR, FIXTURE_KIND, 0u};
+
+typedef struct fixture {
+  const xplugin_host_api *host;
+  char trace_file[FIXTURE_PATH_MAX]; /* empty: not recording */
+} fixture;
+
+static void set_error(char *err, size_t err_cap, const char *text) {
+  if (err != NULL && err_cap > 0) {
+    snprintf(err, err_cap, "%s", text);
+  }
+}
+
+#ifdef FIXTURE_RECORD
+/*
+ * Copies the JSON string value of "trace_file" from `json` into `out`.
+ * Returns 1 when found, 0 when the key is absent, -1 when malformed or too
+ * long. Enough JSON for a test fixture: handles \" \\ \/ escapes only.
+ */
+static int find_trace_file(const char *json, size_t len, char *out,
+                           size_t out_cap) {
+  static const char key[] = "\"trace_file\"";
+  const char *end = json + len;
+  const char *p;
+  size_t n = 0;
+  if (json == NULL || len == 0) {
+    return 0;
+  }
+  p = strstr(json, key);
+  if (p == NULL || p >= end) {
+    return 0;
+  }
+  p += sizeof key - 1;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+  if (p >= end || *p != ':') return -1;
+  p++;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+  if (p >= end || *p != '"') return -1;
+  p++;
+  while (p < end && *p != '"') {
+    char c = *p++;
+    if (c == '\\') {
+      if (p >= end) return -1;
+      c = *p++;
+      if (c != '"' && c != '\\' && c != '/') return -1;
+    }
+    if (n + 1 >= out_cap) return -1;
+    out[n++] = c;
+  }
+  if (p >= end || n == 0) return -1;
+  out[n] = '\0';
+  return 1;
+}
+
+/* Appends "NAME:stage\n" to the trace file; returns 0 on success. */
+static int record(const fixture *self, const char *stage) {
+  FILE *f;
+  int ok;
+  if (self->trace_file[0] == '\0') {
+    return 0;
+  }
+  f = fopen(self->trace_file, "a");
+  if (f == NULL) {
+    return -1;
+  }
+  ok = fprintf(f, "%s:%s\n", FIXTURE_NAME, stage) > 0;
+  return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+#else
+static int record(const fixture *self, const char *stage) {
+  (void)self;
+  (void)stage;
+  return 0;
+}
+#endif
+
+#ifdef FIXTURE_REGISTER_SERVICE
+typedef struct fixture_service {
+  uint32_t struct_size;
+  uint32_t version;
+  const char *provider;
+} fixture_service;
+static const fixture_service fixture_service_table = {
+    (uint32_t)sizeof(fixture_service), 1u, FIXTURE_NAME};
+#endif
+
+static xplugin_status fixture_init(const xplugin_host_api *host,
+                                   const char *config_json, size_t config_len,
+                                   void **out_instance, char *err,
+                                   size_t err_cap) {
+  fixture *self;
+  char line[FIXTURE_PATH_MAX + 256];
+  (void)config_json;
+  (void)config_len;
+  (void)line;
+  if (host == NULL || out_instance == NULL) {
+    set_error(err, err_cap, FIXTURE_NAME ": init called with NULL arguments");
+    return XPLUGIN_ERR_INVALID_ARG;
+  }
+  self = (fixture *)calloc(1, sizeof *self);
+  if (self == NULL) {
+    set_error(err, err_cap, FIXTURE_NAME ": out of memory");
+    return XPLUGIN_ERR_NO_MEMORY;
+  }
+  self->host = host;
+
+#ifdef FIXTURE_RECORD
+  {
+    int found = find_trace_file(config_json, config_len, self->trace_file,
+                                sizeof self->trace_file);
+    if (found < 0) {
+      set_error(err, err_cap,
+                FIXTURE_NAME ": config item \"trace_file\" must be a non-empty "
+                "path string (escapes other than \\\" \\\\ \\/ not supported)");
+      free(self);
+      return XPLUGIN_ERR_CONFIG;
+    }
+    if (found == 0) {
+      const char *dir = host->data_dir != NULL ? host->data_dir(host->host) : NULL;
+      if (dir == NULL || dir[0] == '\0' ||
+          snprintf(self->trace_file, sizeof self->trace_file, "%s/trace.log",
+                   dir) >= (int)sizeof self->trace_file) {
+        set_error(err, err_cap,
+                  FIXTURE_NAME ": no \"trace_file\" in the config and no usable "
+                  "data directory to write trace.log into");
+        free(self);
+        return XPLUGIN_ERR_CONFIG;
+      }
+    }
+    if (record(self, "init") != 0) {
+      snprintf(line, sizeof line, FIXTURE_NAME ": cannot append to trace file %s",
+               self->trace_file);
+      set_error(err, err_cap, line);
+      free(self);
+      return XPLUGIN_ERR_IO;
+    }
+  }
+#endif
+
+#ifdef FIXTURE_REQUIRE_SERVICE
+  {
+    const void *iface = NULL;
+    uint32_t version = 0;
+    if (host->find_service == NULL ||
+        host->find_service(host->host, FIXTURE_REQUIRE_SERVICE, &iface,
+                           &version) != XPLUGIN_OK ||
+        iface == NULL) {
+      set_error(err, err_cap,
+                FIXTURE_NAME ": required service \"" FIXTURE_REQUIRE_SERVICE
+                "\" not found");
+      free(self);
+      return XPLUGIN_ERR_DEPENDENCY;
+    }
+  }
+#endif
+
+#ifdef FIXTURE_REGISTER_SERVICE
+  {
+    xplugin_status status =
+        host->register_service == NULL
+            ? XPLUGIN_ERR_NOT_IMPLEMENTED
+            : host->register_service(host->host, FIXTURE_REGISTER_SERVICE, 1u,
+                                     &fixture_service_table);
+    if (status != XPLUGIN_OK) {
+      snprintf(line, sizeof line,
+               FIXTURE_NAME ": cannot register service \"" FIXTURE_REGISTER_SERVICE
+               "\" (status %d)",
+               (int)status);
+      set_error(err, err_cap, line);
+      free(self);
+      return status;
+    }
+  }
+#endif
+
+#ifdef FIXTURE_FAIL_INIT
+  set_error(err, err_cap, FIXTURE_NAME ": deliberate failure in init (FIXTURE_FAIL_INIT)");
+  free(self);
+  return XPLUGIN_ERR_FAILED;
+#else
+  if (host->log != NULL) {
+    host->log(host->host, XPLUGIN_LOG_INFO, FIXTURE_NAME ": initialised");
+  }
+  *out_instance = self;
+  return XPLUGIN_OK;
+#endif
+}
+
+/* Shared body of start and stop: record, then fail if built to fail. */
+static xplugin_status fixture_stage(void *instance, const char *stage,
+                                    int fail, char *err, size_t err_cap) {
+  fixture *self = (fixture *)instance;
+  char line[256];
+  if (self == NULL) {
+    set_error(err, err_cap, FIXTURE_NAME ": called with a NULL instance");
+    return XPLUGIN_ERR_INVALID_ARG;
+  }
+  if (record(self, stage) != 0) {
+    set_error(err, err_cap, FIXTURE_NAME ": cannot append to the trace file");
+    return XPLUGIN_ERR_IO;
+  }
+  if (fail) {
+    snprintf(line, sizeof line, FIXTURE_NAME ": deliberate failure in %s (FIXTURE_FAIL_%s)",
+             stage, strcmp(stage, "start") == 0 ? "START" : "STOP");
+    set_error(err, err_cap, line);
+    return XPLUGIN_ERR_FAILED;
+  }
+  return XPLUGIN_OK;
+}
+
+#ifdef FIXTURE_FAIL_START
+#define FIXTURE_START_FAILS 1
+#else
+#define FIXTURE_START_FAILS 0
+#endif
+#ifdef FIXTURE_FAIL_STOP
+#define FIXTURE_STOP_FAILS 1
+#else
+#define FIXTURE_STOP_FAILS 0
+#endif
+
+static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
+  return fixture_stage(instance, "start", FIXTURE_START_FAILS, err, err_cap);
+}
+
+static xplugin_status fixture_stop(void *instance, char *err, size_t err_cap) {
+  return fixture_stage(instance, "stop", FIXTURE_STOP_FAILS, err, err_cap);
+}
+
+static xplugin_status fixture_reconfigure(void *instance,
+                                          const char *config_json,
+                                          size_t config_len, char *err,
+                                          size_t err_cap) {
+  (void)config_json;
+  (void)config_len;
+  return fixture_stage(instance, "reconfigure", 0, err, err_cap);
+}
+
+static void fixture_destroy(void *instance) {
+  fixture *self = (fixture *)instance;
+  if (self != NULL) {
+    (void)record(self, "destroy");
+    free(self);
+  }
+}
+
+static const xplugin_descriptor fixture_descriptor = {
+    XPLUGIN_MAGIC,
+    FIXTURE_ABI_MAJOR,
+    XPLUGIN_ABI_MINOR,
+    (uint32_t)sizeof(xplugin_descriptor),
+    FIXTURE_KIND,
+    FIXTURE_NAME,
+    FIXTURE_VERSION,
+    fixture_init,
+    fixture_start,
+    fixture_stop,
+    fixture_destroy,
+    fixture_reconfigure,
+    NULL, /* step */
+    NULL, /* idle */
+};
+
+XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) {
+  return &fixture_descriptor;
+}

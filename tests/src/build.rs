@@ -1,0 +1,481 @@
+//! Building and laying out the real artifacts the integration tests load:
+//! the example and fixture cdylibs, the workspace binaries, C plugins
+//! compiled with the system C compiler, and plugin folders in the vendor
+//! layout.
+//!
+//! Everything is derived from the running test executable, so the helpers
+//! work for `cargo test`, `cargo test --release`, a custom
+//! `CARGO_TARGET_DIR`, and cross runs (`--target aarch64-unknown-linux-gnu`
+//! under qemu). Environment knobs:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `CARGO` | cargo to run for missing artifacts (cargo sets it for tests; default `cargo`) |
+//! | `XPLUGIN_TARGET` | target triple the tests were built for (otherwise derived from the path) |
+//! | `XPLUGIN_TEST_PREBUILT` | `1`: never run cargo, only use artifacts that exist |
+//! | `XPLUGIN_TEST_CC` | C compiler (default `cc`), e.g. `aarch64-linux-gnu-gcc` |
+//! | `XPLUGIN_TEST_CFLAGS` | extra C compiler flags, split on whitespace |
+//! | `XPLUGIN_TEST_RUNNER` | prefix to run target programs, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu` |
+//!
+//! Cargo artifacts are built at most once per test process: each artifact
+//! has its own `OnceLock`, so parallel tests that ask for the same library
+//! wait for one `cargo build` instead of racing. They are rebuilt once per
+//! process (a no-op when fresh) so an edited example is never tested stale,
+//! unless `XPLUGIN_TEST_PREBUILT=1`.
+//!
+//! These are test helpers: on failure they panic with the full compiler or
+//! cargo output, which is what a failing test should show.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Cargo package of each example / fixture cdylib, by library name.
+const CDYLIB_PACKAGES: &[(&str, &str)] = &[
+    (
+        "plugindemo_controller",
+        "xplugin-example-plugindemo-controller",
+    ),
+    ("plugindemo_client", "xplugin-example-plugindemo-client"),
+    ("uikit_client", "xplugin-example-uikit-client"),
+    ("panicky", "xplugin-test-panicky"),
+    ("xplugin", "xplugin-runtime"),
+];
+
+/// The workspace root (parent of the `tests` package).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir.to_path_buf())
+}
+
+/// Where the test executable's build lives.
+#[derive(Debug, Clone)]
+struct BuildLayout {
+    /// `.../target[/TRIPLE]/PROFILE`
+    profile_dir: PathBuf,
+    /// `.../target` (what `--target-dir` takes).
+    target_root: PathBuf,
+    /// `--target` triple, if the tests were cross-built.
+    triple: Option<String>,
+    /// Directory name of the profile (`debug`, `release`, ...).
+    profile: String,
+}
+
+fn layout() -> &'static BuildLayout {
+    static LAYOUT: OnceLock<BuildLayout> = OnceLock::new();
+    LAYOUT.get_or_init(derive_layout)
+}
+
+fn derive_layout() -> BuildLayout {
+    let exe = std::env::current_exe().unwrap_or_else(|e| {
+        panic!("cannot find the test executable's path (std::env::current_exe: {e})")
+    });
+    let mut profile_dir = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    // Test and example executables live in PROFILE/deps or PROFILE/examples.
+    if matches!(
+        profile_dir.file_name().and_then(|n| n.to_str()),
+        Some("deps" | "examples")
+    ) {
+        if let Some(parent) = profile_dir.parent() {
+            profile_dir = parent.to_path_buf();
+        }
+    }
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let parent = profile_dir.parent().map(Path::to_path_buf);
+    let grandparent = parent
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    let is_target_root = |dir: &Path| dir.join("CACHEDIR.TAG").is_file();
+    let env_triple = std::env::var("XPLUGIN_TARGET")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let (target_root, derived_triple) = match (parent, grandparent) {
+        (Some(p), _) if is_target_root(&p) => (p, None),
+        (Some(p), Some(g)) if is_target_root(&g) || env_triple.is_some() => {
+            let triple = p.file_name().and_then(|n| n.to_str()).map(str::to_string);
+            (g, triple)
+        }
+        (Some(p), _) => (p, None),
+        (None, _) => (profile_dir.clone(), None),
+    };
+    BuildLayout {
+        profile_dir,
+        target_root,
+        triple: env_triple.or(derived_triple),
+        profile,
+    }
+}
+
+/// The profile directory the tests were built into (`.../target[/TRIPLE]/debug`),
+/// where cargo puts the cdylibs and binaries.
+pub fn target_dir() -> PathBuf {
+    layout().profile_dir.clone()
+}
+
+/// File name of a cdylib on this platform: `libNAME.so`, `NAME.dll`, `libNAME.dylib`.
+pub fn cdylib_file_name(lib_name: &str) -> String {
+    format!(
+        "{}{lib_name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// The plugin library file name inside a package folder: `NAME.so` / `NAME.dll`.
+pub fn plugin_library_file_name(plugin_name: &str) -> String {
+    format!("{plugin_name}{}", std::env::consts::DLL_SUFFIX)
+}
+
+/// Path of a workspace cdylib by library name (`plugindemo_controller`,
+/// `plugindemo_client`, `uikit_client`, `panicky`, `xplugin`), built with
+/// `cargo build -p PACKAGE --lib` if needed (see the module docs).
+///
+/// # Panics
+/// If the name is unknown, or cargo fails, or the file is still missing.
+pub fn cdylib_path(lib_name: &str) -> PathBuf {
+    let package = CDYLIB_PACKAGES
+        .iter()
+        .find(|(lib, _)| *lib == lib_name)
+        .map(|(_, package)| *package)
+        .unwrap_or_else(|| {
+            let known: Vec<&str> = CDYLIB_PACKAGES.iter().map(|(lib, _)| *lib).collect();
+            panic!("cdylib_path: unknown library {lib_name:?}; known: {known:?} (add it to CDYLIB_PACKAGES in tests/src/build.rs)")
+        });
+    let path = target_dir().join(cdylib_file_name(lib_name));
+    built_artifact(&format!("lib:{lib_name}"), &path, &["-p", package, "--lib"])
+}
+
+/// Path of the client-side runtime library (`libxplugin.so` / `xplugin.dll`).
+///
+/// # Panics
+/// As [`cdylib_path`].
+pub fn runtime_library_path() -> PathBuf {
+    cdylib_path("xplugin")
+}
+
+/// Path of a workspace binary (`xplugin-controller`, `xplugin-client`,
+/// `xplugin-pack`), built with `cargo build -p NAME --bin NAME` if needed.
+/// The package is assumed to carry the binary's name, as all of ours do.
+///
+/// # Panics
+/// If cargo fails or the file is still missing.
+pub fn bin_path(name: &str) -> PathBuf {
+    let path = target_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    built_artifact(&format!("bin:{name}"), &path, &["-p", name, "--bin", name])
+}
+
+/// The memoised outcome of building one artifact: its path or the error text.
+type ArtifactCell = OnceLock<Result<PathBuf, String>>;
+
+/// Runs cargo for one artifact at most once per process and returns its path.
+fn built_artifact(key: &str, path: &Path, cargo_args: &[&str]) -> PathBuf {
+    static ARTIFACTS: OnceLock<Mutex<HashMap<String, Arc<ArtifactCell>>>> = OnceLock::new();
+    let cell = {
+        let mut map = ARTIFACTS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(map.entry(key.to_string()).or_default())
+    };
+    let result = cell.get_or_init(|| {
+        let prebuilt = std::env::var("XPLUGIN_TEST_PREBUILT").is_ok_and(|v| v == "1");
+        if !prebuilt {
+            run_cargo_build(cargo_args)?;
+        }
+        if path.is_file() {
+            Ok(path.to_path_buf())
+        } else if prebuilt {
+            Err(format!(
+                "{} does not exist and XPLUGIN_TEST_PREBUILT=1 forbids building it; build it first: cargo build {}",
+                path.display(),
+                cargo_args.join(" ")
+            ))
+        } else {
+            Err(format!(
+                "cargo build {} succeeded but {} does not exist",
+                cargo_args.join(" "),
+                path.display()
+            ))
+        }
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+fn run_cargo_build(cargo_args: &[&str]) -> Result<(), String> {
+    let layout = layout();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(workspace_root())
+        .arg("build")
+        .args(cargo_args)
+        .arg("--target-dir")
+        .arg(&layout.target_root);
+    match layout.profile.as_str() {
+        "debug" => {}
+        "release" => {
+            command.arg("--release");
+        }
+        other => {
+            command.args(["--profile", other]);
+        }
+    }
+    if let Some(triple) = &layout.triple {
+        command.args(["--target", triple]);
+    }
+    let output = command.output().map_err(|e| {
+        format!(
+            "cannot run {} (set CARGO to the cargo binary): {e}",
+            cargo.to_string_lossy()
+        )
+    })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed with {}:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The C compiler: `XPLUGIN_TEST_CC`, else `cc`.
+pub fn cc() -> String {
+    std::env::var("XPLUGIN_TEST_CC")
+        .ok()
+        .filter(|cc| !cc.trim().is_empty())
+        .unwrap_or_else(|| "cc".to_string())
+}
+
+/// Extra C flags from `XPLUGIN_TEST_CFLAGS`.
+fn extra_cflags() -> Vec<String> {
+    std::env::var("XPLUGIN_TEST_CFLAGS")
+        .map(|flags| flags.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The include directories of the ABI headers and the examples' service headers.
+pub fn c_include_dirs() -> Vec<PathBuf> {
+    let root = workspace_root();
+    vec![
+        root.join("xplugin-abi/include"),
+        root.join("examples/plugindemo-controller/include"),
+        root.join("examples/uikit-client/include"),
+    ]
+}
+
+/// Runs the C compiler with the include directories and the warnings we hold
+/// C code to (`-std=c99 -Wall -Wextra -Werror`), plus `args`.
+///
+/// # Panics
+/// If the compiler cannot be run or fails; the message holds its output.
+pub fn run_cc(args: &[&std::ffi::OsStr]) {
+    let compiler = cc();
+    let mut command = Command::new(&compiler);
+    command.args(["-std=c99", "-Wall", "-Wextra", "-Werror"]);
+    for dir in c_include_dirs() {
+        command.arg("-I").arg(dir);
+    }
+    command.args(extra_cflags()).args(args);
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("cannot run the C compiler {compiler:?} (set XPLUGIN_TEST_CC): {e}")
+    });
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}:\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Compiles C sources into a plugin library at `out_path` with
+/// `-fPIC -shared -fvisibility=hidden`, one `-D` per entry of `defines`
+/// (e.g. `FIXTURE_NAME="failinit"` or `FIXTURE_FAIL_INIT`).
+///
+/// # Panics
+/// If the compiler fails (its output is in the message).
+pub fn compile_c_plugin(sources: &[&Path], defines: &[&str], out_path: &Path) {
+    if let Some(dir) = out_path.parent() {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    }
+    let mut args: Vec<OsString> = vec![
+        "-fPIC".into(),
+        "-shared".into(),
+        "-fvisibility=hidden".into(),
+    ];
+    args.extend(defines.iter().map(|d| OsString::from(format!("-D{d}"))));
+    args.push("-o".into());
+    args.push(out_path.into());
+    args.extend(sources.iter().map(|s| OsString::from(*s)));
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    run_cc(&refs);
+}
+
+/// Compiles the C fixture `examples/test-plugins/c/fixture.c` with
+/// `FIXTURE_NAME="<name>"` plus `defines`, once per process and name, into
+/// `<profile dir>/xplugin-c-fixtures/<name>/libNAME.so`, and returns its path.
+/// The name must be unique per set of defines within a test run.
+///
+/// # Panics
+/// If the compiler fails.
+pub fn c_fixture(name: &str, defines: &[&str]) -> PathBuf {
+    let out = target_dir()
+        .join("xplugin-c-fixtures")
+        .join(name)
+        .join(cdylib_file_name(name));
+    let mut all: Vec<String> = vec![format!("FIXTURE_NAME=\"{name}\"")];
+    all.extend(defines.iter().map(|d| d.to_string()));
+    compiled_once(&format!("c-fixture:{name}:{}", all.join(" ")), &out, || {
+        let source = workspace_root().join("examples/test-plugins/c/fixture.c");
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        compile_c_plugin(&[&source], &refs, &out);
+    })
+}
+
+/// Compiles the C example plugin `examples/motionlog-c/motionlog.c` once per
+/// process into `<profile dir>/xplugin-c-examples/libmotionlog.so`.
+///
+/// # Panics
+/// If the compiler fails.
+pub fn motionlog_path() -> PathBuf {
+    let out = target_dir()
+        .join("xplugin-c-examples")
+        .join(cdylib_file_name("motionlog"));
+    compiled_once("c-example:motionlog", &out, || {
+        let source = workspace_root().join("examples/motionlog-c/motionlog.c");
+        compile_c_plugin(&[&source], &[], &out);
+    })
+}
+
+fn compiled_once(key: &str, out: &Path, compile: impl FnOnce()) -> PathBuf {
+    static COMPILED: OnceLock<Mutex<HashMap<String, Arc<OnceLock<()>>>>> = OnceLock::new();
+    let cell = {
+        let mut map = COMPILED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(map.entry(key.to_string()).or_default())
+    };
+    cell.get_or_init(compile);
+    out.to_path_buf()
+}
+
+/// `XPLUGIN_TEST_RUNNER` split on whitespace (empty when unset): the prefix
+/// that runs a target program, e.g. `["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]`.
+pub fn runner_prefix() -> Vec<String> {
+    std::env::var("XPLUGIN_TEST_RUNNER")
+        .map(|runner| runner.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A `Command` that runs `program` (built for the target) through
+/// [`runner_prefix`] when one is set.
+pub fn target_command(program: &Path) -> Command {
+    let prefix = runner_prefix();
+    match prefix.split_first() {
+        Some((runner, runner_args)) => {
+            let mut command = Command::new(runner);
+            command.args(runner_args).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Lays out a plugin folder the way a package installs it:
+/// `dest/NAME/NAME.json` (the given manifest text), `dest/NAME/NAME.so`
+/// (a copy of `lib_src`; `.dll` on Windows) and, when the manifest is a
+/// client manifest (contains `"client_plugin"`), the runtime library
+/// `libxplugin.so` beside it. Returns `dest/NAME`.
+///
+/// # Panics
+/// On any I/O error, naming the path.
+pub fn plugin_folder(dest: &Path, name: &str, lib_src: &Path, manifest_json: &str) -> PathBuf {
+    let folder = dest.join(name);
+    std::fs::create_dir_all(&folder)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", folder.display()));
+    let manifest = folder.join(format!("{name}.json"));
+    std::fs::write(&manifest, manifest_json)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", manifest.display()));
+    copy_file(lib_src, &folder.join(plugin_library_file_name(name)));
+    if manifest_json.contains("\"client_plugin\"") {
+        let runtime = runtime_library_path();
+        copy_file(&runtime, &folder.join(cdylib_file_name("xplugin")));
+    }
+    folder
+}
+
+fn copy_file(from: &Path, to: &Path) {
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", from.display(), to.display()));
+}
+
+/// A flat controller manifest: `{"controller_plugin": {"name": NAME, ...}}`
+/// with `depend` as plain names, `enable: true` and optional `config` JSON
+/// (an object's text, placed as `"config"`; the loader's test decides its form).
+pub fn controller_manifest(
+    name: &str,
+    version: &str,
+    depend: &[&str],
+    config: Option<&str>,
+) -> String {
+    let depend = json_string_list(depend);
+    let config = config
+        .map(|c| format!(",\n    \"config\": {c}"))
+        .unwrap_or_default();
+    format!(
+        "{{\n  \"controller_plugin\": {{\n    \"name\": {},\n    \"depend\": {depend},\n    \"enable\": true,\n    \"version\": {}{config}\n  }}\n}}\n",
+        json_string(name),
+        json_string(version)
+    )
+}
+
+/// A client manifest in the vendor's form with `enable: true`.
+pub fn client_manifest(name: &str, version: &str, depend: &[&str], ctrl_depend: &[&str]) -> String {
+    format!(
+        "{{\n  \"client_plugin\": {{\n    \"name\": {},\n    \"depend\": {},\n    \"ctrlDepend\": {},\n    \"enable\": true,\n    \"version\": {}\n  }}\n}}\n",
+        json_string(name),
+        json_string_list(depend),
+        json_string_list(ctrl_depend),
+        json_string(version)
+    )
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_string_list(items: &[&str]) -> String {
+    let items: Vec<String> = items.iter().map(|s| json_string(s)).collect();
+    format!("[{}]", items.join(", "))
+}

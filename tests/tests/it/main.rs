@@ -1,0 +1,2 @@
+mod abi_layout;
+mod store;

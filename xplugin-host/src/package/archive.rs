@@ -1,0 +1,676 @@
+//! Walking one zip archive (the outer package or an inner `client.zip` /
+//! `controller.zip`): a metadata pass that checks every entry before a byte
+//! is unpacked, then a streaming data pass that holds the decompressor to the
+//! sizes and CRC the headers declared.
+
+use super::entry_name::{collision_key, display_raw, parse_entry_name, EntryName};
+use super::headers::{self, CentralRecord, HeaderError, FLAG_DATA_DESCRIPTOR, FLAG_ENCRYPTED};
+use super::limits::Limits;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use xplugin_model::{Problem, Problems};
+
+const METHOD_STORED: u16 = 0;
+const METHOD_DEFLATED: u16 = 8;
+const METHOD_AES: u16 = 99;
+
+/// Size of the fixed buffers used to copy and decompress; memory does not
+/// grow with the package.
+pub(crate) const COPY_BUFFER: usize = 64 * 1024;
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFCHR: u32 = 0o020_000;
+const S_IFBLK: u32 = 0o060_000;
+const S_IFIFO: u32 = 0o010_000;
+const S_IFSOCK: u32 = 0o140_000;
+
+/// How an entry's data is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Stored,
+    Deflated,
+}
+
+/// An entry that passed every metadata check.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub name: EntryName,
+    /// `plugindemo.zip: client.zip: plugindemo/plugindemo.so`
+    pub subject: String,
+    pub method: Method,
+    pub crc32: u32,
+    pub compressed_size: u64,
+    pub uncompressed_size: u64,
+    pub data_start: u64,
+    /// `__MACOSX/`, `.DS_Store`, `Thumbs.db`…: checked, never written.
+    pub litter: bool,
+}
+
+/// An archive whose metadata was read; `entries` holds only the entries that
+/// passed (the others are in the problems).
+#[derive(Debug)]
+pub(crate) struct Archive {
+    pub file: File,
+    pub entries: Vec<Entry>,
+}
+
+/// A failure reading the package file itself (not the package's fault).
+#[derive(Debug)]
+pub(crate) struct ReadFailure(pub io::Error);
+
+/// True for operating-system litter that zip tools add on their own.
+pub(crate) fn is_litter(name: &EntryName) -> bool {
+    name.components.first().map(String::as_str) == Some("__MACOSX")
+        || name.components.last().is_some_and(|last| {
+            matches!(last.as_str(), ".DS_Store" | "Thumbs.db" | "desktop.ini")
+                || last.starts_with("._")
+        })
+}
+
+const HINT_REBUILD: &str =
+    "rebuild the package with a standard zip tool (e.g. `xplugin-pack pack`); do not install this file";
+
+/// Reads and checks the metadata of the archive in `file`. Every problem goes
+/// to `problems` with a subject starting with `label` (`plugindemo.zip` or
+/// `plugindemo.zip: client.zip`). `total` accumulates the declared sizes of the
+/// files that will be written, against [`Limits::max_total_uncompressed`].
+///
+/// Returns `Ok(None)` when the archive is unreadable as a whole (problem recorded).
+pub(crate) fn scan(
+    file: File,
+    label: &str,
+    limits: &Limits,
+    total: &mut u64,
+    problems: &mut Problems,
+) -> Result<Option<Archive>, ReadFailure> {
+    let file_len = file.metadata().map_err(ReadFailure)?.len();
+    let archive_problem = |msg: String| Problem::error(label, msg, HINT_REBUILD);
+
+    // 1. Our own end record, so the entry count is bounded before the zip
+    //    crate builds its index.
+    let directory = match headers::read_directory(&file, file_len) {
+        Ok(d) => d,
+        Err(HeaderError::Bad(msg)) => {
+            problems.push(archive_problem(format!(
+                "not a readable zip archive: {msg}"
+            )));
+            return Ok(None);
+        }
+        Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
+    };
+    if directory.entries > limits.max_entries {
+        problems.push(Problem::error(
+            label,
+            format!(
+                "the archive has {} entries, the limit is {}",
+                directory.entries, limits.max_entries
+            ),
+            "split the package or raise max_entries in the host configuration",
+        ));
+        return Ok(None);
+    }
+    if directory.entries == 0 {
+        problems.push(archive_problem("the archive is empty".into()));
+        return Ok(None);
+    }
+
+    // 2. The zip crate's reading of the central directory.
+    let mut zip = match zip::ZipArchive::new(&file) {
+        Ok(z) => z,
+        Err(e) => {
+            problems.push(archive_problem(format!(
+                "not a readable zip archive (corrupt or truncated): {e}"
+            )));
+            return Ok(None);
+        }
+    };
+    if zip.offset() != 0 {
+        problems.push(archive_problem(format!(
+            "{} bytes of other data come before the archive (a self-extractor or a polyglot file)",
+            zip.offset()
+        )));
+        return Ok(None);
+    }
+
+    // 3. Walk the directory ourselves, record by record, and cross-check.
+    let mut entries = Vec::new();
+    let mut extents: Vec<(u64, u64, String)> = Vec::new();
+    let mut seen: HashMap<String, (String, bool)> = HashMap::new();
+    let mut offset = directory.start;
+    let errors_before = problems.errors().count();
+    for _ in 0..directory.entries {
+        let record = headers::read_central_record(&file, offset, directory.end).and_then(|r| {
+            Ok((
+                r,
+                headers::central_record_len(&file, offset, directory.end)?,
+            ))
+        });
+        let (record, record_len) = match record {
+            Ok(r) => r,
+            Err(HeaderError::Bad(msg)) => {
+                problems.push(archive_problem(format!(
+                    "central directory record at offset {offset}: {msg}"
+                )));
+                return Ok(None);
+            }
+            Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
+        };
+        let record_start = offset;
+        offset = offset.saturating_add(record_len);
+        let shown = display_raw(&record.raw_name);
+        let subject = format!("{label}: {shown}");
+        let before = problems.len();
+        let entry_problem =
+            |msg: String, hint: &str| Problem::error(subject.clone(), msg, hint.to_string());
+
+        if let Err(msg) = cross_check_with_zip_crate(&mut zip, &record, record_start) {
+            problems.push(entry_problem(msg, HINT_REBUILD));
+        }
+        let name = match parse_entry_name(&record.raw_name, limits) {
+            Ok(n) => Some(n),
+            Err(refusal) => {
+                problems.push(entry_problem(refusal.message, &refusal.hint));
+                None
+            }
+        };
+        check_attributes(&record, name.as_ref(), &subject, problems);
+
+        match headers::check_local_header(&file, &record, directory.start) {
+            Ok(extent) => {
+                extents.push((extent.header_start, extent.end, shown.clone()));
+                if let Some(name) = name {
+                    let litter = is_litter(&name);
+                    check_sizes(&record, &name, litter, &subject, limits, total, problems);
+                    if !litter {
+                        check_collisions(&name, &mut seen, &subject, problems);
+                    }
+                    if problems.len() == before {
+                        let method = if record.method == METHOD_STORED {
+                            Method::Stored
+                        } else {
+                            Method::Deflated
+                        };
+                        entries.push(Entry {
+                            name,
+                            subject,
+                            method,
+                            crc32: record.crc32,
+                            compressed_size: record.compressed_size,
+                            uncompressed_size: record.uncompressed_size,
+                            data_start: extent.data_start,
+                            litter,
+                        });
+                    }
+                }
+            }
+            Err(HeaderError::Bad(msg)) => problems.push(entry_problem(msg, HINT_REBUILD)),
+            Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
+        }
+    }
+    if offset != directory.end {
+        problems.push(archive_problem(format!(
+            "the central directory records end at offset {offset}, the directory ends at {}: there are records the entry count hides",
+            directory.end
+        )));
+    }
+    if zip.len() as u64 != directory.entries && problems.errors().count() == errors_before {
+        problems.push(archive_problem(format!(
+            "the central directory has {} records but only {} distinct names",
+            directory.entries,
+            zip.len()
+        )));
+    }
+    check_extents(&mut extents, directory.start, label, problems);
+    Ok(Some(Archive { file, entries }))
+}
+
+/// Compares our reading of a central record with the zip crate's.
+fn cross_check_with_zip_crate(
+    zip: &mut zip::ZipArchive<&File>,
+    record: &CentralRecord,
+    record_start: u64,
+) -> Result<(), String> {
+    let Some(index) = zip.index_for_name_raw(&record.raw_name) else {
+        return Err(
+            "the zip library knows this entry under another name (an Info-ZIP Unicode path extra field renames it): two tools would unpack different files"
+                .into(),
+        );
+    };
+    let theirs = zip
+        .by_index_data(index)
+        .map_err(|e| format!("the zip library cannot read this entry: {e}"))?;
+    if theirs.central_header_start() != record_start {
+        return Err(
+            "another entry has the same name (duplicate entries: which one wins depends on the tool)"
+                .into(),
+        );
+    }
+    let mut diffs = Vec::new();
+    if theirs.compressed_size() != record.compressed_size {
+        diffs.push("compressed size");
+    }
+    if theirs.size() != record.uncompressed_size {
+        diffs.push("uncompressed size");
+    }
+    if theirs.crc32() != record.crc32 {
+        diffs.push("CRC-32");
+    }
+    if theirs.header_start() != record.local_header_offset {
+        diffs.push("local header offset");
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the central record is ambiguous: the zip library reads a different {} (conflicting zip64 fields?)",
+            diffs.join(", ")
+        ))
+    }
+}
+
+/// Encryption, compression method, file type from the external attributes.
+fn check_attributes(
+    record: &CentralRecord,
+    name: Option<&EntryName>,
+    subject: &str,
+    problems: &mut Problems,
+) {
+    if record.flags & FLAG_ENCRYPTED != 0 || record.method == METHOD_AES {
+        problems.push(Problem::error(
+            subject,
+            "the entry is encrypted",
+            "packages must not be encrypted; rebuild it without a password",
+        ));
+    } else if record.method != METHOD_STORED && record.method != METHOD_DEFLATED {
+        let known = match record.method {
+            9 => " (Deflate64)",
+            12 => " (bzip2)",
+            14 => " (LZMA)",
+            93 => " (Zstandard)",
+            95 => " (XZ)",
+            98 => " (PPMd)",
+            _ => "",
+        };
+        problems.push(Problem::error(
+            subject,
+            format!(
+                "unsupported compression method {}{known}; expected 0 (stored) or 8 (deflate)",
+                record.method
+            ),
+            "rebuild the package with plain deflate compression",
+        ));
+    }
+    if record.disk_start != 0 {
+        problems.push(Problem::error(
+            subject,
+            "the entry claims to start on another disk of a multi-part archive",
+            HINT_REBUILD,
+        ));
+    }
+    // The upper 16 bits are the Unix st_mode when a Unix tool wrote the entry;
+    // checked whatever the "made by" system says, since only the type matters.
+    let mode = record.external_attributes >> 16;
+    let kind = match mode & S_IFMT {
+        0 | S_IFREG => None,
+        S_IFDIR if name.is_some_and(|n| n.is_dir) => None,
+        S_IFDIR => Some("a directory mode on a file name"),
+        S_IFLNK => Some("a symbolic link"),
+        S_IFCHR => Some("a character device"),
+        S_IFBLK => Some("a block device"),
+        S_IFIFO => Some("a FIFO (named pipe)"),
+        S_IFSOCK => Some("a socket"),
+        _ => Some("an unknown file type"),
+    };
+    if let Some(kind) = kind {
+        problems.push(Problem::error(
+            subject,
+            format!(
+                "the entry is {kind} (mode {mode:o}); only regular files and folders are allowed"
+            ),
+            "replace links and special files by regular files and rebuild the package",
+        ));
+    }
+    if name.is_some_and(|n| n.is_dir) && record.uncompressed_size != 0 {
+        problems.push(Problem::error(
+            subject,
+            format!(
+                "a folder entry carries {} bytes of data",
+                record.uncompressed_size
+            ),
+            HINT_REBUILD,
+        ));
+    }
+}
+
+/// Declared sizes against the limits.
+fn check_sizes(
+    record: &CentralRecord,
+    name: &EntryName,
+    litter: bool,
+    subject: &str,
+    limits: &Limits,
+    total: &mut u64,
+    problems: &mut Problems,
+) {
+    let size = record.uncompressed_size;
+    if record.method == METHOD_STORED && record.compressed_size != size {
+        problems.push(Problem::error(
+            subject,
+            format!(
+                "a stored entry must have equal sizes; it declares {} compressed and {size} uncompressed",
+                record.compressed_size
+            ),
+            HINT_REBUILD,
+        ));
+    }
+    if record.flags & FLAG_DATA_DESCRIPTOR != 0 && record.method == METHOD_STORED {
+        problems.push(Problem::error(
+            subject,
+            "a stored entry with sizes in a trailing data descriptor cannot be delimited safely",
+            HINT_REBUILD,
+        ));
+    }
+    if litter {
+        return;
+    }
+    if size > limits.max_entry_uncompressed {
+        problems.push(Problem::error(
+            subject,
+            format!(
+                "the entry unpacks to {size} bytes, the limit for one file is {}",
+                limits.max_entry_uncompressed
+            ),
+            "raise max_entry_uncompressed in the host configuration if this file is genuine",
+        ));
+    }
+    if size >= limits.ratio_check_min_bytes {
+        let ratio_too_high = match size.checked_div(record.compressed_size) {
+            Some(ratio) => ratio > limits.max_ratio,
+            None => true,
+        };
+        if ratio_too_high {
+            problems.push(Problem::error(
+                subject,
+                format!(
+                    "the entry unpacks to {size} bytes from {} compressed bytes, a ratio above the limit of {} (a zip bomb?)",
+                    record.compressed_size, limits.max_ratio
+                ),
+                "raise max_ratio in the host configuration if this file is genuine",
+            ));
+        }
+    }
+    let is_json = name
+        .components
+        .last()
+        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".json"));
+    if is_json && size > limits.max_json_bytes {
+        problems.push(Problem::error(
+            subject,
+            format!(
+                "the JSON file is {size} bytes, the limit is {}",
+                limits.max_json_bytes
+            ),
+            "manifests are small; remove embedded data or raise max_json_bytes",
+        ));
+    }
+    if !name.is_dir {
+        match total.checked_add(size) {
+            Some(t) if t <= limits.max_total_uncompressed => *total = t,
+            _ => {
+                problems.push(Problem::error(
+                    subject,
+                    format!(
+                        "with this entry the package unpacks to more than {} bytes in total",
+                        limits.max_total_uncompressed
+                    ),
+                    "raise max_total_uncompressed in the host configuration if the package is genuine",
+                ));
+                *total = u64::MAX;
+            }
+        }
+    }
+}
+
+/// Duplicate and colliding names, including a file that is also used as a
+/// folder by another entry (`a/b` and `a/b/c`).
+fn check_collisions(
+    name: &EntryName,
+    seen: &mut HashMap<String, (String, bool)>,
+    subject: &str,
+    problems: &mut Problems,
+) {
+    let mut prefix = String::new();
+    let count = name.components.len();
+    for (i, component) in name.components.iter().enumerate() {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(component);
+        let is_last = i + 1 == count;
+        let is_dir = !is_last || name.is_dir;
+        let key = collision_key(&prefix);
+        match seen.get(&key) {
+            None => {
+                seen.insert(key, (prefix.clone(), is_dir));
+            }
+            Some((other, other_is_dir)) => {
+                if is_dir && *other_is_dir {
+                    if other != &prefix {
+                        problems.push(Problem::error(
+                            subject,
+                            format!(
+                                "the folder \"{prefix}\" collides with \"{other}\" (same name ignoring case or Unicode normalisation)"
+                            ),
+                            "use one spelling for each folder and rebuild the package",
+                        ));
+                        return;
+                    }
+                    if is_last {
+                        // A second folder entry for an existing folder.
+                        problems.push(Problem::error(
+                            subject,
+                            "duplicate folder entry",
+                            "rebuild the package with a standard zip tool",
+                        ));
+                        return;
+                    }
+                } else {
+                    let what = if other == &prefix && !is_dir && !*other_is_dir {
+                        "duplicate entry: another entry has the same name".to_string()
+                    } else if other == &prefix {
+                        format!("\"{prefix}\" is used both as a file and as a folder")
+                    } else {
+                        format!(
+                            "\"{prefix}\" collides with \"{other}\" (same name ignoring case or Unicode normalisation; one would overwrite the other on Windows or macOS)"
+                        )
+                    };
+                    problems.push(Problem::error(
+                        subject,
+                        what,
+                        "give every file a distinct name and rebuild the package",
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Every byte before the central directory must belong to exactly one entry:
+/// no overlaps (a "zip bomb" reusing the same data, or a header hidden in
+/// another entry's data) and no gaps (hidden local headers that only a
+/// streaming reader would see).
+fn check_extents(
+    extents: &mut [(u64, u64, String)],
+    data_end: u64,
+    label: &str,
+    problems: &mut Problems,
+) {
+    extents.sort();
+    let mut cursor = 0u64;
+    let mut previous: Option<&str> = None;
+    for (start, end, name) in extents.iter() {
+        if *start < cursor {
+            problems.push(Problem::error(
+                format!("{label}: {name}"),
+                format!(
+                    "the entry (bytes {start}..{end}) overlaps {} (which ends at {cursor})",
+                    previous.map_or_else(|| "another entry".to_string(), |p| format!("\"{p}\""))
+                ),
+                HINT_REBUILD,
+            ));
+        } else if *start > cursor {
+            problems.push(Problem::error(
+                format!("{label}: {name}"),
+                format!(
+                    "{} unlisted bytes come before this entry (offsets {cursor}..{start}): data not in the central directory",
+                    start - cursor
+                ),
+                HINT_REBUILD,
+            ));
+        }
+        if *end > cursor {
+            cursor = *end;
+            previous = Some(name);
+        }
+    }
+    if cursor < data_end {
+        problems.push(Problem::error(
+            label,
+            format!(
+                "{} unlisted bytes lie between the last entry and the central directory (offsets {cursor}..{data_end})",
+                data_end - cursor
+            ),
+            HINT_REBUILD,
+        ));
+    }
+}
+
+/// Why an entry's data was refused, or our own I/O failed.
+#[derive(Debug)]
+pub(crate) enum DataError {
+    /// The data is bad: the message for the entry.
+    Bad(String),
+    /// Reading the package failed.
+    Read(io::Error),
+    /// Writing the output failed.
+    Write(io::Error),
+}
+
+/// Streams the data of `entry` into `out`, never writing more than the
+/// declared size, and checks size, CRC-32 and that the compressed stream is
+/// consumed exactly. Memory: two fixed buffers.
+pub(crate) fn copy_entry_data(
+    file: &File,
+    entry: &Entry,
+    out: &mut impl Write,
+) -> Result<(), DataError> {
+    let mut reader = file;
+    reader
+        .seek(SeekFrom::Start(entry.data_start))
+        .map_err(DataError::Read)?;
+    let mut raw = reader.take(entry.compressed_size);
+    let declared = entry.uncompressed_size;
+    let mut crc = crc32fast::Hasher::new();
+    let mut written = 0u64;
+    let mut in_buf = vec![0u8; COPY_BUFFER];
+    let too_big = || {
+        DataError::Bad(format!(
+            "the entry unpacks to more than its declared {declared} bytes"
+        ))
+    };
+    match entry.method {
+        Method::Stored => loop {
+            let n = read_some(&mut raw, &mut in_buf)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = in_buf.get(..n).unwrap_or_default();
+            if written + n as u64 > declared {
+                return Err(too_big());
+            }
+            crc.update(chunk);
+            out.write_all(chunk).map_err(DataError::Write)?;
+            written += n as u64;
+        },
+        Method::Deflated => {
+            let mut out_buf = vec![0u8; COPY_BUFFER];
+            let mut inflater = flate2::Decompress::new(false);
+            let (mut in_pos, mut in_len, mut input_done) = (0usize, 0usize, false);
+            loop {
+                if in_pos == in_len && !input_done {
+                    in_len = read_some(&mut raw, &mut in_buf)?;
+                    in_pos = 0;
+                    input_done = in_len == 0;
+                }
+                let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+                let input = in_buf.get(in_pos..in_len).unwrap_or_default();
+                let status = inflater
+                    .decompress(input, &mut out_buf, flate2::FlushDecompress::None)
+                    .map_err(|e| DataError::Bad(format!("the compressed data is corrupt: {e}")))?;
+                let consumed = (inflater.total_in() - before_in) as usize;
+                let produced = (inflater.total_out() - before_out) as usize;
+                in_pos += consumed;
+                if produced > 0 {
+                    if written + produced as u64 > declared {
+                        return Err(too_big());
+                    }
+                    let chunk = out_buf.get(..produced).unwrap_or_default();
+                    crc.update(chunk);
+                    out.write_all(chunk).map_err(DataError::Write)?;
+                    written += produced as u64;
+                }
+                if status == flate2::Status::StreamEnd {
+                    break;
+                }
+                if consumed == 0 && produced == 0 {
+                    if input_done {
+                        return Err(DataError::Bad(format!(
+                            "the compressed data ends before the deflate stream does (after {written} of {declared} bytes): truncated or corrupt"
+                        )));
+                    }
+                    if in_pos < in_len {
+                        return Err(DataError::Bad(
+                            "the compressed data is corrupt (the decompressor makes no progress)"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            if inflater.total_in() != entry.compressed_size {
+                return Err(DataError::Bad(format!(
+                    "the deflate stream ends after {} of the {} compressed bytes declared: other data is hidden after it",
+                    inflater.total_in(),
+                    entry.compressed_size
+                )));
+            }
+        }
+    }
+    if written != declared {
+        return Err(DataError::Bad(format!(
+            "the entry unpacks to {written} bytes, its headers declare {declared} (truncated or lying sizes)"
+        )));
+    }
+    let actual = crc.finalize();
+    if actual != entry.crc32 {
+        return Err(DataError::Bad(format!(
+            "CRC-32 mismatch: the headers declare {:#010x}, the data gives {actual:#010x} (corrupt or tampered)",
+            entry.crc32
+        )));
+    }
+    Ok(())
+}
+
+fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, DataError> {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DataError::Read(e)),
+        }
+    }
+}

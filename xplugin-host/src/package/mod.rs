@@ -1,0 +1,588 @@
+//! Reading an untrusted plugin package (`plugindemo.zip`) into a staging
+//! directory, with bounded memory and disk.
+//!
+//! The package is the vendor's nested format (SPEC section 2): an outer zip
+//! holding `client.zip` and/or `controller.zip`, each holding one folder per
+//! plugin. [`unpack_package`] checks everything it can before writing a byte,
+//! then streams each file into the staging directory the caller gave; the
+//! caller verifies manifests and licenses there and commits atomically.
+//!
+//! # What is refused (each problem names the entry)
+//!
+//! * **Structure** — our own parse of the end record, of every central
+//!   directory record and of every local header is cross-checked with the
+//!   `zip` crate's reading and with each other (name, flags, method, CRC,
+//!   sizes, data descriptor); entries must tile the data area exactly: no
+//!   overlaps, no unlisted bytes (hidden local headers), nothing before the
+//!   first entry or after the end record; no multi-disk archives.
+//! * **Names** — see [`entry_name`](self) rules: traversal (`..`), absolute,
+//!   drive, UNC and `\` paths, NUL and control characters, Windows-reserved
+//!   names and characters, too long, too deep, duplicates, and names that
+//!   collide after NFC normalisation and lower-casing (file vs folder too).
+//! * **Types** — symlinks, devices, FIFOs, sockets (Unix mode in the external
+//!   attributes); encrypted entries; methods other than stored and deflate.
+//! * **Sizes** — the [`Limits`]: package size, entries per archive, per-entry
+//!   and total uncompressed size, compression ratio, JSON size. Data is held
+//!   to its declared size (the decompressor's output is cut at the declared
+//!   size + 1 byte), its CRC-32 and its exact compressed length.
+//! * **Nesting** — the outer archive may hold only `client.zip` and
+//!   `controller.zip` (OS litter such as `__MACOSX/`, `.DS_Store`,
+//!   `Thumbs.db` is ignored with a warning); any other entry, including any
+//!   other archive, is refused. Inside a plugin folder a `.zip` is an ordinary
+//!   data file: it is installed as bytes and never opened, and counts against
+//!   the same limits, so it cannot be a bomb.
+//! * **Format** — [`layout`](self) per side: `NAME/NAME.json`, `NAME/NAME.lic`,
+//!   `NAME.so` (controller), `NAME.so` and/or `NAME.dll` with the matching ABI
+//!   runtime (client), case-sensitive stems, no files outside plugin folders.
+//!
+//! # What is written
+//!
+//! `staging/client/NAME/...` and `staging/controller/NAME/...`, created
+//! component by component, files with `O_EXCL|O_NOFOLLOW`, mode 0644, folders
+//! 0755, whatever the archive says; each file and each touched folder is
+//! fsynced. An inner zip is first spooled (decompressed, size- and
+//! CRC-checked) to `staging/.spool-<side>.zip` and removed after use. On any
+//! refusal or failure everything this call created is removed, leaving the
+//! staging directory empty.
+
+mod archive;
+mod entry_name;
+mod headers;
+mod layout;
+mod limits;
+mod staging;
+
+pub use layout::Libraries;
+pub use limits::Limits;
+
+use archive::{Archive, DataError, Entry, ReadFailure};
+use staging::{Staging, WriteFailure};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use xplugin_model::{Problem, Problems};
+
+/// Which half of a package. (Temporary local name until
+/// `xplugin_model::manifest::Side` lands; it will be replaced by it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SideName {
+    /// The teach-pendant (HMI) side, `client.zip`.
+    Client,
+    /// The robot-controller side, `controller.zip`.
+    Controller,
+}
+
+impl SideName {
+    /// The fixed name of this side's inner archive.
+    pub fn archive_name(self) -> &'static str {
+        match self {
+            SideName::Client => "client.zip",
+            SideName::Controller => "controller.zip",
+        }
+    }
+
+    /// The folder under the staging directory that holds this side.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            SideName::Client => "client",
+            SideName::Controller => "controller",
+        }
+    }
+}
+
+/// What [`unpack_package`] produced.
+#[derive(Debug, Clone)]
+pub struct UnpackedPackage {
+    /// The client side, if the package has `client.zip`.
+    pub client: Option<SideTree>,
+    /// The controller side, if the package has `controller.zip`.
+    pub controller: Option<SideTree>,
+    /// Warnings only (ignored OS litter); the package was accepted.
+    pub warnings: Problems,
+}
+
+/// One unpacked side.
+#[derive(Debug, Clone)]
+pub struct SideTree {
+    /// Which side.
+    pub side: SideName,
+    /// `staging/client` or `staging/controller`.
+    pub dir: PathBuf,
+    /// Its plugin folders, sorted by name.
+    pub plugins: Vec<PluginFolder>,
+}
+
+/// One unpacked plugin folder.
+#[derive(Debug, Clone)]
+pub struct PluginFolder {
+    /// The folder name, which the format makes the plugin name.
+    pub name: String,
+    /// `staging/<side>/<name>`.
+    pub dir: PathBuf,
+    /// Every file, relative to `dir`, `/`-separated, sorted.
+    pub files: Vec<String>,
+    /// Which libraries and runtimes are present.
+    pub libraries: Libraries,
+}
+
+/// Why a package was not unpacked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackageError {
+    /// The package is bad. Holds every problem found (errors, and warnings
+    /// such as ignored litter), each naming the entry, e.g.
+    /// `plugindemo.zip: controller.zip: plugindemo/plugindemo.so`.
+    #[error("the package is refused; nothing was installed.\n{0}")]
+    Refused(Problems),
+    /// Our side failed: reading the package file, or writing the staging
+    /// directory (full disk, permissions, a staging directory that is not an
+    /// empty real directory).
+    #[error("cannot unpack the package: {}: {source} (check that the file is readable and that the install root's filesystem has space and is writable)", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<WriteFailure> for PackageError {
+    fn from(f: WriteFailure) -> Self {
+        PackageError::Io {
+            path: f.path,
+            source: f.source,
+        }
+    }
+}
+
+/// Unpacks the untrusted package at `package` into `staging`.
+///
+/// `staging` must be an existing, empty, real directory on the same
+/// filesystem as the install root; on success it holds `client/` and/or
+/// `controller/` (see the module documentation) and nothing else. Memory use
+/// is bounded by a few fixed buffers plus metadata proportional to
+/// [`Limits::max_entries`]; disk use by [`Limits::max_package_bytes`] (one
+/// spooled inner zip) plus [`Limits::max_total_uncompressed`].
+///
+/// # Errors
+///
+/// [`PackageError::Refused`] with every problem when the package is bad (it
+/// breaks the format, a limit, or any rule in the module documentation);
+/// [`PackageError::Io`] when reading the package or writing the staging
+/// directory fails, or `staging` is not an empty directory. On any error,
+/// everything this call created in `staging` has been removed.
+pub fn unpack_package(
+    package: &Path,
+    staging: &Path,
+    limits: &Limits,
+) -> Result<UnpackedPackage, PackageError> {
+    let mut stage = Staging::open(staging)?;
+    let result = unpack_into(package, &mut stage, limits);
+    if result.is_err() {
+        if let Err(cleanup) = stage.remove_all() {
+            log::error!(
+                "could not remove the refused package's files from staging: {}: {}",
+                cleanup.path.display(),
+                cleanup.source
+            );
+        }
+    }
+    result
+}
+
+fn read_failure(package: &Path) -> impl Fn(ReadFailure) -> PackageError + '_ {
+    move |ReadFailure(source)| PackageError::Io {
+        path: package.to_path_buf(),
+        source,
+    }
+}
+
+fn unpack_into(
+    package: &Path,
+    stage: &mut Staging,
+    limits: &Limits,
+) -> Result<UnpackedPackage, PackageError> {
+    let label = package
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| package.display().to_string());
+    let file = File::open(package).map_err(|source| PackageError::Io {
+        path: package.to_path_buf(),
+        source,
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|source| PackageError::Io {
+            path: package.to_path_buf(),
+            source,
+        })?
+        .len();
+    let mut problems = Problems::default();
+    if len > limits.max_package_bytes {
+        problems.push(Problem::error(
+            label.as_str(),
+            format!(
+                "the package is {len} bytes, the limit is {}",
+                limits.max_package_bytes
+            ),
+            "raise max_package_bytes in the host configuration if the package is genuine",
+        ));
+        return Err(PackageError::Refused(problems));
+    }
+
+    // The outer entries are archives, bounded by the package limit rather
+    // than the per-file one, and not counted in the unpacked total.
+    let outer_limits = Limits {
+        max_entry_uncompressed: limits.max_package_bytes,
+        max_total_uncompressed: u64::MAX,
+        ..limits.clone()
+    };
+    let mut outer_total = 0;
+    let outer = archive::scan(file, &label, &outer_limits, &mut outer_total, &mut problems)
+        .map_err(read_failure(package))?;
+    let Some(outer) = outer else {
+        return Err(PackageError::Refused(problems));
+    };
+    if problems.has_errors() {
+        // A structurally bad outer archive: nothing in it can be trusted.
+        return Err(PackageError::Refused(problems));
+    }
+
+    let mut found: Vec<(SideName, &Entry)> = Vec::new();
+    for entry in &outer.entries {
+        if entry.litter {
+            problems.push(litter_warning(entry));
+            continue;
+        }
+        match classify_outer(entry) {
+            Ok(side) if found.iter().all(|(s, _)| *s != side) => found.push((side, entry)),
+            Ok(_) => {} // duplicates were refused by the scan already
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if found.is_empty() {
+        problems.push(Problem::error(
+            label.as_str(),
+            "the package contains neither client.zip nor controller.zip",
+            "put client.zip and/or controller.zip at the top of the package (not inside a folder)",
+        ));
+    }
+    found.sort_by_key(|(side, _)| *side);
+
+    let mut total = 0u64;
+    let mut unpacked = UnpackedPackage {
+        client: None,
+        controller: None,
+        warnings: Problems::default(),
+    };
+    for (side, entry) in found {
+        let tree = unpack_side(
+            &outer,
+            entry,
+            side,
+            stage,
+            limits,
+            &mut total,
+            &mut problems,
+        )
+        .map_err(|e| match e {
+            SideFailure::Read(r) => read_failure(package)(r),
+            SideFailure::Write(w) => w.into(),
+        })?;
+        match side {
+            SideName::Client => unpacked.client = tree,
+            SideName::Controller => unpacked.controller = tree,
+        }
+    }
+    if problems.has_errors() {
+        return Err(PackageError::Refused(problems));
+    }
+    stage.sync_dirs()?;
+    unpacked.warnings = problems;
+    Ok(unpacked)
+}
+
+fn litter_warning(entry: &Entry) -> Problem {
+    Problem::warning(
+        entry.subject.clone(),
+        "operating-system litter, ignored (not installed)",
+        "nothing to do; build packages with `xplugin-pack` to leave it out",
+    )
+}
+
+/// Which side an outer entry is, or why it does not belong there.
+fn classify_outer(entry: &Entry) -> Result<SideName, Problem> {
+    let components = &entry.name.components;
+    let last = components.last().map(String::as_str).unwrap_or_default();
+    if !entry.name.is_dir && components.len() == 1 {
+        match last {
+            "client.zip" => return Ok(SideName::Client),
+            "controller.zip" => return Ok(SideName::Controller),
+            _ => {}
+        }
+    }
+    let fixed = ["client.zip", "controller.zip"];
+    let (message, hint) = if let Some(wanted) = fixed.iter().find(|f| f.eq_ignore_ascii_case(last))
+    {
+        if components.len() == 1 {
+            (
+                format!("expected {wanted}, found {last}: the inner archive names are fixed and case-sensitive"),
+                format!("rename it to {wanted}"),
+            )
+        } else {
+            (
+                format!("{wanted} is inside a folder; it must be at the top of the package"),
+                "zip client.zip and controller.zip themselves, not the folder that holds them"
+                    .to_string(),
+            )
+        }
+    } else if entry.name.is_dir {
+        (
+            "a folder in the package; the package may only hold client.zip and controller.zip"
+                .to_string(),
+            "zip client.zip and controller.zip themselves, not the folder that holds them"
+                .to_string(),
+        )
+    } else if last.to_ascii_lowercase().ends_with(".zip") {
+        (
+            "a nested archive other than client.zip and controller.zip; no other nesting is allowed"
+                .to_string(),
+            "put plugins inside client.zip or controller.zip".to_string(),
+        )
+    } else {
+        (
+            "an unexpected file; the package may only hold client.zip and controller.zip"
+                .to_string(),
+            "move it into a plugin folder inside client.zip or controller.zip, or leave it out"
+                .to_string(),
+        )
+    };
+    Err(Problem::error(entry.subject.clone(), message, hint))
+}
+
+enum SideFailure {
+    Read(ReadFailure),
+    Write(WriteFailure),
+}
+
+impl From<WriteFailure> for SideFailure {
+    fn from(w: WriteFailure) -> Self {
+        SideFailure::Write(w)
+    }
+}
+
+/// Spools one inner zip, checks it, and unpacks its files under
+/// `staging/<side>/`. Problems go to `problems`; `None` when the side could
+/// not be unpacked (the package is then refused).
+fn unpack_side(
+    outer: &Archive,
+    entry: &Entry,
+    side: SideName,
+    stage: &mut Staging,
+    limits: &Limits,
+    total: &mut u64,
+    problems: &mut Problems,
+) -> Result<Option<SideTree>, SideFailure> {
+    let spool_name = format!(".spool-{}", side.archive_name());
+    let (mut spool, spool_path) = stage.create_file(&[spool_name.as_str()])?;
+    let copied = archive::copy_entry_data(&outer.file, entry, &mut spool);
+    drop(spool);
+    match copied {
+        Ok(()) => {}
+        Err(DataError::Bad(message)) => {
+            problems.push(Problem::error(
+                entry.subject.clone(),
+                message,
+                "the package is corrupt or tampered with; get a fresh copy from the vendor",
+            ));
+            stage.remove_file(&spool_path)?;
+            return Ok(None);
+        }
+        Err(DataError::Read(e)) => return Err(SideFailure::Read(ReadFailure(e))),
+        Err(DataError::Write(source)) => {
+            return Err(SideFailure::Write(WriteFailure {
+                path: spool_path,
+                source,
+            }))
+        }
+    }
+    let spooled = File::open(&spool_path).map_err(|source| WriteFailure {
+        path: spool_path.clone(),
+        source,
+    })?;
+    let result = unpack_spooled(spooled, entry, side, stage, limits, total, problems);
+    stage.remove_file(&spool_path)?;
+    result
+}
+
+fn unpack_spooled(
+    spooled: File,
+    entry: &Entry,
+    side: SideName,
+    stage: &mut Staging,
+    limits: &Limits,
+    total: &mut u64,
+    problems: &mut Problems,
+) -> Result<Option<SideTree>, SideFailure> {
+    let label = entry.subject.as_str();
+    let errors_before = problems.errors().count();
+    let Some(inner) =
+        archive::scan(spooled, label, limits, total, problems).map_err(SideFailure::Read)?
+    else {
+        return Ok(None);
+    };
+    let structurally_sound = problems.errors().count() == errors_before;
+    for litter in inner.entries.iter().filter(|e| e.litter) {
+        problems.push(litter_warning(litter));
+    }
+    let folders = layout::check_side(side, label, &inner.entries, problems);
+    if !structurally_sound {
+        return Ok(None);
+    }
+
+    let side_dir = stage.make_dirs(&[side.dir_name()])?;
+    for entry in inner.entries.iter().filter(|e| !e.litter) {
+        let mut components: Vec<&str> = vec![side.dir_name()];
+        components.extend(entry.name.components.iter().map(String::as_str));
+        if entry.name.is_dir {
+            stage.make_dirs(&components)?;
+            continue;
+        }
+        let (mut file, path) = stage.create_file(&components)?;
+        match archive::copy_entry_data(&inner.file, entry, &mut file) {
+            Ok(()) => file.sync_all().map_err(|source| WriteFailure {
+                path: path.clone(),
+                source,
+            })?,
+            Err(DataError::Bad(message)) => {
+                problems.push(Problem::error(
+                    entry.subject.clone(),
+                    message,
+                    "the package is corrupt or tampered with; get a fresh copy from the vendor",
+                ));
+                drop(file);
+                stage.remove_file(&path)?;
+            }
+            Err(DataError::Read(e)) => return Err(SideFailure::Read(ReadFailure(e))),
+            Err(DataError::Write(source)) => {
+                return Err(SideFailure::Write(WriteFailure { path, source }))
+            }
+        }
+    }
+    let plugins = folders
+        .into_iter()
+        .map(|f| PluginFolder {
+            dir: side_dir.join(&f.name),
+            name: f.name,
+            files: f.files,
+            libraries: f.libraries,
+        })
+        .collect();
+    Ok(Some(SideTree {
+        side,
+        dir: side_dir,
+        plugins,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+
+    fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in files {
+            let opts = SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .unix_permissions(0o4755);
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn package(dir: &Path, client: &[(&str, &[u8])], controller: &[(&str, &[u8])]) -> PathBuf {
+        let c = zip_bytes(client);
+        let k = zip_bytes(controller);
+        let outer = zip_bytes(&[("client.zip", &c), ("controller.zip", &k)]);
+        let path = dir.join("plugindemo.zip");
+        std::fs::write(&path, outer).unwrap();
+        path
+    }
+
+    #[test]
+    fn well_formed_package_unpacks_with_fixed_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pkg = package(
+            tmp.path(),
+            &[
+                ("plugindemo/plugindemo.json", b"{}"),
+                ("plugindemo/plugindemo.lic", b"lic"),
+                ("plugindemo/plugindemo.so", b"\x7fELF"),
+                ("plugindemo/xplugin.so", b"\x7fELF"),
+                ("plugindemo/res/icon.png", b"png"),
+            ],
+            &[
+                ("plugindemo/plugindemo.json", b"{}"),
+                ("plugindemo/plugindemo.lic", b"lic"),
+                ("plugindemo/plugindemo.so", b"\x7fELF"),
+            ],
+        );
+        let staging = tmp.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let out = unpack_package(&pkg, &staging, &Limits::default()).unwrap();
+        let client = out.client.unwrap();
+        assert_eq!(client.plugins.len(), 1);
+        let p = &client.plugins[0];
+        assert_eq!(p.name, "plugindemo");
+        assert_eq!(p.libraries.runtime_so.as_deref(), Some("xplugin.so"));
+        assert!(p.files.contains(&"res/icon.png".to_string()));
+        let icon = staging.join("client/plugindemo/res/icon.png");
+        assert_eq!(std::fs::read(&icon).unwrap(), b"png");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&icon).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o644);
+        }
+        assert!(out.controller.is_some());
+        let mut top: Vec<_> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["client", "controller"]);
+    }
+
+    #[test]
+    fn layout_problems_are_all_reported_and_staging_is_emptied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pkg = package(
+            tmp.path(),
+            &[
+                ("plugindemo/PluginDemo.json", b"{}"),
+                ("plugindemo/plugindemo.dll", b"MZ"),
+            ],
+            &[("plugindemo/plugindemo.json", b"{}"), ("stray.txt", b"x")],
+        );
+        let staging = tmp.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let err = unpack_package(&pkg, &staging, &Limits::default()).unwrap_err();
+        let PackageError::Refused(problems) = err else {
+            panic!("expected a refusal, got {err}");
+        };
+        let text = problems.to_string();
+        assert!(text.contains("expected plugindemo.json"), "{text}");
+        assert!(text.contains("found PluginDemo.json"), "{text}");
+        assert!(text.contains("xplugin.dll"), "{text}");
+        assert!(
+            text.contains("plugindemo.zip: controller.zip: stray.txt"),
+            "{text}"
+        );
+        assert!(text.contains("missing plugindemo.so"), "{text}");
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,150 @@
+//! The one error type of the install store. Every variant names the path
+//! (or plugin, or root) concerned and carries a hint for a support engineer.
+
+use std::path::PathBuf;
+
+use xplugin_model::Problems;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("could not {action} {}: {source}; {hint}", path.display())]
+    Io {
+        /// What the store was doing, as a verb phrase ("create directory").
+        action: &'static str,
+        /// The path the operation was about.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// Another process holds the install lock.
+    #[error(
+        "another import is running (pid {}) on {}; wait for it to finish",
+        pid.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+        root.display()
+    )]
+    Busy {
+        /// The pid the holder wrote into the lock file, if it could be read.
+        pid: Option<u32>,
+        /// The install root that is locked.
+        root: PathBuf,
+    },
+
+    /// A generation's `state.json` could not be parsed or written.
+    #[error("generation state {} is unreadable: {source}; {hint}", path.display())]
+    StateJson {
+        /// The `state.json` concerned.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// The installation on disk is not in a shape this store ever writes
+    /// (e.g. `current` is not a symlink to `generations/<N>`, or a
+    /// generation's `state.json` names another number).
+    #[error("install root is inconsistent at {}: expected {expected}, found {found}; {hint}", path.display())]
+    Inconsistent {
+        /// The path that is wrong.
+        path: PathBuf,
+        /// What the store expected there.
+        expected: String,
+        /// What it found.
+        found: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// A commit plan was refused before anything was written; every problem
+    /// found is listed.
+    #[error("commit refused, nothing was changed: {problems}")]
+    InvalidPlan {
+        /// All problems found in the plan and its staged files.
+        problems: Problems,
+    },
+
+    /// A plugin name cannot be used as a directory name in the store.
+    #[error("plugin name {name:?} is not usable: {reason}; {hint}")]
+    InvalidPluginName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// The plugin is not installed in the current generation.
+    #[error("plugin {name:?} is not installed in {}; {hint}", root.display())]
+    NotInstalled {
+        /// The plugin asked for.
+        name: String,
+        /// The install root.
+        root: PathBuf,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// There is no generation to roll back to.
+    #[error("nothing to roll back to in {}: {reason}; {hint}", root.display())]
+    NoPreviousGeneration {
+        /// The install root.
+        root: PathBuf,
+        /// Why: fresh root, first generation, or the previous one was removed.
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// A lock of another install root was passed in.
+    #[error(
+        "the lock passed in belongs to {} but this store is {}; take the lock with this store's lock()",
+        lock_root.display(),
+        store_root.display()
+    )]
+    WrongLock {
+        /// The root the lock was taken on.
+        lock_root: PathBuf,
+        /// The root of the store that was asked to write.
+        store_root: PathBuf,
+    },
+
+    /// No more generation numbers (u64 exhausted): never expected in practice.
+    #[error("generation numbers are exhausted in {}; {hint}", root.display())]
+    GenerationOverflow {
+        /// The install root.
+        root: PathBuf,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+impl StoreError {
+    /// An [`StoreError::Io`] with the given action, path and hint.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+        hint: impl Into<String>,
+    ) -> Self {
+        StoreError::Io {
+            action,
+            path: path.into(),
+            source,
+            hint: hint.into(),
+        }
+    }
+}
+
+/// The hint for I/O failures inside the install root that are not the
+/// caller's fault: disk full, read-only filesystem, permissions.
+pub(crate) const HINT_DISK: &str =
+    "check free space, that the filesystem is mounted read-write, and that this user owns the install root";

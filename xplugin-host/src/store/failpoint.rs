@@ -1,0 +1,84 @@
+//! Test hook: crash injection for the crash-consistency test.
+//!
+//! The store calls [`hit`] between every step of commit, rollback and
+//! recovery. When the environment variable [`FAILPOINT_ENV`]
+//! (`XPLUGIN_FAILPOINT`) equals the step's full name (for example
+//! `commit-after-gen-rename`), the process sends itself `SIGKILL` there, the
+//! same as `kill -9` or a crash at that instant. The variable is read once per
+//! process; when it is unset a failpoint costs one atomic load and a branch.
+//!
+//! This exists only so tests can prove that every intermediate state is
+//! recovered to "all old" or "all new". Never set the variable on a device.
+
+use std::sync::OnceLock;
+
+/// The environment variable that arms one failpoint by name.
+pub const FAILPOINT_ENV: &str = "XPLUGIN_FAILPOINT";
+
+/// Every failpoint the store can hit, in the order an operation hits them.
+///
+/// `commit-*` are hit by [`Store::commit`](super::Store::commit) and
+/// [`Store::set_enabled`](super::Store::set_enabled), `rollback-*` by
+/// [`Store::rollback`](super::Store::rollback), `recovery-*` by the recovery
+/// that [`Store::lock`](super::Store::lock) runs.
+/// `commit-after-staged-plugin` is hit after each staged plugin is in place,
+/// so it kills after the first one (a half-built generation).
+pub const FAILPOINTS: &[&str] = &[
+    "commit-after-tmp-created",
+    "commit-after-carry-over",
+    "commit-after-staged-plugin",
+    "commit-after-files-fsynced",
+    "commit-after-state-written",
+    "commit-after-gen-rename",
+    "commit-after-tmp-symlink",
+    "commit-after-swap",
+    "commit-after-trash-rename",
+    "commit-after-cleanup",
+    "rollback-after-tmp-symlink",
+    "rollback-after-swap",
+    "rollback-after-trash-rename",
+    "rollback-after-cleanup",
+    "recovery-after-tmp-symlink-removed",
+    "recovery-after-staging-cleared",
+    "recovery-after-tmp-removed",
+    "recovery-after-trash-rename",
+    "recovery-after-cleanup",
+];
+
+static ARMED: OnceLock<Option<String>> = OnceLock::new();
+
+/// Kills the process with `SIGKILL` if `XPLUGIN_FAILPOINT` equals `name`.
+/// A test hook (see the module documentation); does nothing otherwise.
+pub fn failpoint(name: &str) {
+    if armed() == Some(name) {
+        kill_self();
+    }
+}
+
+/// The failpoint named `<operation>-<step>`, without building the string.
+#[inline]
+pub(crate) fn hit(operation: &str, step: &str) {
+    if let Some(armed) = armed() {
+        let matches = armed
+            .strip_prefix(operation)
+            .and_then(|rest| rest.strip_prefix('-'))
+            == Some(step);
+        if matches {
+            kill_self();
+        }
+    }
+}
+
+fn armed() -> Option<&'static str> {
+    ARMED
+        .get_or_init(|| std::env::var(FAILPOINT_ENV).ok().filter(|v| !v.is_empty()))
+        .as_deref()
+}
+
+fn kill_self() -> ! {
+    // SIGKILL cannot be caught: nothing (no destructor, no buffered write)
+    // runs after this, exactly like an external `kill -9`.
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    // Only reached if the signal could not be sent; still die without cleanup.
+    std::process::abort()
+}

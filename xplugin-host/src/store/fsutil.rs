@@ -1,0 +1,159 @@
+//! Filesystem steps with the store's durability and permission rules:
+//! fixed modes, fsync of files and directories, hard links with a copy
+//! fallback, removal that does not trip over read-only leftovers.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Mode of every installed file. Never taken from the package or staging.
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of every installed directory and of the layout directories.
+pub const DIR_MODE: u32 = 0o755;
+/// Mode of a plugin's persistent data directory: private to the host user.
+pub const DATA_DIR_MODE: u32 = 0o700;
+
+/// fsyncs a directory so that entries created, renamed or removed in it are
+/// durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates one directory and sets `mode` explicitly (the umask does not
+/// decide installed modes). Fails if it exists.
+pub fn create_dir_with_mode(path: &Path, mode: u32) -> io::Result<()> {
+    DirBuilder::new().mode(mode).create(path)?;
+    fs::set_permissions(path, Permissions::from_mode(mode))
+}
+
+/// Creates a directory (and missing parents) if it is missing; an existing
+/// directory is left as it is. Newly created ones get `mode`.
+pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "exists but is not a directory",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                if !parent.as_os_str().is_empty() {
+                    ensure_dir(parent, mode)?;
+                }
+            }
+            match create_dir_with_mode(path, mode) {
+                // Lost a race with another process creating it: fine.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How a file got into a new generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Hard link to the source inode.
+    Linked,
+    /// Copied (other filesystem, or the source inode is shared elsewhere).
+    Copied,
+}
+
+/// Puts `src` at `dst` as a hard link, or as a fresh 0644 copy when linking is
+/// impossible (other filesystem, filesystem without hard links) or not wanted
+/// (`allow_link == false`). The result always has mode 0644.
+pub fn link_or_copy(src: &Path, dst: &Path, allow_link: bool) -> io::Result<Placed> {
+    if allow_link {
+        match fs::hard_link(src, dst) {
+            Ok(()) => {
+                let meta = fs::symlink_metadata(dst)?;
+                if meta.mode() & 0o7777 != FILE_MODE {
+                    fs::set_permissions(dst, Permissions::from_mode(FILE_MODE))?;
+                }
+                return Ok(Placed::Linked);
+            }
+            Err(e) if link_unsupported(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    copy_file(src, dst)?;
+    Ok(Placed::Copied)
+}
+
+fn link_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EXDEV | libc_errno::EPERM | libc_errno::EMLINK | libc_errno::EOPNOTSUPP)
+    )
+}
+
+/// The errno values that mean "this filesystem will not hard-link this".
+mod libc_errno {
+    pub const EXDEV: i32 = nix::errno::Errno::EXDEV as i32;
+    pub const EPERM: i32 = nix::errno::Errno::EPERM as i32;
+    pub const EMLINK: i32 = nix::errno::Errno::EMLINK as i32;
+    pub const EOPNOTSUPP: i32 = nix::errno::Errno::EOPNOTSUPP as i32;
+}
+
+/// Copies the bytes of `src` into a new file `dst` with mode 0644 and fsyncs
+/// it. Never copies permissions, owner or timestamps.
+pub fn copy_file(src: &Path, dst: &Path) -> io::Result<()> {
+    let mut input = File::open(src)?;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(dst)?;
+    io::copy(&mut input, &mut output)?;
+    output.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    output.sync_all()
+}
+
+/// Writes `bytes` into a new file `dst` (mode 0644) and fsyncs it.
+pub fn write_new_file(dst: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(dst)?;
+    output.write_all(bytes)?;
+    output.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    output.sync_all()
+}
+
+/// fsyncs a regular file's data and metadata.
+pub fn fsync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Removes a file, symlink or directory tree. A missing path is not an error.
+/// Directories that deny writing or listing (leftovers of a hostile or
+/// interrupted unpack) are made accessible to their owner first. Symlinks are
+/// removed, never followed.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return ignore_not_found(fs::remove_file(path));
+    }
+    if meta.mode() & 0o700 != 0o700 {
+        fs::set_permissions(path, Permissions::from_mode(0o700))?;
+    }
+    for entry in fs::read_dir(path)? {
+        remove_tree(&entry?.path())?;
+    }
+    ignore_not_found(fs::remove_dir(path))
+}
+
+fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

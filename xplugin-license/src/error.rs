@@ -1,0 +1,333 @@
+//! Why a license is refused, phrased for a support engineer: each message
+//! names the plugin, says what the license says and what this device is
+//! (its id, its clock), and ends with a `what to do:` line.
+
+use crate::payload::Side;
+use crate::timestamp::format_rfc3339;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use xplugin_model::{Problem, Problems};
+
+/// Separator between the message and the hint in every `Display` text.
+const HINT: &str = "\n  what to do: ";
+
+fn t(secs: &u64) -> String {
+    format_rfc3339(*secs)
+}
+
+fn ids(list: &[String]) -> String {
+    if list.is_empty() {
+        "(none)".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn trusted(known: &[String], dir: &Option<PathBuf>) -> String {
+    let place = dir
+        .as_ref()
+        .map(|d| format!(" in {}", d.display()))
+        .unwrap_or_default();
+    if known.is_empty() {
+        format!("this device trusts no vendor key{place}")
+    } else {
+        format!("keys trusted{place}: {}", known.join(", "))
+    }
+}
+
+fn install_place(dir: &Option<PathBuf>) -> String {
+    dir.as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "the trust-store directory".to_string())
+}
+
+fn prefix(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+fn far_note(far: &bool) -> &'static str {
+    if *far {
+        "; that clock is more than 10 years after the license was issued, so it is probably wrong"
+    } else {
+        ""
+    }
+}
+
+fn list(errors: &[LicenseError]) -> String {
+    let mut out = String::new();
+    for e in errors {
+        let _ = write!(out, "\n- {}", e.to_string().replace('\n', "\n  "));
+    }
+    out
+}
+
+/// Why a license does not allow a plugin to be installed or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LicenseError {
+    /// The `.lic` file cannot be read (missing, permissions).
+    #[error("plugin \"{plugin}\": cannot read its license file {}: {source}{HINT}every plugin folder needs the NAME.lic file from the vendor; copy it from the vendor's package", path.display())]
+    Unreadable {
+        /// The plugin.
+        plugin: String,
+        /// The license file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The license text is larger than any license this format produces.
+    #[error("license of plugin \"{plugin}\" is {size} bytes, more than the {limit}-byte limit of a .lic file: it is not an xplugin license{HINT}ask the vendor for the plugin's .lic file made by xplugin-pack")]
+    Oversized {
+        /// The plugin.
+        plugin: String,
+        /// The size found.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The text is not a license (armor lines, base64, JSON).
+    #[error("license of plugin \"{plugin}\" is malformed: {reason}{HINT}the .lic file is damaged or not an xplugin license; copy it again from the vendor's package or ask the vendor for a new one")]
+    Malformed {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Signed with a key this device does not trust.
+    #[error("license of plugin \"{plugin}\" is signed with key \"{key_id}\", which this device does not trust ({}){HINT}if you trust this vendor, install its public key file {key_id}.pub in {}; otherwise ask the vendor for a license signed with a key this device trusts", trusted(known, trust_dir), install_place(trust_dir))]
+    UnknownKey {
+        /// The plugin.
+        plugin: String,
+        /// The key id the license names.
+        key_id: String,
+        /// The trusted key ids.
+        known: Vec<String>,
+        /// The trust-store directory, if loaded from one.
+        trust_dir: Option<PathBuf>,
+    },
+    /// The signature has fewer (or more) than 64 bytes.
+    #[error("license of plugin \"{plugin}\" has a truncated signature: {found} bytes, an Ed25519 signature has 64{HINT}the .lic file was cut or edited; copy the original file from the vendor's package")]
+    TruncatedSignature {
+        /// The plugin.
+        plugin: String,
+        /// The key id the license names.
+        key_id: String,
+        /// Signature bytes found.
+        found: usize,
+    },
+    /// The signature does not verify with the trusted key.
+    #[error("license of plugin \"{plugin}\" does not verify against the trusted key \"{key_id}\": the license was altered after signing, or was signed by a different key under that name{HINT}do not use this file; get the original .lic from the vendor")]
+    BadSignature {
+        /// The plugin.
+        plugin: String,
+        /// The key id the license names.
+        key_id: String,
+    },
+    /// The signed JSON repeats a key, so it could be read two ways.
+    #[error("license of plugin \"{plugin}\" is refused: its signed content repeats the key {key}, so it can be read two ways{HINT}ask the vendor for a license made by xplugin-pack")]
+    DuplicateKey {
+        /// The plugin.
+        plugin: String,
+        /// The repeated key, with its path.
+        key: String,
+    },
+    /// Signed, but its content breaks the format.
+    #[error("license of plugin \"{plugin}\" is signed but its content is invalid: {}{HINT}ask the vendor to issue it again with xplugin-pack", problems.join("; "))]
+    InvalidPayload {
+        /// The plugin.
+        plugin: String,
+        /// Each problem.
+        problems: Vec<String>,
+    },
+    /// The license is for another plugin.
+    #[error("the license in plugin \"{plugin}\" is for plugin \"{licensed}\", not for \"{plugin}\"{HINT}the .lic file belongs to another plugin; ask the vendor for the license of \"{plugin}\"")]
+    WrongPlugin {
+        /// The plugin being checked.
+        plugin: String,
+        /// The plugin the license names.
+        licensed: String,
+    },
+    /// The license is for the other side (client vs controller).
+    #[error("license of plugin \"{plugin}\" is for a {licensed} plugin, but the plugin is installed as a {expected} plugin{HINT}ask the vendor for a {expected} license for \"{plugin}\"")]
+    WrongSide {
+        /// The plugin.
+        plugin: String,
+        /// The side the license names.
+        licensed: Side,
+        /// The side being installed or loaded.
+        expected: Side,
+    },
+    /// The plugin's version is outside the licensed range.
+    #[error("license of plugin \"{plugin}\" covers versions \"{versions}\", but the plugin is version {plugin_version}{HINT}ask the vendor for a license covering version {plugin_version}, or install a version the license covers")]
+    VersionOutOfRange {
+        /// The plugin.
+        plugin: String,
+        /// The licensed range.
+        versions: String,
+        /// The plugin's version.
+        plugin_version: String,
+    },
+    /// The license is bound to other devices.
+    #[error("license of plugin \"{plugin}\" is bound to device(s) {}; this device is {device_id}{HINT}send this device id (shown by `xplugin-controller device-id` or `xplugin-client device-id`) to the vendor and ask for a license for it", ids(licensed))]
+    WrongDevice {
+        /// The plugin.
+        plugin: String,
+        /// The device ids the license names.
+        licensed: Vec<String>,
+        /// This device's id.
+        device_id: String,
+    },
+    /// The expiry has passed.
+    #[error("license of plugin \"{plugin}\" expired on {}; this device's clock says {} (device {device_id}){}{HINT}renew the license with the vendor; if the clock is wrong, set it", t(expires), t(now), far_note(far_future))]
+    Expired {
+        /// The plugin.
+        plugin: String,
+        /// Expiry, unix seconds.
+        expires: u64,
+        /// This device's clock, unix seconds.
+        now: u64,
+        /// This device's id.
+        device_id: String,
+        /// The clock is implausibly far ahead.
+        far_future: bool,
+    },
+    /// The not-before time has not come yet.
+    #[error("license of plugin \"{plugin}\" is valid only from {}; this device's clock says {} (device {device_id}){HINT}wait until then, or if the clock is wrong, set it", t(not_before), t(now))]
+    NotYetValid {
+        /// The plugin.
+        plugin: String,
+        /// Not-before, unix seconds.
+        not_before: u64,
+        /// This device's clock, unix seconds.
+        now: u64,
+        /// This device's id.
+        device_id: String,
+    },
+    /// The clock is before the issue time of the license.
+    #[error("license of plugin \"{plugin}\" was issued at {}, but this device's clock says {} (device {device_id}): the system clock is behind: set it{HINT}set the system clock to the correct time (NTP, or `timedatectl set-time`), then retry", t(issued_at), t(now))]
+    ClockBehindIssue {
+        /// The plugin.
+        plugin: String,
+        /// Issue time, unix seconds.
+        issued_at: u64,
+        /// This device's clock, unix seconds.
+        now: u64,
+        /// This device's id.
+        device_id: String,
+    },
+    /// The clock is far behind the latest time this device has seen.
+    #[error("license of plugin \"{plugin}\" has a time limit, and this device's clock says {}, more than 1 day before the latest time this device has already seen ({}) (device {device_id}): the clock was set back{HINT}set the system clock to the correct time, then retry", t(now), t(high_water))]
+    ClockBehindHighWater {
+        /// The plugin.
+        plugin: String,
+        /// The high-water mark, unix seconds.
+        high_water: u64,
+        /// This device's clock, unix seconds.
+        now: u64,
+        /// This device's id.
+        device_id: String,
+    },
+    /// The clock is implausibly far in the future.
+    #[error("license of plugin \"{plugin}\" has a time limit, and this device's clock says {}, more than 10 years after {reference_kind} ({}) (device {device_id}): the clock is suspicious{HINT}set the system clock to the correct time; time-limited licenses are not accepted with this clock", t(now), t(reference))]
+    ClockFarFuture {
+        /// The plugin.
+        plugin: String,
+        /// This device's clock, unix seconds.
+        now: u64,
+        /// The time compared against, unix seconds.
+        reference: u64,
+        /// "the license's issue time" or "the latest time this device has seen".
+        reference_kind: &'static str,
+        /// This device's id.
+        device_id: String,
+    },
+    /// A licensed file is missing from the plugin folder.
+    #[error("plugin \"{plugin}\": its license covers {file}, which is missing from {}{HINT}reinstall the plugin from the vendor's package", dir.display())]
+    FileMissing {
+        /// The plugin.
+        plugin: String,
+        /// The file, relative to the plugin folder.
+        file: String,
+        /// The plugin folder.
+        dir: PathBuf,
+    },
+    /// A licensed file's content differs from what was licensed.
+    #[error("plugin \"{plugin}\": {file} does not match its license (licensed SHA-256 {}..., found {}...): the file was changed or swapped{HINT}reinstall the plugin from the vendor's original package; a rebuilt plugin needs a new license from the vendor", prefix(expected), prefix(actual))]
+    FileHashMismatch {
+        /// The plugin.
+        plugin: String,
+        /// The file, relative to the plugin folder.
+        file: String,
+        /// The licensed hash (hex).
+        expected: String,
+        /// The hash found (hex).
+        actual: String,
+    },
+    /// A library in the plugin folder that the license does not cover.
+    #[error("plugin \"{plugin}\": the library {file} is not covered by its license{HINT}remove the file, or have the vendor license the plugin folder as shipped")]
+    FileNotLicensed {
+        /// The plugin.
+        plugin: String,
+        /// The file, relative to the plugin folder.
+        file: String,
+    },
+    /// A licensed file is not a regular file or cannot be read.
+    #[error("plugin \"{plugin}\": cannot check licensed file {file}: {reason}{HINT}reinstall the plugin from the vendor's package")]
+    FileUnreadable {
+        /// The plugin.
+        plugin: String,
+        /// The file, relative to the plugin folder.
+        file: String,
+        /// What went wrong.
+        reason: String,
+        /// The I/O error, if any.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// Several reasons at once, all listed.
+    #[error("license of plugin \"{plugin}\" is refused for {} reasons:{}", errors.len(), list(errors))]
+    Multiple {
+        /// The plugin.
+        plugin: String,
+        /// Each reason.
+        errors: Vec<LicenseError>,
+    },
+}
+
+impl LicenseError {
+    /// The single reasons (the members of [`LicenseError::Multiple`], or
+    /// this error itself).
+    pub fn causes(&self) -> Vec<&LicenseError> {
+        match self {
+            LicenseError::Multiple { errors, .. } => {
+                errors.iter().flat_map(LicenseError::causes).collect()
+            }
+            other => vec![other],
+        }
+    }
+
+    /// Wraps several errors: `None` when empty, the error itself when one,
+    /// [`LicenseError::Multiple`] otherwise.
+    pub fn combine(plugin: &str, mut errors: Vec<LicenseError>) -> Option<LicenseError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(LicenseError::Multiple {
+                plugin: plugin.to_string(),
+                errors,
+            }),
+        }
+    }
+
+    /// The reasons as shared [`Problem`]s about `subject` (e.g.
+    /// `controller plugin "plugindemo"`), with the field `license`.
+    pub fn to_problems(&self, subject: &str) -> Problems {
+        let mut out = Problems::default();
+        for cause in self.causes() {
+            let text = cause.to_string();
+            let (message, hint) = text.split_once(HINT).unwrap_or((text.as_str(), ""));
+            out.push(Problem::error(subject, message, hint).with_field("license"));
+        }
+        out
+    }
+}

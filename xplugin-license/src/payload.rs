@@ -1,0 +1,276 @@
+//! The signed payload of a license: a JSON object with exactly these fields.
+//!
+//! ```json
+//! {
+//!   "format": 1,
+//!   "key_id": "acme-2026",
+//!   "license_id": "9f0c...",
+//!   "plugin": "plugindemo",
+//!   "side": "controller",
+//!   "versions": ">=1.0, <2",
+//!   "devices": ["1a2b3c4d-5e6f7a8b-9c0d1e2f-3a4b5c6d"],
+//!   "issued_at": 1795000000,
+//!   "not_before": 1795000000,
+//!   "expires": 1826536000,
+//!   "features": ["vision"],
+//!   "files": {"plugindemo.json": "<sha256 hex>", "plugindemo.so": "<sha256 hex>"}
+//! }
+//! ```
+//!
+//! Times are unix seconds (UTC). `not_before` and `expires` are optional; a
+//! license without `expires` is perpetual. `devices` is a list of device ids
+//! or `["*"]` for any device. `files` maps paths relative to the plugin
+//! folder (`/`-separated) to lowercase hex SHA-256; it must cover
+//! `PLUGIN.json` and every library in the folder. Unknown fields are refused:
+//! a newer format gets a new `format` number.
+
+use crate::device::{normalize_device_id, ANY_DEVICE};
+use crate::keys::validate_key_id;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use xplugin_model::VersionReq;
+
+/// The payload format this crate reads and writes.
+pub const PAYLOAD_FORMAT: u32 = 1;
+
+/// Which loader a plugin (and its license) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// Teach pendant / HMI plugin (`client.zip`).
+    Client,
+    /// Controller plugin (`controller.zip`).
+    Controller,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Controller => "controller",
+        })
+    }
+}
+
+impl FromStr for Side {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client" => Ok(Side::Client),
+            "controller" => Ok(Side::Controller),
+            other => Err(format!(
+                "expected \"client\" or \"controller\", found \"{other}\""
+            )),
+        }
+    }
+}
+
+/// The content of a license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicensePayload {
+    /// Always [`PAYLOAD_FORMAT`].
+    pub format: u32,
+    /// The id of the vendor key that signs the license.
+    pub key_id: String,
+    /// A unique id for support and revocation lists.
+    pub license_id: String,
+    /// The plugin name (folder name and manifest `name`).
+    pub plugin: String,
+    /// Client or controller plugin.
+    pub side: Side,
+    /// The plugin versions covered, in `xplugin_model::version::VersionReq`
+    /// syntax (e.g. `>=1.0, <2`).
+    pub versions: String,
+    /// Device ids (canonical grouped form) or `["*"]` for any device.
+    pub devices: Vec<String>,
+    /// When the license was issued, unix seconds UTC.
+    pub issued_at: u64,
+    /// Not valid before this time (unix seconds UTC), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// Not valid from this time on (unix seconds UTC); absent = perpetual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// Features the plugin may enable.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Relative path -> lowercase hex SHA-256 of the licensed files.
+    pub files: BTreeMap<String, String>,
+}
+
+impl LicensePayload {
+    /// True when the license has neither an expiry nor a not-before time,
+    /// so the clock plays no part in verifying it.
+    pub fn is_perpetual(&self) -> bool {
+        self.expires.is_none() && self.not_before.is_none()
+    }
+
+    /// True when the license is bound to any device (`["*"]`).
+    pub fn any_device(&self) -> bool {
+        self.devices.iter().any(|d| d.trim() == ANY_DEVICE)
+    }
+
+    /// Everything wrong with the payload's own content (independent of the
+    /// device it is checked on), as sentences. Empty when it is well formed.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.format != PAYLOAD_FORMAT {
+            out.push(format!(
+                "\"format\" is {}, this program reads format {PAYLOAD_FORMAT}",
+                self.format
+            ));
+        }
+        if let Err(e) = validate_key_id(&self.key_id) {
+            out.push(format!("\"key_id\": {e}"));
+        }
+        if self.license_id.trim().is_empty() {
+            out.push("\"license_id\" is empty".to_string());
+        }
+        if self.plugin.is_empty()
+            || self.plugin.contains(['/', '\\', '\0'])
+            || self.plugin == "."
+            || self.plugin == ".."
+        {
+            out.push(format!(
+                "\"plugin\" is \"{}\", expected a plugin folder name",
+                self.plugin
+            ));
+        }
+        if let Err(e) = VersionReq::parse(&self.versions) {
+            out.push(format!("\"versions\": {e}"));
+        }
+        if self.devices.is_empty() {
+            out.push("\"devices\" is empty; use [\"*\"] for any device".to_string());
+        }
+        if self.any_device() && self.devices.len() > 1 {
+            out.push(
+                "\"devices\" holds \"*\" and other ids; use either [\"*\"] or a list of ids"
+                    .to_string(),
+            );
+        }
+        for d in &self.devices {
+            if normalize_device_id(d).is_none() {
+                out.push(format!(
+                    "\"devices\": \"{d}\" is not a device id (32 hex digits) or \"*\""
+                ));
+            }
+        }
+        if let (Some(nb), Some(exp)) = (self.not_before, self.expires) {
+            if exp <= nb {
+                out.push("\"expires\" is not after \"not_before\"".to_string());
+            }
+        }
+        if let Some(exp) = self.expires {
+            if exp <= self.issued_at {
+                out.push("\"expires\" is not after \"issued_at\"".to_string());
+            }
+        }
+        let manifest = format!("{}.json", self.plugin);
+        if !self.files.contains_key(&manifest) {
+            out.push(format!("\"files\" does not cover the manifest {manifest}"));
+        }
+        let lib_so = format!("{}.so", self.plugin);
+        let lib_dll = format!("{}.dll", self.plugin);
+        if !self.files.contains_key(&lib_so) && !self.files.contains_key(&lib_dll) {
+            out.push(format!("\"files\" covers neither {lib_so} nor {lib_dll}"));
+        }
+        for (name, hash) in &self.files {
+            if let Err(e) = check_relative_path(name) {
+                out.push(format!("\"files\": \"{name}\" {e}"));
+            }
+            if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                out.push(format!(
+                    "\"files\": the hash of \"{name}\" is not 64 lowercase hex digits"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Checks a `/`-separated path relative to a plugin folder.
+fn check_relative_path(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("is empty or longer than 255 bytes");
+    }
+    if name.starts_with('/') || name.contains('\\') || name.contains('\0') || name.contains(':') {
+        return Err("is not a relative path inside the plugin folder");
+    }
+    if name
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("has an empty, '.' or '..' path component");
+    }
+    Ok(())
+}
+
+/// True for a file name that is loadable code: `.so` (also versioned
+/// `.so.N`), `.dll`, `.dylib`, in any case. Every such file in a plugin
+/// folder must be covered by its license.
+pub fn is_library_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".so")
+        || lower.ends_with(".dll")
+        || lower.ends_with(".dylib")
+        || lower.contains(".so.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LicensePayload {
+        LicensePayload {
+            format: 1,
+            key_id: "k".into(),
+            license_id: "l1".into(),
+            plugin: "demo".into(),
+            side: Side::Controller,
+            versions: "*".into(),
+            devices: vec!["*".into()],
+            issued_at: 100,
+            not_before: None,
+            expires: None,
+            features: vec![],
+            files: [
+                ("demo.json".to_string(), "a".repeat(64)),
+                ("demo.so".to_string(), "b".repeat(64)),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn sample_is_well_formed() {
+        assert_eq!(sample().problems(), Vec::<String>::new());
+        assert!(sample().is_perpetual());
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let mut p = sample();
+        p.format = 2;
+        p.devices = vec!["*".into(), "nonsense".into()];
+        p.files.remove("demo.json");
+        p.files.insert("../evil.so".into(), "C".repeat(64));
+        p.expires = Some(50);
+        let problems = p.problems();
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+
+    #[test]
+    fn library_names() {
+        for yes in ["a.so", "libxplugin.so", "X.DLL", "libfoo.so.1", "a.dylib"] {
+            assert!(is_library_name(yes), "{yes}");
+        }
+        for no in ["a.json", "a.lic", "icon.png", "solo.txt"] {
+            assert!(!is_library_name(no), "{no}");
+        }
+    }
+}

@@ -1,0 +1,1486 @@
+//! The dependency resolver: which plugins of one side load, in which order,
+//! and why each of the others cannot.
+//!
+//! Input is one side's plugin set ([`ResolveInput`]): usually what is
+//! installed merged with what a package brings ([`merge_installed`]), each
+//! plugin carrying any failure found by earlier checks (license, version
+//! compatibility, architecture) in [`Node::failure`]. Resolve client and
+//! controller plugins in separate calls: `depend` never crosses sides, and a
+//! client plugin's `ctrlDepend` is checked against
+//! [`ResolveInput::running_controller`], the set of controller plugins the
+//! controller reports as running.
+//!
+//! Guarantees of [`resolve`]:
+//!
+//! * **Order.** `load_order` lists every plugin that can load, each after all
+//!   of its dependencies; among plugins whose dependencies are all loaded the
+//!   name that sorts first comes first, so equal inputs (in any order) give
+//!   equal outputs. `stop_order` is its reverse.
+//! * **Isolation.** A plugin is blocked only by its own failure, being
+//!   disabled, its own unsatisfiable dependency entries, membership in a
+//!   cycle, or a blocked dependency. Every other plugin loads.
+//! * **Reasons.** Each blocked plugin gets one primary [`BlockReason`] and a
+//!   message listing all of its problems, with the chain to the root cause:
+//!   `c cannot load: depends on b, which depends on a, which failed: license expired`.
+//!   Every member of a cycle is reported as [`BlockReason::Cycle`] with a
+//!   concrete cycle through it, `a -> b -> c -> a`; plugins that merely
+//!   depend on a cycle are [`BlockReason::DependencyFailed`].
+//!
+//! Priority of a plugin's own reasons: duplicate name, then disabled, then
+//! its pre-failure, then cycle membership, then dependency problems in
+//! manifest order (`depend` before `ctrlDepend`). For one dependency entry:
+//! missing, then disabled, then version out of range, then blocked.
+//!
+//! Cost: O(V log V + E) plus, for cycle members, the length of the walk
+//! used to find their cycle. Names are interned to indices; chains and
+//! cycles in messages are capped ([`MAX_CHAIN`], [`MAX_CYCLE_SHOWN`]) so a
+//! pathological 10 000-plugin chain cannot make the output quadratic.
+
+use crate::manifest::{Dependency, Manifest, Side};
+use crate::problem::{Problem, Problems};
+use crate::version::{Version, VersionReq};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Most plugins named in one dependency chain; longer chains keep the first
+/// `MAX_CHAIN - 1` and the root cause and count the rest in `elided`.
+pub const MAX_CHAIN: usize = 16;
+
+/// Most plugins named in one cycle; longer cycles keep the first ones and
+/// give the full `length`.
+pub const MAX_CYCLE_SHOWN: usize = 32;
+
+/// One plugin as the resolver sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    /// Plugin name (unique within the side).
+    pub name: String,
+    /// Plugin version, checked against dependents' ranges.
+    pub version: Version,
+    /// Client or controller.
+    pub side: Side,
+    /// False for a controller plugin with `enable: false`: not loaded, and
+    /// its dependents cannot load. Client plugins always load (their
+    /// `enable` only decides whether they are enabled afterwards).
+    pub load: bool,
+    /// Same-side dependencies.
+    pub depend: Vec<Dependency>,
+    /// Controller plugins a client plugin needs (ignored on the controller side).
+    pub ctrl_depend: Vec<Dependency>,
+    /// A failure found before resolving ("license expired", "incompatible: ..."),
+    /// which blocks the plugin and its dependents.
+    pub failure: Option<String>,
+}
+
+impl Node {
+    /// The resolver's view of a manifest, without failure.
+    pub fn from_manifest(m: &Manifest) -> Node {
+        Node {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            side: m.side,
+            load: m.loads(),
+            depend: m.depend.clone(),
+            ctrl_depend: m.ctrl_depend.clone(),
+            failure: None,
+        }
+    }
+
+    /// The same node with a pre-failure.
+    pub fn with_failure(mut self, failure: impl Into<String>) -> Node {
+        self.failure = Some(failure.into());
+        self
+    }
+}
+
+/// What [`resolve`] works on: one side's plugins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolveInput {
+    /// The plugins of one side.
+    pub plugins: Vec<Node>,
+    /// Controller plugins running on the controller, by name, for client
+    /// `ctrlDepend`. `None` means unknown (no answer from the controller):
+    /// then no `ctrlDepend` can be satisfied, and the reason says so.
+    pub running_controller: Option<BTreeMap<String, Version>>,
+}
+
+/// Why a plugin cannot load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BlockReason {
+    /// An earlier check failed (license, compatibility, ...).
+    Failed(String),
+    /// A controller plugin with `enable: false`.
+    Disabled,
+    /// More than one plugin in the set has this name.
+    DuplicateName {
+        /// How many.
+        count: usize,
+    },
+    /// A `depend` entry names a plugin that is not in the set.
+    MissingDependency {
+        /// The missing plugin.
+        dep: String,
+    },
+    /// A `depend` entry names a disabled plugin.
+    DependencyDisabled {
+        /// The disabled plugin.
+        dep: String,
+    },
+    /// A `depend` entry's version range excludes the plugin present.
+    DependencyOutOfRange {
+        /// The plugin depended on.
+        dep: String,
+        /// The range required.
+        required: VersionReq,
+        /// The version present.
+        found: Version,
+    },
+    /// A dependency cannot load itself.
+    DependencyFailed {
+        /// The dependency.
+        dep: String,
+        /// Plugins from `dep` down to where the problem starts (the last
+        /// one is failed, disabled, missing, out of range or in a cycle).
+        chain: Vec<String>,
+        /// Plugins left out of `chain` between its last two entries.
+        elided: usize,
+        /// What is wrong with the last plugin of `chain`, e.g.
+        /// `failed: license expired` or `is not installed`.
+        cause: String,
+    },
+    /// The plugin is in a dependency cycle.
+    Cycle {
+        /// A cycle through this plugin, starting with it (the closing
+        /// `-> it` is implied); at most [`MAX_CYCLE_SHOWN`] names.
+        members: Vec<String>,
+        /// The number of plugins in the cycle.
+        length: usize,
+    },
+    /// A `ctrlDepend` entry names a controller plugin that is not running.
+    MissingControllerDependency {
+        /// The controller plugin.
+        dep: String,
+    },
+    /// A `ctrlDepend` entry's range excludes the running controller plugin.
+    ControllerDependencyOutOfRange {
+        /// The controller plugin.
+        dep: String,
+        /// The range required.
+        required: VersionReq,
+        /// The version running.
+        found: Version,
+    },
+    /// A `ctrlDepend` entry cannot be checked: the controller's running set
+    /// is unknown.
+    ControllerStateUnknown {
+        /// The controller plugin.
+        dep: String,
+    },
+}
+
+/// A plugin that cannot load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocked {
+    /// The primary reason.
+    pub reason: BlockReason,
+    /// All of the plugin's problems in one sentence, e.g.
+    /// `b cannot load: depends on a, which failed: license expired`.
+    pub message: String,
+    /// What to do about the primary reason.
+    pub hint: String,
+}
+
+impl Blocked {
+    /// The same as a [`Problem`] about plugin `name` of `side`.
+    pub fn to_problem(&self, side: Side, name: &str) -> Problem {
+        Problem::error(side.subject(name), self.message.clone(), self.hint.clone())
+    }
+}
+
+/// The outcome of [`resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    /// Plugins to load, dependencies first.
+    pub load_order: Vec<String>,
+    /// `load_order` reversed: dependents stop first.
+    pub stop_order: Vec<String>,
+    /// Plugins that cannot load, by name.
+    pub blocked: BTreeMap<String, Blocked>,
+}
+
+impl Resolution {
+    /// True if `name` is in the load order.
+    pub fn loads(&self, name: &str) -> bool {
+        self.load_order.iter().any(|n| n == name)
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+/// What a dependent sees when it depends on a blocked plugin: the chain
+/// after that plugin and the cause at its end.
+#[derive(Clone)]
+struct Tail {
+    names: Vec<Arc<str>>,
+    elided: usize,
+    cause: Arc<str>,
+}
+
+struct Block {
+    reason: BlockReason,
+    /// Problem phrases; the first one belongs to `reason`.
+    phrases: Vec<String>,
+    hint: String,
+    /// The chain a dependent continues with (empty when this plugin itself
+    /// is where the problem starts) and the cause at its end.
+    tail: Tail,
+}
+
+/// One dependency-entry problem found while checking a plugin.
+struct EdgeProblem {
+    reason: BlockReason,
+    phrase: String,
+    hint: String,
+    tail: Tail,
+}
+
+struct Graph<'a> {
+    nodes: Vec<&'a Node>,
+    names: Vec<Arc<str>>,
+    /// Number of input plugins with this name (>1 = duplicate).
+    copies: Vec<usize>,
+    /// CSR: `depend` targets of node i are `targets[start[i]..start[i+1]]`,
+    /// one per `depend` entry in order, `NONE` for a missing plugin.
+    start: Vec<u32>,
+    targets: Vec<u32>,
+    /// Reverse CSR over present targets: who depends on node i.
+    rstart: Vec<u32>,
+    rsources: Vec<u32>,
+}
+
+impl<'a> Graph<'a> {
+    fn build(plugins: &'a [Node]) -> Graph<'a> {
+        let mut sorted: Vec<&Node> = plugins.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut nodes: Vec<&Node> = Vec::with_capacity(sorted.len());
+        let mut copies: Vec<usize> = Vec::with_capacity(sorted.len());
+        for node in sorted {
+            match (nodes.last(), copies.last_mut()) {
+                (Some(last), Some(count)) if last.name == node.name => *count += 1,
+                _ => {
+                    nodes.push(node);
+                    copies.push(1);
+                }
+            }
+        }
+        let names: Vec<Arc<str>> = nodes.iter().map(|n| Arc::from(n.name.as_str())).collect();
+        let index: HashMap<&str, u32> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i as u32))
+            .collect();
+        let mut start = Vec::with_capacity(nodes.len() + 1);
+        let mut targets = Vec::new();
+        start.push(0u32);
+        for (i, node) in nodes.iter().enumerate() {
+            // A duplicate name's edges depend on which copy sorted first;
+            // it is blocked anyway, so it gets none and stays deterministic.
+            if copies[i] == 1 {
+                for dep in &node.depend {
+                    targets.push(index.get(dep.name.as_str()).copied().unwrap_or(NONE));
+                }
+            }
+            start.push(targets.len() as u32);
+        }
+        // Counting sort of the edges by target gives the reverse CSR with
+        // sources in index order.
+        let n = nodes.len();
+        let mut rcount = vec![0u32; n + 1];
+        for &t in &targets {
+            if t != NONE {
+                rcount[t as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            rcount[i + 1] += rcount[i];
+        }
+        let rstart = rcount.clone();
+        let mut fill = rcount;
+        let mut rsources = vec![0u32; rstart[n] as usize];
+        for s in 0..n {
+            for &t in &targets[start[s] as usize..start[s + 1] as usize] {
+                if t != NONE {
+                    rsources[fill[t as usize] as usize] = s as u32;
+                    fill[t as usize] += 1;
+                }
+            }
+        }
+        Graph {
+            nodes,
+            names,
+            copies,
+            start,
+            targets,
+            rstart,
+            rsources,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn deps(&self, i: usize) -> &[u32] {
+        &self.targets[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+
+    fn dependents(&self, i: usize) -> &[u32] {
+        &self.rsources[self.rstart[i] as usize..self.rstart[i + 1] as usize]
+    }
+
+    /// Strongly connected components (iterative Tarjan), in the order they
+    /// complete: every component after all components it depends on.
+    /// Returns (component id per node, members per component).
+    fn sccs(&self) -> (Vec<u32>, Vec<Vec<u32>>) {
+        let n = self.len();
+        let mut index = vec![NONE; n];
+        let mut low = vec![0u32; n];
+        let mut on_stack = vec![false; n];
+        let mut stack: Vec<u32> = Vec::new();
+        let mut comp = vec![NONE; n];
+        let mut comps: Vec<Vec<u32>> = Vec::new();
+        let mut call: Vec<(u32, u32)> = Vec::new();
+        let mut counter = 0u32;
+        for root in 0..n {
+            if index[root] != NONE {
+                continue;
+            }
+            index[root] = counter;
+            low[root] = counter;
+            counter += 1;
+            stack.push(root as u32);
+            on_stack[root] = true;
+            call.push((root as u32, self.start[root]));
+            while let Some(&mut (v, ref mut pos)) = call.last_mut() {
+                let v = v as usize;
+                if *pos < self.start[v + 1] {
+                    let t = self.targets[*pos as usize];
+                    *pos += 1;
+                    if t == NONE {
+                        continue;
+                    }
+                    let t = t as usize;
+                    if index[t] == NONE {
+                        index[t] = counter;
+                        low[t] = counter;
+                        counter += 1;
+                        stack.push(t as u32);
+                        on_stack[t] = true;
+                        call.push((t as u32, self.start[t]));
+                    } else if on_stack[t] {
+                        low[v] = low[v].min(index[t]);
+                    }
+                    continue;
+                }
+                call.pop();
+                if let Some(&(parent, _)) = call.last() {
+                    let p = parent as usize;
+                    low[p] = low[p].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let id = comps.len() as u32;
+                    let mut members = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w as usize] = false;
+                        comp[w as usize] = id;
+                        members.push(w);
+                        if w as usize == v {
+                            break;
+                        }
+                    }
+                    members.sort_unstable();
+                    comps.push(members);
+                }
+            }
+        }
+        (comp, comps)
+    }
+}
+
+/// Finds, for every member of a non-trivial component, one simple cycle
+/// through it: walk member -> root (shortest, backwards BFS tree), then
+/// root -> member (shortest, forward BFS tree), and erase loops.
+struct CycleFinder {
+    parent_fwd: Vec<u32>,
+    parent_bwd: Vec<u32>,
+    /// Position in the loop-erasure stack, or NONE.
+    position: Vec<u32>,
+}
+
+impl CycleFinder {
+    fn new(n: usize) -> CycleFinder {
+        CycleFinder {
+            parent_fwd: vec![NONE; n],
+            parent_bwd: vec![NONE; n],
+            position: vec![NONE; n],
+        }
+    }
+
+    /// Cycles for all `members` (sorted) of component `id`.
+    fn cycles(&mut self, g: &Graph<'_>, comp: &[u32], id: u32, members: &[u32]) -> Vec<Vec<u32>> {
+        let Some(&root) = members.first() else {
+            return Vec::new();
+        };
+        let in_comp = |t: u32| t != NONE && comp[t as usize] == id;
+        // Forward BFS: parent_fwd[x] = predecessor of x on a shortest root -> x path.
+        let mut queue = std::collections::VecDeque::from([root]);
+        self.parent_fwd[root as usize] = root;
+        while let Some(u) = queue.pop_front() {
+            for &t in g.deps(u as usize) {
+                if in_comp(t) && self.parent_fwd[t as usize] == NONE {
+                    self.parent_fwd[t as usize] = u;
+                    queue.push_back(t);
+                }
+            }
+        }
+        // Backward BFS: parent_bwd[x] = next hop on a shortest x -> root path.
+        queue.push_back(root);
+        self.parent_bwd[root as usize] = root;
+        while let Some(u) = queue.pop_front() {
+            for &s in g.dependents(u as usize) {
+                if in_comp(s) && self.parent_bwd[s as usize] == NONE {
+                    self.parent_bwd[s as usize] = u;
+                    queue.push_back(s);
+                }
+            }
+        }
+        members
+            .iter()
+            .map(|&x| {
+                if g.deps(x as usize).contains(&x) {
+                    return vec![x];
+                }
+                let mut walk = Vec::new();
+                if x == root {
+                    // root -> first successor in the component -> ... -> root.
+                    let next = g.deps(x as usize).iter().copied().find(|&t| in_comp(t));
+                    walk.push(x);
+                    let mut v = next.unwrap_or(x);
+                    while v != root {
+                        walk.push(v);
+                        v = self.parent_bwd[v as usize];
+                    }
+                } else {
+                    let mut v = x;
+                    while v != root {
+                        walk.push(v);
+                        v = self.parent_bwd[v as usize];
+                    }
+                    let mut fwd = Vec::new();
+                    let mut v = x;
+                    while v != root {
+                        v = self.parent_fwd[v as usize];
+                        fwd.push(v);
+                    }
+                    // fwd is x's ancestors up to root; walk root -> ... -> before x.
+                    walk.extend(fwd.into_iter().rev());
+                }
+                self.erase_loops(&walk)
+            })
+            .collect()
+    }
+
+    fn erase_loops(&mut self, walk: &[u32]) -> Vec<u32> {
+        let mut path: Vec<u32> = Vec::with_capacity(walk.len());
+        for &v in walk {
+            let p = self.position[v as usize];
+            if p != NONE {
+                for w in path.drain(p as usize + 1..) {
+                    self.position[w as usize] = NONE;
+                }
+            } else {
+                self.position[v as usize] = path.len() as u32;
+                path.push(v);
+            }
+        }
+        for &w in &path {
+            self.position[w as usize] = NONE;
+        }
+        path
+    }
+}
+
+fn cycle_text(names: &[Arc<str>], cycle: &[u32]) -> (Vec<String>, String) {
+    let shown: Vec<String> = cycle
+        .iter()
+        .take(MAX_CYCLE_SHOWN)
+        .map(|&i| names[i as usize].to_string())
+        .collect();
+    let mut text = shown.join(" -> ");
+    if cycle.len() > shown.len() {
+        let _ = write!(text, " -> ... ({} more)", cycle.len() - shown.len());
+    }
+    if let Some(first) = shown.first() {
+        let _ = write!(text, " -> {first}");
+    }
+    (shown, text)
+}
+
+/// "b, which depends on a, which failed: license expired" for a chain.
+fn chain_text(names: &[Arc<str>], elided: usize, cause: &str) -> String {
+    let mut s = String::new();
+    let last = names.len().saturating_sub(1);
+    for (k, name) in names.iter().enumerate() {
+        if k > 0 {
+            s.push_str(", which depends on ");
+        }
+        if k == last && k > 0 && elided > 0 {
+            let _ = write!(s, "[{elided} more plugin(s)], which depends on ");
+        }
+        s.push_str(name);
+    }
+    let _ = write!(s, ", which {cause}");
+    s
+}
+
+/// Prepends `head` to `tail`, keeping at most [`MAX_CHAIN`] names (the
+/// first ones and the root cause).
+fn extend_chain(head: &Arc<str>, tail: &Tail) -> (Vec<Arc<str>>, usize) {
+    let mut names = Vec::with_capacity(tail.names.len() + 1);
+    names.push(head.clone());
+    names.extend(tail.names.iter().cloned());
+    let mut elided = tail.elided;
+    if names.len() > MAX_CHAIN {
+        names.remove(MAX_CHAIN - 1);
+        elided += 1;
+    }
+    (names, elided)
+}
+
+fn strings(names: &[Arc<str>]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// Resolves one side's plugin set. See the [module documentation](self).
+pub fn resolve(input: &ResolveInput) -> Resolution {
+    let g = Graph::build(&input.plugins);
+    let n = g.len();
+    let (comp, comps) = g.sccs();
+    let mut finder = CycleFinder::new(n);
+    let mut blocks: Vec<Option<Block>> = (0..n).map(|_| None).collect();
+
+    for (id, members) in comps.iter().enumerate() {
+        let id = id as u32;
+        let cyclic = members.len() > 1
+            || members
+                .first()
+                .is_some_and(|&m| g.deps(m as usize).contains(&m));
+        let cycles = if cyclic {
+            finder.cycles(&g, &comp, id, members)
+        } else {
+            Vec::new()
+        };
+        for (k, &m) in members.iter().enumerate() {
+            let i = m as usize;
+            let cycle = cycles.get(k).map(Vec::as_slice);
+            blocks[i] = check_node(&g, input, &blocks, &comp, id, i, cycle);
+        }
+    }
+
+    // Kahn over loadable plugins, smallest name (= index) first.
+    let mut pending = vec![0u32; n];
+    let mut ready: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
+    for i in 0..n {
+        if blocks[i].is_some() {
+            continue;
+        }
+        pending[i] = g.deps(i).len() as u32;
+        if pending[i] == 0 {
+            ready.push(Reverse(i as u32));
+        }
+    }
+    let mut load_order = Vec::with_capacity(n);
+    while let Some(Reverse(v)) = ready.pop() {
+        load_order.push(g.nodes[v as usize].name.clone());
+        for &s in g.dependents(v as usize) {
+            let s = s as usize;
+            if blocks[s].is_none() {
+                pending[s] -= 1;
+                if pending[s] == 0 {
+                    ready.push(Reverse(s as u32));
+                }
+            }
+        }
+    }
+    let stop_order = load_order.iter().rev().cloned().collect();
+    let blocked = blocks
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            let b = b?;
+            let name = g.nodes[i].name.clone();
+            let message = format!(
+                "{name} {}: {}",
+                if b.reason == BlockReason::Disabled {
+                    "is not loaded"
+                } else {
+                    "cannot load"
+                },
+                b.phrases.join("; ")
+            );
+            Some((
+                name,
+                Blocked {
+                    reason: b.reason,
+                    message,
+                    hint: b.hint,
+                },
+            ))
+        })
+        .collect();
+    Resolution {
+        load_order,
+        stop_order,
+        blocked,
+    }
+}
+
+/// Decides whether plugin `i` (in component `id`) is blocked. All
+/// components it depends on are already decided in `blocks`.
+fn check_node(
+    g: &Graph<'_>,
+    input: &ResolveInput,
+    blocks: &[Option<Block>],
+    comp: &[u32],
+    id: u32,
+    i: usize,
+    cycle: Option<&[u32]>,
+) -> Option<Block> {
+    let node = g.nodes[i];
+    let name = &g.names[i];
+    let own = |reason: BlockReason, phrase: String, hint: String, cause: String| Block {
+        reason,
+        phrases: vec![phrase],
+        hint,
+        tail: Tail {
+            names: Vec::new(),
+            elided: 0,
+            cause: Arc::from(cause),
+        },
+    };
+    if g.copies[i] > 1 {
+        let count = g.copies[i];
+        return Some(own(
+            BlockReason::DuplicateName { count },
+            format!("{count} plugins named {name} are in the set"),
+            format!("keep exactly one plugin named {name}"),
+            "is installed more than once".into(),
+        ));
+    }
+    if !node.load {
+        return Some(own(
+            BlockReason::Disabled,
+            "it is disabled (enable: false)".into(),
+            format!("set \"enable\": true in {name}.json if it should run"),
+            "is disabled (enable: false)".into(),
+        ));
+    }
+    let mut block = None;
+    if let Some(f) = &node.failure {
+        block = Some(own(
+            BlockReason::Failed(f.clone()),
+            f.clone(),
+            format!("fix {name}'s problem shown above"),
+            format!("failed: {f}"),
+        ));
+    }
+    if let Some(cycle) = cycle {
+        let (members, text) = cycle_text(&g.names, cycle);
+        let reason = BlockReason::Cycle {
+            members,
+            length: cycle.len(),
+        };
+        let phrase = format!("it is in a dependency cycle: {text}");
+        match &mut block {
+            Some(b) => b.phrases.push(phrase),
+            None => {
+                block = Some(own(
+                    reason,
+                    phrase,
+                    "break the cycle by removing one of its \"depend\" entries".into(),
+                    format!("is in a dependency cycle: {text}"),
+                ))
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (dep, &t) in node.depend.iter().zip(g.deps(i)) {
+        if t != NONE && comp[t as usize] == id {
+            continue; // inside the cycle, already reported
+        }
+        if let Some(p) = depend_problem(g, blocks, name, dep, t) {
+            problems.push(p);
+        }
+    }
+    if node.side == Side::Client {
+        for dep in &node.ctrl_depend {
+            if let Some(p) = ctrl_problem(input.running_controller.as_ref(), name, dep) {
+                problems.push(p);
+            }
+        }
+    }
+    let mut problems = problems.into_iter();
+    let mut block = match block {
+        Some(b) => b,
+        None => {
+            let first = problems.next()?;
+            Block {
+                reason: first.reason,
+                phrases: vec![first.phrase],
+                hint: first.hint,
+                tail: first.tail,
+            }
+        }
+    };
+    block.phrases.extend(problems.map(|p| p.phrase));
+    Some(block)
+}
+
+fn depend_problem(
+    g: &Graph<'_>,
+    blocks: &[Option<Block>],
+    name: &Arc<str>,
+    dep: &Dependency,
+    t: u32,
+) -> Option<EdgeProblem> {
+    let terminal = |dep_name: &str, cause: String| Tail {
+        names: vec![Arc::from(dep_name)],
+        elided: 0,
+        cause: Arc::from(cause),
+    };
+    let d = &dep.name;
+    if t == NONE {
+        return Some(EdgeProblem {
+            reason: BlockReason::MissingDependency { dep: d.clone() },
+            phrase: format!("depends on {d}, which is not installed"),
+            hint: format!("install {d}, or remove it from {name}'s \"depend\""),
+            tail: terminal(d, "is not installed".into()),
+        });
+    }
+    let target = g.nodes[t as usize];
+    let target_block = blocks[t as usize].as_ref();
+    if target_block.is_some_and(|b| b.reason == BlockReason::Disabled) {
+        return Some(EdgeProblem {
+            reason: BlockReason::DependencyDisabled { dep: d.clone() },
+            phrase: format!("depends on {d}, which is disabled (enable: false)"),
+            hint: format!("enable {d}, or remove it from {name}'s \"depend\""),
+            tail: terminal(d, "is disabled (enable: false)".into()),
+        });
+    }
+    if let Some(req) = &dep.req {
+        if !req.matches(&target.version) {
+            let found = &target.version;
+            let cause = format!("is version {found}, but {name} requires {req}");
+            return Some(EdgeProblem {
+                reason: BlockReason::DependencyOutOfRange {
+                    dep: d.clone(),
+                    required: req.clone(),
+                    found: found.clone(),
+                },
+                phrase: format!("depends on {d}, which {cause}"),
+                hint: format!(
+                    "install a version of {d} matching {req}, or a version of {name} that accepts {d} {found}"
+                ),
+                tail: terminal(d, cause),
+            });
+        }
+    }
+    let b = target_block?;
+    let (chain, elided) = extend_chain(&g.names[t as usize], &b.tail);
+    let root = chain
+        .last()
+        .cloned()
+        .unwrap_or_else(|| g.names[t as usize].clone());
+    Some(EdgeProblem {
+        phrase: format!("depends on {}", chain_text(&chain, elided, &b.tail.cause)),
+        hint: format!("fix {root} first: the chain starts there"),
+        reason: BlockReason::DependencyFailed {
+            dep: d.clone(),
+            chain: strings(&chain),
+            elided,
+            cause: b.tail.cause.to_string(),
+        },
+        tail: Tail {
+            names: chain,
+            elided,
+            cause: b.tail.cause.clone(),
+        },
+    })
+}
+
+fn ctrl_problem(
+    running: Option<&BTreeMap<String, Version>>,
+    name: &Arc<str>,
+    dep: &Dependency,
+) -> Option<EdgeProblem> {
+    let d = &dep.name;
+    let terminal = |cause: String| Tail {
+        names: vec![Arc::from(d.as_str())],
+        elided: 0,
+        cause: Arc::from(cause),
+    };
+    let Some(running) = running else {
+        let cause =
+            "is a controller plugin, and the controller's running plugins are unknown".to_string();
+        return Some(EdgeProblem {
+            reason: BlockReason::ControllerStateUnknown { dep: d.clone() },
+            phrase: format!(
+                "needs controller plugin {d} (ctrlDepend), but the controller's running plugins are unknown, so this cannot be checked"
+            ),
+            hint: "connect to the controller (or give its running plugin list) and try again".into(),
+            tail: terminal(cause),
+        });
+    };
+    let Some(found) = running.get(d) else {
+        let cause = "is a controller plugin that is not running on the controller".to_string();
+        return Some(EdgeProblem {
+            reason: BlockReason::MissingControllerDependency { dep: d.clone() },
+            phrase: format!("needs controller plugin {d} (ctrlDepend), which is not running on the controller"),
+            hint: format!(
+                "install and enable controller plugin {d} on the controller, or remove it from {name}'s \"ctrlDepend\""
+            ),
+            tail: terminal(cause),
+        });
+    };
+    let req = dep.req.as_ref()?;
+    if req.matches(found) {
+        return None;
+    }
+    let cause = format!("runs on the controller in version {found}, but {name} requires {req}");
+    Some(EdgeProblem {
+        reason: BlockReason::ControllerDependencyOutOfRange {
+            dep: d.clone(),
+            required: req.clone(),
+            found: found.clone(),
+        },
+        phrase: format!("needs controller plugin {d} (ctrlDepend), which {cause}"),
+        hint: format!(
+            "install controller plugin {d} in a version matching {req}, or a version of {name} that accepts {d} {found}"
+        ),
+        tail: terminal(format!("is a controller plugin that {cause}")),
+    })
+}
+
+/// Installed manifests with `incoming` ones replacing those of the same
+/// side and name (an upgrade or downgrade), sorted by side and name.
+pub fn merge_installed(installed: Vec<Manifest>, incoming: Vec<Manifest>) -> Vec<Manifest> {
+    let mut by_key: BTreeMap<(Side, String), Manifest> = BTreeMap::new();
+    for m in installed.into_iter().chain(incoming) {
+        by_key.insert((m.side, m.name.clone()), m);
+    }
+    by_key.into_values().collect()
+}
+
+/// Every plugin in `plugins` that depends on `name` through `depend`,
+/// directly or through others, sorted by name (without `name` itself).
+/// Only same-side `depend` edges count; for `ctrlDepend` effects, resolve
+/// the client side again with the new controller running set.
+pub fn dependents_of(plugins: &[Node], name: &str) -> Vec<String> {
+    let g = Graph::build(plugins);
+    let n = g.len();
+    let mut seen = vec![false; n];
+    // Start from the plugins naming it, which also works when `name` is
+    // not in the set (who would a new plugin of that name affect?).
+    let mut todo: Vec<usize> = (0..n)
+        .filter(|&i| g.nodes[i].name != name && g.nodes[i].depend.iter().any(|d| d.name == name))
+        .collect();
+    for &i in &todo {
+        seen[i] = true;
+    }
+    while let Some(v) = todo.pop() {
+        for &s in g.dependents(v) {
+            if !seen[s as usize] {
+                seen[s as usize] = true;
+                todo.push(s as usize);
+            }
+        }
+    }
+    (0..n)
+        .filter(|&i| seen[i] && g.nodes[i].name != name)
+        .map(|i| g.nodes[i].name.clone())
+        .collect()
+}
+
+/// Installed plugins that load `before` an import and would be blocked
+/// `after` it, as errors that refuse the import. Plugins the package itself
+/// brings (`incoming_names`) are not counted: their problems are the
+/// package's own, reported from `after` directly.
+pub fn broken_by_import(
+    side: Side,
+    before: &Resolution,
+    after: &Resolution,
+    incoming_names: &[&str],
+) -> Problems {
+    let mut problems = Problems::default();
+    for name in &before.load_order {
+        if incoming_names.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(b) = after.blocked.get(name) {
+            problems.push(
+                Problem::error(
+                    side.subject(name),
+                    format!(
+                        "this import would break installed {} {name}: {}",
+                        side.plugin_label(),
+                        b.message
+                    ),
+                    format!(
+                        "import a package that keeps {name}'s dependencies satisfied, or first upgrade or remove {name} ({})",
+                        b.hint
+                    ),
+                ),
+            );
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn node(name: &str, deps: &[&str]) -> Node {
+        Node {
+            name: name.into(),
+            version: v("1.0"),
+            side: Side::Controller,
+            load: true,
+            depend: deps.iter().map(|d| Dependency::any(*d)).collect(),
+            ctrl_depend: Vec::new(),
+            failure: None,
+        }
+    }
+
+    fn run(plugins: Vec<Node>) -> Resolution {
+        resolve(&ResolveInput {
+            plugins,
+            running_controller: None,
+        })
+    }
+
+    fn blocked<'a>(r: &'a Resolution, name: &str) -> &'a Blocked {
+        r.blocked
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not blocked: {r:#?}"))
+    }
+
+    #[test]
+    fn dependencies_first_ties_by_name_and_reverse_stop() {
+        let r = run(vec![
+            node("c", &["b"]),
+            node("z", &[]),
+            node("b", &["a"]),
+            node("a", &[]),
+            node("m", &["a", "z"]),
+        ]);
+        assert_eq!(r.load_order, ["a", "b", "c", "z", "m"]);
+        assert_eq!(r.stop_order, ["m", "z", "c", "b", "a"]);
+        assert!(r.blocked.is_empty());
+        assert!(r.loads("m"));
+    }
+
+    #[test]
+    fn failure_blocks_only_the_plugin_and_its_dependents_with_the_chain() {
+        let r = run(vec![
+            node("a", &[]).with_failure("license expired"),
+            node("b", &["a"]),
+            node("c", &["b"]),
+            node("d", &[]),
+        ]);
+        assert_eq!(r.load_order, ["d"]);
+        assert_eq!(
+            blocked(&r, "a").reason,
+            BlockReason::Failed("license expired".into())
+        );
+        assert_eq!(blocked(&r, "a").message, "a cannot load: license expired");
+        assert_eq!(
+            blocked(&r, "b").message,
+            "b cannot load: depends on a, which failed: license expired"
+        );
+        assert_eq!(
+            blocked(&r, "c").message,
+            "c cannot load: depends on b, which depends on a, which failed: license expired"
+        );
+        assert_eq!(
+            blocked(&r, "c").reason,
+            BlockReason::DependencyFailed {
+                dep: "b".into(),
+                chain: vec!["b".into(), "a".into()],
+                elided: 0,
+                cause: "failed: license expired".into(),
+            }
+        );
+        assert!(blocked(&r, "c").hint.contains("fix a first"));
+    }
+
+    #[test]
+    fn disabled_controller_plugin_and_its_dependents() {
+        let mut a = node("a", &[]);
+        a.load = false;
+        let r = run(vec![a, node("b", &["a"]), node("c", &["b"])]);
+        assert!(r.load_order.is_empty());
+        assert_eq!(blocked(&r, "a").reason, BlockReason::Disabled);
+        assert_eq!(
+            blocked(&r, "a").message,
+            "a is not loaded: it is disabled (enable: false)"
+        );
+        assert_eq!(
+            blocked(&r, "b").reason,
+            BlockReason::DependencyDisabled { dep: "a".into() }
+        );
+        assert_eq!(
+            blocked(&r, "c").message,
+            "c cannot load: depends on b, which depends on a, which is disabled (enable: false)"
+        );
+    }
+
+    #[test]
+    fn client_enable_false_still_loads() {
+        let m = Manifest {
+            side: Side::Client,
+            name: "a".into(),
+            version: v("1"),
+            enable: false,
+            depend: Vec::new(),
+            ctrl_depend: Vec::new(),
+            min_host_version: None,
+            custom_hmi_versions: Vec::new(),
+            must_controller_versions: Vec::new(),
+            author: None,
+            description: None,
+            config: None,
+        };
+        assert!(Node::from_manifest(&m).load);
+        let controller = Manifest {
+            side: Side::Controller,
+            ..m
+        };
+        assert!(!Node::from_manifest(&controller).load);
+    }
+
+    #[test]
+    fn missing_dependency_and_its_chain() {
+        let r = run(vec![node("b", &["x"]), node("c", &["b"])]);
+        assert_eq!(
+            blocked(&r, "b").reason,
+            BlockReason::MissingDependency { dep: "x".into() }
+        );
+        assert_eq!(
+            blocked(&r, "b").message,
+            "b cannot load: depends on x, which is not installed"
+        );
+        assert_eq!(
+            blocked(&r, "c").message,
+            "c cannot load: depends on b, which depends on x, which is not installed"
+        );
+    }
+
+    #[test]
+    fn dependency_out_of_range() {
+        let mut a = node("a", &[]);
+        a.version = v("1.5");
+        let mut b = node("b", &[]);
+        b.depend = vec![Dependency::with_req(
+            "a",
+            VersionReq::parse(">=2").unwrap_or_else(|_| VersionReq::any()),
+        )];
+        let mut ok = node("ok", &[]);
+        ok.depend = vec![Dependency::with_req(
+            "a",
+            VersionReq::parse("[1.5,2)").unwrap_or_else(|_| VersionReq::any()),
+        )];
+        let r = run(vec![a, b, ok]);
+        assert_eq!(r.load_order, ["a", "ok"]);
+        let b = blocked(&r, "b");
+        assert!(
+            matches!(&b.reason, BlockReason::DependencyOutOfRange { dep, found, .. } if dep == "a" && found == &v("1.5"))
+        );
+        assert_eq!(
+            b.message,
+            "b cannot load: depends on a, which is version 1.5, but b requires >=2"
+        );
+    }
+
+    fn assert_real_cycle(plugins: &[Node], members: &[String], start: &str) {
+        assert_eq!(members.first().map(String::as_str), Some(start));
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, m) in members.iter().enumerate() {
+            assert!(seen.insert(m), "{m} repeats in {members:?}");
+            let next = &members[(k + 1) % members.len()];
+            let node = plugins
+                .iter()
+                .find(|p| &p.name == m)
+                .unwrap_or_else(|| panic!("{m}"));
+            assert!(
+                node.depend.iter().any(|d| &d.name == next),
+                "{m} -> {next} is not an edge"
+            );
+        }
+    }
+
+    #[test]
+    fn every_cycle_member_is_named_with_its_cycle_and_dependents_chain_to_it() {
+        let plugins = vec![
+            node("a", &["b"]),
+            node("b", &["c"]),
+            node("c", &["a"]),
+            node("d", &["a"]),
+            node("e", &[]),
+        ];
+        let r = run(plugins.clone());
+        assert_eq!(r.load_order, ["e"]);
+        assert_eq!(
+            blocked(&r, "a").message,
+            "a cannot load: it is in a dependency cycle: a -> b -> c -> a"
+        );
+        assert_eq!(
+            blocked(&r, "b").message,
+            "b cannot load: it is in a dependency cycle: b -> c -> a -> b"
+        );
+        assert_eq!(
+            blocked(&r, "c").reason,
+            BlockReason::Cycle {
+                members: vec!["c".into(), "a".into(), "b".into()],
+                length: 3
+            }
+        );
+        assert_eq!(
+            blocked(&r, "d").message,
+            "d cannot load: depends on a, which is in a dependency cycle: a -> b -> c -> a"
+        );
+        assert!(matches!(
+            blocked(&r, "d").reason,
+            BlockReason::DependencyFailed { .. }
+        ));
+        for name in ["a", "b", "c"] {
+            let BlockReason::Cycle { members, .. } = &blocked(&r, name).reason else {
+                panic!("{name}")
+            };
+            assert_real_cycle(&plugins, members, name);
+        }
+    }
+
+    #[test]
+    fn self_loop_and_figure_eight() {
+        let r = run(vec![node("s", &["s"])]);
+        assert_eq!(
+            blocked(&r, "s").message,
+            "s cannot load: it is in a dependency cycle: s -> s"
+        );
+        let plugins = vec![
+            node("a", &["b", "c"]),
+            node("b", &["a"]),
+            node("c", &["d"]),
+            node("d", &["a", "d"]),
+        ];
+        let r = run(plugins.clone());
+        for name in ["a", "b", "c", "d"] {
+            let BlockReason::Cycle { members, length } = &blocked(&r, name).reason else {
+                panic!("{name}: {r:#?}")
+            };
+            assert_eq!(*length, members.len());
+            assert_real_cycle(&plugins, members, name);
+        }
+        assert_eq!(
+            blocked(&r, "d").message,
+            "d cannot load: it is in a dependency cycle: d -> d"
+        );
+    }
+
+    #[test]
+    fn failed_cycle_member_keeps_its_failure_and_mentions_the_cycle() {
+        let r = run(vec![
+            node("a", &["b"]).with_failure("license expired"),
+            node("b", &["a"]),
+        ]);
+        let a = blocked(&r, "a");
+        assert_eq!(a.reason, BlockReason::Failed("license expired".into()));
+        assert_eq!(
+            a.message,
+            "a cannot load: license expired; it is in a dependency cycle: a -> b -> a"
+        );
+        assert!(matches!(blocked(&r, "b").reason, BlockReason::Cycle { .. }));
+    }
+
+    #[test]
+    fn huge_cycle_is_capped_and_huge_chain_does_not_overflow() {
+        let n = 2000;
+        let names: Vec<String> = (0..n).map(|i| format!("p{i:05}")).collect();
+        let plugins: Vec<Node> = (0..n)
+            .map(|i| node(&names[i], &[names[(i + 1) % n].as_str()]))
+            .collect();
+        let r = run(plugins);
+        let BlockReason::Cycle { members, length } = &blocked(&r, "p00007").reason else {
+            panic!()
+        };
+        assert_eq!(*length, n);
+        assert_eq!(members.len(), MAX_CYCLE_SHOWN);
+        assert_eq!(members[1], "p00008");
+        assert!(blocked(&r, "p00007")
+            .message
+            .ends_with("-> ... (1968 more) -> p00007"));
+
+        // A 100 000-plugin chain whose end failed: iterative, no stack
+        // overflow, and the chain in each message is capped.
+        let n = 100_000;
+        let names: Vec<String> = (0..n).map(|i| format!("q{i:06}")).collect();
+        let mut plugins: Vec<Node> = (0..n)
+            .map(|i| match names.get(i + 1) {
+                Some(next) => node(&names[i], &[next.as_str()]),
+                None => node(&names[i], &[]),
+            })
+            .collect();
+        if let Some(last) = plugins.last_mut() {
+            last.failure = Some("license expired".into());
+        }
+        let r = run(plugins);
+        assert!(r.load_order.is_empty());
+        let first = blocked(&r, "q000000");
+        let BlockReason::DependencyFailed {
+            chain,
+            elided,
+            cause,
+            ..
+        } = &first.reason
+        else {
+            panic!()
+        };
+        assert_eq!(chain.len(), MAX_CHAIN);
+        assert_eq!(chain.last().map(String::as_str), Some("q099999"));
+        assert_eq!(chain[0], "q000001");
+        assert_eq!(chain.len() + elided, n - 1);
+        assert_eq!(cause, "failed: license expired");
+        assert!(first.message.contains(&format!("[{elided} more plugin(s)], which depends on q099999, which failed: license expired")), "{}", first.message);
+    }
+
+    #[test]
+    fn all_problems_of_a_plugin_are_in_its_message() {
+        let r = run(vec![
+            node("a", &[]).with_failure("bad signature"),
+            node("b", &["x", "a"]),
+        ]);
+        let b = blocked(&r, "b");
+        assert_eq!(b.reason, BlockReason::MissingDependency { dep: "x".into() });
+        assert_eq!(
+            b.message,
+            "b cannot load: depends on x, which is not installed; depends on a, which failed: bad signature"
+        );
+    }
+
+    fn client(name: &str, ctrl: Vec<Dependency>) -> Node {
+        Node {
+            side: Side::Client,
+            ctrl_depend: ctrl,
+            ..node(name, &[])
+        }
+    }
+
+    #[test]
+    fn controller_dependencies_of_client_plugins() {
+        let req = VersionReq::parse(">=2").unwrap_or_else(|_| VersionReq::any());
+        let plugins = vec![
+            client("any", vec![Dependency::any("motion")]),
+            client("ranged", vec![Dependency::with_req("motion", req)]),
+            client("missing", vec![Dependency::any("vision")]),
+            client("none", vec![]),
+            client("chained", vec![]),
+        ];
+        let mut plugins = plugins;
+        plugins[4].depend = vec![Dependency::any("missing")];
+
+        let unknown = resolve(&ResolveInput {
+            plugins: plugins.clone(),
+            running_controller: None,
+        });
+        assert_eq!(unknown.load_order, ["none"]);
+        assert_eq!(
+            blocked(&unknown, "any").reason,
+            BlockReason::ControllerStateUnknown {
+                dep: "motion".into()
+            }
+        );
+        assert!(blocked(&unknown, "any")
+            .message
+            .contains("running plugins are unknown"));
+
+        let running: BTreeMap<String, Version> = [("motion".to_string(), v("1.5"))].into();
+        let r = resolve(&ResolveInput {
+            plugins,
+            running_controller: Some(running),
+        });
+        assert_eq!(r.load_order, ["any", "none"]);
+        assert_eq!(
+            blocked(&r, "missing").reason,
+            BlockReason::MissingControllerDependency {
+                dep: "vision".into()
+            }
+        );
+        assert_eq!(
+            blocked(&r, "missing").message,
+            "missing cannot load: needs controller plugin vision (ctrlDepend), which is not running on the controller"
+        );
+        assert!(matches!(
+            blocked(&r, "ranged").reason,
+            BlockReason::ControllerDependencyOutOfRange { .. }
+        ));
+        assert_eq!(
+            blocked(&r, "ranged").message,
+            "ranged cannot load: needs controller plugin motion (ctrlDepend), which runs on the controller in version 1.5, but ranged requires >=2"
+        );
+        assert_eq!(
+            blocked(&r, "chained").message,
+            "chained cannot load: depends on missing, which depends on vision, which is a controller plugin that is not running on the controller"
+        );
+    }
+
+    #[test]
+    fn ctrl_depend_is_ignored_on_the_controller_side() {
+        let mut a = node("a", &[]);
+        a.ctrl_depend = vec![Dependency::any("x")];
+        assert_eq!(run(vec![a]).load_order, ["a"]);
+    }
+
+    #[test]
+    fn duplicate_names_block_that_name() {
+        let r = run(vec![
+            node("a", &[]),
+            node("a", &["zz"]),
+            node("b", &["a"]),
+            node("c", &[]),
+        ]);
+        assert_eq!(r.load_order, ["c"]);
+        assert_eq!(
+            blocked(&r, "a").reason,
+            BlockReason::DuplicateName { count: 2 }
+        );
+        assert!(matches!(
+            blocked(&r, "b").reason,
+            BlockReason::DependencyFailed { .. }
+        ));
+    }
+
+    #[test]
+    fn serializes_with_kind_tags() {
+        let r = run(vec![node("a", &[]).with_failure("x"), node("b", &["a"])]);
+        let json = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(json["blocked"]["a"]["reason"]["kind"], "failed");
+        assert_eq!(json["blocked"]["a"]["reason"]["detail"], "x");
+        assert_eq!(json["blocked"]["b"]["reason"]["kind"], "dependency_failed");
+        assert_eq!(json["blocked"]["b"]["reason"]["detail"]["chain"][0], "a");
+    }
+
+    fn manifest(side: Side, name: &str, version: &str, depend: Vec<Dependency>) -> Manifest {
+        Manifest {
+            side,
+            name: name.into(),
+            version: v(version),
+            enable: true,
+            depend,
+            ctrl_depend: Vec::new(),
+            min_host_version: None,
+            custom_hmi_versions: Vec::new(),
+            must_controller_versions: Vec::new(),
+            author: None,
+            description: None,
+            config: None,
+        }
+    }
+
+    #[test]
+    fn merge_replaces_by_side_and_name() {
+        let installed = vec![
+            manifest(Side::Client, "a", "1", vec![]),
+            manifest(Side::Controller, "a", "1", vec![]),
+            manifest(Side::Client, "b", "1", vec![]),
+        ];
+        let incoming = vec![
+            manifest(Side::Client, "a", "2", vec![]),
+            manifest(Side::Client, "c", "1", vec![]),
+        ];
+        let merged = merge_installed(installed, incoming);
+        let got: Vec<(Side, &str, String)> = merged
+            .iter()
+            .map(|m| (m.side, m.name.as_str(), m.version.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Side::Client, "a", "2".to_string()),
+                (Side::Client, "b", "1".to_string()),
+                (Side::Client, "c", "1".to_string()),
+                (Side::Controller, "a", "1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn dependents_are_the_reverse_closure() {
+        let plugins = vec![
+            node("a", &[]),
+            node("b", &["a"]),
+            node("c", &["b"]),
+            node("d", &["c", "a"]),
+            node("e", &[]),
+            node("f", &["new"]),
+        ];
+        assert_eq!(dependents_of(&plugins, "a"), ["b", "c", "d"]);
+        assert_eq!(dependents_of(&plugins, "c"), ["d"]);
+        assert!(dependents_of(&plugins, "e").is_empty());
+        assert_eq!(dependents_of(&plugins, "new"), ["f"]);
+    }
+
+    #[test]
+    fn an_import_that_breaks_an_installed_plugin_is_reported() {
+        let req = VersionReq::parse(">=2").unwrap_or_else(|_| VersionReq::any());
+        let installed = vec![
+            manifest(
+                Side::Controller,
+                "x",
+                "1",
+                vec![Dependency::with_req("y", req)],
+            ),
+            manifest(Side::Controller, "y", "2.0", vec![]),
+            manifest(Side::Controller, "z", "1", vec![]),
+        ];
+        let incoming = vec![manifest(Side::Controller, "y", "1.5", vec![])];
+        let nodes = |ms: &[Manifest]| ResolveInput {
+            plugins: ms.iter().map(Node::from_manifest).collect(),
+            running_controller: None,
+        };
+        let before = resolve(&nodes(&installed));
+        let after = resolve(&nodes(&merge_installed(installed, incoming)));
+        let problems = broken_by_import(Side::Controller, &before, &after, &["y"]);
+        assert_eq!(problems.len(), 1, "{problems}");
+        let p = &problems.0[0];
+        assert_eq!(p.subject, "controller plugin \"x\"");
+        assert_eq!(
+            p.message,
+            "this import would break installed controller plugin x: x cannot load: depends on y, which is version 1.5, but x requires >=2"
+        );
+        assert!(
+            p.hint.contains("install a version of y matching >=2"),
+            "{}",
+            p.hint
+        );
+    }
+}
