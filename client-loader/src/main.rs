@@ -144,7 +144,15 @@ fn main() -> ExitCode {
             controller_root,
             controller_running,
             idle,
-        } => run_plugins(&config, root, hmi_version, controller_root, controller_running, idle, json),
+        } => run_plugins(
+            &config,
+            root,
+            hmi_version,
+            controller_root,
+            controller_running,
+            idle,
+            json,
+        ),
         Command::List => match xplugin_host::admin::list(&root, Side::Client) {
             Ok(l) => {
                 emit(&l, json, true);
@@ -161,19 +169,21 @@ fn main() -> ExitCode {
         },
         Command::Enable { name } => toggle(&root, &name, true, json),
         Command::Disable { name } => toggle(&root, &name, false, json),
-        Command::Remove { name, cascade } => match xplugin_host::admin::remove(&root, Side::Client, &name, cascade) {
-            Ok(removed) => {
-                emit(
-                    &Message {
-                        message: format!("removed: {}", removed.join(", ")),
-                    },
-                    json,
-                    true,
-                );
-                ExitCode::SUCCESS
+        Command::Remove { name, cascade } => {
+            match xplugin_host::admin::remove(&root, Side::Client, &name, cascade) {
+                Ok(removed) => {
+                    emit(
+                        &Message {
+                            message: format!("removed: {}", removed.join(", ")),
+                        },
+                        json,
+                        true,
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(PROGRAM, &e, json),
             }
-            Err(e) => fail(PROGRAM, &e, json),
-        },
+        }
         Command::Rollback => match xplugin_host::admin::rollback(&root) {
             Ok(g) => {
                 emit(
@@ -222,10 +232,11 @@ fn run_import(
 ) -> ExitCode {
     // The controller's own facts (trust store, device id, version) come from
     // the controller's configuration: its licenses are bound to it.
-    let controller_config = match HostConfig::load(controller_config.as_deref(), HostSide::Controller) {
-        Ok(c) => c,
-        Err(e) => return fail(PROGRAM, &e, json),
-    };
+    let controller_config =
+        match HostConfig::load(controller_config.as_deref(), HostSide::Controller) {
+            Ok(c) => c,
+            Err(e) => return fail(PROGRAM, &e, json),
+        };
     let parse = |flag: Option<&str>, cfg: &HostConfig, side| match (flag, &cfg.host_version) {
         (None, None) => Ok(None),
         _ => host_version(flag, cfg, side).map(Some),
@@ -234,7 +245,11 @@ fn run_import(
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, json),
     };
-    let ctrl = match parse(controller_version.as_deref(), &controller_config, HostSide::Controller) {
+    let ctrl = match parse(
+        controller_version.as_deref(),
+        &controller_config,
+        HostSide::Controller,
+    ) {
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, json),
     };
@@ -278,9 +293,9 @@ fn parse_running(text: &str) -> Result<BTreeMap<String, Version>, String> {
     text.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|item| {
-            let (name, version) = item
-                .split_once('=')
-                .ok_or_else(|| format!("--controller-running item \"{item}\" is not NAME=VERSION"))?;
+            let (name, version) = item.split_once('=').ok_or_else(|| {
+                format!("--controller-running item \"{item}\" is not NAME=VERSION")
+            })?;
             let v = version
                 .trim()
                 .parse::<Version>()
@@ -303,7 +318,10 @@ fn run_plugins(
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, json),
     };
-    let running = match (controller_running, controller_root.or_else(|| config.controller_root.clone())) {
+    let running = match (
+        controller_running,
+        controller_root.or_else(|| config.controller_root.clone()),
+    ) {
         (Some(list), _) => match parse_running(&list) {
             Ok(m) => Some(m),
             Err(e) => return fail(PROGRAM, &e, json),
@@ -328,7 +346,10 @@ fn run_plugins(
     };
     for _ in 0..idle {
         for (name, status) in booted.lifecycle.idle_all() {
-            log::warn!("plugin \"{name}\" idle returned {}", xplugin_abi::status_name(status));
+            log::warn!(
+                "plugin \"{name}\" idle returned {}",
+                xplugin_abi::status_name(status)
+            );
         }
     }
     let report = booted.shutdown();

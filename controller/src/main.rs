@@ -96,7 +96,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 
 fn install_signal_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for s in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         if let Err(e) = unsafe { sigaction(s, &action) } {
@@ -124,7 +128,14 @@ fn main() -> ExitCode {
             controller_version,
             cycles,
             cycle_ms,
-        } => run_host(&cli.json, &config, root, controller_version, Some(cycles), cycle_ms),
+        } => run_host(
+            &cli.json,
+            &config,
+            root,
+            controller_version,
+            Some(cycles),
+            cycle_ms,
+        ),
         Command::Run {
             controller_version,
             cycle_ms,
@@ -237,7 +248,10 @@ fn run_host(
             _ => {}
         }
         for (name, status) in booted.lifecycle.step_all(cycle, now_ns()) {
-            log::warn!("plugin \"{name}\" step {cycle} returned {}", xplugin_abi::status_name(status));
+            log::warn!(
+                "plugin \"{name}\" step {cycle} returned {}",
+                xplugin_abi::status_name(status)
+            );
         }
         cycle += 1;
         next += period;

@@ -66,8 +66,9 @@ impl std::fmt::Display for Listing {
                 f,
                 "{}: generation {g}{}",
                 self.root.display(),
-                self.previous
-                    .map_or(String::new(), |p| format!(" (rollback restores generation {p})"))
+                self.previous.map_or(String::new(), |p| format!(
+                    " (rollback restores generation {p})"
+                ))
             )?,
         }
         for p in &self.plugins {
@@ -93,8 +94,12 @@ fn installed_manifests(g: &Generation, side: Side) -> BTreeMap<String, Manifest>
         .into_iter()
         .filter_map(|p| {
             let dir = g.plugin_dir(&p.name)?;
-            let bytes = crate::checks::read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20).ok()?;
-            Some((p.name.clone(), parse_manifest(side, &p.name, &bytes).manifest?))
+            let bytes =
+                crate::checks::read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20).ok()?;
+            Some((
+                p.name.clone(),
+                parse_manifest(side, &p.name, &bytes).manifest?,
+            ))
         })
         .collect()
 }
@@ -107,7 +112,10 @@ pub fn list(root: &Path, side: Side) -> Result<Listing, StoreError> {
     let store = Store::open(root)?;
     let current = store.current()?;
     let previous = store.previous()?.map(|g| g.number);
-    let manifests = current.as_ref().map(|g| installed_manifests(g, side)).unwrap_or_default();
+    let manifests = current
+        .as_ref()
+        .map(|g| installed_manifests(g, side))
+        .unwrap_or_default();
     Ok(Listing {
         root: root.to_path_buf(),
         generation: current.as_ref().map(|g| g.number),
@@ -153,7 +161,12 @@ pub fn set_enabled(root: &Path, name: &str, enabled: bool) -> Result<Generation,
 ///
 /// # Errors
 /// [`AdminError::HasDependents`] without `cascade` when others depend on it.
-pub fn remove(root: &Path, side: Side, name: &str, cascade: bool) -> Result<Vec<String>, AdminError> {
+pub fn remove(
+    root: &Path,
+    side: Side,
+    name: &str,
+    cascade: bool,
+) -> Result<Vec<String>, AdminError> {
     let store = Store::open(root)?;
     let lock = store.lock()?;
     let Some(current) = store.current()? else {
@@ -173,7 +186,9 @@ pub fn remove(root: &Path, side: Side, name: &str, cascade: bool) -> Result<Vec<
     loop {
         let more: Vec<String> = manifests
             .values()
-            .filter(|m| !doomed.contains(&m.name) && m.depend.iter().any(|d| doomed.contains(&d.name)))
+            .filter(|m| {
+                !doomed.contains(&m.name) && m.depend.iter().any(|d| doomed.contains(&d.name))
+            })
             .map(|m| m.name.clone())
             .collect();
         if more.is_empty() {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-use xplugin_license::{ClockGuard, TrustStore};
+use xplugin_license::ClockGuard;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
 use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, Version};
@@ -143,7 +143,10 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         let Some(dir) = generation.as_ref().and_then(|g| g.plugin_dir(&p.name)) else {
             continue;
         };
-        checks.push((check_plugin_folder(&dir, &p.name, opts.side, &ctx), p.enabled));
+        checks.push((
+            check_plugin_folder(&dir, &p.name, opts.side, &ctx),
+            p.enabled,
+        ));
     }
     drop(lock);
     if let Some(c) = clock.as_mut() {
@@ -204,6 +207,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             config_json: config_json(m),
             depend: m.depend.iter().map(|d| d.name.clone()).collect(),
             data_dir: store.data_dir(name)?,
+            enable: true,
         });
     }
     for (c, _) in &checks {
@@ -316,10 +320,16 @@ impl Booted {
                 S::Running => ("running", None),
                 S::Initialized if !self.enabled.contains(&p.name) => ("loaded-not-enabled", None),
                 S::Initialized => ("initialized", None),
-                S::Stopped | S::Destroyed if self.lifecycle.was_started(&p.name) => ("stopped", None),
-                S::Stopped | S::Destroyed if !self.enabled.contains(&p.name) => ("loaded-not-enabled", None),
+                S::Stopped | S::Destroyed if self.lifecycle.was_started(&p.name) => {
+                    ("stopped", None)
+                }
+                S::Stopped | S::Destroyed if !self.enabled.contains(&p.name) => {
+                    ("loaded-not-enabled", None)
+                }
                 S::Stopped | S::Destroyed => ("destroyed", None),
-                S::Failed { stage, reason } => ("failed", Some(format!("{stage} failed: {reason}"))),
+                S::Failed { stage, reason } => {
+                    ("failed", Some(format!("{stage} failed: {reason}")))
+                }
                 S::Skipped { reason } => ("skipped", Some(reason.clone())),
             };
             p.state = state.to_string();
@@ -356,18 +366,24 @@ impl std::fmt::Display for BootReport {
             f,
             "{side} root {} (generation {}), host version {}, device id {}",
             self.root.display(),
-            self.generation.map_or("none".to_string(), |g| g.to_string()),
+            self.generation
+                .map_or("none".to_string(), |g| g.to_string()),
             self.host_version,
             self.device_id
         )?;
         if self.development_mode {
-            writeln!(f, "DEVELOPMENT MODE: allow_unlicensed is on; licenses are not enforced")?;
+            writeln!(
+                f,
+                "DEVELOPMENT MODE: allow_unlicensed is on; licenses are not enforced"
+            )?;
         }
         writeln!(f, "load order: {}", join_or_none(&self.load_order))?;
         writeln!(f, "stop order: {}", join_or_none(&self.stop_order))?;
         for p in &self.plugins {
             let lic = match &p.license {
-                LicenseStatus::Verified { license_id, .. } => format!("license {license_id} verified"),
+                LicenseStatus::Verified { license_id, .. } => {
+                    format!("license {license_id} verified")
+                }
                 LicenseStatus::Unlicensed { .. } => "UNLICENSED (development mode)".to_string(),
                 LicenseStatus::Refused { .. } => "license refused".to_string(),
                 LicenseStatus::NotChecked => "license not checked".to_string(),

@@ -144,7 +144,9 @@ fn license_side(side: Side) -> xplugin_license::Side {
 fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
     let hint = match e {
         BinaryError::WrongArch { .. } => "rebuild the plugin for this processor and re-import",
-        BinaryError::NoAbiTag { .. } | BinaryError::AbiMismatch { .. } | BinaryError::NoEntry { .. } => {
+        BinaryError::NoAbiTag { .. }
+        | BinaryError::AbiMismatch { .. }
+        | BinaryError::NoEntry { .. } => {
             "rebuild the plugin against this xplugin ABI and re-import"
         }
         _ => "re-import the package; if it persists, ask the vendor for a new build",
@@ -154,7 +156,12 @@ fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
 
 /// Runs every check on plugin folder `dir` named `name` of `side`.
 /// Nothing is loaded.
-pub fn check_plugin_folder(dir: &Path, name: &str, side: Side, ctx: &CheckContext<'_>) -> PluginCheck {
+pub fn check_plugin_folder(
+    dir: &Path,
+    name: &str,
+    side: Side,
+    ctx: &CheckContext<'_>,
+) -> PluginCheck {
     let subj = subject(side, name);
     let mut check = PluginCheck {
         name: name.to_string(),

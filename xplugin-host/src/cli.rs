@@ -39,8 +39,10 @@ pub fn fail(program: &str, error: &dyn Display, json: bool) -> ExitCode {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "ok": false, "error": error.to_string() }))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": false, "error": error.to_string() })
+            )
+            .unwrap_or_default()
         );
     }
     eprintln!("{program}: error: {error}");
@@ -52,7 +54,11 @@ pub fn fail(program: &str, error: &dyn Display, json: bool) -> ExitCode {
 /// # Errors
 /// A message naming the flag and the configuration key when the version is
 /// missing or malformed.
-pub fn host_version(flag: Option<&str>, config: &HostConfig, side: HostSide) -> Result<Version, String> {
+pub fn host_version(
+    flag: Option<&str>,
+    config: &HostConfig,
+    side: HostSide,
+) -> Result<Version, String> {
     let (text, from) = match (flag, &config.host_version) {
         (Some(v), _) => (v.to_string(), side.version_flag().to_string()),
         (None, Some(v)) => (v.clone(), "host_version in the configuration".to_string()),
@@ -65,8 +71,12 @@ pub fn host_version(flag: Option<&str>, config: &HostConfig, side: HostSide) -> 
             ))
         }
     };
-    text.parse::<Version>()
-        .map_err(|e| format!("{} from {from} is not a valid version: {e}", side.version_name()))
+    text.parse::<Version>().map_err(|e| {
+        format!(
+            "{} from {from} is not a valid version: {e}",
+            side.version_name()
+        )
+    })
 }
 
 /// A plain message that implements Display + Serialize for [`emit`].

@@ -93,7 +93,7 @@ impl DeviceConfig {
 }
 
 /// The host settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
     /// This host's HMI or controller version.

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use xplugin_license::{ClockGuard, TrustStore};
-use xplugin_model::graph::{resolve, BlockReason, Node, ResolveInput, Resolution};
+use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
 use xplugin_model::{Problem, Problems, Version};
 
@@ -222,7 +222,8 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     if let Some(tree) = &unpacked.controller {
         match (&opts.controller, controller_store) {
             (Some(host), Some((store, lock))) => {
-                let work = check_side(Side::Controller, host, store, lock, tree, opts, &mut report)?;
+                let work =
+                    check_side(Side::Controller, host, store, lock, tree, opts, &mut report)?;
                 sides.push((work, tree));
             }
             _ => report.problems.push(Problem::error(
@@ -241,7 +242,15 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         },
     };
     if let Some(tree) = &unpacked.client {
-        let mut work = check_side(Side::Client, &opts.client, &client_store, &client_lock, tree, opts, &mut report)?;
+        let mut work = check_side(
+            Side::Client,
+            &opts.client,
+            &client_store,
+            &client_lock,
+            tree,
+            opts,
+            &mut report,
+        )?;
         resolve_side(&mut work, controller_running.clone(), opts, &mut report);
         sides.push((work, tree));
     }
@@ -258,7 +267,11 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
             plugins: w.actions.clone(),
             previous_generation: w.current.as_ref().map(|g| g.number),
             new_generation: None,
-            load_order: w.after.as_ref().map(|r| r.load_order.clone()).unwrap_or_default(),
+            load_order: w
+                .after
+                .as_ref()
+                .map(|r| r.load_order.clone())
+                .unwrap_or_default(),
         };
         match w.side {
             Side::Client => report.client = Some(side_report),
@@ -289,20 +302,26 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         } else {
             side_staging = w.store.staging(w.lock)?;
             for a in &changed {
-                copy_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name))
-                    .map_err(|source| StoreError::Io {
+                copy_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name)).map_err(
+                    |source| StoreError::Io {
                         action: "copy the staged controller plugin into",
                         path: side_staging.path().to_path_buf(),
                         source,
                         hint: "check free space and permissions of the controller root".into(),
-                    })?;
+                    },
+                )?;
             }
             side_staging.path().to_path_buf()
         };
         let enabled_before: BTreeMap<String, bool> = w
             .current
             .as_ref()
-            .map(|g| g.plugins().into_iter().map(|p| (p.name, p.enabled)).collect())
+            .map(|g| {
+                g.plugins()
+                    .into_iter()
+                    .map(|p| (p.name, p.enabled))
+                    .collect()
+            })
             .unwrap_or_default();
         let plan = CommitPlan {
             add_or_replace: changed
@@ -317,7 +336,10 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
                     StagedPlugin {
                         name: a.name.clone(),
                         version: a.to.clone(),
-                        enabled: enabled_before.get(&a.name).copied().unwrap_or(manifest_enable),
+                        enabled: enabled_before
+                            .get(&a.name)
+                            .copied()
+                            .unwrap_or(manifest_enable),
                         dir: base.join(&a.name),
                     }
                 })
@@ -378,13 +400,20 @@ fn check_side<'a>(
         };
         report.problems.push(Problem::error(
             format!("{}: {}.zip", opts.package.display(), side_name(side)),
-            format!("this host's {} version is unknown, so compatibility cannot be checked", side_name(side)),
-            format!("pass {flag} V or set host_version in the {} configuration", side_name(side)),
+            format!(
+                "this host's {} version is unknown, so compatibility cannot be checked",
+                side_name(side)
+            ),
+            format!(
+                "pass {flag} V or set host_version in the {} configuration",
+                side_name(side)
+            ),
         ));
         return Ok(work);
     };
     let device = crate::device::device_identity(host.config);
-    let (trust, trust_error): (Option<TrustStore>, Option<String>) = crate::device::trust_store(host.config);
+    let (trust, trust_error): (Option<TrustStore>, Option<String>) =
+        crate::device::trust_store(host.config);
     let clock = ClockGuard::load(&host.root.join("state").join("clock-hwm")).ok();
     let ctx = CheckContext {
         host_version: &host_version,
@@ -407,7 +436,12 @@ fn check_side<'a>(
     let installed_versions: BTreeMap<String, String> = work
         .current
         .as_ref()
-        .map(|g| g.plugins().into_iter().map(|p| (p.name, p.version)).collect())
+        .map(|g| {
+            g.plugins()
+                .into_iter()
+                .map(|p| (p.name, p.version))
+                .collect()
+        })
         .unwrap_or_default();
     for folder in &tree.plugins {
         let check = check_plugin_folder(&folder.dir, &folder.name, side, &ctx);
@@ -447,8 +481,12 @@ fn check_side<'a>(
     // Installed manifests (for the graph of installed + incoming).
     if let Some(g) = &work.current {
         for p in g.plugins() {
-            let Some(dir) = g.plugin_dir(&p.name) else { continue };
-            if let Ok(bytes) = crate::checks::read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20) {
+            let Some(dir) = g.plugin_dir(&p.name) else {
+                continue;
+            };
+            if let Ok(bytes) =
+                crate::checks::read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20)
+            {
                 if let Some(m) = parse_manifest(side, &p.name, &bytes).manifest {
                     work.installed.push(m);
                 }
@@ -482,10 +520,15 @@ fn resolve_side(
     let enabled: BTreeMap<String, bool> = w
         .current
         .as_ref()
-        .map(|g| g.plugins().into_iter().map(|p| (p.name, p.enabled)).collect())
+        .map(|g| {
+            g.plugins()
+                .into_iter()
+                .map(|p| (p.name, p.enabled))
+                .collect()
+        })
         .unwrap_or_default();
     let incoming: Vec<Manifest> = w.checks.iter().filter_map(|c| c.manifest.clone()).collect();
-    let incoming_names: BTreeSet<&str> = incoming.iter().map(|m| m.name.as_str()).collect();
+    let incoming_names: BTreeSet<String> = incoming.iter().map(|m| m.name.clone()).collect();
     let before = resolve(&ResolveInput {
         plugins: nodes(&w.installed, &enabled, w.side),
         running_controller: controller_running.clone(),
@@ -502,7 +545,7 @@ fn resolve_side(
             blocked.reason,
             BlockReason::Disabled | BlockReason::DependencyDisabled { .. }
         );
-        if incoming_names.contains(name.as_str()) {
+        if incoming_names.contains(name) {
             if benign {
                 report.problems.push(Problem::warning(
                     subj,
@@ -538,7 +581,12 @@ fn running_set(w: &SideWork<'_>) -> BTreeMap<String, Version> {
     let enabled: BTreeMap<String, bool> = w
         .current
         .as_ref()
-        .map(|g| g.plugins().into_iter().map(|p| (p.name, p.enabled)).collect())
+        .map(|g| {
+            g.plugins()
+                .into_iter()
+                .map(|p| (p.name, p.enabled))
+                .collect()
+        })
         .unwrap_or_default();
     let incoming: Vec<Manifest> = w.checks.iter().filter_map(|c| c.manifest.clone()).collect();
     let merged = xplugin_model::graph::merge_installed(w.installed.clone(), incoming);
@@ -592,13 +640,19 @@ impl std::fmt::Display for ImportReport {
                 "{} root {}: generation {} -> {}",
                 side_name(r.side),
                 r.root.display(),
-                r.previous_generation.map_or("none".into(), |g| g.to_string()),
-                r.new_generation.map_or("unchanged".into(), |g| g.to_string()),
+                r.previous_generation
+                    .map_or("none".into(), |g| g.to_string()),
+                r.new_generation
+                    .map_or("unchanged".into(), |g| g.to_string()),
             )?;
             for p in &r.plugins {
                 let lic = match &p.license {
-                    crate::checks::LicenseStatus::Verified { license_id, .. } => format!("license {license_id} verified"),
-                    crate::checks::LicenseStatus::Unlicensed { .. } => "UNLICENSED (development mode)".into(),
+                    crate::checks::LicenseStatus::Verified { license_id, .. } => {
+                        format!("license {license_id} verified")
+                    }
+                    crate::checks::LicenseStatus::Unlicensed { .. } => {
+                        "UNLICENSED (development mode)".into()
+                    }
                     crate::checks::LicenseStatus::Refused { .. } => "license refused".into(),
                     crate::checks::LicenseStatus::NotChecked => "license not checked".into(),
                 };

@@ -29,7 +29,12 @@ impl Log for HostLogger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
-        let _ = writeln!(std::io::stderr().lock(), "{}: {level}: {}", self.program, record.args());
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}: {level}: {}",
+            self.program,
+            record.args()
+        );
         if let Some(s) = &self.syslog {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             let msg = record.args().to_string();

@@ -22,7 +22,11 @@ pub fn resolve_defaults(config: &Value) -> Value {
         };
         let ty = item.get("type").and_then(Value::as_str).unwrap_or("");
         let value = match (ty, default) {
-            ("integer", Value::String(s)) => s.trim().parse::<i64>().map(Value::from).unwrap_or(default.clone()),
+            ("integer", Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(default.clone()),
             ("float", Value::String(s)) => s
                 .trim()
                 .parse::<f64>()

@@ -11,7 +11,14 @@ use xplugin_host::loader::check_plugin_file;
 use xplugin_host::services::Bus;
 use xplugin_tests::build::{c_fixture, cdylib_path, motionlog_path};
 
-fn spec(name: &str, lib: &Path, kind: u32, depend: &[&str], config: &str, data: &Path) -> PluginToLoad {
+fn spec(
+    name: &str,
+    lib: &Path,
+    kind: u32,
+    depend: &[&str],
+    config: &str,
+    data: &Path,
+) -> PluginToLoad {
     PluginToLoad {
         name: name.to_string(),
         version: "0.1.0".to_string(),
@@ -54,8 +61,22 @@ fn init_all_then_start_all_then_reverse_stop_and_destroy() {
     unsafe {
         lc.init_all(vec![
             spec("rec_a", &a, XPLUGIN_KIND_CONTROLLER, &[], &cfg, dir.path()),
-            spec("rec_b", &b, XPLUGIN_KIND_CONTROLLER, &["rec_a"], &cfg, dir.path()),
-            spec("rec_c", &c, XPLUGIN_KIND_CONTROLLER, &["rec_b"], &cfg, dir.path()),
+            spec(
+                "rec_b",
+                &b,
+                XPLUGIN_KIND_CONTROLLER,
+                &["rec_a"],
+                &cfg,
+                dir.path(),
+            ),
+            spec(
+                "rec_c",
+                &c,
+                XPLUGIN_KIND_CONTROLLER,
+                &["rec_b"],
+                &cfg,
+                dir.path(),
+            ),
         ])
     };
     lc.start_all();
@@ -96,9 +117,30 @@ fn failing_init_skips_dependents_and_spares_the_rest() {
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
     unsafe {
         lc.init_all(vec![
-            spec("failinit", &bad, XPLUGIN_KIND_CONTROLLER, &[], &cfg, dir.path()),
-            spec("rec_dep", &dependent, XPLUGIN_KIND_CONTROLLER, &["failinit"], &cfg, dir.path()),
-            spec("rec_free", &unrelated, XPLUGIN_KIND_CONTROLLER, &[], &cfg, dir.path()),
+            spec(
+                "failinit",
+                &bad,
+                XPLUGIN_KIND_CONTROLLER,
+                &[],
+                &cfg,
+                dir.path(),
+            ),
+            spec(
+                "rec_dep",
+                &dependent,
+                XPLUGIN_KIND_CONTROLLER,
+                &["failinit"],
+                &cfg,
+                dir.path(),
+            ),
+            spec(
+                "rec_free",
+                &unrelated,
+                XPLUGIN_KIND_CONTROLLER,
+                &[],
+                &cfg,
+                dir.path(),
+            ),
         ])
     };
     lc.start_all();
@@ -112,16 +154,25 @@ fn failing_init_skips_dependents_and_spares_the_rest() {
     }
     match state(&lc, "rec_dep") {
         PluginState::Skipped { reason } => {
-            assert!(reason.starts_with("depends on failinit, which failed: init failed"), "{reason}")
+            assert!(
+                reason.starts_with("depends on failinit, which failed: init failed"),
+                "{reason}"
+            )
         }
         s => panic!("{s:?}"),
     }
     assert_eq!(lc.running(), ["rec_free"]);
     lc.shutdown();
     let t = std::fs::read_to_string(&trace).unwrap();
-    assert!(!t.contains("rec_dep:"), "a skipped plugin must not run any code: {t}");
+    assert!(
+        !t.contains("rec_dep:"),
+        "a skipped plugin must not run any code: {t}"
+    );
     // The failed plugin's init ran and failed; it is never started or stopped.
-    assert!(!t.contains("failinit:start") && !t.contains("failinit:stop"), "{t}");
+    assert!(
+        !t.contains("failinit:start") && !t.contains("failinit:stop"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -130,14 +181,31 @@ fn a_panicking_rust_plugin_is_marked_failed_and_the_host_survives() {
     let lib = cdylib_path("panicky");
     let free = recorder("rec_after_panic", &[]);
     let cfg = trace_config(&dir.path().join("trace.log"));
-    for (stage, config) in [("init", r#"{"panic_in":"init"}"#), ("start", r#"{"panic_in":"start"}"#)] {
+    for (stage, config) in [
+        ("init", r#"{"panic_in":"init"}"#),
+        ("start", r#"{"panic_in":"start"}"#),
+    ] {
         let mut lc = Lifecycle::new("2.1.0", Bus::new());
-        let mut p = spec("panicky", &lib, XPLUGIN_KIND_CONTROLLER, &[], config, dir.path());
+        let mut p = spec(
+            "panicky",
+            &lib,
+            XPLUGIN_KIND_CONTROLLER,
+            &[],
+            config,
+            dir.path(),
+        );
         p.version = "0.0.1".into();
         unsafe {
             lc.init_all(vec![
                 p,
-                spec("rec_after_panic", &free, XPLUGIN_KIND_CONTROLLER, &[], &cfg, dir.path()),
+                spec(
+                    "rec_after_panic",
+                    &free,
+                    XPLUGIN_KIND_CONTROLLER,
+                    &[],
+                    &cfg,
+                    dir.path(),
+                ),
             ])
         };
         lc.start_all();
@@ -169,7 +237,11 @@ fn a_library_for_another_architecture_is_refused_before_loading() {
     let src = c_fixture("otherarch", &[]);
     let mut bytes = std::fs::read(&src).unwrap();
     // e_machine is at offset 18 in both ELF32 and ELF64 headers (little endian here).
-    let other: u16 = if cfg!(target_arch = "aarch64") { 62 /* EM_X86_64 */ } else { 183 /* EM_AARCH64 */ };
+    let other: u16 = if cfg!(target_arch = "aarch64") {
+        62 /* EM_X86_64 */
+    } else {
+        183 /* EM_AARCH64 */
+    };
     bytes[18..20].copy_from_slice(&other.to_le_bytes());
     let dir = tempfile::tempdir().unwrap();
     let lib = dir.path().join("otherarch.so");
@@ -192,11 +264,23 @@ fn descriptor_name_must_match_the_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let lib = c_fixture("realname", &[]);
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
-    unsafe { lc.init_all(vec![spec("othername", &lib, XPLUGIN_KIND_CONTROLLER, &[], "{}", dir.path())]) };
+    unsafe {
+        lc.init_all(vec![spec(
+            "othername",
+            &lib,
+            XPLUGIN_KIND_CONTROLLER,
+            &[],
+            "{}",
+            dir.path(),
+        )])
+    };
     match state(&lc, "othername") {
         PluginState::Failed { stage, reason } => {
             assert_eq!(stage, "load");
-            assert!(reason.contains("realname") && reason.contains("othername"), "{reason}");
+            assert!(
+                reason.contains("realname") && reason.contains("othername"),
+                "{reason}"
+            );
         }
         s => panic!("{s:?}"),
     }
@@ -208,13 +292,32 @@ fn c_plugin_uses_the_service_of_its_rust_dependency() {
     let demo = cdylib_path("plugindemo_controller");
     let motionlog = motionlog_path();
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
-    let mut d = spec("plugindemo", &demo, XPLUGIN_KIND_CONTROLLER, &[], "{}", dir.path());
+    let mut d = spec(
+        "plugindemo",
+        &demo,
+        XPLUGIN_KIND_CONTROLLER,
+        &[],
+        "{}",
+        dir.path(),
+    );
     d.version = "1.0.0".into();
-    let mut m = spec("motionlog", &motionlog, XPLUGIN_KIND_CONTROLLER, &["plugindemo"], "{}", dir.path());
+    let mut m = spec(
+        "motionlog",
+        &motionlog,
+        XPLUGIN_KIND_CONTROLLER,
+        &["plugindemo"],
+        "{}",
+        dir.path(),
+    );
     m.version = "0.9.0".into();
     unsafe { lc.init_all(vec![d, m]) };
     lc.start_all();
-    assert_eq!(lc.running(), ["plugindemo", "motionlog"], "{:?}", lc.outcomes());
+    assert_eq!(
+        lc.running(),
+        ["plugindemo", "motionlog"],
+        "{:?}",
+        lc.outcomes()
+    );
     assert!(lc.step_all(0, 1).is_empty());
     lc.shutdown();
 }
@@ -225,13 +328,31 @@ fn a_service_of_an_undeclared_provider_is_not_found() {
     let demo = cdylib_path("plugindemo_controller");
     let motionlog = motionlog_path();
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
-    let mut d = spec("plugindemo", &demo, XPLUGIN_KIND_CONTROLLER, &[], "{}", dir.path());
+    let mut d = spec(
+        "plugindemo",
+        &demo,
+        XPLUGIN_KIND_CONTROLLER,
+        &[],
+        "{}",
+        dir.path(),
+    );
     d.version = "1.0.0".into();
     // motionlog without its `depend`: the registry hides plugindemo's service.
-    let mut m = spec("motionlog", &motionlog, XPLUGIN_KIND_CONTROLLER, &[], "{}", dir.path());
+    let mut m = spec(
+        "motionlog",
+        &motionlog,
+        XPLUGIN_KIND_CONTROLLER,
+        &[],
+        "{}",
+        dir.path(),
+    );
     m.version = "0.9.0".into();
     unsafe { lc.init_all(vec![d, m]) };
-    assert!(matches!(state(&lc, "motionlog"), PluginState::Failed { .. }), "{:?}", lc.outcomes());
+    assert!(
+        matches!(state(&lc, "motionlog"), PluginState::Failed { .. }),
+        "{:?}",
+        lc.outcomes()
+    );
 }
 
 #[test]
@@ -242,7 +363,14 @@ fn rust_client_plugins_find_their_dependency_service() {
     let mut lc = Lifecycle::new("3.0.2", Bus::new());
     let mut u = spec("uikit", &uikit, XPLUGIN_KIND_CLIENT, &[], "{}", dir.path());
     u.version = "1.2.0".into();
-    let mut p = spec("plugindemo", &demo, XPLUGIN_KIND_CLIENT, &["uikit"], "{}", dir.path());
+    let mut p = spec(
+        "plugindemo",
+        &demo,
+        XPLUGIN_KIND_CLIENT,
+        &["uikit"],
+        "{}",
+        dir.path(),
+    );
     p.version = "3.0.1".into();
     unsafe { lc.init_all(vec![u, p]) };
     lc.start_all();
