@@ -1,2 +1,3 @@
 mod abi_layout;
 mod store;
+mod hostile;
