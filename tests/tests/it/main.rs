@@ -1,3 +1,6 @@
 mod abi_layout;
 mod store;
+mod crash;
 mod hostile;
+mod license;
+mod loading;
