@@ -1,2 +1,3 @@
 //! shared test helpers
 pub mod build;
+pub mod hostile;

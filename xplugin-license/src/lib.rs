@@ -46,7 +46,7 @@ pub use keys::{
     generate_keypair, read_private_key, read_public_key, write_key_files, KeyError, KeyFiles,
     TrustStore, DEFAULT_TRUST_DIR,
 };
-pub use payload::{is_library_name, LicensePayload, Side, PAYLOAD_FORMAT};
+pub use payload::{is_library_name, new_license_id, LicensePayload, Side, PAYLOAD_FORMAT};
 pub use verify::{
     check_files, check_signature, issue, read_license_file, sha256_file, verify, verify_files,
     verify_plugin_dir, VerifiedLicense, VerifyContext,

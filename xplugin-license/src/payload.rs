@@ -28,45 +28,11 @@ use crate::device::{normalize_device_id, ANY_DEVICE};
 use crate::keys::validate_key_id;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
+pub use xplugin_model::Side;
 use xplugin_model::VersionReq;
 
 /// The payload format this crate reads and writes.
 pub const PAYLOAD_FORMAT: u32 = 1;
-
-/// Which loader a plugin (and its license) is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// Teach pendant / HMI plugin (`client.zip`).
-    Client,
-    /// Controller plugin (`controller.zip`).
-    Controller,
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Client => "client",
-            Side::Controller => "controller",
-        })
-    }
-}
-
-impl FromStr for Side {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "client" => Ok(Side::Client),
-            "controller" => Ok(Side::Controller),
-            other => Err(format!(
-                "expected \"client\" or \"controller\", found \"{other}\""
-            )),
-        }
-    }
-}
 
 /// The content of a license.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +156,18 @@ impl LicensePayload {
         }
         out
     }
+}
+
+/// A new random license id: 32 lowercase hex digits from the operating
+/// system's generator.
+pub fn new_license_id() -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        s.push_str(&format!("{b:02x}"));
+        s
+    })
 }
 
 /// Checks a `/`-separated path relative to a plugin folder.

@@ -224,7 +224,7 @@ pub(crate) fn scan(
             zip.len()
         )));
     }
-    check_extents(&mut extents, directory.start, label, problems);
+    check_extents(&file, &mut extents, directory.start, label, problems);
     Ok(Some(Archive { file, entries }))
 }
 
@@ -505,6 +505,7 @@ fn check_collisions(
 /// another entry's data) and no gaps (hidden local headers that only a
 /// streaming reader would see).
 fn check_extents(
+    file: &File,
     extents: &mut [(u64, u64, String)],
     data_end: u64,
     label: &str,
@@ -527,8 +528,9 @@ fn check_extents(
             problems.push(Problem::error(
                 format!("{label}: {name}"),
                 format!(
-                    "{} unlisted bytes come before this entry (offsets {cursor}..{start}): data not in the central directory",
-                    start - cursor
+                    "{} unlisted bytes come before this entry (offsets {cursor}..{start}): data not in the central directory{}",
+                    start - cursor,
+                    hidden_header_note(file, cursor, *start)
                 ),
                 HINT_REBUILD,
             ));
@@ -542,12 +544,37 @@ fn check_extents(
         problems.push(Problem::error(
             label,
             format!(
-                "{} unlisted bytes lie between the last entry and the central directory (offsets {cursor}..{data_end})",
-                data_end - cursor
+                "{} unlisted bytes lie between the last entry and the central directory (offsets {cursor}..{data_end}){}",
+                data_end - cursor,
+                hidden_header_note(file, cursor, data_end)
             ),
             HINT_REBUILD,
         ));
     }
+}
+
+/// If unlisted bytes start with a local file header, names the entry it
+/// hides (what a streaming unzipper would extract).
+fn hidden_header_note(file: &File, start: u64, end: u64) -> String {
+    const FIXED: u64 = 30;
+    let mut fixed = [0u8; FIXED as usize];
+    if end.saturating_sub(start) < FIXED || headers::read_exact_at(file, &mut fixed, start).is_err()
+    {
+        return String::new();
+    }
+    if fixed[..4] != [0x50, 0x4b, 0x03, 0x04] {
+        return String::new();
+    }
+    let name_len = u64::from(u16::from_le_bytes([fixed[26], fixed[27]]));
+    let shown_len = name_len.min(end - start - FIXED).min(512);
+    let mut name = vec![0u8; shown_len as usize];
+    if headers::read_exact_at(file, &mut name, start + FIXED).is_err() {
+        return String::new();
+    }
+    format!(
+        ", holding a hidden local header for \"{}\"",
+        display_raw(&name)
+    )
 }
 
 /// Why an entry's data was refused, or our own I/O failed.
