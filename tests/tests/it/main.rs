@@ -1,7 +1,6 @@
 mod abi_layout;
-mod loading;
-mod store;
 mod crash;
 mod hostile;
 mod license;
 mod loading;
+mod store;
