@@ -525,6 +525,17 @@ pub(crate) fn read_directory(file: &File, file_len: u64) -> Result<Directory, He
         if disk64 != 0 || cd_disk64 != 0 || entries_here64 != entries64 {
             return bad("the archive claims to span several disks, which is not supported");
         }
+        // Readers that ignore zip64 use the 32-bit values: where those are
+        // not saturated they must say the same thing.
+        let agrees = |small: u64, saturated: u64, big: u64| small == saturated || small == big;
+        if !agrees(u64::from(entries16), 0xFFFF, entries64)
+            || !agrees(u64::from(size32), U32_MAX, size64)
+            || !agrees(u64::from(offset32), U32_MAX, offset64)
+        {
+            return bad(
+                "the end record and the zip64 end record disagree about the central directory",
+            );
+        }
         directory.entries = entries64;
         directory.start = offset64;
         directory.end = eocd64_pos;

@@ -3,8 +3,8 @@
 //! `NAME.lic` and the libraries named after the folder, case-sensitively.
 
 use super::archive::Entry;
-use super::SideName;
 use std::collections::{BTreeMap, BTreeSet};
+use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, Problems};
 
 /// Which libraries a plugin folder holds (file names relative to the folder).
@@ -33,7 +33,7 @@ const HINT_FORMAT: &str = "lay the package out as the vendor format requires: cl
 
 /// Checks the layout of one side; every problem goes to `problems`.
 pub(crate) fn check_side(
-    side: SideName,
+    side: Side,
     label: &str,
     entries: &[Entry],
     problems: &mut Problems,
@@ -70,7 +70,7 @@ pub(crate) fn check_side(
 }
 
 fn check_folder(
-    side: SideName,
+    side: Side,
     label: &str,
     name: String,
     files: BTreeSet<String>,
@@ -124,11 +124,11 @@ fn check_folder(
         ..Libraries::default()
     };
     match side {
-        SideName::Controller => {
+        Side::Controller => {
             libraries.so = require("so", "the controller plugin library");
             libraries.dll = find(&format!("{name}.dll"));
         }
-        SideName::Client => {
+        Side::Client => {
             libraries.so = find(&format!("{name}.so"));
             libraries.dll = find(&format!("{name}.dll"));
             if libraries.so.is_none() && libraries.dll.is_none() {

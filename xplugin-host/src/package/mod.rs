@@ -60,33 +60,14 @@ use staging::{Staging, WriteFailure};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, Problems};
 
-/// Which half of a package. (Temporary local name until
-/// `xplugin_model::manifest::Side` lands; it will be replaced by it.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SideName {
-    /// The teach-pendant (HMI) side, `client.zip`.
-    Client,
-    /// The robot-controller side, `controller.zip`.
-    Controller,
-}
-
-impl SideName {
-    /// The fixed name of this side's inner archive.
-    pub fn archive_name(self) -> &'static str {
-        match self {
-            SideName::Client => "client.zip",
-            SideName::Controller => "controller.zip",
-        }
-    }
-
-    /// The folder under the staging directory that holds this side.
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            SideName::Client => "client",
-            SideName::Controller => "controller",
-        }
+/// The folder under the staging directory that holds a side's plugins.
+pub fn side_dir_name(side: Side) -> &'static str {
+    match side {
+        Side::Client => "client",
+        Side::Controller => "controller",
     }
 }
 
@@ -105,7 +86,7 @@ pub struct UnpackedPackage {
 #[derive(Debug, Clone)]
 pub struct SideTree {
     /// Which side.
-    pub side: SideName,
+    pub side: Side,
     /// `staging/client` or `staging/controller`.
     pub dir: PathBuf,
     /// Its plugin folders, sorted by name.
@@ -249,7 +230,7 @@ fn unpack_into(
         return Err(PackageError::Refused(problems));
     }
 
-    let mut found: Vec<(SideName, &Entry)> = Vec::new();
+    let mut found: Vec<(Side, &Entry)> = Vec::new();
     for entry in &outer.entries {
         if entry.litter {
             problems.push(litter_warning(entry));
@@ -291,8 +272,8 @@ fn unpack_into(
             SideFailure::Write(w) => w.into(),
         })?;
         match side {
-            SideName::Client => unpacked.client = tree,
-            SideName::Controller => unpacked.controller = tree,
+            Side::Client => unpacked.client = tree,
+            Side::Controller => unpacked.controller = tree,
         }
     }
     if problems.has_errors() {
@@ -312,13 +293,13 @@ fn litter_warning(entry: &Entry) -> Problem {
 }
 
 /// Which side an outer entry is, or why it does not belong there.
-fn classify_outer(entry: &Entry) -> Result<SideName, Problem> {
+fn classify_outer(entry: &Entry) -> Result<Side, Problem> {
     let components = &entry.name.components;
     let last = components.last().map(String::as_str).unwrap_or_default();
     if !entry.name.is_dir && components.len() == 1 {
         match last {
-            "client.zip" => return Ok(SideName::Client),
-            "controller.zip" => return Ok(SideName::Controller),
+            "client.zip" => return Ok(Side::Client),
+            "controller.zip" => return Ok(Side::Controller),
             _ => {}
         }
     }
@@ -378,7 +359,7 @@ impl From<WriteFailure> for SideFailure {
 fn unpack_side(
     outer: &Archive,
     entry: &Entry,
-    side: SideName,
+    side: Side,
     stage: &mut Staging,
     limits: &Limits,
     total: &mut u64,
@@ -411,15 +392,37 @@ fn unpack_side(
         path: spool_path.clone(),
         source,
     })?;
-    let result = unpack_spooled(spooled, entry, side, stage, limits, total, problems);
+    let result = unpack_spooled(
+        spooled,
+        &spool_path,
+        entry,
+        side,
+        stage,
+        limits,
+        total,
+        problems,
+    );
     stage.remove_file(&spool_path)?;
     result
 }
 
+/// Reading the spool file is reading our own staging file: its failures
+/// are reported against its path.
+fn spool_failure(spool_path: &Path) -> impl Fn(io::Error) -> SideFailure + '_ {
+    move |source| {
+        SideFailure::Write(WriteFailure {
+            path: spool_path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the state is all distinct
 fn unpack_spooled(
     spooled: File,
+    spool_path: &Path,
     entry: &Entry,
-    side: SideName,
+    side: Side,
     stage: &mut Staging,
     limits: &Limits,
     total: &mut u64,
@@ -427,8 +430,8 @@ fn unpack_spooled(
 ) -> Result<Option<SideTree>, SideFailure> {
     let label = entry.subject.as_str();
     let errors_before = problems.errors().count();
-    let Some(inner) =
-        archive::scan(spooled, label, limits, total, problems).map_err(SideFailure::Read)?
+    let Some(inner) = archive::scan(spooled, label, limits, total, problems)
+        .map_err(|ReadFailure(e)| spool_failure(spool_path)(e))?
     else {
         return Ok(None);
     };
@@ -441,9 +444,9 @@ fn unpack_spooled(
         return Ok(None);
     }
 
-    let side_dir = stage.make_dirs(&[side.dir_name()])?;
+    let side_dir = stage.make_dirs(&[side_dir_name(side)])?;
     for entry in inner.entries.iter().filter(|e| !e.litter) {
-        let mut components: Vec<&str> = vec![side.dir_name()];
+        let mut components: Vec<&str> = vec![side_dir_name(side)];
         components.extend(entry.name.components.iter().map(String::as_str));
         if entry.name.is_dir {
             stage.make_dirs(&components)?;
@@ -464,7 +467,7 @@ fn unpack_spooled(
                 drop(file);
                 stage.remove_file(&path)?;
             }
-            Err(DataError::Read(e)) => return Err(SideFailure::Read(ReadFailure(e))),
+            Err(DataError::Read(e)) => return Err(spool_failure(spool_path)(e)),
             Err(DataError::Write(source)) => {
                 return Err(SideFailure::Write(WriteFailure { path, source }))
             }
