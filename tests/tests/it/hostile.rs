@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use xplugin_host::package::{unpack_package, Limits, PackageError};
-use xplugin_tests::hostile::{corpus, large_package, well_formed_package};
+use xplugin_tests::hostile::raw::{Descriptor, RawEntry, RawZip};
+use xplugin_tests::hostile::{
+    corpus, good_client_entries, good_controller_entries, large_package, well_formed_package,
+    write_package,
+};
 
 /// Every file and folder under `root` with its size and mode, symlinks not
 /// followed: a byte-level change shows as a size change, a new file as a
@@ -389,5 +393,55 @@ fn unpacking_a_large_package_keeps_memory_bounded() {
     assert!(
         growth_kib < 32 * 1024,
         "peak RSS grew by {growth_kib} KiB while unpacking {LARGE_BYTES} bytes"
+    );
+}
+
+/// What a streaming writer (Info-ZIP `zip -r - dir | cat`, macOS Archive
+/// Utility, Java's ZipOutputStream) produces: zero CRC and sizes in the local
+/// headers, the real ones in a data descriptor after the data, for deflated
+/// and for stored entries (Info-ZIP stores inner .zip files that way).
+fn streamed(mut entry: RawEntry, with_signature: bool) -> RawEntry {
+    entry.descriptor = Some(Descriptor {
+        crc32: entry.crc32,
+        with_signature,
+    });
+    entry.local.crc32 = Some(0);
+    entry.local.compressed_size = Some(0);
+    entry.local.uncompressed_size = Some(0);
+    entry
+}
+
+#[test]
+fn streamed_entries_with_data_descriptors_are_accepted() {
+    let packages = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let staging = parent.path().join("staging");
+    fs::create_dir(&staging).unwrap();
+    let client: Vec<RawEntry> = good_client_entries()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| streamed(e, i % 2 == 0))
+        .collect();
+    let controller = good_controller_entries()
+        .into_iter()
+        .map(|e| streamed(e, true))
+        .collect();
+    let package = write_package(
+        packages.path(),
+        "streamed",
+        Some(RawZip::new(client)),
+        Some(RawZip::new(controller)),
+        Vec::new(),
+    )
+    .unwrap();
+    let unpacked = unpack_package(&package, &staging, &Limits::default())
+        .unwrap_or_else(|e| panic!("a streamed package must be accepted: {e}"));
+    assert_eq!(
+        unpacked.controller.unwrap().plugins[0].files,
+        ["plugindemo.json", "plugindemo.lic", "plugindemo.so"]
+    );
+    assert_eq!(
+        fs::read(staging.join("client/plugindemo/xplugin.so")).unwrap(),
+        b"\x7fELF dummy runtime"
     );
 }

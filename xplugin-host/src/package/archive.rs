@@ -4,7 +4,7 @@
 //! sizes and CRC the headers declared.
 
 use super::entry_name::{collision_key, display_raw, parse_entry_name, EntryName};
-use super::headers::{self, CentralRecord, HeaderError, FLAG_DATA_DESCRIPTOR, FLAG_ENCRYPTED};
+use super::headers::{self, CentralRecord, HeaderError, FLAG_ENCRYPTED};
 use super::limits::Limits;
 use std::collections::HashMap;
 use std::fs::File;
@@ -364,13 +364,6 @@ fn check_sizes(
                 "a stored entry must have equal sizes; it declares {} compressed and {size} uncompressed",
                 record.compressed_size
             ),
-            HINT_REBUILD,
-        ));
-    }
-    if record.flags & FLAG_DATA_DESCRIPTOR != 0 && record.method == METHOD_STORED {
-        problems.push(Problem::error(
-            subject,
-            "a stored entry with sizes in a trailing data descriptor cannot be delimited safely",
             HINT_REBUILD,
         ));
     }
