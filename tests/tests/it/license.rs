@@ -157,7 +157,9 @@ fn perpetual_license_verifies_with_any_clock() {
     let fx = Fixture::new();
     fx.issue_and_install(&fx.payload());
     for now in [0, T0 - 10 * YEAR, T0, T0 + 50 * YEAR] {
-        let ok = fx.check_at(now, Some(T0 + 30 * YEAR)).expect("perpetual license");
+        let ok = fx
+            .check_at(now, Some(T0 + 30 * YEAR))
+            .expect("perpetual license");
         assert!(ok.is_perpetual());
         assert_eq!(ok.features(), ["vision".to_string()]);
     }
@@ -376,7 +378,11 @@ fn swapped_library_is_refused() {
     let licensed = p.files.get("demo.so").cloned().expect("hash");
     fx.issue_and_install(&p);
     assert!(fx.check_at(T0, None).is_ok());
-    std::fs::write(fx.plugin_dir().join("demo.so"), b"\x7fELF a different build").expect("swap");
+    std::fs::write(
+        fx.plugin_dir().join("demo.so"),
+        b"\x7fELF a different build",
+    )
+    .expect("swap");
     let found = fx.hash_prefix("demo.so");
     refused(
         fx.check_at(T0, None),
@@ -490,9 +496,11 @@ fn clock_behind_the_high_water_mark_is_refused() {
     let mut guard = ClockGuard::load(&hwm_path).expect("load");
     guard.record(system_time(T0 + 200 * DAY)).expect("record");
     let guard = ClockGuard::load(&hwm_path).expect("reload");
-    let hwm = guard
-        .high_water_mark()
-        .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs());
+    let hwm = guard.high_water_mark().map(|t| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    });
     refused(
         fx.check_at(T0 + 100 * DAY, hwm),
         |e| matches!(e, LicenseError::ClockBehindHighWater { .. }),
@@ -519,7 +527,15 @@ fn far_future_clock_is_called_suspicious() {
     fx.issue_and_install(&p);
     refused(
         fx.check_at(T0 + 11 * YEAR, None),
-        |e| matches!(e, LicenseError::Expired { far_future: true, .. }),
+        |e| {
+            matches!(
+                e,
+                LicenseError::Expired {
+                    far_future: true,
+                    ..
+                }
+            )
+        },
         &["probably wrong"],
     );
 }
@@ -595,20 +611,33 @@ fn text(o: &[u8]) -> String {
 #[test]
 fn keygen_writes_a_0600_private_key_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = run(&["keygen", "--out", "keys", "--key-id", "acme-1"], dir.path());
+    let out = run(
+        &["keygen", "--out", "keys", "--key-id", "acme-1"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let private = dir.path().join("keys/acme-1.key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&private).expect("key").permissions().mode();
+        let mode = std::fs::metadata(&private)
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
     }
     assert!(dir.path().join("keys/acme-1.pub").is_file());
     let before = std::fs::read(&private).expect("read");
-    let again = run(&["keygen", "--out", "keys", "--key-id", "acme-1"], dir.path());
+    let again = run(
+        &["keygen", "--out", "keys", "--key-id", "acme-1"],
+        dir.path(),
+    );
     assert!(!again.status.success());
-    assert!(text(&again.stderr).contains("refusing to overwrite"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("refusing to overwrite"),
+        "{}",
+        text(&again.stderr)
+    );
     assert_eq!(std::fs::read(&private).expect("read"), before);
 }
 
@@ -648,29 +677,63 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
     assert_eq!(device.len(), 35, "{device}");
     ok(&run(
         &[
-            "license", "--key", "keys/acme-1.key", "--plugin-dir", "controller/demo", "--side",
-            "controller", "--devices", &device, "--versions", ">=1.0, <2", "--days", "365",
-            "--features", "vision,io",
+            "license",
+            "--key",
+            "keys/acme-1.key",
+            "--plugin-dir",
+            "controller/demo",
+            "--side",
+            "controller",
+            "--devices",
+            &device,
+            "--versions",
+            ">=1.0, <2",
+            "--days",
+            "365",
+            "--features",
+            "vision,io",
         ],
         d,
     ));
     ok(&run(
         &[
-            "license", "--key", "keys/acme-1.key", "--plugin-dir", "client/uidemo", "--side",
-            "client", "--devices", "any", "--versions", "*",
+            "license",
+            "--key",
+            "keys/acme-1.key",
+            "--plugin-dir",
+            "client/uidemo",
+            "--side",
+            "client",
+            "--devices",
+            "any",
+            "--versions",
+            "*",
         ],
         d,
     ));
     ok(&run(
         &[
-            "pack", "--client", "client", "--controller", "controller", "-o", "plugindemo.zip",
-            "--trust", "keys",
+            "pack",
+            "--client",
+            "client",
+            "--controller",
+            "controller",
+            "-o",
+            "plugindemo.zip",
+            "--trust",
+            "keys",
         ],
         d,
     ));
     ok(&run(
         &[
-            "pack", "--client", "client", "--controller", "controller", "-o", "again.zip",
+            "pack",
+            "--client",
+            "client",
+            "--controller",
+            "controller",
+            "-o",
+            "again.zip",
         ],
         d,
     ));
@@ -684,7 +747,14 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
     std::fs::create_dir(d.join("trusted")).expect("mkdir");
     std::fs::copy(d.join("keys/acme-1.pub"), d.join("trusted/acme-1.pub")).expect("copy");
     let verified = run(
-        &["verify", "plugindemo.zip", "--trust", "trusted", "--device-id", &device],
+        &[
+            "verify",
+            "plugindemo.zip",
+            "--trust",
+            "trusted",
+            "--device-id",
+            &device,
+        ],
         d,
     );
     ok(&verified);
@@ -694,7 +764,14 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
 
     // Another device: the controller plugin is refused, naming both ids.
     let other = run(
-        &["verify", "plugindemo.zip", "--trust", "trusted", "--device-id", OTHER_DEVICE],
+        &[
+            "verify",
+            "plugindemo.zip",
+            "--trust",
+            "trusted",
+            "--device-id",
+            OTHER_DEVICE,
+        ],
         d,
     );
     assert!(!other.status.success());
@@ -704,18 +781,35 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
     // After the expiry date.
     let late = run(
         &[
-            "verify", "plugindemo.zip", "--trust", "trusted", "--device-id", &device, "--at",
+            "verify",
+            "plugindemo.zip",
+            "--trust",
+            "trusted",
+            "--device-id",
+            &device,
+            "--at",
             "2099-01-01",
         ],
         d,
     );
     assert!(!late.status.success());
-    assert!(text(&late.stderr).contains("expired on"), "{}", text(&late.stderr));
+    assert!(
+        text(&late.stderr).contains("expired on"),
+        "{}",
+        text(&late.stderr)
+    );
 
     // A plugin folder checked directly, after its library was swapped.
     std::fs::write(d.join("controller/demo/demo.so"), b"swapped").expect("swap");
     let swapped = run(
-        &["verify", "controller/demo", "--trust", "trusted", "--device-id", &device],
+        &[
+            "verify",
+            "controller/demo",
+            "--trust",
+            "trusted",
+            "--device-id",
+            &device,
+        ],
         d,
     );
     assert!(!swapped.status.success());
@@ -723,16 +817,28 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
 
     // inspect --json: one JSON document with every plugin and its status.
     let inspect = run(
-        &["inspect", "plugindemo.zip", "--trust", "trusted", "--device-id", &device, "--json"],
+        &[
+            "inspect",
+            "plugindemo.zip",
+            "--trust",
+            "trusted",
+            "--device-id",
+            &device,
+            "--json",
+        ],
         d,
     );
     ok(&inspect);
-    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("one JSON document");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&inspect.stdout).expect("one JSON document");
     let plugins = doc["plugins"].as_array().expect("plugins");
     assert_eq!(plugins.len(), 2);
     for p in plugins {
         assert_eq!(p["license"]["status"], "valid", "{p}");
-        assert!(!p["libraries"].as_array().expect("libraries").is_empty(), "{p}");
+        assert!(
+            !p["libraries"].as_array().expect("libraries").is_empty(),
+            "{p}"
+        );
     }
     // Without a trust store the license is shown but not verified.
     let unverified = run(&["inspect", "plugindemo.zip", "--json"], d);
@@ -747,7 +853,18 @@ fn pack_refuses_folders_without_license_or_library() {
     let d = dir.path();
     vendor_tree(d);
     std::fs::remove_file(d.join("controller/demo/demo.so")).expect("remove");
-    let out = run(&["pack", "--client", "client", "--controller", "controller", "-o", "p.zip"], d);
+    let out = run(
+        &[
+            "pack",
+            "--client",
+            "client",
+            "--controller",
+            "controller",
+            "-o",
+            "p.zip",
+        ],
+        d,
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("missing demo.lic"), "{err}");
