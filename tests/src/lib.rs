@@ -1,3 +1,4 @@
 //! shared test helpers
 pub mod build;
 pub mod hostile;
+pub mod scenario;

@@ -1,4 +1,5 @@
 mod abi_layout;
+mod cli;
 mod crash;
 mod hostile;
 mod license;

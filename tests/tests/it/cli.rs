@@ -1,0 +1,267 @@
+//! End to end through the three programs: license, pack, import, boot, run,
+//! and the refusals an integrator meets. Real example plugins, real keys.
+
+use xplugin_tests::build::c_fixture;
+use xplugin_tests::scenario::Scenario;
+
+fn plugin<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["plugins"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("{name} not in {report:#}"))
+}
+
+#[test]
+fn import_then_boot_then_run_the_examples() {
+    let s = Scenario::new();
+    s.license_all();
+    let pkg = s.pack("plugindemo");
+    let r = s.import(&pkg, &["--json"]).ok();
+    let report = r.json();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["committed"], true);
+    assert_eq!(report["controller"]["load_order"], serde_json::json!(["plugindemo", "motionlog"]));
+    assert_eq!(report["client"]["load_order"], serde_json::json!(["uikit", "plugindemo"]));
+
+    let boot = s.boot().ok().json();
+    assert_eq!(boot["load_order"], serde_json::json!(["plugindemo", "motionlog"]));
+    assert_eq!(boot["stop_order"], serde_json::json!(["motionlog", "plugindemo"]));
+    for name in ["plugindemo", "motionlog"] {
+        let p = plugin(&boot, name);
+        assert_eq!(p["state"], "stopped", "{boot:#}");
+        assert_eq!(p["license"]["status"], "verified", "{boot:#}");
+    }
+
+    let croot = s.controller_root.to_string_lossy().into_owned();
+    let run = s
+        .client(&["run", "--hmi-version", "3.0.2", "--controller-root", &croot, "--json"])
+        .ok()
+        .json();
+    assert_eq!(run["load_order"], serde_json::json!(["uikit", "plugindemo"]));
+    assert_eq!(plugin(&run, "plugindemo")["state"], "stopped", "{run:#}");
+
+    // Listing shows both plugins, enabled.
+    let list = s.client(&["list", "--json"]).ok().json();
+    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(2), "{list:#}");
+}
+
+#[test]
+fn an_unlicensed_package_is_refused_and_changes_nothing() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("good"), &[]).ok();
+    let before = s.roots_digest();
+    // A plugin without a valid license: remove one .lic, pack anyway by
+    // writing an invalid one (pack refuses folders without NAME.lic).
+    let lic = s.folder("controller", "motionlog").join("motionlog.lic");
+    std::fs::write(&lic, "not a license\n").unwrap();
+    let bad = s.pack("bad");
+    let r = s.import(&bad, &["--force"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("controller plugin \"motionlog\""), "{}", r.all());
+    assert!(r.stderr.contains("license refused"), "{}", r.all());
+    assert_eq!(s.roots_digest(), before, "a refused import changed the install roots");
+}
+
+#[test]
+fn a_swapped_library_is_refused_at_import_and_caught_at_boot() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("good"), &[]).ok();
+    // Swap the installed motionlog.so on disk behind the store's back.
+    let gen_dir = std::fs::canonicalize(s.controller_root.join("current")).unwrap();
+    let installed = gen_dir.join("plugins/motionlog/motionlog.so");
+    let other = gen_dir.join("plugins/plugindemo/plugindemo.so");
+    std::fs::remove_file(&installed).unwrap();
+    std::fs::copy(&other, &installed).unwrap();
+    let boot = s.boot();
+    assert_eq!(boot.code, 2, "{}", boot.all());
+    let report = boot.json();
+    let m = plugin(&report, "motionlog");
+    assert_eq!(m["state"], "blocked", "{report:#}");
+    assert!(m["reason"].as_str().unwrap_or("").contains("motionlog.so"), "{report:#}");
+    // The unrelated plugin still ran.
+    assert_eq!(plugin(&report, "plugindemo")["state"], "stopped", "{report:#}");
+}
+
+#[test]
+fn a_license_for_another_device_names_both_ids() {
+    let s = Scenario::new();
+    s.license_all();
+    let key = s.keys.join("demo.key");
+    let dir = s.folder("controller", "motionlog");
+    xplugin_tests::scenario::run_program(
+        "xplugin-pack",
+        &[
+            "license",
+            "--key",
+            key.to_str().unwrap(),
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+            "--side",
+            "controller",
+            "--devices",
+            "ffffffffffffffffffffffffffffffff",
+            "--versions",
+            ">=0.1",
+        ],
+    )
+    .ok();
+    let r = s.import(&s.pack("otherdevice"), &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains(&s.device_id), "this device's id must be shown: {}", r.all());
+}
+
+#[test]
+fn every_problem_of_a_package_is_reported_at_once() {
+    let s = Scenario::new();
+    s.license_all();
+    // Two independent problems: a plugin needing a newer HMI, and a broken license.
+    let m = s.folder("client", "uikit").join("uikit.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let text = text.replace("\"min_hmi_version\":\"3.0.1\"", "\"min_hmi_version\":\"9.0\"");
+    std::fs::write(&m, text).unwrap();
+    s.license("client", "uikit", &[]).ok();
+    std::fs::write(s.folder("controller", "motionlog").join("motionlog.lic"), "garbage").unwrap();
+    let r = s.import(&s.pack("twoproblems"), &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("client plugin \"uikit\""), "{}", r.all());
+    assert!(r.stderr.contains("9.0"), "{}", r.all());
+    assert!(r.stderr.contains("controller plugin \"motionlog\""), "{}", r.all());
+}
+
+#[test]
+fn upgrade_same_version_and_downgrade_policy() {
+    let s = Scenario::new();
+    s.license_all();
+    let v1 = s.pack("v1");
+    s.import(&v1, &[]).ok();
+    // Same version again: nothing to do.
+    let again = s.import(&v1, &["--json"]).ok().json();
+    assert_eq!(again["committed"], false, "{again:#}");
+    // --force reinstalls.
+    let forced = s.import(&v1, &["--force", "--json"]).ok().json();
+    assert_eq!(forced["committed"], true, "{forced:#}");
+
+    // A newer motionlog (the C fixture under that name cannot serve; bump the manifest only).
+    let m = s.folder("controller", "motionlog").join("motionlog.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, text.replace("\"0.9.0\"", "\"0.8.0\"")).unwrap();
+    s.license("controller", "motionlog", &[]).ok();
+    let older = s.pack("older");
+    let r = s.import(&older, &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("--allow-downgrade"), "{}", r.all());
+}
+
+#[test]
+fn an_import_that_would_break_an_installed_plugin_is_refused() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("full"), &[]).ok();
+    // A package bringing plugindemo 3.0.0 for the controller breaks motionlog,
+    // which needs plugindemo >=1.0, <2.
+    let m = s.folder("controller", "plugindemo").join("plugindemo.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, text.replace("\"1.0.0\"", "\"3.0.0\"")).unwrap();
+    std::fs::remove_dir_all(s.folder("controller", "motionlog")).unwrap();
+    std::fs::remove_dir_all(s.plugins.join("client")).unwrap();
+    s.license("controller", "plugindemo", &[]).ok();
+    let r = s.import(&s.pack("breaking"), &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("motionlog"), "{}", r.all());
+    assert!(r.stderr.contains("break"), "{}", r.all());
+}
+
+#[test]
+fn remove_refuses_dependencies_unless_cascade_and_rollback_restores() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("p"), &[]).ok();
+    let r = s.client(&["remove", "uikit"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("plugindemo") && r.stderr.contains("--cascade"), "{}", r.all());
+    s.client(&["remove", "uikit", "--cascade"]).ok();
+    let list = s.client(&["list", "--json"]).ok().json();
+    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(0), "{list:#}");
+    s.client(&["rollback"]).ok();
+    let list = s.client(&["list", "--json"]).ok().json();
+    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(2), "{list:#}");
+}
+
+#[test]
+fn disabled_controller_plugin_is_not_loaded_and_blocks_its_dependents() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("p"), &[]).ok();
+    s.controller(&["disable", "plugindemo"]).ok();
+    let boot = s.boot();
+    let report = boot.json();
+    assert_eq!(plugin(&report, "plugindemo")["state"], "disabled", "{report:#}");
+    assert_eq!(plugin(&report, "motionlog")["state"], "blocked", "{report:#}");
+    assert!(plugin(&report, "motionlog")["reason"].as_str().unwrap_or("").contains("plugindemo"));
+}
+
+#[test]
+fn a_failing_plugin_does_not_stop_the_others_at_boot() {
+    let s = Scenario::new();
+    let failing = c_fixture("cli_failinit", &["FIXTURE_FAIL_INIT"]);
+    s.add_controller_fixture("cli_failinit", &failing, "0.1.0", &[]);
+    s.license_all();
+    s.import(&s.pack("p"), &[]).ok();
+    let boot = s.boot();
+    assert_eq!(boot.code, 2, "{}", boot.all());
+    let report = boot.json();
+    let f = plugin(&report, "cli_failinit");
+    assert_eq!(f["state"], "failed", "{report:#}");
+    assert!(f["reason"].as_str().unwrap_or("").contains("deliberate failure in init"));
+    assert_eq!(plugin(&report, "motionlog")["state"], "stopped", "{report:#}");
+}
+
+#[test]
+fn a_cycle_is_refused_at_import_naming_it() {
+    let s = Scenario::new();
+    let a = c_fixture("cyc_a", &[]);
+    let b = c_fixture("cyc_b", &[]);
+    s.add_controller_fixture("cyc_a", &a, "0.1.0", &["cyc_b"]);
+    s.add_controller_fixture("cyc_b", &b, "0.1.0", &["cyc_a"]);
+    s.license_all();
+    let r = s.import(&s.pack("cycle"), &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("cyc_a -> cyc_b -> cyc_a"), "{}", r.all());
+}
+
+#[test]
+fn development_mode_loads_unlicensed_plugins_and_says_so() {
+    let s = Scenario::new();
+    // No licenses at all; the configuration allows it.
+    for cfg in [&s.client_config, &s.controller_config] {
+        let text = std::fs::read_to_string(cfg).unwrap();
+        std::fs::write(cfg, text.replacen('{', "{\n  \"allow_unlicensed\": true,", 1)).unwrap();
+    }
+    for side in ["client", "controller"] {
+        for e in std::fs::read_dir(s.plugins.join(side)).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            std::fs::write(e.path().join(format!("{name}.lic")), "unlicensed\n").unwrap();
+        }
+    }
+    s.import(&s.pack("dev"), &[]).ok();
+    let boot = s.boot();
+    assert_eq!(boot.code, 0, "{}", boot.all());
+    assert!(boot.stderr.contains("DEVELOPMENT MODE"), "{}", boot.all());
+    assert_eq!(boot.json()["development_mode"], true);
+}
+
+#[test]
+fn a_second_importer_is_told_who_holds_the_lock() {
+    let s = Scenario::new();
+    s.license_all();
+    let pkg = s.pack("p");
+    s.import(&pkg, &[]).ok();
+    // Hold the client root's lock from this process.
+    let store = xplugin_host::store::Store::open(&s.client_root).unwrap();
+    let _lock = store.lock().unwrap();
+    let r = s.import(&pkg, &["--force"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("another import is running (pid"), "{}", r.all());
+}
