@@ -238,6 +238,34 @@ pub fn corpus() -> Vec<Attack> {
             },
         ),
         attack(
+            "bidi-override-in-name",
+            // Messages show the override escaped, not applied.
+            "client.zip: plugindemo/evil\\u{202e}gnp.so",
+            |d| {
+                client_with(
+                    d,
+                    "bidi-override-in-name",
+                    vec![RawEntry::deflated(
+                        "plugindemo/evil\u{202E}gnp.so",
+                        b"\x7fELF",
+                    )],
+                )
+            },
+        ),
+        attack(
+            "oversized-extra-field",
+            "client.zip: plugindemo/readme.txt",
+            |d| {
+                // 60 KB of an unknown extra field in one central record: a
+                // few thousand of these would make the directory huge in memory.
+                let mut e = RawEntry::deflated("plugindemo/readme.txt", b"harmless");
+                e.central_extra = 0xCAFEu16.to_le_bytes().to_vec();
+                e.central_extra.extend_from_slice(&60_000u16.to_le_bytes());
+                e.central_extra.extend(std::iter::repeat_n(0x41u8, 60_000));
+                client_with(d, "oversized-extra-field", vec![e])
+            },
+        ),
+        attack(
             "windows-device-name",
             "client.zip: plugindemo/CON.txt",
             |d| {

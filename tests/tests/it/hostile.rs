@@ -51,6 +51,8 @@ fn expected_reason(attack: &str) -> &'static str {
         "nul-in-name" => "NUL",
         "control-character-in-name" => "control character",
         "windows-device-name" => "device name",
+        "bidi-override-in-name" => "text-direction character U+202E",
+        "oversized-extra-field" => "extra fields and comment",
         "name-too-long" => "bytes long",
         "path-too-deep" => "folders deep",
         "duplicate-name" => "same name",

@@ -15,6 +15,10 @@ const METHOD_STORED: u16 = 0;
 const METHOD_DEFLATED: u16 = 8;
 const METHOD_AES: u16 = 99;
 
+/// Largest extra-field block plus comment accepted in one central record.
+/// Real writers use a few dozen bytes (timestamps, Unix ids, zip64 sizes).
+const MAX_RECORD_EXTRA: u64 = 4096;
+
 /// Size of the fixed buffers used to copy and decompress; memory does not
 /// grow with the package.
 pub(crate) const COPY_BUFFER: usize = 64 * 1024;
@@ -118,7 +122,62 @@ pub(crate) fn scan(
         return Ok(None);
     }
 
-    // 2. The zip crate's reading of the central directory.
+    // 2. Every record's size, before the zip crate holds them all in
+    //    memory: extra fields and comments are bounded per record, and the
+    //    records must fill the directory exactly.
+    let mut offset = directory.start;
+    let mut oversized = false;
+    for _ in 0..directory.entries {
+        let lengths = match headers::central_record_lengths(&file, offset, directory.end) {
+            Ok(l) => l,
+            Err(HeaderError::Bad(msg)) => {
+                problems.push(archive_problem(msg));
+                return Ok(None);
+            }
+            Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
+        };
+        if lengths.extra + lengths.comment > MAX_RECORD_EXTRA {
+            let name =
+                headers::read_name(&file, offset, lengths, directory.end).unwrap_or_default();
+            problems.push(Problem::error(
+                format!("{label}: {}", display_raw(&name)),
+                format!(
+                    "the entry carries {} bytes of extra fields and comment; at most {MAX_RECORD_EXTRA} are accepted",
+                    lengths.extra + lengths.comment
+                ),
+                HINT_REBUILD,
+            ));
+            oversized = true;
+        }
+        if lengths.name > limits.max_name_len {
+            // Reported by the name check below; refusing here keeps a
+            // directory of 64 KiB names out of memory.
+            oversized = true;
+            let name =
+                headers::read_name(&file, offset, lengths, directory.end).unwrap_or_default();
+            problems.push(Problem::error(
+                format!("{label}: {}", display_raw(&name)),
+                format!(
+                    "the name is {} bytes long, the limit is {}",
+                    lengths.name, limits.max_name_len
+                ),
+                "shorten the file or folder names (or raise max_name_len in the host configuration)",
+            ));
+        }
+        offset += lengths.total();
+    }
+    if offset != directory.end {
+        problems.push(archive_problem(format!(
+            "the central directory records end at offset {offset}, the directory ends at {}: there are records the entry count hides",
+            directory.end
+        )));
+        return Ok(None);
+    }
+    if oversized {
+        return Ok(None);
+    }
+
+    // 3. The zip crate's reading of the central directory.
     let mut zip = match zip::ZipArchive::new(&file) {
         Ok(z) => z,
         Err(e) => {
@@ -136,7 +195,7 @@ pub(crate) fn scan(
         return Ok(None);
     }
 
-    // 3. Walk the directory ourselves, record by record, and cross-check.
+    // 4. Walk the directory ourselves, record by record, and cross-check.
     let mut entries = Vec::new();
     let mut extents: Vec<(u64, u64, String)> = Vec::new();
     let mut seen: HashMap<String, (String, bool)> = HashMap::new();
@@ -146,7 +205,7 @@ pub(crate) fn scan(
         let record = headers::read_central_record(&file, offset, directory.end).and_then(|r| {
             Ok((
                 r,
-                headers::central_record_len(&file, offset, directory.end)?,
+                headers::central_record_lengths(&file, offset, directory.end)?.total(),
             ))
         });
         let (record, record_len) = match record {
@@ -210,12 +269,6 @@ pub(crate) fn scan(
             Err(HeaderError::Bad(msg)) => problems.push(entry_problem(msg, HINT_REBUILD)),
             Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
         }
-    }
-    if offset != directory.end {
-        problems.push(archive_problem(format!(
-            "the central directory records end at offset {offset}, the directory ends at {}: there are records the entry count hides",
-            directory.end
-        )));
     }
     if zip.len() as u64 != directory.entries && problems.errors().count() == errors_before {
         problems.push(archive_problem(format!(

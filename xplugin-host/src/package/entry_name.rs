@@ -58,13 +58,27 @@ pub(crate) fn display_raw(raw: &[u8]) -> String {
 fn escape_controls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        if c.is_control() || is_invisible_or_bidi(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Characters that change how a name is displayed without being seen:
+/// bidirectional overrides and isolates (`evil\u{202E}gnp.so` shows as
+/// `evilos.png`), zero-width characters and the byte-order mark.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Validates one raw entry name.
@@ -95,6 +109,15 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
             format!("the control character {}", c.escape_default())
         };
         return Err(refuse(format!("the name contains {what}"), REPACK));
+    }
+    if let Some(c) = text.chars().find(|c| is_invisible_or_bidi(*c)) {
+        return Err(refuse(
+            format!(
+                "the name contains the invisible or text-direction character U+{:04X}, which makes a name look like another",
+                u32::from(c)
+            ),
+            REPACK,
+        ));
     }
     if text.contains('\\') {
         return Err(refuse(
@@ -223,6 +246,8 @@ mod tests {
             "a/con.txt",
             "a/b.",
             "a/b ",
+            "a/evil\u{202E}gnp.so",
+            "a/zero\u{200B}width",
             "a?b",
             "",
         ] {
@@ -254,5 +279,6 @@ mod tests {
     #[test]
     fn display_escapes_controls() {
         assert_eq!(display_raw(b"a\nb"), "a\\nb");
+        assert_eq!(display_raw("a\u{202E}b".as_bytes()), "a\\u{202e}b");
     }
 }

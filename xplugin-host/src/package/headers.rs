@@ -552,15 +552,65 @@ pub(crate) fn read_directory(file: &File, file_len: u64) -> Result<Directory, He
     Ok(directory)
 }
 
-/// Length of the central record at the start of `record_offset` (fixed part,
-/// name, extra, comment), for walking the directory record by record.
-pub(crate) fn central_record_len(file: &File, offset: u64, limit: u64) -> Result<u64, HeaderError> {
+/// The variable-length parts of a central record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordLengths {
+    pub name: u64,
+    pub extra: u64,
+    pub comment: u64,
+}
+
+impl RecordLengths {
+    /// The whole record: fixed part, name, extra, comment.
+    pub fn total(self) -> u64 {
+        CENTRAL_FIXED_LEN as u64 + self.name + self.extra + self.comment
+    }
+}
+
+/// Reads the lengths of the central record at `offset`, for walking the
+/// directory record by record without reading the records themselves.
+pub(crate) fn central_record_lengths(
+    file: &File,
+    offset: u64,
+    limit: u64,
+) -> Result<RecordLengths, HeaderError> {
     let fixed = read_vec(file, CENTRAL_FIXED_LEN, offset, limit)?;
+    if Bytes::new(&fixed).u32() != Some(CENTRAL_SIGNATURE) {
+        return bad(format!(
+            "no central directory record at offset {offset} (the entry count and the directory disagree)"
+        ));
+    }
     let len = |at: usize| {
         fixed
             .get(at..at + 2)
             .map(|c| u64::from(u16::from_le_bytes([c[0], c[1]])))
             .unwrap_or(0)
     };
-    Ok(CENTRAL_FIXED_LEN as u64 + len(28) + len(30) + len(32))
+    let lengths = RecordLengths {
+        name: len(28),
+        extra: len(30),
+        comment: len(32),
+    };
+    if offset.saturating_add(lengths.total()) > limit {
+        return bad(format!(
+            "the central directory record at offset {offset} runs past the end of the directory"
+        ));
+    }
+    Ok(lengths)
+}
+
+/// The raw name of the central record at `offset`, for messages.
+pub(crate) fn read_name(
+    file: &File,
+    offset: u64,
+    lengths: RecordLengths,
+    limit: u64,
+) -> Result<Vec<u8>, HeaderError> {
+    // Shown in a message: the first 512 bytes are enough to identify it.
+    read_vec(
+        file,
+        lengths.name.min(512) as usize,
+        offset + CENTRAL_FIXED_LEN as u64,
+        limit,
+    )
 }

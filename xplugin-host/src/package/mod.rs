@@ -14,11 +14,17 @@
 //!   `zip` crate's reading and with each other (name, flags, method, CRC,
 //!   sizes, data descriptor); entries must tile the data area exactly: no
 //!   overlaps, no unlisted bytes (hidden local headers), nothing before the
-//!   first entry or after the end record; no multi-disk archives.
-//! * **Names** — see [`entry_name`](self) rules: traversal (`..`), absolute,
-//!   drive, UNC and `\` paths, NUL and control characters, Windows-reserved
-//!   names and characters, too long, too deep, duplicates, and names that
-//!   collide after NFC normalisation and lower-casing (file vs folder too).
+//!   first entry or after the end record; no multi-disk archives; at most
+//!   4 KiB of extra fields and comment per record (checked before the `zip`
+//!   crate loads the directory). Streamed entries (sizes in a data
+//!   descriptor, as Info-ZIP and macOS write them) are accepted once the
+//!   descriptor agrees with the central directory.
+//! * **Names** — traversal (`..`), absolute, drive, UNC and `\` paths, NUL
+//!   and control characters, invisible and bidirectional-override
+//!   characters, Windows-reserved names and characters, invalid UTF-8, too
+//!   long, too deep, duplicates, and names that collide after Unicode NFC
+//!   normalisation and lower-casing (a file against a folder too). Names are
+//!   shown in messages with control and invisible characters escaped.
 //! * **Types** — symlinks, devices, FIFOs, sockets (Unix mode in the external
 //!   attributes); encrypted entries; methods other than stored and deflate.
 //! * **Sizes** — the [`Limits`]: package size, entries per archive, per-entry
