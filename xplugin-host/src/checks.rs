@@ -300,13 +300,15 @@ fn check_license(
             LicenseStatus::Unlicensed { reason }
         }
         Err(reason) => {
+            // License errors carry their own "what to do"; add ours only when
+            // they do not.
+            let hint = if reason.contains("what to do") {
+                ""
+            } else {
+                "ask the vendor for a license for this device (xplugin-client device-id prints its id) and re-import"
+            };
             problems.push(
-                Problem::error(
-                    subj,
-                    format!("license refused: {reason}"),
-                    "ask the vendor for a license for this device (xplugin-client device-id prints its id) and re-import",
-                )
-                .with_field("license"),
+                Problem::error(subj, format!("license refused: {reason}"), hint).with_field("license"),
             );
             LicenseStatus::Refused { reason }
         }
