@@ -603,6 +603,18 @@ pub fn corpus() -> Vec<Attack> {
                 client_with(d, "truncated-deflate-stream", vec![e])
             },
         ),
+        attack(
+            "zip64-end-record-disagrees",
+            "zip64-end-record-disagrees.zip: client.zip",
+            |d| {
+                // The zip64 end record counts 5 entries, the 32-bit one 4:
+                // readers that ignore zip64 see a different archive.
+                let mut zip = RawZip::new(good_client_entries());
+                zip.zip64_end = true;
+                zip.end_count_override = Some(4);
+                client_zip(d, "zip64-end-record-disagrees", zip)
+            },
+        ),
         attack("truncated-package", "truncated-package.zip", |d| {
             let path = client_with(d, "truncated-package", Vec::new())?;
             let bytes = fs::read(&path)?;
@@ -845,6 +857,8 @@ pub mod raw {
     const LOCAL_SIGNATURE: u32 = 0x0403_4b50;
     const CENTRAL_SIGNATURE: u32 = 0x0201_4b50;
     const EOCD_SIGNATURE: u32 = 0x0605_4b50;
+    const ZIP64_EOCD_SIGNATURE: u32 = 0x0606_4b50;
+    const ZIP64_LOCATOR_SIGNATURE: u32 = 0x0706_4b50;
     const DESCRIPTOR_SIGNATURE: u32 = 0x0807_4b50;
     const MADE_BY_UNIX: u16 = (3 << 8) | 63;
     const U32_MAX: u64 = 0xFFFF_FFFF;
@@ -1259,6 +1273,11 @@ pub mod raw {
         pub entries: Vec<RawEntry>,
         /// `(i, bytes)`: raw bytes written after entry `i`'s data.
         pub gap_after: Vec<(usize, Vec<u8>)>,
+        /// Write a zip64 end record and locator (as some writers always do),
+        /// with the 32-bit end record fields saturated.
+        pub zip64_end: bool,
+        /// An entry count for the 32-bit end record instead of the real one.
+        pub end_count_override: Option<u16>,
     }
 
     struct Counting<W> {
@@ -1282,6 +1301,8 @@ pub mod raw {
             RawZip {
                 entries,
                 gap_after: Vec::new(),
+                zip64_end: false,
+                end_count_override: None,
             }
         }
 
@@ -1324,15 +1345,36 @@ pub mod raw {
                 out.write_all(&e.central(offset)?)?;
             }
             let cd_size = out.pos - cd_start;
-            let count = self.entries.len() as u16;
+            let entries = self.entries.len() as u64;
             let mut end = Vec::new();
+            let (count, size32, offset32) = if self.zip64_end {
+                let zip64_end_at = out.pos;
+                end.extend_from_slice(&ZIP64_EOCD_SIGNATURE.to_le_bytes());
+                end.extend_from_slice(&44u64.to_le_bytes()); // size of the rest
+                end.extend_from_slice(&MADE_BY_UNIX.to_le_bytes());
+                end.extend_from_slice(&45u16.to_le_bytes());
+                end.extend_from_slice(&0u32.to_le_bytes()); // this disk
+                end.extend_from_slice(&0u32.to_le_bytes()); // directory's disk
+                end.extend_from_slice(&entries.to_le_bytes());
+                end.extend_from_slice(&entries.to_le_bytes());
+                end.extend_from_slice(&cd_size.to_le_bytes());
+                end.extend_from_slice(&cd_start.to_le_bytes());
+                end.extend_from_slice(&ZIP64_LOCATOR_SIGNATURE.to_le_bytes());
+                end.extend_from_slice(&0u32.to_le_bytes());
+                end.extend_from_slice(&zip64_end_at.to_le_bytes());
+                end.extend_from_slice(&1u32.to_le_bytes()); // disks
+                (0xFFFF, U32_MAX as u32, U32_MAX as u32)
+            } else {
+                (entries as u16, cd_size as u32, cd_start as u32)
+            };
+            let count = self.end_count_override.unwrap_or(count);
             end.extend_from_slice(&EOCD_SIGNATURE.to_le_bytes());
             end.extend_from_slice(&0u16.to_le_bytes());
             end.extend_from_slice(&0u16.to_le_bytes());
             end.extend_from_slice(&count.to_le_bytes());
             end.extend_from_slice(&count.to_le_bytes());
-            end.extend_from_slice(&(cd_size as u32).to_le_bytes());
-            end.extend_from_slice(&(cd_start as u32).to_le_bytes());
+            end.extend_from_slice(&size32.to_le_bytes());
+            end.extend_from_slice(&offset32.to_le_bytes());
             end.extend_from_slice(&0u16.to_le_bytes());
             out.write_all(&end)?;
             out.inner.flush()?;

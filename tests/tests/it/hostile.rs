@@ -75,6 +75,7 @@ fn expected_reason(attack: &str) -> &'static str {
         "hidden-local-header" => "hidden local header",
         "local-offset-out-of-bounds" => "outside the archive's data area",
         "prepended-data" => "does not end where the end record begins",
+        "zip64-end-record-disagrees" => "end record and the zip64 end record disagree",
         "trailing-garbage" => "no end-of-central-directory record",
         "crc-mismatch" => "CRC-32 mismatch",
         "deflate-stream-hides-data" => "hidden after it",
@@ -266,7 +267,7 @@ fn well_formed_package_unpacks_with_the_expected_tree_and_fixed_modes() {
 }
 
 #[test]
-fn staging_must_be_an_empty_directory() {
+fn staging_must_be_an_empty_directory_and_the_package_a_regular_file() {
     let packages = tempfile::tempdir().unwrap();
     let parent = tempfile::tempdir().unwrap();
     let package = well_formed_package(packages.path()).unwrap();
@@ -277,6 +278,12 @@ fn staging_must_be_an_empty_directory() {
     assert!(matches!(err, PackageError::Io { .. }), "{err}");
     assert!(err.to_string().contains("not empty"), "{err}");
     assert_eq!(fs::read(staging.join("old")).unwrap(), b"left over");
+
+    fs::remove_file(staging.join("old")).unwrap();
+    let fifo = parent.path().join("fifo.zip");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err = unpack_package(&fifo, &staging, &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 
     let link = parent.path().join("link");
     std::os::unix::fs::symlink(packages.path(), &link).unwrap();
@@ -446,4 +453,30 @@ fn streamed_entries_with_data_descriptors_are_accepted() {
         fs::read(staging.join("client/plugindemo/xplugin.so")).unwrap(),
         b"\x7fELF dummy runtime"
     );
+}
+
+#[test]
+fn archives_with_zip64_end_records_are_accepted() {
+    // Some writers always emit zip64 end records; the 32-bit fields are then
+    // saturated and the real values are in the zip64 record.
+    let packages = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let staging = parent.path().join("staging");
+    fs::create_dir(&staging).unwrap();
+    let mut client = RawZip::new(good_client_entries());
+    client.zip64_end = true;
+    let mut controller = RawZip::new(good_controller_entries());
+    controller.zip64_end = true;
+    let package = write_package(
+        packages.path(),
+        "zip64",
+        Some(client),
+        Some(controller),
+        Vec::new(),
+    )
+    .unwrap();
+    let unpacked = unpack_package(&package, &staging, &Limits::default())
+        .unwrap_or_else(|e| panic!("a zip64-ended package must be accepted: {e}"));
+    assert_eq!(unpacked.client.unwrap().plugins[0].files.len(), 4);
+    assert_eq!(unpacked.controller.unwrap().plugins[0].files.len(), 3);
 }

@@ -194,10 +194,18 @@ fn unpack_into(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| package.display().to_string());
-    let file = File::open(package).map_err(|source| PackageError::Io {
+    let io_error = |source| PackageError::Io {
         path: package.to_path_buf(),
         source,
-    })?;
+    };
+    // Opening a FIFO or a device would block or read forever.
+    let meta = std::fs::metadata(package).map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(io_error(io::Error::other(
+            "the package is not a regular file",
+        )));
+    }
+    let file = File::open(package).map_err(io_error)?;
     let len = file
         .metadata()
         .map_err(|source| PackageError::Io {
