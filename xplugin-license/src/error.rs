@@ -216,7 +216,7 @@ pub enum LicenseError {
         device_id: String,
     },
     /// The clock is far behind the latest time this device has seen.
-    #[error("license of plugin \"{plugin}\" has a time limit, and this device's clock says {}, more than 1 day before the latest time this device has already seen ({}) (device {device_id}): the clock was set back{HINT}set the system clock to the correct time, then retry", t(now), t(high_water))]
+    #[error("license of plugin \"{plugin}\" has a time limit, and this device's clock says {}, more than 1 day before the latest time this device has already seen ({}) (device {device_id}): the clock was set back{HINT}set the system clock to the correct time, then retry; if the clock is right and the recorded time is wrong (the clock was once set ahead), delete the loader's clock high-water mark file (state/clock-hwm under its root)", t(now), t(high_water))]
     ClockBehindHighWater {
         /// The plugin.
         plugin: String,

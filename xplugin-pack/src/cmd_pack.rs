@@ -41,6 +41,9 @@ pub struct PackArgs {
     /// With --trust: also check the device binding for this device id.
     #[arg(long, requires = "trust")]
     pub device_id: Option<String>,
+    /// Print one JSON document describing the package written.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// One side to pack.
@@ -78,6 +81,7 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
             problems,
         });
     }
+    let mut warnings = Vec::new();
     if let Some(trust_dir) = &args.trust {
         let trust = TrustStore::load(trust_dir)?;
         let device = args
@@ -89,11 +93,13 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
             for (folder, _) in &input.plugins {
                 let check = check_license_for_vendor(folder, &trust, device.as_deref(), None);
                 if let LicenseCheck::Refused(e) = check {
-                    eprintln!(
-                        "xplugin-pack: warning: {}: its license does not verify against {}: {e}",
+                    let warning = format!(
+                        "{}: its license does not verify against {}: {e}",
                         folder.subject(),
                         trust_dir.display()
                     );
+                    eprintln!("xplugin-pack: warning: {warning}");
+                    warnings.push(warning);
                 }
             }
         }
@@ -163,6 +169,29 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
     }
     tmp.persist(&args.out)
         .map_err(|e| PackError::io("cannot write", &args.out, hint)(e.error))?;
+    if args.json {
+        let plugins: Vec<serde_json::Value> = sides
+            .iter()
+            .flat_map(|input| {
+                input.plugins.iter().map(move |(folder, files)| {
+                    serde_json::json!({
+                        "side": input.side,
+                        "name": folder.name,
+                        "version": folder.manifest.version.to_string(),
+                        "files": files,
+                    })
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "package": args.out,
+            "bytes": bytes.len(),
+            "plugins": plugins,
+            "license_warnings": warnings,
+        });
+        println!("{doc:#}");
+        return Ok(());
+    }
     println!("wrote {} ({} bytes)", args.out.display(), bytes.len());
     for input in &sides {
         for (folder, files) in &input.plugins {
