@@ -97,8 +97,8 @@ mod libc_errno {
     pub const EOPNOTSUPP: i32 = nix::errno::Errno::EOPNOTSUPP as i32;
 }
 
-/// Copies the bytes of `src` into a new file `dst` with mode 0644 and fsyncs
-/// it. Never copies permissions, owner or timestamps.
+/// Copies the bytes of `src` into a new file `dst` with mode 0644 (the
+/// caller fsyncs it). Never copies permissions, owner or timestamps.
 pub fn copy_file(src: &Path, dst: &Path) -> io::Result<()> {
     let mut input = File::open(src)?;
     let mut output = OpenOptions::new()
@@ -107,8 +107,7 @@ pub fn copy_file(src: &Path, dst: &Path) -> io::Result<()> {
         .mode(FILE_MODE)
         .open(dst)?;
     io::copy(&mut input, &mut output)?;
-    output.set_permissions(Permissions::from_mode(FILE_MODE))?;
-    output.sync_all()
+    output.set_permissions(Permissions::from_mode(FILE_MODE))
 }
 
 /// Writes `bytes` into a new file `dst` (mode 0644) and fsyncs it.

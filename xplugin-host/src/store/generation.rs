@@ -117,6 +117,20 @@ impl Generation {
                 hint: "state.json was copied or edited by hand; restore the original".into(),
             });
         }
+        // Names are joined to paths later: one edited by hand must not lead
+        // outside the generation.
+        if let Some((name, reason)) = state
+            .plugins
+            .keys()
+            .find_map(|n| super::plan::plugin_name_problem(n).map(|r| (n, r)))
+        {
+            return Err(StoreError::Inconsistent {
+                path: state_path,
+                expected: "plugin names that are single directory names".into(),
+                found: format!("{name:?} ({reason})"),
+                hint: "state.json was edited by hand; restore the original".into(),
+            });
+        }
         Ok(Generation { number, dir, state })
     }
 

@@ -48,6 +48,7 @@
 //! the rename, then the root), which tests in this repository cannot exercise:
 //! the crash test kills the process, it does not cut power.
 
+mod build;
 mod error;
 pub mod failpoint;
 mod fsutil;
@@ -69,6 +70,7 @@ pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
 pub use recovery::RecoveryReport;
 
+use build::Origin;
 use error::HINT_DISK;
 use failpoint::hit;
 use generation::{PLUGINS_DIR, TMP_SUFFIX};
@@ -91,15 +93,6 @@ pub const STATE_DIR: &str = "state";
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
-}
-
-/// Where a plugin tree of a new generation comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// The current generation (already durable, already fixed modes).
-    Carried,
-    /// The staging area (written by an importer: fsync and fix modes).
-    Staged,
 }
 
 impl Store {
@@ -474,7 +467,7 @@ impl Store {
                 .map_or(0, |d| d.as_secs()),
             plugins,
         };
-        if let Err(e) = self.fill_tmp_generation(&tmp, &state, sources) {
+        if let Err(e) = build::fill_tmp_generation(&tmp, &state, sources) {
             // Nothing refers to it; recovery would remove it too.
             let _ = fsutil::remove_tree(&tmp);
             return Err(e);
@@ -498,41 +491,6 @@ impl Store {
         let _ = recovery::prune(self, "commit", &keep, &mut ignored);
         hit("commit", "after-cleanup");
         Ok(Generation { number, dir, state })
-    }
-
-    fn fill_tmp_generation(
-        &self,
-        tmp: &Path,
-        state: &GenerationState,
-        sources: &[(String, PathBuf, Origin)],
-    ) -> Result<(), StoreError> {
-        if std::fs::symlink_metadata(tmp).is_ok() {
-            fsutil::remove_tree(tmp)
-                .map_err(|e| StoreError::io("remove stale directory", tmp, e, HINT_DISK))?;
-        }
-        fsutil::create_dir_with_mode(tmp, DIR_MODE)
-            .map_err(|e| StoreError::io("create directory", tmp, e, HINT_DISK))?;
-        let plugins_dir = tmp.join(PLUGINS_DIR);
-        fsutil::create_dir_with_mode(&plugins_dir, DIR_MODE)
-            .map_err(|e| StoreError::io("create directory", &plugins_dir, e, HINT_DISK))?;
-        hit("commit", "after-tmp-created");
-
-        for (name, src, _) in sources.iter().filter(|s| s.2 == Origin::Carried) {
-            install_tree(src, &plugins_dir.join(name), Origin::Carried)?;
-        }
-        hit("commit", "after-carry-over");
-        for (name, src, _) in sources.iter().filter(|s| s.2 == Origin::Staged) {
-            install_tree(src, &plugins_dir.join(name), Origin::Staged)?;
-            hit("commit", "after-staged-plugin");
-        }
-        fsutil::fsync_dir(&plugins_dir)
-            .map_err(|e| StoreError::io("fsync directory", &plugins_dir, e, HINT_DISK))?;
-        hit("commit", "after-files-fsynced");
-
-        Generation::write_state(tmp, state)?;
-        fsutil::fsync_dir(tmp).map_err(|e| StoreError::io("fsync directory", tmp, e, HINT_DISK))?;
-        hit("commit", "after-state-written");
-        Ok(())
     }
 
     /// Points `current` at `generations/<number>` with one atomic rename.
@@ -574,56 +532,6 @@ fn parse_current_target(target: &Path) -> Option<u64> {
         return None;
     }
     generation::parse_number(n.to_str()?)
-}
-
-/// Recreates the tree `src` at `dst`: directories 0755, files hard-linked (or
-/// copied) with mode 0644, everything new fsynced. Anything but regular files
-/// and directories is refused (the plan check already refused them; this
-/// catches a staging area changed in between).
-fn install_tree(src: &Path, dst: &Path, origin: Origin) -> Result<(), StoreError> {
-    use std::os::unix::fs::MetadataExt;
-    fsutil::create_dir_with_mode(dst, DIR_MODE)
-        .map_err(|e| StoreError::io("create directory", dst, e, HINT_DISK))?;
-    let list_err = |e| {
-        StoreError::io(
-            "list directory",
-            src,
-            e,
-            "the staging area was changed while importing; run the import again",
-        )
-    };
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(src).map_err(list_err)? {
-        entries.push(entry.map_err(list_err)?);
-    }
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let meta = std::fs::symlink_metadata(&from)
-            .map_err(|e| StoreError::io("read metadata of", &from, e, HINT_DISK))?;
-        if meta.is_dir() {
-            install_tree(&from, &to, origin)?;
-        } else if meta.is_file() {
-            // A staged inode shared with something outside the store is
-            // copied, so fixing its mode cannot touch a file that is not ours.
-            let allow_link = origin == Origin::Carried || meta.nlink() == 1;
-            let placed = fsutil::link_or_copy(&from, &to, allow_link)
-                .map_err(|e| StoreError::io("install file", &to, e, HINT_DISK))?;
-            if origin == Origin::Staged && placed == fsutil::Placed::Linked {
-                fsutil::fsync_file(&to)
-                    .map_err(|e| StoreError::io("fsync file", &to, e, HINT_DISK))?;
-            }
-        } else {
-            return Err(StoreError::Inconsistent {
-                path: from,
-                expected: "a regular file or directory".into(),
-                found: format!("{:?}", meta.file_type()),
-                hint: "the staging area was changed while importing; run the import again".into(),
-            });
-        }
-    }
-    fsutil::fsync_dir(dst).map_err(|e| StoreError::io("fsync directory", dst, e, HINT_DISK))
 }
 
 /// A fresh directory under `ROOT/staging/` for one import to unpack into.
