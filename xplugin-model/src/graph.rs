@@ -41,8 +41,10 @@ use crate::problem::{Problem, Problems};
 use crate::version::{Version, VersionReq};
 use serde::Serialize;
 use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 /// Most plugins named in one dependency chain; longer chains keep the first
@@ -222,6 +224,66 @@ impl Resolution {
 
 const NONE: u32 = u32::MAX;
 
+/// Word-at-a-time multiplicative hash (FxHash style) with a 64-bit
+/// finalizer, for interning plugin names. SipHash costs more than the rest
+/// of the resolver together; the per-process random seed keeps colliding
+/// names from being precomputed, and the number of names is bounded by
+/// what a host installs.
+#[derive(Clone, Copy)]
+struct NameHasher(u64);
+
+impl NameHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        // murmur3's fmix64: spreads entropy into the high bits hashbrown
+        // uses for its control bytes and the low bits it uses for buckets.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct NameHasherBuilder(u64);
+
+impl NameHasherBuilder {
+    fn new() -> NameHasherBuilder {
+        NameHasherBuilder(RandomState::new().hash_one(0x9e37_79b9_u32))
+    }
+}
+
+impl BuildHasher for NameHasherBuilder {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(self.0)
+    }
+}
+
 /// What a dependent sees when it depends on a blocked plugin: the chain
 /// after that plugin and the cause at its end.
 #[derive(Clone)]
@@ -241,17 +303,22 @@ struct Block {
     tail: Tail,
 }
 
-/// One dependency-entry problem found while checking a plugin.
-struct EdgeProblem {
-    reason: BlockReason,
-    phrase: String,
-    hint: String,
-    tail: Tail,
+/// One unsatisfiable dependency entry, before any text is built: only the
+/// plugin's first one is spelled out in full (reason, chain, hint), the
+/// others get a one-line phrase, which keeps a heavily blocked set cheap.
+#[derive(Clone, Copy)]
+enum Issue<'a> {
+    Missing(&'a Dependency),
+    Disabled(&'a Dependency),
+    OutOfRange(&'a Dependency, &'a VersionReq, &'a Version),
+    Blocked(&'a Dependency, u32),
+    CtrlUnknown(&'a Dependency),
+    CtrlMissing(&'a Dependency),
+    CtrlOutOfRange(&'a Dependency, &'a VersionReq, &'a Version),
 }
 
 struct Graph<'a> {
     nodes: Vec<&'a Node>,
-    names: Vec<Arc<str>>,
     /// Number of input plugins with this name (>1 = duplicate).
     copies: Vec<usize>,
     /// CSR: `depend` targets of node i are `targets[start[i]..start[i+1]]`,
@@ -265,11 +332,12 @@ struct Graph<'a> {
 
 impl<'a> Graph<'a> {
     fn build(plugins: &'a [Node]) -> Graph<'a> {
-        let mut sorted: Vec<&Node> = plugins.iter().collect();
-        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        // Sorting (name, node) pairs keeps the compared bytes one hop away.
+        let mut sorted: Vec<(&str, &Node)> = plugins.iter().map(|p| (p.name.as_str(), p)).collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut nodes: Vec<&Node> = Vec::with_capacity(sorted.len());
         let mut copies: Vec<usize> = Vec::with_capacity(sorted.len());
-        for node in sorted {
+        for (_, node) in sorted {
             match (nodes.last(), copies.last_mut()) {
                 (Some(last), Some(count)) if last.name == node.name => *count += 1,
                 _ => {
@@ -278,12 +346,11 @@ impl<'a> Graph<'a> {
                 }
             }
         }
-        let names: Vec<Arc<str>> = nodes.iter().map(|n| Arc::from(n.name.as_str())).collect();
-        let index: HashMap<&str, u32> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i as u32))
-            .collect();
+        let mut index: HashMap<&str, u32, NameHasherBuilder> =
+            HashMap::with_capacity_and_hasher(nodes.len(), NameHasherBuilder::new());
+        for (i, n) in nodes.iter().enumerate() {
+            index.insert(n.name.as_str(), i as u32);
+        }
         let mut start = Vec::with_capacity(nodes.len() + 1);
         let mut targets = Vec::new();
         start.push(0u32);
@@ -300,17 +367,16 @@ impl<'a> Graph<'a> {
         // Counting sort of the edges by target gives the reverse CSR with
         // sources in index order.
         let n = nodes.len();
-        let mut rcount = vec![0u32; n + 1];
+        let mut rstart = vec![0u32; n + 1];
         for &t in &targets {
             if t != NONE {
-                rcount[t as usize + 1] += 1;
+                rstart[t as usize + 1] += 1;
             }
         }
         for i in 0..n {
-            rcount[i + 1] += rcount[i];
+            rstart[i + 1] += rstart[i];
         }
-        let rstart = rcount.clone();
-        let mut fill = rcount;
+        let mut fill = rstart.clone();
         let mut rsources = vec![0u32; rstart[n] as usize];
         for s in 0..n {
             for &t in &targets[start[s] as usize..start[s + 1] as usize] {
@@ -322,7 +388,6 @@ impl<'a> Graph<'a> {
         }
         Graph {
             nodes,
-            names,
             copies,
             start,
             targets,
@@ -335,6 +400,10 @@ impl<'a> Graph<'a> {
         self.nodes.len()
     }
 
+    fn name(&self, i: usize) -> &'a str {
+        &self.nodes[i].name
+    }
+
     fn deps(&self, i: usize) -> &[u32] {
         &self.targets[self.start[i] as usize..self.start[i + 1] as usize]
     }
@@ -345,15 +414,18 @@ impl<'a> Graph<'a> {
 
     /// Strongly connected components (iterative Tarjan), in the order they
     /// complete: every component after all components it depends on.
-    /// Returns (component id per node, members per component).
-    fn sccs(&self) -> (Vec<u32>, Vec<Vec<u32>>) {
+    /// Returns the component id per node and the members of every
+    /// component, flattened: component c is `members[bounds[c]..bounds[c+1]]`,
+    /// sorted.
+    fn sccs(&self) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
         let n = self.len();
         let mut index = vec![NONE; n];
         let mut low = vec![0u32; n];
         let mut on_stack = vec![false; n];
         let mut stack: Vec<u32> = Vec::new();
         let mut comp = vec![NONE; n];
-        let mut comps: Vec<Vec<u32>> = Vec::new();
+        let mut members: Vec<u32> = Vec::with_capacity(n);
+        let mut bounds: Vec<u32> = vec![0];
         let mut call: Vec<(u32, u32)> = Vec::new();
         let mut counter = 0u32;
         for root in 0..n {
@@ -393,8 +465,8 @@ impl<'a> Graph<'a> {
                     low[p] = low[p].min(low[v]);
                 }
                 if low[v] == index[v] {
-                    let id = comps.len() as u32;
-                    let mut members = Vec::new();
+                    let id = (bounds.len() - 1) as u32;
+                    let first = members.len();
                     while let Some(w) = stack.pop() {
                         on_stack[w as usize] = false;
                         comp[w as usize] = id;
@@ -403,12 +475,12 @@ impl<'a> Graph<'a> {
                             break;
                         }
                     }
-                    members.sort_unstable();
-                    comps.push(members);
+                    members[first..].sort_unstable();
+                    bounds.push(members.len() as u32);
                 }
             }
         }
-        (comp, comps)
+        (comp, members, bounds)
     }
 }
 
@@ -515,11 +587,11 @@ impl CycleFinder {
     }
 }
 
-fn cycle_text(names: &[Arc<str>], cycle: &[u32]) -> (Vec<String>, String) {
+fn cycle_text(g: &Graph<'_>, cycle: &[u32]) -> (Vec<String>, String) {
     let shown: Vec<String> = cycle
         .iter()
         .take(MAX_CYCLE_SHOWN)
-        .map(|&i| names[i as usize].to_string())
+        .map(|&i| g.name(i as usize).to_string())
         .collect();
     let mut text = shown.join(" -> ");
     if cycle.len() > shown.len() {
@@ -550,9 +622,9 @@ fn chain_text(names: &[Arc<str>], elided: usize, cause: &str) -> String {
 
 /// Prepends `head` to `tail`, keeping at most [`MAX_CHAIN`] names (the
 /// first ones and the root cause).
-fn extend_chain(head: &Arc<str>, tail: &Tail) -> (Vec<Arc<str>>, usize) {
+fn extend_chain(head: &str, tail: &Tail) -> (Vec<Arc<str>>, usize) {
     let mut names = Vec::with_capacity(tail.names.len() + 1);
-    names.push(head.clone());
+    names.push(Arc::from(head));
     names.extend(tail.names.iter().cloned());
     let mut elided = tail.elided;
     if names.len() > MAX_CHAIN {
@@ -570,22 +642,23 @@ fn strings(names: &[Arc<str>]) -> Vec<String> {
 pub fn resolve(input: &ResolveInput) -> Resolution {
     let g = Graph::build(&input.plugins);
     let n = g.len();
-    let (comp, comps) = g.sccs();
+    let (comp, members, bounds) = g.sccs();
     let mut finder = CycleFinder::new(n);
-    let mut blocks: Vec<Option<Block>> = (0..n).map(|_| None).collect();
+    let mut blocks: Vec<Option<Box<Block>>> = std::iter::repeat_with(|| None).take(n).collect();
 
-    for (id, members) in comps.iter().enumerate() {
+    for (id, range) in bounds.windows(2).enumerate() {
         let id = id as u32;
-        let cyclic = members.len() > 1
-            || members
+        let comp_members = &members[range[0] as usize..range[1] as usize];
+        let cyclic = comp_members.len() > 1
+            || comp_members
                 .first()
                 .is_some_and(|&m| g.deps(m as usize).contains(&m));
         let cycles = if cyclic {
-            finder.cycles(&g, &comp, id, members)
+            finder.cycles(&g, &comp, id, comp_members)
         } else {
             Vec::new()
         };
-        for (k, &m) in members.iter().enumerate() {
+        for (k, &m) in comp_members.iter().enumerate() {
             let i = m as usize;
             let cycle = cycles.get(k).map(Vec::as_slice);
             blocks[i] = check_node(&g, input, &blocks, &comp, id, i, cycle);
@@ -606,7 +679,7 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
     }
     let mut load_order = Vec::with_capacity(n);
     while let Some(Reverse(v)) = ready.pop() {
-        load_order.push(g.nodes[v as usize].name.clone());
+        load_order.push(g.name(v as usize).to_string());
         for &s in g.dependents(v as usize) {
             let s = s as usize;
             if blocks[s].is_none() {
@@ -623,16 +696,13 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
         .enumerate()
         .filter_map(|(i, b)| {
             let b = b?;
-            let name = g.nodes[i].name.clone();
-            let message = format!(
-                "{name} {}: {}",
-                if b.reason == BlockReason::Disabled {
-                    "is not loaded"
-                } else {
-                    "cannot load"
-                },
-                b.phrases.join("; ")
-            );
+            let name = g.name(i).to_string();
+            let verb = if b.reason == BlockReason::Disabled {
+                "is not loaded"
+            } else {
+                "cannot load"
+            };
+            let message = format!("{name} {verb}: {}", b.phrases.join("; "));
             Some((
                 name,
                 Blocked {
@@ -655,23 +725,25 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
 fn check_node(
     g: &Graph<'_>,
     input: &ResolveInput,
-    blocks: &[Option<Block>],
+    blocks: &[Option<Box<Block>>],
     comp: &[u32],
     id: u32,
     i: usize,
     cycle: Option<&[u32]>,
-) -> Option<Block> {
+) -> Option<Box<Block>> {
     let node = g.nodes[i];
-    let name = &g.names[i];
-    let own = |reason: BlockReason, phrase: String, hint: String, cause: String| Block {
-        reason,
-        phrases: vec![phrase],
-        hint,
-        tail: Tail {
-            names: Vec::new(),
-            elided: 0,
-            cause: Arc::from(cause),
-        },
+    let name = g.name(i);
+    let own = |reason: BlockReason, phrase: String, hint: String, cause: String| {
+        Box::new(Block {
+            reason,
+            phrases: vec![phrase],
+            hint,
+            tail: Tail {
+                names: Vec::new(),
+                elided: 0,
+                cause: Arc::from(cause),
+            },
+        })
     };
     if g.copies[i] > 1 {
         let count = g.copies[i];
@@ -700,17 +772,16 @@ fn check_node(
         ));
     }
     if let Some(cycle) = cycle {
-        let (members, text) = cycle_text(&g.names, cycle);
-        let reason = BlockReason::Cycle {
-            members,
-            length: cycle.len(),
-        };
+        let (members, text) = cycle_text(g, cycle);
         let phrase = format!("it is in a dependency cycle: {text}");
         match &mut block {
             Some(b) => b.phrases.push(phrase),
             None => {
                 block = Some(own(
-                    reason,
+                    BlockReason::Cycle {
+                        members,
+                        length: cycle.len(),
+                    },
                     phrase,
                     "break the cycle by removing one of its \"depend\" entries".into(),
                     format!("is in a dependency cycle: {text}"),
@@ -718,162 +789,227 @@ fn check_node(
             }
         }
     }
-    let mut problems = Vec::new();
+    let mut issues = Vec::new();
     for (dep, &t) in node.depend.iter().zip(g.deps(i)) {
         if t != NONE && comp[t as usize] == id {
             continue; // inside the cycle, already reported
         }
-        if let Some(p) = depend_problem(g, blocks, name, dep, t) {
-            problems.push(p);
+        if let Some(issue) = depend_issue(g, blocks, dep, t) {
+            issues.push(issue);
         }
     }
     if node.side == Side::Client {
         for dep in &node.ctrl_depend {
-            if let Some(p) = ctrl_problem(input.running_controller.as_ref(), name, dep) {
-                problems.push(p);
+            if let Some(issue) = ctrl_issue(input.running_controller.as_ref(), dep) {
+                issues.push(issue);
             }
         }
     }
-    let mut problems = problems.into_iter();
+    let mut issues = issues.into_iter();
     let mut block = match block {
         Some(b) => b,
-        None => {
-            let first = problems.next()?;
-            Block {
-                reason: first.reason,
-                phrases: vec![first.phrase],
-                hint: first.hint,
-                tail: first.tail,
-            }
-        }
+        None => Box::new(spell_out(g, blocks, name, issues.next()?)),
     };
-    block.phrases.extend(problems.map(|p| p.phrase));
+    block
+        .phrases
+        .extend(issues.map(|issue| short_phrase(g, blocks, name, &issue)));
     Some(block)
 }
 
-fn depend_problem(
-    g: &Graph<'_>,
-    blocks: &[Option<Block>],
-    name: &Arc<str>,
-    dep: &Dependency,
+fn depend_issue<'a>(
+    g: &Graph<'a>,
+    blocks: &[Option<Box<Block>>],
+    dep: &'a Dependency,
     t: u32,
-) -> Option<EdgeProblem> {
-    let terminal = |dep_name: &str, cause: String| Tail {
-        names: vec![Arc::from(dep_name)],
+) -> Option<Issue<'a>> {
+    if t == NONE {
+        return Some(Issue::Missing(dep));
+    }
+    let target_block = blocks[t as usize].as_ref();
+    if target_block.is_some_and(|b| b.reason == BlockReason::Disabled) {
+        return Some(Issue::Disabled(dep));
+    }
+    if let Some(req) = &dep.req {
+        let found = &g.nodes[t as usize].version;
+        if !req.matches(found) {
+            return Some(Issue::OutOfRange(dep, req, found));
+        }
+    }
+    target_block.map(|_| Issue::Blocked(dep, t))
+}
+
+fn ctrl_issue<'a>(
+    running: Option<&'a BTreeMap<String, Version>>,
+    dep: &'a Dependency,
+) -> Option<Issue<'a>> {
+    let Some(running) = running else {
+        return Some(Issue::CtrlUnknown(dep));
+    };
+    let Some(found) = running.get(&dep.name) else {
+        return Some(Issue::CtrlMissing(dep));
+    };
+    match &dep.req {
+        Some(req) if !req.matches(found) => Some(Issue::CtrlOutOfRange(dep, req, found)),
+        _ => None,
+    }
+}
+
+const UNKNOWN_CONTROLLER: &str = "the controller's running plugins are unknown";
+
+/// The phrase for a secondary issue: one line, with the root cause of a
+/// blocked dependency but not the whole chain.
+fn short_phrase(
+    g: &Graph<'_>,
+    blocks: &[Option<Box<Block>>],
+    name: &str,
+    issue: &Issue<'_>,
+) -> String {
+    match issue {
+        Issue::Blocked(dep, t) => {
+            let d = &dep.name;
+            match blocks[*t as usize].as_ref() {
+                Some(b) => match b.tail.names.last() {
+                    Some(root) => format!(
+                        "depends on {d}, which cannot load because {root} {}",
+                        b.tail.cause
+                    ),
+                    None => format!("depends on {d}, which {}", b.tail.cause),
+                },
+                None => format!("depends on {d}, which cannot load"),
+            }
+        }
+        other => spell_out(g, blocks, name, *other)
+            .phrases
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    }
+}
+
+/// The full block for a plugin whose primary problem is `issue`.
+fn spell_out(g: &Graph<'_>, blocks: &[Option<Box<Block>>], name: &str, issue: Issue<'_>) -> Block {
+    let terminal = |dep: &str, cause: String| Tail {
+        names: vec![Arc::from(dep)],
         elided: 0,
         cause: Arc::from(cause),
     };
-    let d = &dep.name;
-    if t == NONE {
-        return Some(EdgeProblem {
-            reason: BlockReason::MissingDependency { dep: d.clone() },
-            phrase: format!("depends on {d}, which is not installed"),
-            hint: format!("install {d}, or remove it from {name}'s \"depend\""),
-            tail: terminal(d, "is not installed".into()),
-        });
-    }
-    let target = g.nodes[t as usize];
-    let target_block = blocks[t as usize].as_ref();
-    if target_block.is_some_and(|b| b.reason == BlockReason::Disabled) {
-        return Some(EdgeProblem {
-            reason: BlockReason::DependencyDisabled { dep: d.clone() },
-            phrase: format!("depends on {d}, which is disabled (enable: false)"),
-            hint: format!("enable {d}, or remove it from {name}'s \"depend\""),
-            tail: terminal(d, "is disabled (enable: false)".into()),
-        });
-    }
-    if let Some(req) = &dep.req {
-        if !req.matches(&target.version) {
-            let found = &target.version;
+    let (reason, phrase, hint, tail) = match issue {
+        Issue::Missing(dep) => {
+            let d = &dep.name;
+            (
+                BlockReason::MissingDependency { dep: d.clone() },
+                format!("depends on {d}, which is not installed"),
+                format!("install {d}, or remove it from {name}'s \"depend\""),
+                terminal(d, "is not installed".into()),
+            )
+        }
+        Issue::Disabled(dep) => {
+            let d = &dep.name;
+            (
+                BlockReason::DependencyDisabled { dep: d.clone() },
+                format!("depends on {d}, which is disabled (enable: false)"),
+                format!("enable {d}, or remove it from {name}'s \"depend\""),
+                terminal(d, "is disabled (enable: false)".into()),
+            )
+        }
+        Issue::OutOfRange(dep, req, found) => {
+            let d = &dep.name;
             let cause = format!("is version {found}, but {name} requires {req}");
-            return Some(EdgeProblem {
-                reason: BlockReason::DependencyOutOfRange {
+            (
+                BlockReason::DependencyOutOfRange {
                     dep: d.clone(),
                     required: req.clone(),
                     found: found.clone(),
                 },
-                phrase: format!("depends on {d}, which {cause}"),
-                hint: format!(
+                format!("depends on {d}, which {cause}"),
+                format!(
                     "install a version of {d} matching {req}, or a version of {name} that accepts {d} {found}"
                 ),
-                tail: terminal(d, cause),
-            });
+                terminal(d, cause),
+            )
         }
+        Issue::Blocked(dep, t) => {
+            let empty = Tail {
+                names: Vec::new(),
+                elided: 0,
+                cause: Arc::from("cannot load"),
+            };
+            let target_tail = blocks[t as usize].as_ref().map_or(&empty, |b| &b.tail);
+            let (chain, elided) = extend_chain(g.name(t as usize), target_tail);
+            let root = chain
+                .last()
+                .map_or_else(|| dep.name.clone(), |r| r.to_string());
+            let cause = target_tail.cause.clone();
+            (
+                BlockReason::DependencyFailed {
+                    dep: dep.name.clone(),
+                    chain: strings(&chain),
+                    elided,
+                    cause: cause.to_string(),
+                },
+                format!("depends on {}", chain_text(&chain, elided, &cause)),
+                format!("fix {root} first: the chain starts there"),
+                Tail {
+                    names: chain,
+                    elided,
+                    cause,
+                },
+            )
+        }
+        Issue::CtrlUnknown(dep) => {
+            let d = &dep.name;
+            (
+                BlockReason::ControllerStateUnknown { dep: d.clone() },
+                format!(
+                    "needs controller plugin {d} (ctrlDepend), but {UNKNOWN_CONTROLLER}, so this cannot be checked"
+                ),
+                "connect to the controller (or give its running plugin list) and try again".into(),
+                terminal(
+                    d,
+                    format!("is a controller plugin, and {UNKNOWN_CONTROLLER}"),
+                ),
+            )
+        }
+        Issue::CtrlMissing(dep) => {
+            let d = &dep.name;
+            (
+                BlockReason::MissingControllerDependency { dep: d.clone() },
+                format!(
+                    "needs controller plugin {d} (ctrlDepend), which is not running on the controller"
+                ),
+                format!(
+                    "install and enable controller plugin {d} on the controller, or remove it from {name}'s \"ctrlDepend\""
+                ),
+                terminal(
+                    d,
+                    "is a controller plugin that is not running on the controller".into(),
+                ),
+            )
+        }
+        Issue::CtrlOutOfRange(dep, req, found) => {
+            let d = &dep.name;
+            let cause =
+                format!("runs on the controller in version {found}, but {name} requires {req}");
+            (
+                BlockReason::ControllerDependencyOutOfRange {
+                    dep: d.clone(),
+                    required: req.clone(),
+                    found: found.clone(),
+                },
+                format!("needs controller plugin {d} (ctrlDepend), which {cause}"),
+                format!(
+                    "install controller plugin {d} in a version matching {req}, or a version of {name} that accepts {d} {found}"
+                ),
+                terminal(d, format!("is a controller plugin that {cause}")),
+            )
+        }
+    };
+    Block {
+        reason,
+        phrases: vec![phrase],
+        hint,
+        tail,
     }
-    let b = target_block?;
-    let (chain, elided) = extend_chain(&g.names[t as usize], &b.tail);
-    let root = chain
-        .last()
-        .cloned()
-        .unwrap_or_else(|| g.names[t as usize].clone());
-    Some(EdgeProblem {
-        phrase: format!("depends on {}", chain_text(&chain, elided, &b.tail.cause)),
-        hint: format!("fix {root} first: the chain starts there"),
-        reason: BlockReason::DependencyFailed {
-            dep: d.clone(),
-            chain: strings(&chain),
-            elided,
-            cause: b.tail.cause.to_string(),
-        },
-        tail: Tail {
-            names: chain,
-            elided,
-            cause: b.tail.cause.clone(),
-        },
-    })
-}
-
-fn ctrl_problem(
-    running: Option<&BTreeMap<String, Version>>,
-    name: &Arc<str>,
-    dep: &Dependency,
-) -> Option<EdgeProblem> {
-    let d = &dep.name;
-    let terminal = |cause: String| Tail {
-        names: vec![Arc::from(d.as_str())],
-        elided: 0,
-        cause: Arc::from(cause),
-    };
-    let Some(running) = running else {
-        let cause =
-            "is a controller plugin, and the controller's running plugins are unknown".to_string();
-        return Some(EdgeProblem {
-            reason: BlockReason::ControllerStateUnknown { dep: d.clone() },
-            phrase: format!(
-                "needs controller plugin {d} (ctrlDepend), but the controller's running plugins are unknown, so this cannot be checked"
-            ),
-            hint: "connect to the controller (or give its running plugin list) and try again".into(),
-            tail: terminal(cause),
-        });
-    };
-    let Some(found) = running.get(d) else {
-        let cause = "is a controller plugin that is not running on the controller".to_string();
-        return Some(EdgeProblem {
-            reason: BlockReason::MissingControllerDependency { dep: d.clone() },
-            phrase: format!("needs controller plugin {d} (ctrlDepend), which is not running on the controller"),
-            hint: format!(
-                "install and enable controller plugin {d} on the controller, or remove it from {name}'s \"ctrlDepend\""
-            ),
-            tail: terminal(cause),
-        });
-    };
-    let req = dep.req.as_ref()?;
-    if req.matches(found) {
-        return None;
-    }
-    let cause = format!("runs on the controller in version {found}, but {name} requires {req}");
-    Some(EdgeProblem {
-        reason: BlockReason::ControllerDependencyOutOfRange {
-            dep: d.clone(),
-            required: req.clone(),
-            found: found.clone(),
-        },
-        phrase: format!("needs controller plugin {d} (ctrlDepend), which {cause}"),
-        hint: format!(
-            "install controller plugin {d} in a version matching {req}, or a version of {name} that accepts {d} {found}"
-        ),
-        tail: terminal(format!("is a controller plugin that {cause}")),
-    })
 }
 
 /// Installed manifests with `incoming` ones replacing those of the same
