@@ -872,3 +872,67 @@ fn pack_refuses_folders_without_license_or_library() {
     assert!(err.contains("missing the plugin library demo.so"), "{err}");
     assert!(!d.join("p.zip").exists());
 }
+
+#[test]
+fn inspect_shows_architecture_and_abi_of_a_real_plugin() {
+    use xplugin_tests::build;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let lib = build::cdylib_path("plugindemo_controller");
+    build::plugin_folder(
+        &d.join("controller"),
+        "plugindemo",
+        &lib,
+        &build::controller_manifest("plugindemo", "1.0.2", &[], None),
+    );
+    let ok = |o: &Output| assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    ok(&run(&["keygen", "--out", "keys", "--key-id", "acme-1"], d));
+    ok(&run(
+        &[
+            "license",
+            "--key",
+            "keys/acme-1.key",
+            "--plugin-dir",
+            "controller/plugindemo",
+            "--side",
+            "controller",
+            "--devices",
+            "any",
+            "--versions",
+            "[1.0,2.0)",
+        ],
+        d,
+    ));
+    ok(&run(
+        &["pack", "--controller", "controller", "-o", "p.zip"],
+        d,
+    ));
+    let inspect = run(&["inspect", "p.zip", "--trust", "keys", "--json"], d);
+    ok(&inspect);
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    let plugin = &doc["plugins"][0];
+    assert_eq!(plugin["name"], "plugindemo");
+    assert_eq!(plugin["version"], "1.0.2");
+    assert_eq!(plugin["side"], "controller");
+    let library = &plugin["libraries"][0];
+    assert_eq!(
+        library["file"],
+        build::plugin_library_file_name("plugindemo")
+    );
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        "aarch64" => "aarch64",
+        "arm" => "arm",
+        "x86" => "x86",
+        other => other,
+    };
+    assert_eq!(library["arch"], arch, "{library}");
+    let abi = library["abi"].as_str().expect("abi");
+    assert!(
+        abi.starts_with(&format!("{}.", xplugin_abi::XPLUGIN_ABI_MAJOR)),
+        "{library}"
+    );
+    assert_eq!(library["entry_point"], true, "{library}");
+    assert_eq!(plugin["license"]["status"], "valid");
+    assert_eq!(plugin["license"]["device_checked"], false);
+}
