@@ -93,6 +93,7 @@ pub fn write_package(
     let mut temps = Vec::new();
     for (inner_name, inner) in [("client.zip", client), ("controller.zip", controller)] {
         if let Some(inner) = inner {
+            temps.extend(inner.entries.iter().filter_map(|e| e.body.temp_file()));
             let temp = dir.join(format!(".{name}.{inner_name}.part"));
             inner.write_to(&temp)?;
             outer.push(RawEntry::stored_file(inner_name, &temp)?);
@@ -100,8 +101,12 @@ pub fn write_package(
         }
     }
     outer.extend(extra_outer);
+    temps.extend(outer.iter().filter_map(|e| e.body.temp_file()));
     let path = dir.join(format!("{name}.zip"));
     RawZip::new(outer).write_to(&path)?;
+    // Only the package is left in `dir`. (Entries may share a body file.)
+    temps.sort();
+    temps.dedup();
     for temp in temps {
         fs::remove_file(temp)?;
     }
@@ -683,9 +688,7 @@ pub fn corpus() -> Vec<Attack> {
             RawZip::new(inner).write_to(&temp)?;
             let outer = RawEntry::deflated_file("client.zip", &temp)?;
             fs::remove_file(&temp)?;
-            let path = write_package(d, "zip-in-zip-bomb", None, None, vec![outer]);
-            fs::remove_file(temp.with_extension("deflate"))?;
-            path
+            write_package(d, "zip-in-zip-bomb", None, None, vec![outer])
         }),
         attack(
             "entry-over-size-limit",
@@ -758,15 +761,13 @@ pub fn corpus() -> Vec<Attack> {
                 let temp = d.join(".nested.part");
                 RawZip::new(good_client_entries()).write_to(&temp)?;
                 let extra = RawEntry::stored_file("plugins.zip", &temp)?;
-                let path = write_package(
+                write_package(
                     d,
                     "nested-archive-at-top",
                     Some(RawZip::new(good_client_entries())),
                     None,
                     vec![extra],
-                );
-                fs::remove_file(&temp)?;
-                path
+                )
             },
         ),
         attack(
@@ -801,9 +802,7 @@ pub fn corpus() -> Vec<Attack> {
                 let temp = d.join(".folder.part");
                 RawZip::new(good_client_entries()).write_to(&temp)?;
                 let e = RawEntry::stored_file("plugindemo/client.zip", &temp)?;
-                let path = write_package(d, "inner-zip-in-a-folder", None, None, vec![e]);
-                fs::remove_file(&temp)?;
-                path
+                write_package(d, "inner-zip-in-a-folder", None, None, vec![e])
             },
         ),
         attack("file-outside-plugin-folder", "client.zip: evil.so", |d| {
@@ -936,6 +935,18 @@ pub mod raw {
                     Ok(())
                 }
             }
+        }
+
+        /// A generator's intermediate file (named `.*.part` or `*.deflate`),
+        /// which [`super::write_package`] removes once the package is written.
+        pub fn temp_file(&self) -> Option<PathBuf> {
+            let Body::File(path) = self else {
+                return None;
+            };
+            let name = path.file_name()?.to_str()?;
+            let generated = name.starts_with('.') && name.ends_with(".part")
+                || path.extension().is_some_and(|e| e == "deflate");
+            generated.then(|| path.clone())
         }
 
         /// CRC-32 of the body, streaming.

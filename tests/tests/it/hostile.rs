@@ -119,6 +119,16 @@ fn every_hostile_package_is_refused_naming_the_entry() {
         let started = Instant::now();
         let package = (attack.build)(packages.path())
             .unwrap_or_else(|e| panic!("building {}: {e}", attack.name));
+        let generated: Vec<_> = fs::read_dir(packages.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            generated,
+            [package.file_name().unwrap()],
+            "{}: the generator must leave only the package",
+            attack.name
+        );
         let built = started.elapsed();
         let staging = parent.path().join("staging");
         fs::create_dir(&staging).unwrap();
