@@ -12,6 +12,9 @@
 //!                 {"controller_plugin": {"name": "NAME", ...}}            flat
 //! ```
 //!
+//! A client manifest keyed by name (`{"client_plugin": {"NAME": {...}}}`)
+//! is refused with the flat form as the hint.
+//!
 //! The controller form is decided like this: if the object has a `name`
 //! field whose value is not an object, it is the flat form; otherwise, if it
 //! has exactly one key and that key holds an object, it is the keyed form
@@ -484,7 +487,20 @@ impl Checker {
             return None;
         };
         match self.side {
-            Side::Client => Some(self.fields(expected_name, body)),
+            Side::Client => {
+                let mut entries = body.iter();
+                if let (Some((key, Value::Object(_))), None) = (entries.next(), entries.next()) {
+                    if key != "config" {
+                        self.error(
+                            Some(&format!("client_plugin.{key}")),
+                            format!("\"client_plugin\" holds an object keyed by \"{key}\"; client manifests put the fields directly in \"client_plugin\" (only controller manifests may be keyed by name)"),
+                            format!("write {{\"client_plugin\": {{\"name\": \"{expected_name}\", \"enable\": ..., \"version\": ...}}}}"),
+                        );
+                        return None;
+                    }
+                }
+                Some(self.fields(expected_name, body))
+            }
             Side::Controller => self.controller_form(expected_name, body),
         }
     }
@@ -1207,6 +1223,18 @@ mod tests {
         let (_, p) = parse_ok(Side::Client, "x", text);
         assert_eq!(p.warnings().count(), 2, "{p}");
         assert!(p.to_string().contains("line 1"), "{p}");
+    }
+
+    #[test]
+    fn keyed_client_manifest_is_refused_with_the_flat_form_as_hint() {
+        let text = r#"{"client_plugin": {"x": {"name": "x", "enable": true, "version": "1"}}}"#;
+        let p = parse_err(Side::Client, "x", text);
+        assert_eq!(fields_of(&p, Severity::Error), ["client_plugin.x"]);
+        assert!(
+            p.to_string()
+                .contains("{\"client_plugin\": {\"name\": \"x\""),
+            "{p}"
+        );
     }
 
     #[test]
