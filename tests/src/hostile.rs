@@ -620,6 +620,31 @@ pub fn corpus() -> Vec<Attack> {
                 client_zip(d, "zip64-end-record-disagrees", zip)
             },
         ),
+        attack(
+            "end-record-in-comment",
+            "end-record-in-comment.zip: client.zip",
+            |d| {
+                // The end record's comment is itself an end record: readers
+                // that search from the end and readers that search from the
+                // comment's start pick different ones.
+                let temp = d.join(".end-record.part");
+                RawZip::new(good_client_entries()).write_to(&temp)?;
+                let mut bytes = fs::read(&temp)?;
+                fs::remove_file(&temp)?;
+                let end_at = bytes.len() - 22;
+                let end_record = bytes[end_at..].to_vec();
+                let comment_len_at = bytes.len() - 2;
+                bytes[comment_len_at..].copy_from_slice(&22u16.to_le_bytes());
+                bytes.extend_from_slice(&end_record);
+                write_package(
+                    d,
+                    "end-record-in-comment",
+                    None,
+                    None,
+                    vec![RawEntry::stored("client.zip", &bytes)],
+                )
+            },
+        ),
         attack("truncated-package", "truncated-package.zip", |d| {
             let path = client_with(d, "truncated-package", Vec::new())?;
             let bytes = fs::read(&path)?;

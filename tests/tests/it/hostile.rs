@@ -76,6 +76,7 @@ fn expected_reason(attack: &str) -> &'static str {
         "local-offset-out-of-bounds" => "outside the archive's data area",
         "prepended-data" => "does not end where the end record begins",
         "zip64-end-record-disagrees" => "end record and the zip64 end record disagree",
+        "end-record-in-comment" => "two end-of-central-directory records",
         "trailing-garbage" => "no end-of-central-directory record",
         "crc-mismatch" => "CRC-32 mismatch",
         "deflate-stream-hides-data" => "hidden after it",

@@ -448,7 +448,9 @@ pub(crate) fn read_directory(file: &File, file_len: u64) -> Result<Directory, He
         window_start,
         file_len,
     )?;
-    // The last signature whose comment length reaches exactly the end of the file.
+    // A signature whose comment length reaches exactly the end of the file.
+    // There must be exactly one: an end record hidden in the comment of
+    // another makes readers disagree about which directory is the real one.
     let mut found = None;
     for pos in (0..=tail.len().saturating_sub(EOCD_LEN as usize)).rev() {
         let Some(rec) = tail.get(pos..pos + EOCD_LEN as usize) else {
@@ -460,8 +462,10 @@ pub(crate) fn read_directory(file: &File, file_len: u64) -> Result<Directory, He
         }
         let comment_len = rec.get(20..22).map(|c| u16::from_le_bytes([c[0], c[1]]));
         if comment_len.map(|c| pos as u64 + EOCD_LEN + u64::from(c)) == Some(tail.len() as u64) {
+            if found.is_some() {
+                return bad("two end-of-central-directory records both end the file (one hides in the other's comment): readers would disagree about the contents");
+            }
             found = Some((window_start + pos as u64, rec));
-            break;
         }
     }
     let Some((eocd_pos, rec)) = found else {
