@@ -260,7 +260,8 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn read_small(path: &Path, what: &'static str) -> Result<String, KeyError> {
+/// Reads a key file of `kind` ("private" / "public") with a size limit.
+fn read_small(path: &Path, kind: &'static str, what: &'static str) -> Result<String, KeyError> {
     let io = |source| KeyError::Io {
         action: what,
         path: path.to_path_buf(),
@@ -275,21 +276,13 @@ fn read_small(path: &Path, what: &'static str) -> Result<String, KeyError> {
     if raw.len() as u64 > MAX_KEY_FILE_BYTES {
         return Err(KeyError::Malformed {
             path: path.to_path_buf(),
-            kind: if what.contains("private") {
-                "private"
-            } else {
-                "public"
-            },
+            kind,
             reason: format!("it is larger than {MAX_KEY_FILE_BYTES} bytes"),
         });
     }
     String::from_utf8(raw).map_err(|_| KeyError::Malformed {
         path: path.to_path_buf(),
-        kind: if what.contains("private") {
-            "private"
-        } else {
-            "public"
-        },
+        kind,
         reason: "it is not UTF-8 text".to_string(),
     })
 }
@@ -347,7 +340,7 @@ pub fn read_private_key(path: &Path) -> Result<(String, SigningKey), KeyError> {
             });
         }
     }
-    let text = read_small(path, "cannot read private key file")?;
+    let text = read_small(path, "private", "cannot read private key file")?;
     let (key_id, bytes) =
         parse_key_text(&text, PRIVATE_HEADER, "secret").map_err(|reason| KeyError::Malformed {
             path: path.to_path_buf(),
@@ -364,7 +357,7 @@ pub fn read_private_key(path: &Path) -> Result<(String, SigningKey), KeyError> {
 ///
 /// [`KeyError::Io`] or [`KeyError::Malformed`].
 pub fn read_public_key(path: &Path) -> Result<(String, VerifyingKey), KeyError> {
-    let text = read_small(path, "cannot read public key file")?;
+    let text = read_small(path, "public", "cannot read public key file")?;
     let malformed = |reason: String| KeyError::Malformed {
         path: path.to_path_buf(),
         kind: "public",

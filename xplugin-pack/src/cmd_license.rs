@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use xplugin_license::timestamp::{format_rfc3339, parse_date, unix_seconds};
 use xplugin_license::{
-    issue, new_license_id, normalize_device_id, read_private_key, sha256_file, LicensePayload,
-    ANY_DEVICE, PAYLOAD_FORMAT,
+    check_files, check_signature, issue, new_license_id, normalize_device_id, read_private_key,
+    sha256_file, LicensePayload, TrustStore, ANY_DEVICE, PAYLOAD_FORMAT,
 };
 use xplugin_model::{Problem, Problems, VersionReq};
 
@@ -183,6 +183,12 @@ pub fn run(args: &LicenseArgs) -> Result<(), PackError> {
         files: hashes,
     };
     let text = issue(&payload, &key)?;
+    // Self-check: the text verifies with the key's public half and matches
+    // the folder as it is now.
+    let mut own = TrustStore::new();
+    own.insert(&payload.key_id, key.verifying_key())?;
+    let checked = check_signature(&text, &own, &folder.name)?;
+    check_files(&checked, &folder.dir)?;
     let out = args
         .out
         .clone()
