@@ -66,9 +66,21 @@ fn usage(problems: &mut Problems, subject: &str, message: String, hint: &str) {
 /// unusable arguments (all listed together).
 pub fn run(args: &LicenseArgs) -> Result<(), PackError> {
     let (key_id, key) = read_private_key(&args.key)?;
-    let folder = read_plugin_folder(&args.plugin_dir, Some(args.side.into()))?;
-    let subject = folder.subject();
+    let side: xplugin_model::Side = args.side.into();
     let mut problems = Problems::default();
+    // A refused manifest is reported together with the argument problems.
+    let folder = match read_plugin_folder(&args.plugin_dir, Some(side)) {
+        Ok(f) => Some(f),
+        Err(PackError::Refused { problems: p, .. }) => {
+            problems.extend(p.0);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let subject = match &folder {
+        Some(f) => f.subject(),
+        None => format!("plugin folder {}", args.plugin_dir.display()),
+    };
 
     let devices: Vec<String> = if args.devices.trim().eq_ignore_ascii_case("any")
         || args.devices.trim() == ANY_DEVICE
@@ -103,8 +115,8 @@ pub fn run(args: &LicenseArgs) -> Result<(), PackError> {
         out
     };
 
-    match VersionReq::parse(&args.versions) {
-        Ok(req) if !req.matches(&folder.manifest.version) => usage(
+    match (VersionReq::parse(&args.versions), &folder) {
+        (Ok(req), Some(folder)) if !req.matches(&folder.manifest.version) => usage(
             &mut problems,
             "--versions",
             format!(
@@ -113,8 +125,8 @@ pub fn run(args: &LicenseArgs) -> Result<(), PackError> {
             ),
             "widen the range or bump the version in the manifest",
         ),
-        Ok(_) => {}
-        Err(e) => usage(&mut problems, "--versions", e.to_string(), "fix the range"),
+        (Ok(_), _) => {}
+        (Err(e), _) => usage(&mut problems, "--versions", e.to_string(), "fix the range"),
     }
 
     let now = unix_seconds(SystemTime::now());
@@ -144,6 +156,12 @@ pub fn run(args: &LicenseArgs) -> Result<(), PackError> {
         }
     }
 
+    let Some(folder) = folder.filter(|_| !problems.has_errors()) else {
+        return Err(PackError::Refused {
+            what: format!("cannot license {subject}"),
+            problems,
+        });
+    };
     let files = list_files(&folder.dir)?;
     let covered = licensed_files(&folder, &files);
     let mut hashes = BTreeMap::new();
