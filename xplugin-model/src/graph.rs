@@ -20,8 +20,11 @@
 //!   disabled, its own unsatisfiable dependency entries, membership in a
 //!   cycle, or a blocked dependency. Every other plugin loads.
 //! * **Reasons.** Each blocked plugin gets one primary [`BlockReason`] and a
-//!   message listing all of its problems, with the chain to the root cause:
-//!   `c cannot load: depends on b, which depends on a, which failed: license expired`.
+//!   message listing all of its problems: the primary one with the chain to
+//!   its root cause,
+//!   `c cannot load: depends on b, which depends on a, which failed: license expired`,
+//!   the others with their root cause only
+//!   (`depends on d, which cannot load because a failed: license expired`).
 //!   Every member of a cycle is reported as [`BlockReason::Cycle`] with a
 //!   concrete cycle through it, `a -> b -> c -> a`; plugins that merely
 //!   depend on a cycle are [`BlockReason::DependencyFailed`].
@@ -49,7 +52,7 @@ use std::sync::Arc;
 
 /// Most plugins named in one dependency chain; longer chains keep the first
 /// `MAX_CHAIN - 1` and the root cause and count the rest in `elided`.
-pub const MAX_CHAIN: usize = 16;
+pub const MAX_CHAIN: usize = 8;
 
 /// Most plugins named in one cycle; longer cycles keep the first ones and
 /// give the full `length`.
