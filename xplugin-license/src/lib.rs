@@ -2,33 +2,40 @@
 //! signing and strict verification, the device's trust store of vendor
 //! keys, device identity and clock plausibility.
 //!
-//! A loader checks a plugin folder before opening any of its libraries:
+//! A loader checks each plugin folder before opening any of its libraries:
 //!
 //! ```no_run
 //! use std::path::Path;
 //! use std::time::SystemTime;
-//! use xplugin_license::{device_id, verify_plugin_dir, ClockGuard, DeviceIdSource, Side, TrustStore, VerifyContext};
+//! use xplugin_license::{DeviceIdSource, LicenseChecker, Side};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let trust = TrustStore::load(Path::new("/etc/xplugin/trusted-keys"))?;
-//! let device = device_id(&DeviceIdSource::default())?;
-//! let mut clock = ClockGuard::load(Path::new("/var/lib/xplugin/state/clock-hwm"))?;
+//! let mut licenses = LicenseChecker::open(
+//!     Path::new("/etc/xplugin/trusted-keys"),
+//!     &DeviceIdSource::default(),              // /etc/machine-id
+//!     Path::new("/var/lib/xplugin/state/clock-hwm"),
+//!     SystemTime::now(),
+//! )?;
 //! let version = xplugin_model::Version::parse("1.0.2")?;
-//! let ctx = VerifyContext {
-//!     plugin: "plugindemo",
-//!     side: Side::Controller,
-//!     plugin_version: &version,
-//!     device_id: &device,
-//!     now: SystemTime::now(),
-//!     high_water_mark: clock.high_water_mark(),
-//! };
-//! let license = verify_plugin_dir(Path::new("/var/lib/xplugin/plugins/plugindemo"), &trust, &ctx)?;
-//! clock.record(ctx.now)?;
-//! # let _ = license;
+//! match licenses.check_plugin_dir(
+//!     Path::new("/var/lib/xplugin/plugins/plugindemo"),
+//!     "plugindemo",
+//!     Side::Controller,
+//!     &version,
+//! ) {
+//!     Ok(license) => println!("licensed, expires {:?}", license.expires()),
+//!     Err(refusal) => eprintln!("{}", refusal.to_problems("controller plugin \"plugindemo\"")),
+//! }
+//! licenses.record_clock()?;
 //! # Ok(()) }
 //! ```
+//!
+//! Formats and thresholds are documented where they live: [`armor`] (the
+//! `.lic` text), [`payload`] (the signed JSON), [`keys`] (key files and the
+//! trust store), [`device`] (device ids), [`clock`] (clock checks).
 #![deny(missing_docs)]
 
 pub mod armor;
+pub mod checker;
 pub mod clock;
 pub mod device;
 pub mod error;
@@ -39,6 +46,7 @@ pub mod timestamp;
 pub mod verify;
 
 pub use armor::{LICENSE_DOMAIN, MAX_LICENSE_BYTES};
+pub use checker::{LicenseChecker, LicenseSetupError};
 pub use clock::{ClockError, ClockGuard, ClockStatus};
 pub use device::{device_id, normalize_device_id, DeviceIdError, DeviceIdSource, ANY_DEVICE};
 pub use error::LicenseError;
