@@ -86,6 +86,28 @@ pub struct BootReport {
     pub plugins: Vec<PluginReport>,
     /// Problems found while verifying (errors and warnings).
     pub problems: Vec<Problem>,
+    /// Where the time went, in microseconds.
+    pub timings_us: BootTimings,
+}
+
+/// Time spent per boot stage, in microseconds (wall clock).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BootTimings {
+    /// Verifying every installed plugin: manifests, licenses (signature and
+    /// file hashes), compatibility, library headers.
+    pub verify: u64,
+    /// Resolving the dependency graph.
+    pub resolve: u64,
+    /// dlopen and `init` of every plugin.
+    pub load_init: u64,
+    /// `start` of every plugin.
+    pub start: u64,
+    /// `stop` and `destroy` of every plugin.
+    pub stop: u64,
+}
+
+fn micros(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 impl BootReport {
@@ -137,6 +159,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         high_water_mark: clock.as_ref().and_then(|c| c.high_water_mark()),
     };
 
+    let verify_started = std::time::Instant::now();
     let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
     let mut checks: Vec<(PluginCheck, bool)> = Vec::new();
     for p in &installed {
@@ -155,6 +178,8 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         }
     }
 
+    let verify_us = micros(verify_started);
+    let resolve_started = std::time::Instant::now();
     // The resolver sees every installed plugin; checks that failed become
     // failures that block the plugin and its dependents.
     let mut nodes = Vec::new();
@@ -176,6 +201,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         plugins: nodes,
         running_controller: opts.controller_running.clone(),
     });
+    let resolve_us = micros(resolve_started);
 
     let mut problems = Vec::new();
     let mut plugins = Vec::new();
@@ -248,6 +274,11 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             stop_order: resolution.stop_order.clone(),
             plugins,
             problems,
+            timings_us: BootTimings {
+                verify: verify_us,
+                resolve: resolve_us,
+                ..BootTimings::default()
+            },
         },
         to_load,
         enabled: enabled_set,
@@ -291,11 +322,18 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         // Client plugins with enable=false are loaded but not started.
         p.enable = side == Side::Controller || prepared.enabled.contains(&p.name);
     }
+    let init_started = std::time::Instant::now();
     lifecycle.init_all(to_load);
+    let load_init = micros(init_started);
+    let start_started = std::time::Instant::now();
     lifecycle.start_all();
+    let start_us = micros(start_started);
+    let mut report = prepared.report;
+    report.timings_us.load_init = load_init;
+    report.timings_us.start = start_us;
     let mut booted = Booted {
         lifecycle,
-        report: prepared.report,
+        report,
         enabled: prepared.enabled,
     };
     booted.refresh();
@@ -339,7 +377,9 @@ impl Booted {
 
     /// Stops in reverse order, destroys, and returns the final report.
     pub fn shutdown(mut self) -> BootReport {
+        let stop_started = std::time::Instant::now();
         self.lifecycle.shutdown();
+        self.report.timings_us.stop = micros(stop_started);
         self.refresh();
         self.report
     }
@@ -403,7 +443,16 @@ impl std::fmt::Display for BootReport {
         for p in &self.problems {
             writeln!(f, "{p}")?;
         }
-        Ok(())
+        let t = &self.timings_us;
+        writeln!(
+            f,
+            "time: verify {:.1} ms, resolve {:.1} ms, load+init {:.1} ms, start {:.1} ms, stop {:.1} ms",
+            t.verify as f64 / 1e3,
+            t.resolve as f64 / 1e3,
+            t.load_init as f64 / 1e3,
+            t.start as f64 / 1e3,
+            t.stop as f64 / 1e3
+        )
     }
 }
 
