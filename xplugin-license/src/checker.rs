@@ -121,10 +121,7 @@ impl LicenseChecker {
     /// [`ClockError::Io`] when the mark file cannot be written.
     pub fn record_clock(&mut self) -> Result<bool, ClockError> {
         match self.clock.check(self.now) {
-            ClockStatus::NoHistory | ClockStatus::Plausible => {
-                self.clock.record(self.now)?;
-                Ok(true)
-            }
+            ClockStatus::NoHistory | ClockStatus::Plausible => self.clock.record(self.now),
             ClockStatus::BehindHighWater { .. } | ClockStatus::FarFuture { .. } => Ok(false),
         }
     }

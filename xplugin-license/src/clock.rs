@@ -163,16 +163,20 @@ impl ClockGuard {
     }
 
     /// Records `now` as the new mark if it is later than the current one,
-    /// atomically. Does nothing when `now` is not later. Callers should not
-    /// record a clock that [`ClockGuard::check`] calls `FarFuture`.
+    /// atomically, and returns whether it did. Does nothing when `now` is
+    /// not later, or is more than [`FAR_FUTURE_SECS`] after the current mark
+    /// (such a clock is wrong, and recording it would make every later,
+    /// correct clock look "set back").
     ///
     /// # Errors
     ///
     /// [`ClockError::Io`] when the file cannot be written.
-    pub fn record(&mut self, now: SystemTime) -> Result<(), ClockError> {
+    pub fn record(&mut self, now: SystemTime) -> Result<bool, ClockError> {
         let now = unix_seconds(now);
-        if self.high_water.is_some_and(|h| now <= h) {
-            return Ok(());
+        if let Some(h) = self.high_water {
+            if now <= h || now > h.saturating_add(FAR_FUTURE_SECS) {
+                return Ok(false);
+            }
         }
         let io = |source| ClockError::Io {
             action: "cannot write",
@@ -202,7 +206,7 @@ impl ClockGuard {
             let _ = d.sync_all();
         }
         self.high_water = Some(now);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -226,8 +230,11 @@ mod tests {
         let path = dir.path().join("clock-hwm");
         let mut g = ClockGuard::load(&path).expect("load missing");
         assert_eq!(g.check(system_time(1_000_000)), ClockStatus::NoHistory);
-        g.record(system_time(2_000_000)).expect("record");
-        g.record(system_time(1_000_000)).expect("record older");
+        assert!(g.record(system_time(2_000_000)).expect("record"));
+        assert!(!g.record(system_time(1_000_000)).expect("record older"));
+        assert!(!g
+            .record(system_time(2_000_000 + FAR_FUTURE_SECS + 1))
+            .expect("record far future"));
         let g = ClockGuard::load(&path).expect("reload");
         assert_eq!(g.high_water_mark(), Some(system_time(2_000_000)));
         assert_eq!(
