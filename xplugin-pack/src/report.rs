@@ -274,7 +274,7 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(), PackError> {
         side: args.side.map(Into::into),
         libraries: false,
     };
-    let report = build_report(&opts)?;
+    let report = json_on_refusal(build_report(&opts), &args.path, args.json)?;
     print_report(&report, args.json, false);
     finish(&report)
 }
@@ -297,9 +297,30 @@ pub fn run_inspect(args: &InspectArgs) -> Result<(), PackError> {
         side: args.side.map(Into::into),
         libraries: true,
     };
-    let report = build_report(&opts)?;
+    let report = json_on_refusal(build_report(&opts), &args.path, args.json)?;
     print_report(&report, args.json, true);
     finish(&report)
+}
+
+/// With `--json`, a refused package still yields one JSON document on
+/// stdout (`ok: false` and the problems); the error goes to stderr as usual.
+fn json_on_refusal(
+    result: Result<Report, PackError>,
+    path: &Path,
+    json: bool,
+) -> Result<Report, PackError> {
+    if json {
+        if let Err(PackError::Refused { what, problems }) = &result {
+            let doc = serde_json::json!({
+                "path": path,
+                "ok": false,
+                "refused": what,
+                "problems": problems,
+            });
+            println!("{doc:#}");
+        }
+    }
+    result
 }
 
 fn finish(report: &Report) -> Result<(), PackError> {
