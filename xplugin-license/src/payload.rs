@@ -96,15 +96,8 @@ impl LicensePayload {
         if self.license_id.trim().is_empty() {
             out.push("\"license_id\" is empty".to_string());
         }
-        if self.plugin.is_empty()
-            || self.plugin.contains(['/', '\\', '\0'])
-            || self.plugin == "."
-            || self.plugin == ".."
-        {
-            out.push(format!(
-                "\"plugin\" is \"{}\", expected a plugin folder name",
-                self.plugin
-            ));
+        if let Err(e) = xplugin_model::check_name(&self.plugin) {
+            out.push(format!("\"plugin\": {e}"));
         }
         if let Err(e) = VersionReq::parse(&self.versions) {
             out.push(format!("\"versions\": {e}"));
