@@ -15,6 +15,10 @@
 //! or `remove NAME`. `commit` copies each plugin directory into a fresh
 //! staging directory (as an importer unpacks a package) before committing.
 //!
+//! With `XPLUGIN_DRIVER_READY` set, the driver first prints `ready` on
+//! stdout (the crash test starts its kill timer then) and, on success,
+//! `took NANOS` (the operation's duration, for calibrating the kill times).
+//!
 //! Exit status: 0 done, 1 store error (printed), 2 usage or fixture error.
 
 use std::io::{BufRead, Write};
@@ -24,6 +28,16 @@ use std::process::ExitCode;
 use xplugin_host::store::{CommitPlan, StagedPlugin, Store, StoreError};
 
 fn main() -> ExitCode {
+    let report_timing = std::env::var_os("XPLUGIN_DRIVER_READY").is_some();
+    let started = std::time::Instant::now();
+    if report_timing {
+        // Tells the crash test that start-up is over and the operation
+        // begins, so its random kills land in the operation.
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "ready").and_then(|()| out.flush()).is_err() {
+            return usage("cannot write \"ready\" to stdout");
+        }
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(root), Some(op)) = (args.first(), args.get(1)) else {
         return usage("missing ROOT and OPERATION");
@@ -58,6 +72,12 @@ fn main() -> ExitCode {
         ))),
     };
     match result {
+        Ok(()) if report_timing => {
+            // The operation's own duration, immune to the test process
+            // being descheduled on a loaded machine.
+            println!("took {}", started.elapsed().as_nanos());
+            ExitCode::SUCCESS
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Store(e)) => store_error(&e),
         Err(Failure::Usage(message)) => usage(&message),
