@@ -331,23 +331,25 @@ pub fn compile_c_plugin(sources: &[&Path], defines: &[&str], out_path: &Path) {
 }
 
 /// Compiles the C fixture `examples/test-plugins/c/fixture.c` with
-/// `FIXTURE_NAME="<name>"` plus `defines`, once per process and name, into
-/// `<profile dir>/xplugin-c-fixtures/<name>/libNAME.so`, and returns its path.
-/// The name must be unique per set of defines within a test run.
+/// `FIXTURE_NAME="<name>"` plus `defines` (e.g. `["FIXTURE_FAIL_INIT"]`),
+/// once per process and set of defines, into
+/// `<profile dir>/xplugin-c-fixtures/<name>-<hash of defines>/libNAME.so`,
+/// and returns its path. See the head of fixture.c for every define.
 ///
 /// # Panics
 /// If the compiler fails.
 pub fn c_fixture(name: &str, defines: &[&str]) -> PathBuf {
-    let out = target_dir()
-        .join("xplugin-c-fixtures")
-        .join(name)
-        .join(cdylib_file_name(name));
     let mut all: Vec<String> = vec![format!("FIXTURE_NAME=\"{name}\"")];
     all.extend(defines.iter().map(|d| d.to_string()));
-    compiled_once(&format!("c-fixture:{name}:{}", all.join(" ")), &out, || {
+    let key = all.join(" ");
+    let out = target_dir()
+        .join("xplugin-c-fixtures")
+        .join(format!("{name}-{:016x}", fnv1a(key.as_bytes())))
+        .join(cdylib_file_name(name));
+    compiled_once(&key, &out, |tmp| {
         let source = workspace_root().join("examples/test-plugins/c/fixture.c");
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        compile_c_plugin(&[&source], &refs, &out);
+        compile_c_plugin(&[&source], &refs, tmp);
     })
 }
 
@@ -360,13 +362,16 @@ pub fn motionlog_path() -> PathBuf {
     let out = target_dir()
         .join("xplugin-c-examples")
         .join(cdylib_file_name("motionlog"));
-    compiled_once("c-example:motionlog", &out, || {
+    compiled_once("c-example:motionlog", &out, |tmp| {
         let source = workspace_root().join("examples/motionlog-c/motionlog.c");
-        compile_c_plugin(&[&source], &[], &out);
+        compile_c_plugin(&[&source], &[], tmp);
     })
 }
 
-fn compiled_once(key: &str, out: &Path, compile: impl FnOnce()) -> PathBuf {
+/// Runs `compile(tmp_path)` once per process and key, then renames the
+/// result to `out`: other test processes (nextest runs one per test) never
+/// see a half-written library.
+fn compiled_once(key: &str, out: &Path, compile: impl FnOnce(&Path)) -> PathBuf {
     static COMPILED: OnceLock<Mutex<HashMap<String, Arc<OnceLock<()>>>>> = OnceLock::new();
     let cell = {
         let mut map = COMPILED
@@ -375,8 +380,23 @@ fn compiled_once(key: &str, out: &Path, compile: impl FnOnce()) -> PathBuf {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(map.entry(key.to_string()).or_default())
     };
-    cell.get_or_init(compile);
+    cell.get_or_init(|| {
+        let mut tmp_name = out.as_os_str().to_owned();
+        tmp_name.push(format!(".tmp{}", std::process::id()));
+        let tmp = PathBuf::from(tmp_name);
+        compile(&tmp);
+        std::fs::rename(&tmp, out).unwrap_or_else(|e| {
+            panic!("cannot rename {} to {}: {e}", tmp.display(), out.display())
+        });
+    });
     out.to_path_buf()
+}
+
+/// FNV-1a, 64 bit: a hash that is stable across Rust versions, for cache paths.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `XPLUGIN_TEST_RUNNER` split on whitespace (empty when unset): the prefix
