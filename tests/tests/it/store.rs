@@ -714,3 +714,30 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn root_may_be_a_symlink_and_one_process_holds_one_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("data-partition");
+    std::fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("root");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let store = Store::open(&link).unwrap();
+    assert_eq!(store.root(), real.canonicalize().unwrap());
+    let lock = store.lock().unwrap();
+    commit(
+        &store,
+        &lock,
+        &[("a", &plugin("1.0.0", true, &[("f", "x")]))],
+        &[],
+    )
+    .unwrap();
+    let err = Store::open(&link).unwrap().lock().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Busy { pid: Some(p), .. } if p == std::process::id()),
+        "{err:?}"
+    );
+    drop(lock);
+    assert_eq!(store.current().unwrap().unwrap().number, 1);
+    Store::open(&link).unwrap().lock().unwrap();
+}

@@ -105,8 +105,12 @@ impl Store {
     /// created or resolved.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         let hint = "check that the parent directory exists and that this user may write it, or use another install root";
-        fsutil::ensure_dir(root, DIR_MODE)
-            .map_err(|e| StoreError::io("create install root", root, e, hint))?;
+        // The root itself may be a symlink to a directory (e.g. onto a data
+        // partition); the layout directories inside it may not.
+        if !root.is_dir() {
+            fsutil::ensure_dir(root, DIR_MODE)
+                .map_err(|e| StoreError::io("create install root", root, e, hint))?;
+        }
         let root = root
             .canonicalize()
             .map_err(|e| StoreError::io("resolve install root", root, e, hint))?;
@@ -124,6 +128,10 @@ impl Store {
     }
 
     /// Takes the install lock without waiting, then runs recovery.
+    ///
+    /// The lock belongs to one open file: a second `lock()` in the same
+    /// process while the first [`StoreLock`] lives is refused as
+    /// [`StoreError::Busy`] with this process's own pid.
     ///
     /// # Errors
     /// [`StoreError::Busy`] (with the holder's pid when known) if another
