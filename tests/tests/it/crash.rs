@@ -244,6 +244,11 @@ struct Roots {
 }
 
 impl Roots {
+    fn fresh_empty(&mut self) -> PathBuf {
+        self.counter += 1;
+        self.base.path().join(format!("r{}", self.counter))
+    }
+
     fn fresh_copy(&mut self, pristine: &Path) -> PathBuf {
         self.counter += 1;
         let root = self.base.path().join(format!("r{}", self.counter));
@@ -401,9 +406,39 @@ fn killed_at_any_point_leaves_old_or_new() {
             iterations += 1;
         }
     }
+    // 3. The very first install into an empty root, killed at every commit
+    //    failpoint: afterwards the root is empty (no `current`, nothing in
+    //    generations/) or holds exactly v1.
+    for &fp in FAILPOINTS.iter().filter(|f| f.starts_with("commit-")) {
+        let root = roots.fresh_empty();
+        run_killed_at(&root, &commit_v1, fp);
+        let store = Store::open(&root).unwrap();
+        let lock = store.lock().unwrap();
+        let switched = ["after-swap", "after-trash-rename", "after-cleanup"]
+            .iter()
+            .any(|s| fp.ends_with(s));
+        match installed(&store) {
+            None => {
+                assert!(!switched, "first install killed at {fp}: root is empty");
+                let left: Vec<_> = std::fs::read_dir(root.join("generations"))
+                    .unwrap()
+                    .collect();
+                assert!(left.is_empty(), "first install killed at {fp}: {left:?}");
+            }
+            Some((generation, plugins)) => {
+                assert!(switched, "first install killed at {fp}: already installed");
+                assert_eq!((generation.number, generation.state.previous), (1, None));
+                assert_eq!(plugins, fx.v1, "first install killed at {fp}");
+            }
+        }
+        assert_clean(&store);
+        drop(lock);
+        std::fs::remove_dir_all(&root).unwrap();
+        iterations += 1;
+    }
     let failpoint_iterations = iterations;
 
-    // 3. Random kills during a commit and during a rollback.
+    // 4. Random kills during a commit and during a rollback.
     let seed = env_u64("XPLUGIN_CRASH_SEED", 0x5EED_2026_1122);
     // Under qemu every driver start costs a fraction of a second: fewer
     // random kills there, still over 100 kills in total.
