@@ -1,6 +1,6 @@
 //! Test hook: crash injection for the crash-consistency test.
 //!
-//! The store calls [`hit`] between every step of commit, rollback and
+//! The store calls a failpoint between every step of commit, rollback and
 //! recovery. When the environment variable [`FAILPOINT_ENV`]
 //! (`XPLUGIN_FAILPOINT`) equals the step's full name (for example
 //! `commit-after-gen-rename`), the process sends itself `SIGKILL` there, the
