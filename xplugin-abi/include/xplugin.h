@@ -48,6 +48,19 @@ extern "C" {
 #define XPLUGIN_EXPORT __attribute__((visibility("default")))
 #endif
 
+/*
+ * C linkage for definitions in a plugin's own source. Needed in C++, where a
+ * namespace-scope `const` object otherwise has internal linkage (and would
+ * not be exported at all) and functions get mangled names. A C++ plugin
+ * defines its entry as
+ *   XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) { ... }
+ */
+#ifdef __cplusplus
+#define XPLUGIN_EXTERN_C extern "C"
+#else
+#define XPLUGIN_EXTERN_C
+#endif
+
 /* ---- identity -------------------------------------------------------- */
 
 /** "XPLG" in little-endian byte order: the first field of every tag and descriptor. */
@@ -104,9 +117,9 @@ typedef struct xplugin_abi_tag {
   uint32_t reserved;  /* 0 */
 } xplugin_abi_tag;
 
-/** Defines the tag in a C plugin: `XPLUGIN_DEFINE_ABI_TAG(XPLUGIN_KIND_CONTROLLER);` */
+/** Defines the tag in a C or C++ plugin: `XPLUGIN_DEFINE_ABI_TAG(XPLUGIN_KIND_CONTROLLER);` */
 #define XPLUGIN_DEFINE_ABI_TAG(kind_)                                          \
-  XPLUGIN_EXPORT const xplugin_abi_tag xplugin_abi = {                        \
+  XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_abi_tag xplugin_abi = {       \
       XPLUGIN_MAGIC, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, (kind_), 0u}
 
 /* ---- host services ----------------------------------------------------- */
@@ -210,7 +223,7 @@ typedef struct xplugin_descriptor {
 } xplugin_descriptor;
 
 /**
- * The one entry point: `XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void);`
+ * The one entry point: `XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void);`
  * Returns a pointer to a static descriptor. Must not allocate or start threads.
  */
 typedef const xplugin_descriptor *(*xplugin_entry_fn)(void);
