@@ -301,10 +301,36 @@ fn every_header_compiles_alone_as_strict_c99() {
     }
 }
 
+/// The C++ compiler for header checks: `XPLUGIN_TEST_CXX`, else `c++`.
+fn cxx() -> String {
+    std::env::var("XPLUGIN_TEST_CXX")
+        .ok()
+        .filter(|cxx| !cxx.trim().is_empty())
+        .unwrap_or_else(|| "c++".to_string())
+}
+
+/// Runs the C++ compiler with our include directories and strict warnings.
+fn run_cxx(args: &[&OsStr]) {
+    let cxx = cxx();
+    let mut command = std::process::Command::new(&cxx);
+    command.args(["-std=c++11", "-Wall", "-Wextra", "-Werror"]);
+    for dir in build::c_include_dirs() {
+        command.arg("-I").arg(dir);
+    }
+    let output = command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cxx} (set XPLUGIN_TEST_CXX): {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn every_header_compiles_as_cplusplus() {
-    // Host-only syntax check: C++ plugin authors include the same headers.
-    let cxx = std::env::var("XPLUGIN_TEST_CXX").unwrap_or_else(|_| "c++".to_string());
+    // C++ plugin authors include the same headers.
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("headers.cpp");
     std::fs::write(
@@ -313,20 +339,47 @@ fn every_header_compiles_as_cplusplus() {
          #include \"uikit_widgets.h\"\nstatic_assert(sizeof(xplugin_abi_tag) == 16, \"tag\");\n",
     )
     .unwrap();
-    let mut command = std::process::Command::new(&cxx);
-    command.args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"]);
-    for dir in build::c_include_dirs() {
-        command.arg("-I").arg(dir);
-    }
-    let output = command
-        .arg(&source)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cxx} (set XPLUGIN_TEST_CXX): {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_cxx(&[OsStr::new("-fsyntax-only"), source.as_os_str()]);
+}
+
+#[test]
+fn a_cplusplus_plugin_exports_entry_and_tag() {
+    // In C++ a namespace-scope const has internal linkage: the tag macro
+    // must give it C linkage or the host would never find it.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("plugin.cpp");
+    std::fs::write(
+        &source,
+        r#"#include "xplugin.h"
+XPLUGIN_DEFINE_ABI_TAG(XPLUGIN_KIND_CLIENT);
+namespace {
+xplugin_status init(const xplugin_host_api *, const char *, size_t, void **out, char *, size_t) {
+  *out = nullptr;
+  return XPLUGIN_OK;
+}
+xplugin_status stage(void *, char *, size_t) { return XPLUGIN_OK; }
+void destroy(void *) {}
+const xplugin_descriptor descriptor = {
+    XPLUGIN_MAGIC, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, sizeof(xplugin_descriptor),
+    XPLUGIN_KIND_CLIENT, "cppdemo", "1.0.0", init, stage, stage, destroy,
+    nullptr, nullptr, nullptr};
+}  // namespace
+XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) {
+  return &descriptor;
+}
+"#,
+    )
+    .unwrap();
+    let library = dir.path().join(build::cdylib_file_name("cppdemo"));
+    run_cxx(&[
+        OsStr::new("-fPIC"),
+        OsStr::new("-shared"),
+        OsStr::new("-fvisibility=hidden"),
+        OsStr::new("-o"),
+        library.as_os_str(),
+        source.as_os_str(),
+    ]);
+    assert_plugin_exports(&library, XPLUGIN_KIND_CLIENT, XPLUGIN_ABI_MAJOR);
 }
 
 /// Exported symbols of a library and the bytes of its `xplugin_abi` tag.
