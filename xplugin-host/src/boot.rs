@@ -142,7 +142,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     let generation = store.current()?;
     let device = crate::device::device_identity(opts.config);
     let (trust, trust_error) = crate::device::trust_store(opts.config);
-    let mut clock = ClockGuard::load(&opts.root.join("state").join("clock-hwm")).ok();
+    let mut clock = load_clock(&opts.root);
     let now = SystemTime::now();
     if opts.config.allow_unlicensed {
         log::warn!(
@@ -284,6 +284,19 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         enabled: enabled_set,
         runtimes,
     })
+}
+
+/// The clock high-water mark of an install root. A mark file that cannot be
+/// read switches off the protection against a clock set back, so it is
+/// reported loudly rather than ignored.
+pub(crate) fn load_clock(root: &std::path::Path) -> Option<ClockGuard> {
+    match ClockGuard::load(&root.join("state").join("clock-hwm")) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::error!("clock high-water mark unusable, expiring licenses are checked against the clock alone: {e}");
+            None
+        }
+    }
 }
 
 /// The configuration passed to `init`: the manifest's `config` defaults, as

@@ -414,7 +414,7 @@ fn check_side<'a>(
     let device = crate::device::device_identity(host.config);
     let (trust, trust_error): (Option<TrustStore>, Option<String>) =
         crate::device::trust_store(host.config);
-    let clock = ClockGuard::load(&host.root.join("state").join("clock-hwm")).ok();
+    let clock = crate::boot::load_clock(&host.root);
     let ctx = CheckContext {
         host_version: &host_version,
         device_id: device.as_deref().unwrap_or("unknown"),

@@ -30,7 +30,7 @@ fn spec(
     }
 }
 
-fn state<'a>(lc: &'a Lifecycle, name: &str) -> PluginState {
+fn state(lc: &Lifecycle, name: &str) -> PluginState {
     lc.outcomes()
         .into_iter()
         .find(|o| o.name == name)
