@@ -55,7 +55,10 @@ impl Run {
 
     /// Both streams, for messages.
     pub fn all(&self) -> String {
-        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 
     /// Panics unless the exit code is 0.
@@ -69,7 +72,8 @@ impl Run {
     /// # Panics
     /// If it is not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
     }
 }
 
@@ -121,7 +125,13 @@ impl Scenario {
         };
         run_program(
             "xplugin-pack",
-            &["keygen", "--out", keys.to_str().unwrap_or_default(), "--key-id", "demo"],
+            &[
+                "keygen",
+                "--out",
+                keys.to_str().unwrap_or_default(),
+                "--key-id",
+                "demo",
+            ],
         )
         .ok();
         std::fs::copy(keys.join("demo.pub"), trust.join("demo.pub")).expect("install public key");
@@ -172,7 +182,14 @@ impl Scenario {
     }
 
     /// Adds a client plugin folder.
-    pub fn add_client_plugin(&self, name: &str, lib: &Path, version: &str, depend: &[&str], ctrl: &[&str]) {
+    pub fn add_client_plugin(
+        &self,
+        name: &str,
+        lib: &Path,
+        version: &str,
+        depend: &[&str],
+        ctrl: &[&str],
+    ) {
         plugin_folder(
             &self.plugins.join("client"),
             name,
@@ -213,7 +230,9 @@ impl Scenario {
     pub fn license_all(&self) {
         for side in ["client", "controller"] {
             let dir = self.plugins.join(side);
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 self.license(side, &name, &[]).ok();
@@ -231,7 +250,10 @@ impl Scenario {
             args.extend(["--client".into(), client.to_string_lossy().into_owned()]);
         }
         if controller.is_dir() {
-            args.extend(["--controller".into(), controller.to_string_lossy().into_owned()]);
+            args.extend([
+                "--controller".into(),
+                controller.to_string_lossy().into_owned(),
+            ]);
         }
         args.extend(["-o".into(), out.to_string_lossy().into_owned()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -280,7 +302,14 @@ impl Scenario {
 
     /// Boots the controller (`--cycles 3`) with version 2.1.0 and `--json`.
     pub fn boot(&self) -> Run {
-        self.controller(&["boot", "--controller-version", "2.1.0", "--cycles", "3", "--json"])
+        self.controller(&[
+            "boot",
+            "--controller-version",
+            "2.1.0",
+            "--cycles",
+            "3",
+            "--json",
+        ])
     }
 
     /// A digest of every file (path, mode, content) under the two roots, for
@@ -303,13 +332,22 @@ impl Default for Scenario {
 
 fn digest_tree(base: &Path, dir: &Path, out: &mut Vec<(String, u32, Vec<u8>)>) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
-        let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().into_owned();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let rel = p
+            .strip_prefix(base)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .into_owned();
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&p).map(|t| t.to_string_lossy().into_owned().into_bytes());
+            let target =
+                std::fs::read_link(&p).map(|t| t.to_string_lossy().into_owned().into_bytes());
             out.push((rel, meta.mode(), target.unwrap_or_default()));
         } else if meta.is_dir() {
             out.push((rel, meta.mode(), Vec::new()));

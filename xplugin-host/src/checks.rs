@@ -308,7 +308,8 @@ fn check_license(
                 "ask the vendor for a license for this device (xplugin-client device-id prints its id) and re-import"
             };
             problems.push(
-                Problem::error(subj, format!("license refused: {reason}"), hint).with_field("license"),
+                Problem::error(subj, format!("license refused: {reason}"), hint)
+                    .with_field("license"),
             );
             LicenseStatus::Refused { reason }
         }

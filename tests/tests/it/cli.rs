@@ -20,12 +20,24 @@ fn import_then_boot_then_run_the_examples() {
     let report = r.json();
     assert_eq!(report["ok"], true);
     assert_eq!(report["committed"], true);
-    assert_eq!(report["controller"]["load_order"], serde_json::json!(["plugindemo", "motionlog"]));
-    assert_eq!(report["client"]["load_order"], serde_json::json!(["uikit", "plugindemo"]));
+    assert_eq!(
+        report["controller"]["load_order"],
+        serde_json::json!(["plugindemo", "motionlog"])
+    );
+    assert_eq!(
+        report["client"]["load_order"],
+        serde_json::json!(["uikit", "plugindemo"])
+    );
 
     let boot = s.boot().ok().json();
-    assert_eq!(boot["load_order"], serde_json::json!(["plugindemo", "motionlog"]));
-    assert_eq!(boot["stop_order"], serde_json::json!(["motionlog", "plugindemo"]));
+    assert_eq!(
+        boot["load_order"],
+        serde_json::json!(["plugindemo", "motionlog"])
+    );
+    assert_eq!(
+        boot["stop_order"],
+        serde_json::json!(["motionlog", "plugindemo"])
+    );
     for name in ["plugindemo", "motionlog"] {
         let p = plugin(&boot, name);
         assert_eq!(p["state"], "stopped", "{boot:#}");
@@ -34,15 +46,29 @@ fn import_then_boot_then_run_the_examples() {
 
     let croot = s.controller_root.to_string_lossy().into_owned();
     let run = s
-        .client(&["run", "--hmi-version", "3.0.2", "--controller-root", &croot, "--json"])
+        .client(&[
+            "run",
+            "--hmi-version",
+            "3.0.2",
+            "--controller-root",
+            &croot,
+            "--json",
+        ])
         .ok()
         .json();
-    assert_eq!(run["load_order"], serde_json::json!(["uikit", "plugindemo"]));
+    assert_eq!(
+        run["load_order"],
+        serde_json::json!(["uikit", "plugindemo"])
+    );
     assert_eq!(plugin(&run, "plugindemo")["state"], "stopped", "{run:#}");
 
     // Listing shows both plugins, enabled.
     let list = s.client(&["list", "--json"]).ok().json();
-    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(2), "{list:#}");
+    assert_eq!(
+        list["plugins"].as_array().map(Vec::len),
+        Some(2),
+        "{list:#}"
+    );
 }
 
 #[test]
@@ -58,9 +84,17 @@ fn an_unlicensed_package_is_refused_and_changes_nothing() {
     let bad = s.pack("bad");
     let r = s.import(&bad, &["--force"]);
     assert_ne!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("controller plugin \"motionlog\""), "{}", r.all());
+    assert!(
+        r.stderr.contains("controller plugin \"motionlog\""),
+        "{}",
+        r.all()
+    );
     assert!(r.stderr.contains("license refused"), "{}", r.all());
-    assert_eq!(s.roots_digest(), before, "a refused import changed the install roots");
+    assert_eq!(
+        s.roots_digest(),
+        before,
+        "a refused import changed the install roots"
+    );
 }
 
 #[test]
@@ -79,9 +113,16 @@ fn a_swapped_library_is_refused_at_import_and_caught_at_boot() {
     let report = boot.json();
     let m = plugin(&report, "motionlog");
     assert_eq!(m["state"], "blocked", "{report:#}");
-    assert!(m["reason"].as_str().unwrap_or("").contains("motionlog.so"), "{report:#}");
+    assert!(
+        m["reason"].as_str().unwrap_or("").contains("motionlog.so"),
+        "{report:#}"
+    );
     // The unrelated plugin still ran.
-    assert_eq!(plugin(&report, "plugindemo")["state"], "stopped", "{report:#}");
+    assert_eq!(
+        plugin(&report, "plugindemo")["state"],
+        "stopped",
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -109,7 +150,11 @@ fn a_license_for_another_device_names_both_ids() {
     .ok();
     let r = s.import(&s.pack("otherdevice"), &[]);
     assert_ne!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains(&s.device_id), "this device's id must be shown: {}", r.all());
+    assert!(
+        r.stderr.contains(&s.device_id),
+        "this device's id must be shown: {}",
+        r.all()
+    );
 }
 
 #[test]
@@ -119,15 +164,26 @@ fn every_problem_of_a_package_is_reported_at_once() {
     // Two independent problems: a plugin needing a newer HMI, and a broken license.
     let m = s.folder("client", "uikit").join("uikit.json");
     let text = std::fs::read_to_string(&m).unwrap();
-    let text = text.replace("\"min_hmi_version\":\"3.0.1\"", "\"min_hmi_version\":\"9.0\"");
+    let text = text.replace(
+        "\"min_hmi_version\":\"3.0.1\"",
+        "\"min_hmi_version\":\"9.0\"",
+    );
     std::fs::write(&m, text).unwrap();
     s.license("client", "uikit", &[]).ok();
-    std::fs::write(s.folder("controller", "motionlog").join("motionlog.lic"), "garbage").unwrap();
+    std::fs::write(
+        s.folder("controller", "motionlog").join("motionlog.lic"),
+        "garbage",
+    )
+    .unwrap();
     let r = s.import(&s.pack("twoproblems"), &[]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("client plugin \"uikit\""), "{}", r.all());
     assert!(r.stderr.contains("9.0"), "{}", r.all());
-    assert!(r.stderr.contains("controller plugin \"motionlog\""), "{}", r.all());
+    assert!(
+        r.stderr.contains("controller plugin \"motionlog\""),
+        "{}",
+        r.all()
+    );
 }
 
 #[test]
@@ -180,13 +236,25 @@ fn remove_refuses_dependencies_unless_cascade_and_rollback_restores() {
     s.import(&s.pack("p"), &[]).ok();
     let r = s.client(&["remove", "uikit"]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("plugindemo") && r.stderr.contains("--cascade"), "{}", r.all());
+    assert!(
+        r.stderr.contains("plugindemo") && r.stderr.contains("--cascade"),
+        "{}",
+        r.all()
+    );
     s.client(&["remove", "uikit", "--cascade"]).ok();
     let list = s.client(&["list", "--json"]).ok().json();
-    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(0), "{list:#}");
+    assert_eq!(
+        list["plugins"].as_array().map(Vec::len),
+        Some(0),
+        "{list:#}"
+    );
     s.client(&["rollback"]).ok();
     let list = s.client(&["list", "--json"]).ok().json();
-    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(2), "{list:#}");
+    assert_eq!(
+        list["plugins"].as_array().map(Vec::len),
+        Some(2),
+        "{list:#}"
+    );
 }
 
 #[test]
@@ -197,9 +265,20 @@ fn disabled_controller_plugin_is_not_loaded_and_blocks_its_dependents() {
     s.controller(&["disable", "plugindemo"]).ok();
     let boot = s.boot();
     let report = boot.json();
-    assert_eq!(plugin(&report, "plugindemo")["state"], "disabled", "{report:#}");
-    assert_eq!(plugin(&report, "motionlog")["state"], "blocked", "{report:#}");
-    assert!(plugin(&report, "motionlog")["reason"].as_str().unwrap_or("").contains("plugindemo"));
+    assert_eq!(
+        plugin(&report, "plugindemo")["state"],
+        "disabled",
+        "{report:#}"
+    );
+    assert_eq!(
+        plugin(&report, "motionlog")["state"],
+        "blocked",
+        "{report:#}"
+    );
+    assert!(plugin(&report, "motionlog")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("plugindemo"));
 }
 
 #[test]
@@ -214,8 +293,15 @@ fn a_failing_plugin_does_not_stop_the_others_at_boot() {
     let report = boot.json();
     let f = plugin(&report, "cli_failinit");
     assert_eq!(f["state"], "failed", "{report:#}");
-    assert!(f["reason"].as_str().unwrap_or("").contains("deliberate failure in init"));
-    assert_eq!(plugin(&report, "motionlog")["state"], "stopped", "{report:#}");
+    assert!(f["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("deliberate failure in init"));
+    assert_eq!(
+        plugin(&report, "motionlog")["state"],
+        "stopped",
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -237,7 +323,11 @@ fn development_mode_loads_unlicensed_plugins_and_says_so() {
     // No licenses at all; the configuration allows it.
     for cfg in [&s.client_config, &s.controller_config] {
         let text = std::fs::read_to_string(cfg).unwrap();
-        std::fs::write(cfg, text.replacen('{', "{\n  \"allow_unlicensed\": true,", 1)).unwrap();
+        std::fs::write(
+            cfg,
+            text.replacen('{', "{\n  \"allow_unlicensed\": true,", 1),
+        )
+        .unwrap();
     }
     for side in ["client", "controller"] {
         for e in std::fs::read_dir(s.plugins.join(side)).unwrap().flatten() {
@@ -263,5 +353,9 @@ fn a_second_importer_is_told_who_holds_the_lock() {
     let _lock = store.lock().unwrap();
     let r = s.import(&pkg, &["--force"]);
     assert_ne!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("another import is running (pid"), "{}", r.all());
+    assert!(
+        r.stderr.contains("another import is running (pid"),
+        "{}",
+        r.all()
+    );
 }

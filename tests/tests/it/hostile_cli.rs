@@ -10,10 +10,17 @@ use xplugin_tests::scenario::Scenario;
 
 fn listing(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
-            out.push(p.strip_prefix(base).unwrap_or(&p).to_string_lossy().into_owned());
+            out.push(
+                p.strip_prefix(base)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
             if p.is_dir() && !p.is_symlink() {
                 walk(base, &p, out);
             }
@@ -39,7 +46,8 @@ fn every_hostile_package_is_refused_by_the_cli_without_changing_anything() {
     for attack in &attacks {
         let dir = attacks_dir.path().join(attack.name);
         std::fs::create_dir_all(&dir).unwrap();
-        let pkg = (attack.build)(&dir).unwrap_or_else(|e| panic!("{}: cannot build: {e}", attack.name));
+        let pkg =
+            (attack.build)(&dir).unwrap_or_else(|e| panic!("{}: cannot build: {e}", attack.name));
         let r = s.import(&pkg, &["--force"]);
         let mut why = Vec::new();
         if r.code == 0 {
@@ -52,7 +60,10 @@ fn every_hostile_package_is_refused_by_the_cli_without_changing_anything() {
             why.push("panicked".into());
         }
         if !r.stderr.contains(&attack.expect_in_message) {
-            why.push(format!("message does not name {:?}", attack.expect_in_message));
+            why.push(format!(
+                "message does not name {:?}",
+                attack.expect_in_message
+            ));
         }
         if s.roots_digest() != before_roots {
             why.push("install roots changed".into());
@@ -66,7 +77,13 @@ fn every_hostile_package_is_refused_by_the_cli_without_changing_anything() {
             failures.push(format!("{}: {}\n{}", attack.name, why.join(", "), r.all()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} attacks failed:\n{}", failures.len(), attacks.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} attacks failed:\n{}",
+        failures.len(),
+        attacks.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -83,7 +100,14 @@ fn import_memory_stays_bounded_on_a_large_package() {
         .arg(bin_path("xplugin-client"))
         .arg("import")
         .arg(&pkg)
-        .args(["--controller-root", &croot, "--hmi-version", "3.0.2", "--controller-version", "2.1.0"])
+        .args([
+            "--controller-root",
+            &croot,
+            "--hmi-version",
+            "3.0.2",
+            "--controller-version",
+            "2.1.0",
+        ])
         .arg("--config")
         .arg(&s.client_config)
         .arg("--root")
@@ -102,7 +126,14 @@ fn import_memory_stays_bounded_on_a_large_package() {
     assert!(stderr.contains("plugindemo"), "{stderr}");
     // Under qemu the measured process is the emulator itself (its own code
     // cache and guest mappings): a looser bound there.
-    let limit_kib = if runner_prefix().is_empty() { 32 * 1024 } else { 160 * 1024 };
+    let limit_kib = if runner_prefix().is_empty() {
+        32 * 1024
+    } else {
+        160 * 1024
+    };
     eprintln!("import of a {} MiB package: peak RSS {} KiB", 256, kib);
-    assert!(kib < limit_kib, "peak RSS {kib} KiB over {limit_kib} KiB: {stderr}");
+    assert!(
+        kib < limit_kib,
+        "peak RSS {kib} KiB over {limit_kib} KiB: {stderr}"
+    );
 }
