@@ -26,12 +26,24 @@ mod motion_service;
 #[path = "../../../examples/uikit-client/src/widgets_service.rs"]
 mod widgets_service;
 
-/// Size and offsets of the examples' service tables, named like the C side.
-fn service_layout_table() -> Vec<(String, usize)> {
+/// Size and offsets this test checks beyond `layout_table()`: the leading
+/// ABI fields and the examples' service tables, named like the C side.
+fn extra_layout_table() -> Vec<(String, usize)> {
     use core::mem::{offset_of, size_of};
     use motion_service::MotionService;
     use widgets_service::WidgetsService;
     [
+        // Leading fields that `layout_table()` leaves out because they sit
+        // at the start; checked too, so that e.g. swapped majors and minors
+        // cannot pass.
+        ("xplugin_abi_tag.magic", offset_of!(AbiTag, magic)),
+        ("xplugin_abi_tag.abi_major", offset_of!(AbiTag, abi_major)),
+        ("xplugin_abi_tag.abi_minor", offset_of!(AbiTag, abi_minor)),
+        (
+            "xplugin_host_api.struct_size",
+            offset_of!(HostApi, struct_size),
+        ),
+        ("xplugin_descriptor.magic", offset_of!(Descriptor, magic)),
         (
             "sizeof(plugindemo_motion_service)",
             size_of::<MotionService>(),
@@ -168,7 +180,7 @@ fn layout_mismatches(xplugin_h_override: Option<&str>) -> Vec<String> {
     let layouts: Vec<(String, usize)> = layout_table()
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
-        .chain(service_layout_table())
+        .chain(extra_layout_table())
         .collect();
     assert!(
         layouts.len() >= 30,
