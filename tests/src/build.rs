@@ -98,15 +98,25 @@ fn derive_layout() -> BuildLayout {
         .as_deref()
         .and_then(Path::parent)
         .map(Path::to_path_buf);
-    let is_target_root = |dir: &Path| dir.join("CACHEDIR.TAG").is_file();
+    // Cargo writes CACHEDIR.TAG into the target dir and into each
+    // target/TRIPLE dir, so look at the grandparent first: a tag there (or a
+    // parent named like XPLUGIN_TARGET) means a cross layout target/TRIPLE/PROFILE.
+    let has_cachedir_tag = |dir: &Path| dir.join("CACHEDIR.TAG").is_file();
     let env_triple = std::env::var("XPLUGIN_TARGET")
         .ok()
         .filter(|t| !t.is_empty());
+    let parent_name = parent
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .map(str::to_string);
     let (target_root, derived_triple) = match (parent, grandparent) {
-        (Some(p), _) if is_target_root(&p) => (p, None),
-        (Some(p), Some(g)) if is_target_root(&g) || env_triple.is_some() => {
-            let triple = p.file_name().and_then(|n| n.to_str()).map(str::to_string);
-            (g, triple)
+        (Some(_), Some(g))
+            if (env_triple.is_some() && env_triple == parent_name)
+                || (has_cachedir_tag(&g)
+                    && parent_name.as_deref().is_some_and(looks_like_triple)) =>
+        {
+            (g, parent_name)
         }
         (Some(p), _) => (p, None),
         (None, _) => (profile_dir.clone(), None),
@@ -117,6 +127,12 @@ fn derive_layout() -> BuildLayout {
         triple: env_triple.or(derived_triple),
         profile,
     }
+}
+
+/// `aarch64-unknown-linux-gnu`, `x86_64-pc-windows-msvc`: at least three
+/// dash-separated parts (a target dir named e.g. `examples` is not one).
+fn looks_like_triple(name: &str) -> bool {
+    name.split('-').filter(|part| !part.is_empty()).count() >= 3
 }
 
 /// The profile directory the tests were built into (`.../target[/TRIPLE]/debug`),
@@ -192,9 +208,11 @@ fn built_artifact(key: &str, path: &Path, cargo_args: &[&str]) -> PathBuf {
     };
     let result = cell.get_or_init(|| {
         let prebuilt = std::env::var("XPLUGIN_TEST_PREBUILT").is_ok_and(|v| v == "1");
-        if !prebuilt {
-            run_cargo_build(cargo_args)?;
-        }
+        let cargo_log = if prebuilt {
+            String::new()
+        } else {
+            run_cargo_build(cargo_args)?
+        };
         if path.is_file() {
             Ok(path.to_path_buf())
         } else if prebuilt {
@@ -205,8 +223,7 @@ fn built_artifact(key: &str, path: &Path, cargo_args: &[&str]) -> PathBuf {
             ))
         } else {
             Err(format!(
-                "cargo build {} succeeded but {} does not exist",
-                cargo_args.join(" "),
+                "cargo build succeeded but {} does not exist; {cargo_log}",
                 path.display()
             ))
         }
@@ -217,7 +234,9 @@ fn built_artifact(key: &str, path: &Path, cargo_args: &[&str]) -> PathBuf {
     }
 }
 
-fn run_cargo_build(cargo_args: &[&str]) -> Result<(), String> {
+/// Runs `cargo build ARGS` for the tests' target and profile; returns the
+/// command and cargo's stderr (for messages), or the error text.
+fn run_cargo_build(cargo_args: &[&str]) -> Result<String, String> {
     let layout = layout();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(&cargo);
@@ -246,7 +265,10 @@ fn run_cargo_build(cargo_args: &[&str]) -> Result<(), String> {
         )
     })?;
     if output.status.success() {
-        Ok(())
+        Ok(format!(
+            "{command:?}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
     } else {
         Err(format!(
             "{command:?} failed with {}:\n{}",
