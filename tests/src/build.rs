@@ -15,7 +15,7 @@
 //! | `XPLUGIN_TEST_PREBUILT` | `1`: never run cargo, only use artifacts that exist |
 //! | `XPLUGIN_TEST_CC` | C compiler (default `cc`), e.g. `aarch64-linux-gnu-gcc` |
 //! | `XPLUGIN_TEST_CFLAGS` | extra C compiler flags, split on whitespace |
-//! | `XPLUGIN_TEST_RUNNER` | prefix to run target programs, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu` |
+//! | `XPLUGIN_TEST_RUNNER` | prefix to run target programs, e.g. `qemu-aarch64 -L /` (with Debian's `libc6:arm64`; the cross sysroot `/usr/aarch64-linux-gnu` hangs in `pthread_create` under qemu 7.2) |
 //!
 //! Cargo artifacts are built at most once per test process: each artifact
 //! has its own `OnceLock`, so parallel tests that ask for the same library
@@ -422,7 +422,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// `XPLUGIN_TEST_RUNNER` split on whitespace (empty when unset): the prefix
-/// that runs a target program, e.g. `["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]`.
+/// that runs a target program, e.g. `["qemu-aarch64", "-L", "/"]`.
 pub fn runner_prefix() -> Vec<String> {
     std::env::var("XPLUGIN_TEST_RUNNER")
         .map(|runner| runner.split_whitespace().map(str::to_string).collect())
