@@ -36,6 +36,14 @@ struct Cli {
     /// Also log to syslog.
     #[arg(long, global = true)]
     syslog: bool,
+    /// Directory of trusted vendor public keys (overrides trusted_keys_dir
+    /// in the configuration).
+    #[arg(long, global = true, visible_alias = "trust")]
+    trusted_keys: Option<PathBuf>,
+    /// Development mode: load plugins without a valid license (overrides
+    /// allow_unlicensed in the configuration; logged loudly).
+    #[arg(long, global = true)]
+    allow_unlicensed: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,10 +120,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     xplugin_host::logging::init(PROGRAM, cli.verbose, cli.syslog);
-    let config = match HostConfig::load(cli.config.as_deref(), HostSide::Client) {
+    let mut config = match HostConfig::load(cli.config.as_deref(), HostSide::Client) {
         Ok(c) => c,
         Err(e) => return fail(PROGRAM, &e, cli.json),
     };
+    config.apply_flags(cli.trusted_keys.as_deref(), cli.allow_unlicensed);
     let root = config.root_or(cli.root.as_deref(), HostSide::Client);
     let json = cli.json;
     match cli.command {
@@ -129,6 +138,8 @@ fn main() -> ExitCode {
             allow_downgrade,
         } => run_import(
             &config,
+            cli.trusted_keys.as_deref(),
+            cli.allow_unlicensed,
             root,
             package,
             controller_root,
@@ -220,6 +231,8 @@ fn toggle(root: &Path, name: &str, enabled: bool, json: bool) -> ExitCode {
 #[allow(clippy::too_many_arguments)]
 fn run_import(
     config: &HostConfig,
+    trusted_keys: Option<&Path>,
+    allow_unlicensed: bool,
     root: PathBuf,
     package: PathBuf,
     controller_root: Option<PathBuf>,

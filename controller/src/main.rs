@@ -33,6 +33,14 @@ struct Cli {
     /// Also log to syslog.
     #[arg(long, global = true)]
     syslog: bool,
+    /// Directory of trusted vendor public keys (overrides trusted_keys_dir
+    /// in the configuration).
+    #[arg(long, global = true, visible_alias = "trust")]
+    trusted_keys: Option<PathBuf>,
+    /// Development mode: load plugins without a valid license (overrides
+    /// allow_unlicensed in the configuration; logged loudly).
+    #[arg(long, global = true)]
+    allow_unlicensed: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,10 +126,11 @@ fn now_ns() -> u64 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     xplugin_host::logging::init(PROGRAM, cli.verbose, cli.syslog);
-    let config = match HostConfig::load(cli.config.as_deref(), HostSide::Controller) {
+    let mut config = match HostConfig::load(cli.config.as_deref(), HostSide::Controller) {
         Ok(c) => c,
         Err(e) => return fail(PROGRAM, &e, cli.json),
     };
+    config.apply_flags(cli.trusted_keys.as_deref(), cli.allow_unlicensed);
     let root = config.root_or(cli.root.as_deref(), HostSide::Controller);
     match cli.command {
         Command::Boot {

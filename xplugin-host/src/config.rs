@@ -196,6 +196,17 @@ impl HostConfig {
         serde_json::from_value(parsed.value).map_err(|e| e.to_string())
     }
 
+    /// Applies the command-line overrides `--trusted-keys` and
+    /// `--allow-unlicensed`.
+    pub fn apply_flags(&mut self, trusted_keys: Option<&Path>, allow_unlicensed: bool) {
+        if let Some(dir) = trusted_keys {
+            self.trusted_keys_dir = dir.to_path_buf();
+        }
+        if allow_unlicensed {
+            self.allow_unlicensed = true;
+        }
+    }
+
     /// The install root: `--root` wins, then the file, then the default.
     pub fn root_or(&self, flag: Option<&Path>, side: HostSide) -> PathBuf {
         flag.map(Path::to_path_buf)
