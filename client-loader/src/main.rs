@@ -245,11 +245,13 @@ fn run_import(
 ) -> ExitCode {
     // The controller's own facts (trust store, device id, version) come from
     // the controller's configuration: its licenses are bound to it.
-    let controller_config =
+    let mut controller_config =
         match HostConfig::load(controller_config.as_deref(), HostSide::Controller) {
             Ok(c) => c,
             Err(e) => return fail(PROGRAM, &e, json),
         };
+    // Flags given to this command apply to both sides of the import.
+    controller_config.apply_flags(trusted_keys, allow_unlicensed);
     let parse = |flag: Option<&str>, cfg: &HostConfig, side| match (flag, &cfg.host_version) {
         (None, None) => Ok(None),
         _ => host_version(flag, cfg, side).map(Some),
