@@ -6,11 +6,13 @@
 
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use xplugin_host::boot::{boot, BootOptions};
-use xplugin_host::cli::{emit, fail, host_version, Message, EXIT_PARTIAL};
+use xplugin_host::cli::{
+    emit, fail, host_version, run_admin, AdminCommand, GlobalArgs, EXIT_PARTIAL,
+};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
 use xplugin_model::manifest::Side;
@@ -21,29 +23,8 @@ const PROGRAM: &str = "xplugin-client";
 #[derive(Parser)]
 #[command(name = PROGRAM, version, about = "Teach pendant plugin loader: import packages, run and manage client plugins")]
 struct Cli {
-    /// Install root of the client plugins (default: `root` in the configuration, else /var/lib/xplugin/client).
-    #[arg(long, global = true)]
-    root: Option<PathBuf>,
-    /// Host configuration file (default /etc/xplugin/client.json).
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// Machine output: one JSON document on stdout.
-    #[arg(long, global = true)]
-    json: bool,
-    /// More log output (-v info, -vv debug).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Also log to syslog.
-    #[arg(long, global = true)]
-    syslog: bool,
-    /// Directory of trusted vendor public keys (overrides trusted_keys_dir
-    /// in the configuration).
-    #[arg(long, global = true, visible_alias = "trust")]
-    trusted_keys: Option<PathBuf>,
-    /// Development mode: load plugins without a valid license (overrides
-    /// allow_unlicensed in the configuration; logged loudly).
-    #[arg(long, global = true)]
-    allow_unlicensed: bool,
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,42 +72,20 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         idle: u64,
     },
-    /// List installed client plugins.
-    List,
-    /// Print this device's id (what licenses are bound to).
-    DeviceId,
-    /// Enable an installed plugin.
-    Enable {
-        /// Plugin name.
-        name: String,
-    },
-    /// Disable an installed plugin.
-    Disable {
-        /// Plugin name.
-        name: String,
-    },
-    /// Remove an installed plugin; refused if others depend on it unless --cascade.
-    Remove {
-        /// Plugin name.
-        name: String,
-        /// Also remove the plugins that depend on it.
-        #[arg(long)]
-        cascade: bool,
-    },
-    /// Restore the previous generation (plugins and their enabled state).
-    Rollback,
+    #[command(flatten)]
+    Admin(AdminCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    xplugin_host::logging::init(PROGRAM, cli.verbose, cli.syslog);
-    let mut config = match HostConfig::load(cli.config.as_deref(), HostSide::Client) {
+    let g = &cli.global;
+    xplugin_host::logging::init(PROGRAM, g.verbose, g.syslog);
+    let config = match g.config(HostSide::Client) {
         Ok(c) => c,
-        Err(e) => return fail(PROGRAM, &e, cli.json),
+        Err(e) => return fail(PROGRAM, &e, g.json),
     };
-    config.apply_flags(cli.trusted_keys.as_deref(), cli.allow_unlicensed);
-    let root = config.root_or(cli.root.as_deref(), HostSide::Client);
-    let json = cli.json;
+    let root = config.root_or(g.root.as_deref(), HostSide::Client);
+    let json = g.json;
     match cli.command {
         Command::Import {
             package,
@@ -138,8 +97,7 @@ fn main() -> ExitCode {
             allow_downgrade,
         } => run_import(
             &config,
-            cli.trusted_keys.as_deref(),
-            cli.allow_unlicensed,
+            g,
             root,
             package,
             controller_root,
@@ -148,7 +106,6 @@ fn main() -> ExitCode {
             controller_version,
             force,
             allow_downgrade,
-            json,
         ),
         Command::Run {
             hmi_version,
@@ -164,75 +121,14 @@ fn main() -> ExitCode {
             idle,
             json,
         ),
-        Command::List => match xplugin_host::admin::list(&root, Side::Client) {
-            Ok(l) => {
-                emit(&l, json, true);
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(PROGRAM, &e, json),
-        },
-        Command::DeviceId => match xplugin_host::device::device_identity(&config) {
-            Ok(id) => {
-                emit(&Message { message: id }, json, true);
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(PROGRAM, &e, json),
-        },
-        Command::Enable { name } => toggle(&root, &name, true, json),
-        Command::Disable { name } => toggle(&root, &name, false, json),
-        Command::Remove { name, cascade } => {
-            match xplugin_host::admin::remove(&root, Side::Client, &name, cascade) {
-                Ok(removed) => {
-                    emit(
-                        &Message {
-                            message: format!("removed: {}", removed.join(", ")),
-                        },
-                        json,
-                        true,
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(PROGRAM, &e, json),
-            }
-        }
-        Command::Rollback => match xplugin_host::admin::rollback(&root) {
-            Ok(g) => {
-                emit(
-                    &Message {
-                        message: format!("rolled back to generation {}", g.number),
-                    },
-                    json,
-                    true,
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(PROGRAM, &e, json),
-        },
-    }
-}
-
-fn toggle(root: &Path, name: &str, enabled: bool, json: bool) -> ExitCode {
-    match xplugin_host::admin::set_enabled(root, name, enabled) {
-        Ok(g) => {
-            let verb = if enabled { "enabled" } else { "disabled" };
-            emit(
-                &Message {
-                    message: format!("{name} {verb} (generation {})", g.number),
-                },
-                json,
-                true,
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(PROGRAM, &e, json),
+        Command::Admin(admin) => run_admin(PROGRAM, admin, &config, &root, Side::Client, json),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run_import(
     config: &HostConfig,
-    trusted_keys: Option<&Path>,
-    allow_unlicensed: bool,
+    global: &GlobalArgs,
     root: PathBuf,
     package: PathBuf,
     controller_root: Option<PathBuf>,
@@ -241,8 +137,8 @@ fn run_import(
     controller_version: Option<String>,
     force: bool,
     allow_downgrade: bool,
-    json: bool,
 ) -> ExitCode {
+    let json = global.json;
     // The controller's own facts (trust store, device id, version) come from
     // the controller's configuration: its licenses are bound to it.
     let mut controller_config =
@@ -251,7 +147,7 @@ fn run_import(
             Err(e) => return fail(PROGRAM, &e, json),
         };
     // Flags given to this command apply to both sides of the import.
-    controller_config.apply_flags(trusted_keys, allow_unlicensed);
+    controller_config.apply_flags(global.trusted_keys.as_deref(), global.allow_unlicensed);
     let parse = |flag: Option<&str>, cfg: &HostConfig, side| match (flag, &cfg.host_version) {
         (None, None) => Ok(None),
         _ => host_version(flag, cfg, side).map(Some),

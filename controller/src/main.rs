@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use xplugin_host::boot::{boot, BootOptions};
-use xplugin_host::cli::{emit, fail, host_version, Message, EXIT_PARTIAL};
+use xplugin_host::cli::{
+    emit, fail, host_version, run_admin, AdminCommand, GlobalArgs, EXIT_PARTIAL,
+};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_model::manifest::Side;
 
@@ -18,29 +20,8 @@ const PROGRAM: &str = "xplugin-controller";
 #[derive(Parser)]
 #[command(name = PROGRAM, version, about = "Robot controller plugin host: boot, list and manage controller plugins")]
 struct Cli {
-    /// Install root (default: `root` in the configuration, else /var/lib/xplugin/controller).
-    #[arg(long, global = true)]
-    root: Option<PathBuf>,
-    /// Host configuration file (default /etc/xplugin/controller.json).
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// Machine output: one JSON document on stdout.
-    #[arg(long, global = true)]
-    json: bool,
-    /// More log output (-v info, -vv debug).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Also log to syslog.
-    #[arg(long, global = true)]
-    syslog: bool,
-    /// Directory of trusted vendor public keys (overrides trusted_keys_dir
-    /// in the configuration).
-    #[arg(long, global = true, visible_alias = "trust")]
-    trusted_keys: Option<PathBuf>,
-    /// Development mode: load plugins without a valid license (overrides
-    /// allow_unlicensed in the configuration; logged loudly).
-    #[arg(long, global = true)]
-    allow_unlicensed: bool,
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,30 +51,8 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         cycle_ms: u64,
     },
-    /// List installed plugins.
-    List,
-    /// Print this device's id (what licenses are bound to).
-    DeviceId,
-    /// Enable an installed plugin (loaded at the next boot).
-    Enable {
-        /// Plugin name.
-        name: String,
-    },
-    /// Disable an installed plugin (not loaded at the next boot).
-    Disable {
-        /// Plugin name.
-        name: String,
-    },
-    /// Remove an installed plugin.
-    Remove {
-        /// Plugin name.
-        name: String,
-        /// Also remove the plugins that depend on it.
-        #[arg(long)]
-        cascade: bool,
-    },
-    /// Restore the previous generation.
-    Rollback,
+    #[command(flatten)]
+    Admin(AdminCommand),
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -125,20 +84,20 @@ fn now_ns() -> u64 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    xplugin_host::logging::init(PROGRAM, cli.verbose, cli.syslog);
-    let mut config = match HostConfig::load(cli.config.as_deref(), HostSide::Controller) {
+    let g = &cli.global;
+    xplugin_host::logging::init(PROGRAM, g.verbose, g.syslog);
+    let config = match g.config(HostSide::Controller) {
         Ok(c) => c,
-        Err(e) => return fail(PROGRAM, &e, cli.json),
+        Err(e) => return fail(PROGRAM, &e, g.json),
     };
-    config.apply_flags(cli.trusted_keys.as_deref(), cli.allow_unlicensed);
-    let root = config.root_or(cli.root.as_deref(), HostSide::Controller);
+    let root = config.root_or(g.root.as_deref(), HostSide::Controller);
     match cli.command {
         Command::Boot {
             controller_version,
             cycles,
             cycle_ms,
         } => run_host(
-            &cli.json,
+            g.json,
             &config,
             root,
             controller_version,
@@ -150,83 +109,24 @@ fn main() -> ExitCode {
             cycle_ms,
         } => {
             install_signal_handlers();
-            run_host(&cli.json, &config, root, controller_version, None, cycle_ms)
+            run_host(g.json, &config, root, controller_version, None, cycle_ms)
         }
-        Command::List => match xplugin_host::admin::list(&root, Side::Controller) {
-            Ok(l) => {
-                emit(&l, cli.json, true);
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(PROGRAM, &e, cli.json),
-        },
-        Command::DeviceId => match xplugin_host::device::device_identity(&config) {
-            Ok(id) => {
-                emit(&Message { message: id }, cli.json, true);
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(PROGRAM, &e, cli.json),
-        },
-        Command::Enable { name } => toggle(&root, &name, true, cli.json),
-        Command::Disable { name } => toggle(&root, &name, false, cli.json),
-        Command::Remove { name, cascade } => {
-            match xplugin_host::admin::remove(&root, Side::Controller, &name, cascade) {
-                Ok(removed) => {
-                    emit(
-                        &Message {
-                            message: format!("removed: {}", removed.join(", ")),
-                        },
-                        cli.json,
-                        true,
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(PROGRAM, &e, cli.json),
-            }
+        Command::Admin(admin) => {
+            run_admin(PROGRAM, admin, &config, &root, Side::Controller, g.json)
         }
-        Command::Rollback => match xplugin_host::admin::rollback(&root) {
-            Ok(g) => {
-                emit(
-                    &Message {
-                        message: format!("rolled back to generation {}", g.number),
-                    },
-                    cli.json,
-                    true,
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(PROGRAM, &e, cli.json),
-        },
-    }
-}
-
-fn toggle(root: &std::path::Path, name: &str, enabled: bool, json: bool) -> ExitCode {
-    match xplugin_host::admin::set_enabled(root, name, enabled) {
-        Ok(g) => {
-            let verb = if enabled { "enabled" } else { "disabled" };
-            emit(
-                &Message {
-                    message: format!("{name} {verb} (generation {})", g.number),
-                },
-                json,
-                true,
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(PROGRAM, &e, json),
     }
 }
 
 /// Boots; then runs `cycles` steps (`Some`) or until a signal (`None`); then
 /// stops and prints the report.
 fn run_host(
-    json: &bool,
+    json: bool,
     config: &HostConfig,
     root: PathBuf,
     version_flag: Option<String>,
     cycles: Option<u64>,
     cycle_ms: u64,
 ) -> ExitCode {
-    let json = *json;
     let version = match host_version(version_flag.as_deref(), config, HostSide::Controller) {
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, json),

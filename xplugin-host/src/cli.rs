@@ -1,11 +1,128 @@
-//! What the command-line programs share: output in text or `--json`, exit
-//! codes, and resolving the host version from flags and configuration.
+//! What the command-line programs share: the global flags, the
+//! administrative subcommands both hosts have, output in text or `--json`,
+//! exit codes, and resolving the host version from flags and configuration.
 
-use crate::config::{HostConfig, HostSide};
+use crate::config::{ConfigError, HostConfig, HostSide};
 use serde::Serialize;
 use std::fmt::Display;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use xplugin_model::manifest::Side;
 use xplugin_model::Version;
+
+/// Flags every subcommand of both hosts accepts.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Install root (default: `root` in the configuration, else /var/lib/xplugin/<side>).
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
+    /// Host configuration file (default /etc/xplugin/<side>.json).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Machine output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Also log to syslog.
+    #[arg(long, global = true)]
+    pub syslog: bool,
+    /// Directory of trusted vendor public keys (overrides trusted_keys_dir
+    /// in the configuration).
+    #[arg(long, global = true, visible_alias = "trust")]
+    pub trusted_keys: Option<PathBuf>,
+    /// Development mode: load plugins without a valid license (overrides
+    /// allow_unlicensed in the configuration; logged loudly).
+    #[arg(long, global = true)]
+    pub allow_unlicensed: bool,
+}
+
+impl GlobalArgs {
+    /// Loads the configuration of `side` and applies the overriding flags.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file.
+    pub fn config(&self, side: HostSide) -> Result<HostConfig, ConfigError> {
+        let mut config = HostConfig::load(self.config.as_deref(), side)?;
+        config.apply_flags(self.trusted_keys.as_deref(), self.allow_unlicensed);
+        Ok(config)
+    }
+}
+
+/// Subcommands both hosts have, on their own install root.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// List installed plugins.
+    List,
+    /// Print this device's id (what licenses are bound to).
+    DeviceId,
+    /// Enable an installed plugin.
+    Enable {
+        /// Plugin name.
+        name: String,
+    },
+    /// Disable an installed plugin.
+    Disable {
+        /// Plugin name.
+        name: String,
+    },
+    /// Remove an installed plugin; refused if others depend on it unless --cascade.
+    Remove {
+        /// Plugin name.
+        name: String,
+        /// Also remove the plugins that depend on it.
+        #[arg(long)]
+        cascade: bool,
+    },
+    /// Restore the previous generation (plugins and their enabled state).
+    Rollback,
+}
+
+/// Runs an administrative subcommand and prints its outcome.
+pub fn run_admin(
+    program: &str,
+    command: AdminCommand,
+    config: &HostConfig,
+    root: &Path,
+    side: Side,
+    json: bool,
+) -> ExitCode {
+    use crate::admin;
+    let done = |message: String| {
+        emit(&Message { message }, json, true);
+        ExitCode::SUCCESS
+    };
+    match command {
+        AdminCommand::List => match admin::list(root, side) {
+            Ok(listing) => {
+                emit(&listing, json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(program, &e, json),
+        },
+        AdminCommand::DeviceId => match crate::device::device_identity(config) {
+            Ok(id) => done(id),
+            Err(e) => fail(program, &e, json),
+        },
+        AdminCommand::Enable { name } => match admin::set_enabled(root, &name, true) {
+            Ok(g) => done(format!("{name} enabled (generation {})", g.number)),
+            Err(e) => fail(program, &e, json),
+        },
+        AdminCommand::Disable { name } => match admin::set_enabled(root, &name, false) {
+            Ok(g) => done(format!("{name} disabled (generation {})", g.number)),
+            Err(e) => fail(program, &e, json),
+        },
+        AdminCommand::Remove { name, cascade } => match admin::remove(root, side, &name, cascade) {
+            Ok(removed) => done(format!("removed: {}", removed.join(", "))),
+            Err(e) => fail(program, &e, json),
+        },
+        AdminCommand::Rollback => match admin::rollback(root) {
+            Ok(g) => done(format!("rolled back to generation {}", g.number)),
+            Err(e) => fail(program, &e, json),
+        },
+    }
+}
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -13,8 +130,6 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_REFUSED: u8 = 1;
 /// Exit status: boot/run went on, but some plugins did not load.
 pub const EXIT_PARTIAL: u8 = 2;
-/// Exit status: wrong usage (clap's own).
-pub const EXIT_USAGE: u8 = 64;
 
 /// Prints `value` as one JSON document (with `"ok"`) or as text.
 pub fn emit<T: Serialize + Display>(value: &T, json: bool, ok: bool) {
