@@ -378,3 +378,48 @@ fn rust_client_plugins_find_their_dependency_service() {
     assert!(lc.idle_all().is_empty());
     lc.shutdown();
 }
+
+#[test]
+fn the_resolved_config_reaches_init_and_a_bad_one_is_refused_by_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = cdylib_path("plugindemo_controller");
+    // A valid configuration: the plugin starts and writes into its data dir.
+    let mut lc = Lifecycle::new("2.1.0", Bus::new());
+    let mut d = spec(
+        "plugindemo",
+        &demo,
+        XPLUGIN_KIND_CONTROLLER,
+        &[],
+        r#"{"speed_override": 0.5}"#,
+        dir.path(),
+    );
+    d.version = "1.0.0".into();
+    unsafe { lc.init_all(vec![d]) };
+    lc.start_all();
+    assert_eq!(lc.running(), ["plugindemo"], "{:?}", lc.outcomes());
+    let record = std::fs::read_to_string(dir.path().join("last_start.json")).unwrap();
+    assert!(record.contains("0.5"), "{record}");
+    lc.shutdown();
+    // Out of range: the plugin refuses it in init with XPLUGIN_ERR_CONFIG.
+    let mut lc = Lifecycle::new("2.1.0", Bus::new());
+    let mut d = spec(
+        "plugindemo",
+        &demo,
+        XPLUGIN_KIND_CONTROLLER,
+        &[],
+        r#"{"speed_override": 1.5}"#,
+        dir.path(),
+    );
+    d.version = "1.0.0".into();
+    unsafe { lc.init_all(vec![d]) };
+    match state(&lc, "plugindemo") {
+        PluginState::Failed { stage, reason } => {
+            assert_eq!(stage, "init");
+            assert!(
+                reason.contains("XPLUGIN_ERR_CONFIG") && reason.contains("speed_override"),
+                "{reason}"
+            );
+        }
+        s => panic!("{s:?}"),
+    }
+}
