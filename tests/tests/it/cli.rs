@@ -359,3 +359,81 @@ fn a_second_importer_is_told_who_holds_the_lock() {
         r.all()
     );
 }
+
+/// Kills the real importer (`xplugin-client import`) with SIGKILL at every
+/// step of its commit (the store's failpoints) and checks, after the next
+/// start's recovery, that the pendant holds exactly the old or the new
+/// installation: `run` re-verifies every installed file against its license,
+/// so a mix of old and new files cannot pass.
+#[test]
+fn killing_the_importer_at_every_commit_step_leaves_old_or_new() {
+    use xplugin_host::store::failpoint::{FAILPOINTS, FAILPOINT_ENV};
+    use xplugin_tests::build::{bin_path, runner_prefix, target_command};
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("v1"), &[]).ok();
+    // The new installation: the client part reinstalled (`--force`), which
+    // makes generation 2; the old one is generation 1.
+    std::fs::remove_dir_all(s.plugins.join("controller")).unwrap();
+    let v2 = s.pack("v2");
+    let mut points: Vec<&str> = FAILPOINTS
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("commit-"))
+        .collect();
+    if !runner_prefix().is_empty() {
+        // Under emulation every program start costs seconds: a third of the steps.
+        points = points.into_iter().step_by(3).collect();
+    }
+    let (mut old, mut new) = (0, 0);
+    for point in points {
+        let out = target_command(&bin_path("xplugin-client"))
+            .env(FAILPOINT_ENV, point)
+            .arg("import")
+            .arg(&v2)
+            .args(["--force", "--hmi-version", "3.0.2", "--config"])
+            .arg(&s.client_config)
+            .arg("--root")
+            .arg(&s.client_root)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{point}: the importer was not killed"
+        );
+        let run = s
+            .client(&[
+                "run",
+                "--hmi-version",
+                "3.0.2",
+                "--controller-running",
+                "plugindemo=1.0.0",
+                "--json",
+            ])
+            .ok()
+            .json();
+        let generation = run["generation"].as_u64().unwrap_or(0);
+        for name in ["uikit", "plugindemo"] {
+            assert_eq!(plugin(&run, name)["state"], "stopped", "{point}: {run:#}");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(s.client_root.join("staging"))
+            .unwrap()
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{point}: staging not cleaned: {leftovers:?}"
+        );
+        match generation {
+            1 => old += 1,
+            2 => {
+                new += 1;
+                s.client(&["rollback"]).ok();
+            }
+            g => panic!("{point}: generation {g}: {run:#}"),
+        }
+    }
+    assert!(
+        old > 0 && new > 0,
+        "expected both outcomes over the commit steps: old {old}, new {new}"
+    );
+}
