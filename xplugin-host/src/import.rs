@@ -302,9 +302,9 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         } else {
             side_staging = w.store.staging(w.lock)?;
             for a in &changed {
-                copy_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name)).map_err(
+                move_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name)).map_err(
                     |source| StoreError::Io {
-                        action: "copy the staged controller plugin into",
+                        action: "move the staged controller plugin into",
                         path: side_staging.path().to_path_buf(),
                         source,
                         hint: "check free space and permissions of the controller root".into(),
@@ -613,6 +613,18 @@ pub fn installed_running(store: &Store) -> BTreeMap<String, Version> {
         .filter(|p| p.enabled)
         .filter_map(|p| Some((p.name, p.version.parse().ok()?)))
         .collect()
+}
+
+/// Moves a staged plugin folder into another root's staging area: a rename
+/// when both roots share a filesystem (the usual case: no data is copied),
+/// else a copy. The source is in the pendant's staging, removed afterwards
+/// either way.
+fn move_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    match std::fs::rename(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_tree(src, dst),
+        Err(e) => Err(e),
+    }
 }
 
 /// Copies a staged plugin folder (regular files and directories only).
