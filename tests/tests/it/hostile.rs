@@ -369,6 +369,14 @@ fn large_package_unpack_child() {
 
 #[test]
 fn unpacking_a_large_package_keeps_memory_bounded() {
+    if !xplugin_tests::build::runner_prefix().is_empty() {
+        // Under qemu-user, /proc/self measures the emulator (its code cache
+        // grows with the guest code run), not the unpacker. The CLI-level
+        // test hostile_cli::import_memory_stays_bounded_on_a_large_package
+        // covers emulated targets with its own bound.
+        eprintln!("skipped under an emulator: in-process RSS is the emulator's");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(std::env::current_exe().unwrap())
         .args([

@@ -95,7 +95,9 @@ fn import_memory_stays_bounded_on_a_large_package() {
     let pkg = large_package(dir.path(), 256 << 20, 64).unwrap();
     let probe = env!("CARGO_BIN_EXE_rss-probe");
     let croot = s.controller_root.to_string_lossy().into_owned();
-    let mut cmd = std::process::Command::new(probe);
+    // The probe is a target program too: under an emulator it runs through
+    // the runner and starts the runner again for the importer.
+    let mut cmd = xplugin_tests::build::target_command(std::path::Path::new(probe));
     cmd.args(runner_prefix())
         .arg(bin_path("xplugin-client"))
         .arg("import")

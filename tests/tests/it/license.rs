@@ -4,7 +4,7 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::SystemTime;
 use xplugin_license::armor::{armor, dearmor, signed_message};
 use xplugin_license::timestamp::system_time;
@@ -597,7 +597,7 @@ fn pack_bin() -> PathBuf {
 }
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(pack_bin())
+    xplugin_tests::build::target_command(&pack_bin())
         .args(args)
         .current_dir(cwd)
         .output()
