@@ -6,7 +6,7 @@
 //! This is a library so that the controller daemon embeds the same code the
 //! command-line `boot` runs.
 
-use crate::checks::{check_plugin_folder, CheckContext, LicenseStatus, PluginCheck};
+use crate::checks::{check_plugin_folder, HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad};
 use crate::services::Bus;
@@ -14,8 +14,7 @@ use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
-use xplugin_license::ClockGuard;
+use std::time::Duration;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
 use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, Version};
@@ -140,24 +139,13 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     // Serialise with a running import: it holds the lock until its commit.
     let lock = store.lock_wait(opts.lock_timeout)?;
     let generation = store.current()?;
-    let device = crate::device::device_identity(opts.config);
-    let (trust, trust_error) = crate::device::trust_store(opts.config);
-    let mut clock = load_clock(&opts.root);
-    let now = SystemTime::now();
+    let mut facts = HostFacts::gather(opts.config, &opts.root);
     if opts.config.allow_unlicensed {
         log::warn!(
             "DEVELOPMENT MODE: allow_unlicensed is on; plugins without a valid license will be loaded. Turn it off on production robots."
         );
     }
-    let ctx = CheckContext {
-        host_version: &opts.host_version,
-        device_id: device.as_deref().unwrap_or("unknown"),
-        trust: trust.as_ref(),
-        trust_error: trust_error.as_deref(),
-        allow_unlicensed: opts.config.allow_unlicensed,
-        now,
-        high_water_mark: clock.as_ref().and_then(|c| c.high_water_mark()),
-    };
+    let ctx = facts.context(&opts.host_version);
 
     let verify_started = std::time::Instant::now();
     let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
@@ -172,11 +160,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         ));
     }
     drop(lock);
-    if let Some(c) = clock.as_mut() {
-        if let Err(e) = c.record(now) {
-            log::warn!("cannot record the clock high-water mark: {e}");
-        }
-    }
+    facts.record_clock();
 
     let verify_us = micros(verify_started);
     let resolve_started = std::time::Instant::now();
@@ -268,7 +252,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             root: opts.root.clone(),
             generation: generation.as_ref().map(|g| g.number),
             host_version: opts.host_version.to_string(),
-            device_id: device.unwrap_or_else(|e| format!("unknown ({e})")),
+            device_id: facts.device.unwrap_or_else(|e| format!("unknown ({e})")),
             development_mode: opts.config.allow_unlicensed,
             load_order: resolution.load_order.clone(),
             stop_order: resolution.stop_order.clone(),
@@ -284,19 +268,6 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         enabled: enabled_set,
         runtimes,
     })
-}
-
-/// The clock high-water mark of an install root. A mark file that cannot be
-/// read switches off the protection against a clock set back, so it is
-/// reported loudly rather than ignored.
-pub(crate) fn load_clock(root: &std::path::Path) -> Option<ClockGuard> {
-    match ClockGuard::load(&root.join("state").join("clock-hwm")) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            log::error!("clock high-water mark unusable, expiring licenses are checked against the clock alone: {e}");
-            None
-        }
-    }
 }
 
 /// The configuration passed to `init`: the manifest's `config` defaults, as

@@ -7,12 +7,13 @@
 //! All problems of a plugin are collected; nothing stops at the first.
 
 use crate::binary::BinaryError;
+use crate::config::HostConfig;
 use crate::loader::{check_plugin_file, CheckedLibrary};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_RUNTIME};
-use xplugin_license::{TrustStore, VerifyContext};
+use xplugin_license::{ClockGuard, TrustStore, VerifyContext};
 use xplugin_model::compat;
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
 use xplugin_model::{Problem, Problems, Version};
@@ -34,6 +35,65 @@ pub struct CheckContext<'a> {
     pub now: SystemTime,
     /// Latest time this device has seen (clock high-water mark).
     pub high_water_mark: Option<SystemTime>,
+}
+
+/// This host's facts for the checks, gathered once per import or boot:
+/// device id, trusted keys, clock and its high-water mark.
+pub struct HostFacts {
+    /// This device's id, or why it cannot be determined.
+    pub device: Result<String, String>,
+    trust: Option<TrustStore>,
+    trust_error: Option<String>,
+    clock: Option<ClockGuard>,
+    allow_unlicensed: bool,
+    now: SystemTime,
+}
+
+impl HostFacts {
+    /// Reads the device id, the trust store and the clock high-water mark of
+    /// install root `root` as `config` names them.
+    pub fn gather(config: &HostConfig, root: &Path) -> HostFacts {
+        let (trust, trust_error) = crate::device::trust_store(config);
+        let clock = match ClockGuard::load(&root.join("state").join("clock-hwm")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Without the mark, a clock set back goes unnoticed: say so.
+                log::error!("clock high-water mark unusable, expiring licenses are checked against the clock alone: {e}");
+                None
+            }
+        };
+        HostFacts {
+            device: crate::device::device_identity(config),
+            trust,
+            trust_error,
+            clock,
+            allow_unlicensed: config.allow_unlicensed,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// The check context for a host of `host_version`.
+    pub fn context<'a>(&'a self, host_version: &'a Version) -> CheckContext<'a> {
+        CheckContext {
+            host_version,
+            device_id: self.device.as_deref().unwrap_or("unknown"),
+            trust: self.trust.as_ref(),
+            trust_error: self.trust_error.as_deref(),
+            allow_unlicensed: self.allow_unlicensed,
+            now: self.now,
+            high_water_mark: self.clock.as_ref().and_then(|c| c.high_water_mark()),
+        }
+    }
+
+    /// Records the time of this check as the clock high-water mark (the
+    /// guard refuses implausible clocks); failures are logged.
+    pub fn record_clock(&mut self) {
+        if let Some(c) = self.clock.as_mut() {
+            if let Err(e) = c.record(self.now) {
+                log::warn!("cannot record the clock high-water mark: {e}");
+            }
+        }
+    }
 }
 
 /// License outcome of one plugin.

@@ -16,15 +16,13 @@
 //! the client commit lands); each commit is atomic, the pair is not (a
 //! two-phase commit across pendant and controller comes with the network link).
 
-use crate::checks::{check_plugin_folder, subject, CheckContext, PluginCheck};
+use crate::checks::{check_plugin_folder, subject, HostFacts, PluginCheck};
 use crate::config::HostConfig;
 use crate::package::{unpack_package, PackageError, SideTree};
 use crate::store::{CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-use xplugin_license::{ClockGuard, TrustStore};
 use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
 use xplugin_model::{Problem, Problems, Version};
@@ -170,6 +168,9 @@ struct SideWork<'a> {
     actions: Vec<PluginAction>,
     installed: Vec<Manifest>,
     after: Option<Resolution>,
+    /// The host facts the checks used; the clock mark is recorded from them
+    /// after the commit.
+    facts: Option<HostFacts>,
 }
 
 fn side_name(side: Side) -> &'static str {
@@ -286,7 +287,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     }
 
     // Commit: controller first, then client.
-    for (w, tree) in &sides {
+    for (w, tree) in &mut sides {
         let changed: Vec<&PluginAction> = w
             .actions
             .iter()
@@ -355,21 +356,12 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         if let Some(r) = r {
             r.new_generation = Some(gen.number);
         }
-        record_clock(&w.host.root);
+        if let Some(facts) = w.facts.as_mut() {
+            facts.record_clock();
+        }
     }
     drop(staging);
     Ok(report)
-}
-
-fn record_clock(root: &Path) {
-    match ClockGuard::load(&root.join("state").join("clock-hwm")) {
-        Ok(mut c) => {
-            if let Err(e) = c.record(SystemTime::now()) {
-                log::warn!("cannot record the clock high-water mark: {e}");
-            }
-        }
-        Err(e) => log::warn!("cannot read the clock high-water mark: {e}"),
-    }
 }
 
 fn check_side<'a>(
@@ -392,6 +384,7 @@ fn check_side<'a>(
         actions: Vec::new(),
         installed: Vec::new(),
         after: None,
+        facts: None,
     };
     let Some(host_version) = host.host_version.clone() else {
         let flag = match side {
@@ -411,20 +404,9 @@ fn check_side<'a>(
         ));
         return Ok(work);
     };
-    let device = crate::device::device_identity(host.config);
-    let (trust, trust_error): (Option<TrustStore>, Option<String>) =
-        crate::device::trust_store(host.config);
-    let clock = crate::boot::load_clock(&host.root);
-    let ctx = CheckContext {
-        host_version: &host_version,
-        device_id: device.as_deref().unwrap_or("unknown"),
-        trust: trust.as_ref(),
-        trust_error: trust_error.as_deref(),
-        allow_unlicensed: host.config.allow_unlicensed,
-        now: SystemTime::now(),
-        high_water_mark: clock.as_ref().and_then(|c| c.high_water_mark()),
-    };
-    if let Err(e) = &device {
+    let facts = HostFacts::gather(host.config, &host.root);
+    let ctx = facts.context(&host_version);
+    if let Err(e) = &facts.device {
         if !host.config.allow_unlicensed {
             report.problems.push(Problem::error(
                 format!("{} host", side_name(side)),
@@ -478,6 +460,7 @@ fn check_side<'a>(
         }
         work.checks.push(check);
     }
+    work.facts = Some(facts);
     // Installed manifests (for the graph of installed + incoming).
     if let Some(g) = &work.current {
         for p in g.plugins() {
