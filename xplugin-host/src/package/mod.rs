@@ -45,8 +45,9 @@
 //!
 //! `staging/client/NAME/...` and `staging/controller/NAME/...`, created
 //! component by component, files with `O_EXCL|O_NOFOLLOW`, mode 0644, folders
-//! 0755, whatever the archive says; each file and each touched folder is
-//! fsynced. An inner zip is first spooled (decompressed, size- and
+//! 0755, whatever the archive says; touched folders are fsynced, files are
+//! not (the store's commit fsyncs every staged file it installs, and staging
+//! is discarded after a crash). An inner zip is first spooled (decompressed, size- and
 //! CRC-checked) to `staging/.spool-<side>.zip` and removed after use. On any
 //! refusal or failure everything this call created is removed, leaving the
 //! staging directory empty.
@@ -468,10 +469,11 @@ fn unpack_spooled(
         }
         let (mut file, path) = stage.create_file(&components)?;
         match archive::copy_entry_data(&inner.file, entry, &mut file) {
-            Ok(()) => file.sync_all().map_err(|source| WriteFailure {
-                path: path.clone(),
-                source,
-            })?,
+            // No fsync per file here: staging is not the installation. The
+            // store's commit fsyncs every staged file it links into a
+            // generation before the switch, and recovery discards staging
+            // after a crash, so syncing here only doubled the import's fsyncs.
+            Ok(()) => {}
             Err(DataError::Bad(message)) => {
                 problems.push(Problem::error(
                     entry.subject.clone(),

@@ -4,9 +4,9 @@
 //! names that [`super::entry_name`] already validated; a component that
 //! exists as anything but a real directory (a symlink planted by a racing
 //! process) stops the import. Files are created with `O_EXCL` (and
-//! `O_NOFOLLOW`), get fixed modes whatever the archive says, and are fsynced,
-//! as are the directories that hold them, so the caller's atomic commit
-//! publishes complete files.
+//! `O_NOFOLLOW`) and get fixed modes whatever the archive says. Durability
+//! is the commit's job: the store fsyncs every staged file it installs
+//! before switching generations.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
