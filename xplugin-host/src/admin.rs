@@ -3,9 +3,9 @@
 
 use crate::store::{CommitPlan, Generation, Store, StoreError};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use xplugin_model::manifest::{parse_manifest, Manifest, Side};
+use xplugin_model::manifest::Side;
 
 /// Why an administrative change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -89,21 +89,6 @@ impl std::fmt::Display for Listing {
     }
 }
 
-fn installed_manifests(g: &Generation, side: Side) -> BTreeMap<String, Manifest> {
-    g.plugins()
-        .into_iter()
-        .filter_map(|p| {
-            let dir = g.plugin_dir(&p.name)?;
-            let bytes =
-                crate::checks::read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20).ok()?;
-            Some((
-                p.name.clone(),
-                parse_manifest(side, &p.name, &bytes).manifest?,
-            ))
-        })
-        .collect()
-}
-
 /// Lists a root.
 ///
 /// # Errors
@@ -114,7 +99,7 @@ pub fn list(root: &Path, side: Side) -> Result<Listing, StoreError> {
     let previous = store.previous()?.map(|g| g.number);
     let manifests = current
         .as_ref()
-        .map(|g| installed_manifests(g, side))
+        .map(|g| crate::checks::installed_manifests(g, side))
         .unwrap_or_default();
     Ok(Listing {
         root: root.to_path_buf(),
@@ -181,7 +166,7 @@ pub fn remove(
             root: root.to_path_buf(),
         });
     }
-    let manifests = installed_manifests(&current, side);
+    let manifests = crate::checks::installed_manifests(&current, side);
     let mut doomed = BTreeSet::from([name.to_string()]);
     loop {
         let more: Vec<String> = manifests

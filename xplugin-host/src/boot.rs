@@ -404,14 +404,7 @@ impl std::fmt::Display for BootReport {
         writeln!(f, "load order: {}", join_or_none(&self.load_order))?;
         writeln!(f, "stop order: {}", join_or_none(&self.stop_order))?;
         for p in &self.plugins {
-            let lic = match &p.license {
-                LicenseStatus::Verified { license_id, .. } => {
-                    format!("license {license_id} verified")
-                }
-                LicenseStatus::Unlicensed { .. } => "UNLICENSED (development mode)".to_string(),
-                LicenseStatus::Refused { .. } => "license refused".to_string(),
-                LicenseStatus::NotChecked => "license not checked".to_string(),
-            };
+            let lic = &p.license;
             write!(
                 f,
                 "  {:<20} {:<10} {:<20} {lic}",

@@ -9,7 +9,9 @@
 use crate::binary::BinaryError;
 use crate::config::HostConfig;
 use crate::loader::{check_plugin_file, CheckedLibrary};
+use crate::store::Generation;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_RUNTIME};
@@ -123,6 +125,36 @@ pub enum LicenseStatus {
     NotChecked,
 }
 
+impl std::fmt::Display for LicenseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LicenseStatus::Verified { license_id, .. } => {
+                write!(f, "license {license_id} verified")
+            }
+            LicenseStatus::Unlicensed { .. } => f.write_str("UNLICENSED (development mode)"),
+            LicenseStatus::Refused { .. } => f.write_str("license refused"),
+            LicenseStatus::NotChecked => f.write_str("license not checked"),
+        }
+    }
+}
+
+/// Manifests of every plugin installed in generation `g` that parse
+/// (installed manifests were checked at import; one that no longer parses is
+/// left out here and reported by the boot's own checks).
+pub fn installed_manifests(g: &Generation, side: Side) -> BTreeMap<String, Manifest> {
+    g.plugins()
+        .into_iter()
+        .filter_map(|p| {
+            let dir = g.plugin_dir(&p.name)?;
+            let bytes = read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20).ok()?;
+            Some((
+                p.name.clone(),
+                parse_manifest(side, &p.name, &bytes).manifest?,
+            ))
+        })
+        .collect()
+}
+
 /// The result of checking one plugin folder.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginCheck {
@@ -191,13 +223,6 @@ pub fn subject(side: Side, name: &str) -> String {
     match side {
         Side::Client => format!("client plugin \"{name}\""),
         Side::Controller => format!("controller plugin \"{name}\""),
-    }
-}
-
-fn license_side(side: Side) -> xplugin_license::Side {
-    match side {
-        Side::Client => xplugin_license::Side::Client,
-        Side::Controller => xplugin_license::Side::Controller,
     }
 }
 
@@ -333,7 +358,7 @@ fn check_license(
         Some(trust) => {
             let vctx = VerifyContext {
                 plugin: &m.name,
-                side: license_side(side),
+                side,
                 plugin_version: &m.version,
                 device_id: ctx.device_id,
                 now: ctx.now,

@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
-use xplugin_model::manifest::{parse_manifest, Manifest, Side};
+use xplugin_model::manifest::{Manifest, Side};
 use xplugin_model::{Problem, Problems, Version};
 
 /// The facts of one side's host for an import.
@@ -463,18 +463,9 @@ fn check_side<'a>(
     work.facts = Some(facts);
     // Installed manifests (for the graph of installed + incoming).
     if let Some(g) = &work.current {
-        for p in g.plugins() {
-            let Some(dir) = g.plugin_dir(&p.name) else {
-                continue;
-            };
-            if let Ok(bytes) =
-                crate::checks::read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20)
-            {
-                if let Some(m) = parse_manifest(side, &p.name, &bytes).manifest {
-                    work.installed.push(m);
-                }
-            }
-        }
+        work.installed = crate::checks::installed_manifests(g, side)
+            .into_values()
+            .collect();
     }
     Ok(work)
 }
@@ -641,16 +632,7 @@ impl std::fmt::Display for ImportReport {
                     .map_or("unchanged".into(), |g| g.to_string()),
             )?;
             for p in &r.plugins {
-                let lic = match &p.license {
-                    crate::checks::LicenseStatus::Verified { license_id, .. } => {
-                        format!("license {license_id} verified")
-                    }
-                    crate::checks::LicenseStatus::Unlicensed { .. } => {
-                        "UNLICENSED (development mode)".into()
-                    }
-                    crate::checks::LicenseStatus::Refused { .. } => "license refused".into(),
-                    crate::checks::LicenseStatus::NotChecked => "license not checked".into(),
-                };
+                let lic = &p.license;
                 writeln!(
                     f,
                     "  {:<20} {:>10} -> {:<10} {:<18} {lic}",
