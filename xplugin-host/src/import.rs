@@ -168,6 +168,8 @@ struct SideWork<'a> {
     actions: Vec<PluginAction>,
     installed: Vec<Manifest>,
     after: Option<Resolution>,
+    /// Installed merged with incoming: the set `after` resolved.
+    merged: Vec<Manifest>,
     /// The host facts the checks used; the clock mark is recorded from them
     /// after the commit.
     facts: Option<HostFacts>,
@@ -223,8 +225,9 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     if let Some(tree) = &unpacked.controller {
         match (&opts.controller, controller_store) {
             (Some(host), Some((store, lock))) => {
-                let work =
+                let mut work =
                     check_side(Side::Controller, host, store, lock, tree, opts, &mut report)?;
+                resolve_side(&mut work, None, opts, &mut report);
                 sides.push((work, tree));
             }
             _ => report.problems.push(Problem::error(
@@ -254,11 +257,6 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         )?;
         resolve_side(&mut work, controller_running.clone(), opts, &mut report);
         sides.push((work, tree));
-    }
-    if let Some((w, _)) = sides.first_mut() {
-        if w.side == Side::Controller {
-            resolve_side(w, None, opts, &mut report);
-        }
     }
 
     for (w, _) in &sides {
@@ -384,6 +382,7 @@ fn check_side<'a>(
         actions: Vec::new(),
         installed: Vec::new(),
         after: None,
+        merged: Vec::new(),
         facts: None,
     };
     let Some(host_version) = host.host_version.clone() else {
@@ -548,30 +547,19 @@ fn resolve_side(
         }
     }
     w.after = Some(after);
+    w.merged = merged;
 }
 
-/// Controller plugins that will load after this import, with versions.
+/// Controller plugins that will load after this import, with versions
+/// (from the resolution [`resolve_side`] made of the controller side).
 fn running_set(w: &SideWork<'_>) -> BTreeMap<String, Version> {
-    let enabled: BTreeMap<String, bool> = w
-        .current
-        .as_ref()
-        .map(|g| {
-            g.plugins()
-                .into_iter()
-                .map(|p| (p.name, p.enabled))
-                .collect()
-        })
-        .unwrap_or_default();
-    let incoming: Vec<Manifest> = w.checks.iter().filter_map(|c| c.manifest.clone()).collect();
-    let merged = xplugin_model::graph::merge_installed(w.installed.clone(), incoming);
-    let r = resolve(&ResolveInput {
-        plugins: nodes(&merged, &enabled, Side::Controller),
-        running_controller: None,
-    });
-    merged
-        .into_iter()
-        .filter(|m| r.load_order.contains(&m.name))
-        .map(|m| (m.name, m.version))
+    let Some(after) = &w.after else {
+        return BTreeMap::new();
+    };
+    w.merged
+        .iter()
+        .filter(|m| after.loads(&m.name))
+        .map(|m| (m.name.clone(), m.version.clone()))
         .collect()
 }
 
