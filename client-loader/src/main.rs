@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use xplugin_host::boot::{boot, BootOptions};
 use xplugin_host::cli::{
-    emit, fail, host_version, run_admin, AdminCommand, GlobalArgs, EXIT_PARTIAL,
+    emit, fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs,
 };
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
@@ -263,12 +263,5 @@ fn run_plugins(
             );
         }
     }
-    let report = booted.shutdown();
-    let ok = report.all_ok();
-    emit(&report, json, true);
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_PARTIAL)
-    }
+    report_boot(&booted.shutdown(), json)
 }

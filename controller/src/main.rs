@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use xplugin_host::boot::{boot, BootOptions};
-use xplugin_host::cli::{
-    emit, fail, host_version, run_admin, AdminCommand, GlobalArgs, EXIT_PARTIAL,
-};
+use xplugin_host::cli::{fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_model::manifest::Side;
 
@@ -171,12 +169,5 @@ fn run_host(
             next = now;
         }
     }
-    let report = booted.shutdown();
-    let ok = report.all_ok();
-    emit(&report, json, true);
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_PARTIAL)
-    }
+    report_boot(&booted.shutdown(), json)
 }

@@ -148,6 +148,17 @@ pub fn emit<T: Serialize + Display>(value: &T, json: bool, ok: bool) {
     }
 }
 
+/// Prints the final report of a `boot`/`run` and returns its exit code:
+/// 0 if every plugin that should run did, [`EXIT_PARTIAL`] otherwise.
+pub fn report_boot(report: &crate::boot::BootReport, json: bool) -> ExitCode {
+    emit(report, json, true);
+    if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PARTIAL)
+    }
+}
+
 /// Reports an error (stderr text, or a JSON document on stdout) and returns
 /// the exit code.
 pub fn fail(program: &str, error: &dyn Display, json: bool) -> ExitCode {
