@@ -9,10 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use xplugin_cli::{emit, fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs};
 use xplugin_host::boot::{boot, BootOptions};
-use xplugin_host::cli::{
-    emit, fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs,
-};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
 use xplugin_model::manifest::Side;
@@ -79,7 +77,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
-    xplugin_host::logging::init(PROGRAM, g.verbose, g.syslog);
+    xplugin_cli::logging::init(PROGRAM, g.verbose, g.syslog);
     let config = match g.config(HostSide::Client) {
         Ok(c) => c,
         Err(e) => return fail(PROGRAM, &e, g.json),
@@ -237,8 +235,8 @@ fn run_plugins(
             Ok(m) => Some(m),
             Err(e) => return fail(PROGRAM, &e, json),
         },
-        (None, Some(croot)) => match xplugin_host::store::Store::open(&croot) {
-            Ok(s) => Some(xplugin_host::import::installed_running(&s)),
+        (None, Some(croot)) => match xplugin_store::Store::open(&croot) {
+            Ok(s) => Some(xplugin_host::admin::enabled_versions(&s)),
             Err(e) => return fail(PROGRAM, &e, json),
         },
         (None, None) => None,

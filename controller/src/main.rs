@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use xplugin_cli::{fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs};
 use xplugin_host::boot::{boot, BootOptions};
-use xplugin_host::cli::{fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_model::manifest::Side;
 
@@ -83,7 +83,7 @@ fn now_ns() -> u64 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
-    xplugin_host::logging::init(PROGRAM, g.verbose, g.syslog);
+    xplugin_cli::logging::init(PROGRAM, g.verbose, g.syslog);
     let config = match g.config(HostSide::Controller) {
         Ok(c) => c,
         Err(e) => return fail(PROGRAM, &e, g.json),

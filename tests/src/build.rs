@@ -190,7 +190,21 @@ pub fn runtime_library_path() -> PathBuf {
 /// If cargo fails or the file is still missing.
 pub fn bin_path(name: &str) -> PathBuf {
     let path = target_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    built_artifact(&format!("bin:{name}"), &path, &["-p", name, "--bin", name])
+    // The hosts are built with the store's failpoints, as the workspace
+    // build that includes this test crate builds them (one feature set, so
+    // neither build invalidates the other).
+    let args: &[&str] = match name {
+        "xplugin-controller" | "xplugin-client" => &[
+            "-p",
+            name,
+            "--bin",
+            name,
+            "--features",
+            "xplugin-store/failpoints",
+        ],
+        _ => &["-p", name, "--bin", name],
+    };
+    built_artifact(&format!("bin:{name}"), &path, args)
 }
 
 /// The memoised outcome of building one artifact: its path or the error text.

@@ -3,7 +3,7 @@
 //! Every [`Attack`] writes one `plugindemo`-style package into a directory
 //! and says which entry the refusal must name. The corpus does not know the
 //! importer: the integration tests run it through
-//! `xplugin_host::package::unpack_package`, and the CLI tests can run the same
+//! `xplugin_package::unpack_package`, and the CLI tests can run the same
 //! files through `xplugin-client import`.
 //!
 //! Archives the `zip` writer cannot produce (headers that disagree, entries

@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use xplugin_abi::{HostApi, Status, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, XPLUGIN_KIND_CONTROLLER};
 use xplugin_abi::{XPLUGIN_ERR_INVALID_ARG, XPLUGIN_OK};
+use xplugin_host::checks::check_plugin_file;
 use xplugin_host::lifecycle::{Lifecycle, PluginToLoad};
-use xplugin_host::loader::{check_plugin_file, open_plugin, LoadedPlugin};
+use xplugin_host::loader::{open_plugin, LoadedPlugin};
 use xplugin_host::services::Bus;
 
 /// Name and version compiled into the plugin (must match for `open_plugin`).

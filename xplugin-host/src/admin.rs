@@ -1,11 +1,13 @@
 //! Administration of an install root: list, enable, disable, remove, rollback.
 //! Every change is a new generation committed atomically by the store.
 
-use crate::store::{CommitPlan, Generation, Store, StoreError};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
+use xplugin_model::Version;
+use xplugin_store::{CommitPlan, Generation, Store, StoreError};
 
 /// Why an administrative change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +101,7 @@ pub fn list(root: &Path, side: Side) -> Result<Listing, StoreError> {
     let previous = store.previous()?.map(|g| g.number);
     let manifests = current
         .as_ref()
-        .map(|g| crate::checks::installed_manifests(g, side))
+        .map(|g| crate::checks::installed_manifests(g.plugin_dirs(), side))
         .unwrap_or_default();
     Ok(Listing {
         root: root.to_path_buf(),
@@ -166,7 +168,7 @@ pub fn remove(
             root: root.to_path_buf(),
         });
     }
-    let manifests = crate::checks::installed_manifests(&current, side);
+    let manifests = crate::checks::installed_manifests(current.plugin_dirs(), side);
     let mut doomed = BTreeSet::from([name.to_string()]);
     loop {
         let more: Vec<String> = manifests
@@ -207,4 +209,18 @@ pub fn rollback(root: &Path) -> Result<Generation, StoreError> {
     let store = Store::open(root)?;
     let lock = store.lock()?;
     store.rollback(&lock)
+}
+
+/// Plugins installed and enabled in a root (for a controller root: what will
+/// run at its next boot), with versions. The offline pendant uses this as the
+/// controller's running set.
+pub fn enabled_versions(store: &Store) -> BTreeMap<String, Version> {
+    let Ok(Some(g)) = store.current() else {
+        return BTreeMap::new();
+    };
+    g.plugins()
+        .into_iter()
+        .filter(|p| p.enabled)
+        .filter_map(|p| Some((p.name, p.version.parse().ok()?)))
+        .collect()
 }

@@ -10,7 +10,6 @@ use crate::checks::{check_plugin_folder, HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad};
 use crate::services::Bus;
-use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,6 +17,7 @@ use std::time::Duration;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
 use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, Version};
+use xplugin_store::{Store, StoreError};
 
 /// What a boot needs to know.
 pub struct BootOptions<'a> {

@@ -6,10 +6,7 @@
 //!
 //! All problems of a plugin are collected; nothing stops at the first.
 
-use crate::binary::BinaryError;
 use crate::config::HostConfig;
-use crate::loader::{check_plugin_file, CheckedLibrary};
-use crate::store::Generation;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +16,7 @@ use xplugin_license::{ClockGuard, TrustStore, VerifyContext};
 use xplugin_model::compat;
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
 use xplugin_model::{Problem, Problems, Version};
+use xplugin_package::binary::{check_library, inspect_library, BinaryError, LibraryInfo};
 
 /// Facts of this host that the checks need.
 pub struct CheckContext<'a> {
@@ -138,21 +136,64 @@ impl std::fmt::Display for LicenseStatus {
     }
 }
 
-/// Manifests of every plugin installed in generation `g` that parse
-/// (installed manifests were checked at import; one that no longer parses is
-/// left out here and reported by the boot's own checks).
-pub fn installed_manifests(g: &Generation, side: Side) -> BTreeMap<String, Manifest> {
-    g.plugins()
+/// Manifests of installed plugin folders (`(name, folder)`, as
+/// `Generation::plugin_dirs` lists them) that parse. Installed manifests were
+/// checked at import; one that no longer parses is left out here and reported
+/// by the boot's own checks.
+pub fn installed_manifests(
+    folders: impl IntoIterator<Item = (String, PathBuf)>,
+    side: Side,
+) -> BTreeMap<String, Manifest> {
+    folders
         .into_iter()
-        .filter_map(|p| {
-            let dir = g.plugin_dir(&p.name)?;
-            let bytes = read_bounded(&dir.join(format!("{}.json", p.name)), 1 << 20).ok()?;
-            Some((
-                p.name.clone(),
-                parse_manifest(side, &p.name, &bytes).manifest?,
-            ))
+        .filter_map(|(name, dir)| {
+            let bytes = read_bounded(&dir.join(format!("{name}.json")), 1 << 20).ok()?;
+            let manifest = parse_manifest(side, &name, &bytes).manifest?;
+            Some((name, manifest))
         })
         .collect()
+}
+
+/// A library that passed the file checks of [`check_plugin_file`] and may be
+/// opened. The only way to get one is through that check, so code that opens
+/// libraries cannot skip it.
+#[derive(Debug, Clone)]
+pub struct CheckedLibrary {
+    path: PathBuf,
+    kind: u32,
+    info: LibraryInfo,
+}
+
+impl CheckedLibrary {
+    /// The library file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the file says about itself.
+    pub fn info(&self) -> &LibraryInfo {
+        &self.info
+    }
+
+    /// The `XPLUGIN_KIND_*` the file was checked to be.
+    pub fn kind(&self) -> u32 {
+        self.kind
+    }
+}
+
+/// Inspects `path` without loading it and checks architecture, ABI tag and
+/// kind (`XPLUGIN_KIND_*`).
+///
+/// # Errors
+/// [`BinaryError`] naming the file, what was expected and what was found.
+pub fn check_plugin_file(path: &Path, kind: u32) -> Result<CheckedLibrary, BinaryError> {
+    let info = inspect_library(path)?;
+    check_library(path, &info, kind)?;
+    Ok(CheckedLibrary {
+        path: path.to_path_buf(),
+        kind,
+        info,
+    })
 }
 
 /// The result of checking one plugin folder.

@@ -20,10 +20,10 @@
 //! }
 //! ```
 
-use crate::package::Limits;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xplugin_license::DeviceIdSource;
+use xplugin_package::Limits;
 
 /// Which host a configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,14 +18,14 @@
 
 use crate::checks::{check_plugin_folder, subject, HostFacts, PluginCheck};
 use crate::config::HostConfig;
-use crate::package::{unpack_package, PackageError, SideTree};
-use crate::store::{CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{Manifest, Side};
 use xplugin_model::{Problem, Problems, Version};
+use xplugin_package::{unpack_package, PackageError, SideTree};
+use xplugin_store::{CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock};
 
 /// The facts of one side's host for an import.
 pub struct SideHost<'a> {
@@ -241,7 +241,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     let controller_running: Option<BTreeMap<String, Version>> = match sides.first() {
         Some((w, _)) if w.side == Side::Controller => Some(running_set(w)),
         _ => match controller_store {
-            Some((store, _)) => Some(installed_running(store)),
+            Some((store, _)) => Some(crate::admin::enabled_versions(store)),
             _ => None,
         },
     };
@@ -462,7 +462,7 @@ fn check_side<'a>(
     work.facts = Some(facts);
     // Installed manifests (for the graph of installed + incoming).
     if let Some(g) = &work.current {
-        work.installed = crate::checks::installed_manifests(g, side)
+        work.installed = crate::checks::installed_manifests(g.plugin_dirs(), side)
             .into_values()
             .collect();
     }
@@ -560,20 +560,6 @@ fn running_set(w: &SideWork<'_>) -> BTreeMap<String, Version> {
         .iter()
         .filter(|m| after.loads(&m.name))
         .map(|m| (m.name.clone(), m.version.clone()))
-        .collect()
-}
-
-/// Controller plugins installed and enabled in a controller root (what will
-/// run at its next boot), with versions. Used as the controller's running
-/// set until the pendant can ask the controller over the network.
-pub fn installed_running(store: &Store) -> BTreeMap<String, Version> {
-    let Ok(Some(g)) = store.current() else {
-        return BTreeMap::new();
-    };
-    g.plugins()
-        .into_iter()
-        .filter(|p| p.enabled)
-        .filter_map(|p| Some((p.name, p.version.parse().ok()?)))
         .collect()
 }
 

@@ -2,14 +2,13 @@
 //! inspecting libraries before loading, checks, import, boot and the plugin
 //! lifecycle.
 //!
-//! The command-line programs are thin: everything a future daemon needs
-//! (boot loading, import, reports) lives here.
+//! The hostile-input boundary (reading packages, inspecting libraries) is
+//! `xplugin-package`; install roots are `xplugin-store`; command-line glue is
+//! `xplugin-cli`. Everything a daemon needs (boot loading, import, reports)
+//! lives here.
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`package`] | reading an untrusted `plugindemo.zip` into staging |
-//! | [`store`] | install roots: generations, atomic commit, lock, rollback |
-//! | [`binary`] | architecture and ABI tag of a library, read without loading |
 //! | [`checks`] | every check of a plugin folder before its code may run |
 //! | [`import`] | the pendant's import: unpack, check, resolve, commit |
 //! | [`boot`] | verify, resolve, load, init, start an installed set |
@@ -20,17 +19,12 @@
 #![deny(missing_docs)]
 
 pub mod admin;
-pub mod binary;
 pub mod boot;
 pub mod checks;
-pub mod cli;
 pub mod config;
 pub mod device;
 pub mod import;
 pub mod lifecycle;
 pub mod loader;
-pub mod logging;
-pub mod package;
 pub mod plugin_config;
 pub mod services;
-pub mod store;

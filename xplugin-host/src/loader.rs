@@ -12,12 +12,13 @@
 //! and callbacks a plugin handed out would dangle. A host process loads a
 //! plugin set once per boot, so keeping the mappings costs nothing.
 
-use crate::binary::{check_library, inspect_library, BinaryError, LibraryInfo};
+pub use crate::checks::CheckedLibrary;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use xplugin_abi::{
     kind_name, Descriptor, EntryFn, XPLUGIN_ABI_MAJOR, XPLUGIN_ENTRY_SYMBOL, XPLUGIN_MAGIC,
 };
+use xplugin_package::binary::BinaryError;
 
 /// Why a library could not be opened or its descriptor was refused.
 #[derive(Debug, thiserror::Error)]
@@ -64,43 +65,6 @@ pub enum LoadError {
         /// From the descriptor.
         found: String,
     },
-}
-
-/// A library that passed the file checks of [`check_plugin_file`] and may be
-/// opened. The only way to get one is through that check, so code that opens
-/// libraries cannot skip it.
-#[derive(Debug, Clone)]
-pub struct CheckedLibrary {
-    path: PathBuf,
-    kind: u32,
-    info: LibraryInfo,
-}
-
-impl CheckedLibrary {
-    /// The library file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// What the file says about itself.
-    pub fn info(&self) -> &LibraryInfo {
-        &self.info
-    }
-}
-
-/// Inspects `path` without loading it and checks architecture, ABI tag and
-/// kind (`XPLUGIN_KIND_*`).
-///
-/// # Errors
-/// [`BinaryError`] naming the file, what was expected and what was found.
-pub fn check_plugin_file(path: &Path, kind: u32) -> Result<CheckedLibrary, BinaryError> {
-    let info = inspect_library(path)?;
-    check_library(path, &info, kind)?;
-    Ok(CheckedLibrary {
-        path: path.to_path_buf(),
-        kind,
-        info,
-    })
 }
 
 /// An opened plugin library and its validated descriptor. Never unloaded (see
@@ -152,8 +116,8 @@ unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::E
 /// # Errors
 /// [`LoadError::Open`].
 pub unsafe fn open_runtime(lib: &CheckedLibrary) -> Result<(), LoadError> {
-    let l = open_library(&lib.path).map_err(|source| LoadError::Open {
-        path: lib.path.clone(),
+    let l = open_library(lib.path()).map_err(|source| LoadError::Open {
+        path: lib.path().to_path_buf(),
         source,
     })?;
     std::mem::forget(l);
@@ -176,7 +140,7 @@ pub unsafe fn open_plugin(
     expected_name: &str,
     expected_version: &str,
 ) -> Result<LoadedPlugin, LoadError> {
-    let path = lib.path.clone();
+    let path = lib.path().to_path_buf();
     let library = open_library(&path).map_err(|source| LoadError::Open {
         path: path.clone(),
         source,
@@ -213,11 +177,11 @@ pub unsafe fn open_plugin(
             d.struct_size
         )));
     }
-    if d.kind != lib.kind {
+    if d.kind != lib.kind() {
         return Err(bad(format!(
             "it is a {}, expected a {}",
             kind_name(d.kind),
-            kind_name(lib.kind)
+            kind_name(lib.kind())
         )));
     }
     let missing: Vec<&str> = [

@@ -16,9 +16,9 @@ use clap::Args;
 use std::collections::BTreeSet;
 use std::io::{Cursor, Seek, Write};
 use std::path::{Path, PathBuf};
-use xplugin_host::package::{unpack_package, Limits, PackageError};
 use xplugin_license::TrustStore;
 use xplugin_model::{Problem, Problems, Side};
+use xplugin_package::{unpack_package, Limits, PackageError};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 

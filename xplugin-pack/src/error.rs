@@ -20,7 +20,7 @@ pub enum PackError {
     Device(#[from] xplugin_license::DeviceIdError),
     /// The package is refused or cannot be unpacked.
     #[error(transparent)]
-    Package(#[from] xplugin_host::package::PackageError),
+    Package(#[from] xplugin_package::PackageError),
     /// A file or folder cannot be read or written.
     #[error("{action} {}: {source}\n  what to do: {hint}", path.display())]
     Io {

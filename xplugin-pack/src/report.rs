@@ -2,7 +2,7 @@
 //! plugin folder) the way a device does and report every plugin.
 //!
 //! A package is unpacked with the importer's own reader
-//! (`xplugin_host::package::unpack_package`, default limits) into a
+//! (`xplugin_package::unpack_package`, default limits) into a
 //! temporary folder; nothing of it is loaded or executed. Libraries are
 //! inspected from their headers only.
 
@@ -13,8 +13,6 @@ use clap::Args;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use xplugin_host::binary::inspect_library;
-use xplugin_host::package::{unpack_package, Limits, PackageError};
 use xplugin_license::armor::dearmor;
 use xplugin_license::timestamp::{format_rfc3339, parse_date, system_time, unix_seconds};
 use xplugin_license::{
@@ -22,6 +20,8 @@ use xplugin_license::{
     DeviceIdSource, LicenseError, LicensePayload, TrustStore, VerifyContext, ANY_DEVICE,
 };
 use xplugin_model::{Problems, Side};
+use xplugin_package::binary::inspect_library;
+use xplugin_package::{unpack_package, Limits, PackageError};
 
 /// Arguments of `verify`.
 #[derive(Debug, Args)]

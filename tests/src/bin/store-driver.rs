@@ -25,7 +25,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use xplugin_host::store::{CommitPlan, StagedPlugin, Store, StoreError};
+use xplugin_store::{CommitPlan, StagedPlugin, Store, StoreError};
 
 fn main() -> ExitCode {
     let report_timing = std::env::var_os("XPLUGIN_DRIVER_READY").is_some();

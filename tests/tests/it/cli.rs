@@ -349,7 +349,7 @@ fn a_second_importer_is_told_who_holds_the_lock() {
     let pkg = s.pack("p");
     s.import(&pkg, &[]).ok();
     // Hold the client root's lock from this process.
-    let store = xplugin_host::store::Store::open(&s.client_root).unwrap();
+    let store = xplugin_store::Store::open(&s.client_root).unwrap();
     let _lock = store.lock().unwrap();
     let r = s.import(&pkg, &["--force"]);
     assert_ne!(r.code, 0, "{}", r.all());
@@ -367,7 +367,7 @@ fn a_second_importer_is_told_who_holds_the_lock() {
 /// so a mix of old and new files cannot pass.
 #[test]
 fn killing_the_importer_at_every_commit_step_leaves_old_or_new() {
-    use xplugin_host::store::failpoint::{FAILPOINTS, FAILPOINT_ENV};
+    use xplugin_store::failpoint::{FAILPOINTS, FAILPOINT_ENV};
     use xplugin_tests::build::{bin_path, runner_prefix, target_command};
     let s = Scenario::new();
     s.license_all();

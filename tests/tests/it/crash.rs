@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use xplugin_host::store::failpoint::{FAILPOINTS, FAILPOINT_ENV};
-use xplugin_host::store::Store;
+use xplugin_store::failpoint::{FAILPOINTS, FAILPOINT_ENV};
+use xplugin_store::Store;
 
 use crate::store::{
     assert_clean, copy_dir, driver, installed, plugin, write_files, Model, PluginModel,

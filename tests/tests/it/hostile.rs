@@ -1,4 +1,4 @@
-//! The hostile-package corpus through `xplugin_host::package::unpack_package`:
+//! The hostile-package corpus through `xplugin_package::unpack_package`:
 //! every attack is refused, names its entry, does not panic, leaves the
 //! staging directory empty and writes nothing outside it. Plus a well-formed
 //! package, and peak memory while unpacking a large one.
@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use xplugin_host::package::{unpack_package, Limits, PackageError};
+use xplugin_package::{unpack_package, Limits, PackageError};
 use xplugin_tests::hostile::raw::{Descriptor, RawEntry, RawZip};
 use xplugin_tests::hostile::{
     corpus, good_client_entries, good_controller_entries, large_package, well_formed_package,

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER};
-use xplugin_host::binary::BinaryError;
+use xplugin_host::checks::check_plugin_file;
 use xplugin_host::lifecycle::{Lifecycle, PluginState, PluginToLoad};
-use xplugin_host::loader::check_plugin_file;
 use xplugin_host::services::Bus;
+use xplugin_package::binary::BinaryError;
 use xplugin_tests::build::{c_fixture, cdylib_path, motionlog_path};
 
 fn spec(

@@ -1,4 +1,4 @@
-//! The install store (`xplugin_host::store`): commit, replace, remove, hard
+//! The install store (`xplugin_store`): commit, replace, remove, hard
 //! links, fixed modes, rollback with enabled state, set_enabled, the lock and
 //! its busy message, recovery of leftovers, `current` never dangling.
 //! Helpers here are shared with the crash test.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use xplugin_host::store::{
+use xplugin_store::{
     CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock, DATA_DIR_MODE,
 };
 
@@ -50,11 +50,7 @@ pub(crate) fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
 }
 
 /// Stages `model` as plugin `name` in `staging` and returns the plan entry.
-fn stage(
-    staging: &xplugin_host::store::StagingDir<'_>,
-    name: &str,
-    model: &PluginModel,
-) -> StagedPlugin {
+fn stage(staging: &xplugin_store::StagingDir<'_>, name: &str, model: &PluginModel) -> StagedPlugin {
     let dir = staging.plugin_dir(name).unwrap();
     write_files(&dir, &model.files);
     StagedPlugin {

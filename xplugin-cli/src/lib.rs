@@ -2,11 +2,15 @@
 //! administrative subcommands both hosts have, output in text or `--json`,
 //! exit codes, and resolving the host version from flags and configuration.
 
-use crate::config::{ConfigError, HostConfig, HostSide};
+#![deny(missing_docs)]
+
+pub mod logging;
+
 use serde::Serialize;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use xplugin_host::config::{ConfigError, HostConfig, HostSide};
 use xplugin_model::manifest::Side;
 use xplugin_model::Version;
 
@@ -88,7 +92,7 @@ pub fn run_admin(
     side: Side,
     json: bool,
 ) -> ExitCode {
-    use crate::admin;
+    use xplugin_host::admin;
     let done = |message: String| {
         emit(&Message { message }, json, true);
         ExitCode::SUCCESS
@@ -101,7 +105,7 @@ pub fn run_admin(
             }
             Err(e) => fail(program, &e, json),
         },
-        AdminCommand::DeviceId => match crate::device::device_identity(config) {
+        AdminCommand::DeviceId => match xplugin_host::device::device_identity(config) {
             Ok(id) => done(id),
             Err(e) => fail(program, &e, json),
         },
@@ -150,7 +154,7 @@ pub fn emit<T: Serialize + Display>(value: &T, json: bool, ok: bool) {
 
 /// Prints the final report of a `boot`/`run` and returns its exit code:
 /// 0 if every plugin that should run did, [`EXIT_PARTIAL`] otherwise.
-pub fn report_boot(report: &crate::boot::BootReport, json: bool) -> ExitCode {
+pub fn report_boot(report: &xplugin_host::boot::BootReport, json: bool) -> ExitCode {
     emit(report, json, true);
     if report.all_ok() {
         ExitCode::SUCCESS

@@ -193,5 +193,7 @@ fn create_new_file(path: &Path) -> io::Result<File> {
 
 #[cfg(unix)]
 fn nofollow_flag() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+    // Redundant with O_EXCL (which already refuses an existing symlink), kept
+    // so that a future change to the open mode cannot follow one.
+    libc::O_NOFOLLOW
 }

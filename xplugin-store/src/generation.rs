@@ -77,6 +77,15 @@ impl Generation {
             .then(|| self.dir.join(PLUGINS_DIR).join(name))
     }
 
+    /// Every installed plugin's name and directory, sorted by name.
+    pub fn plugin_dirs(&self) -> Vec<(String, PathBuf)> {
+        self.state
+            .plugins
+            .keys()
+            .map(|name| (name.clone(), self.dir.join(PLUGINS_DIR).join(name)))
+            .collect()
+    }
+
     /// The installed plugins, sorted by name.
     pub fn plugins(&self) -> Vec<InstalledPlugin> {
         self.state

@@ -52,7 +52,11 @@
 //! refusal or failure everything this call created is removed, leaving the
 //! staging directory empty.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod archive;
+pub mod binary;
 mod entry_name;
 mod headers;
 mod layout;

@@ -48,6 +48,8 @@
 //! the rename, then the root), which tests in this repository cannot exercise:
 //! the crash test kills the process, it does not cut power.
 
+#![deny(missing_docs)]
+
 mod build;
 mod error;
 pub mod failpoint;

@@ -8,9 +8,10 @@
 //! process; when it is unset a failpoint costs one atomic load and a branch.
 //!
 //! This exists only so tests can prove that every intermediate state is
-//! recovered to "all old" or "all new". Never set the variable on a device.
-
-use std::sync::OnceLock;
+//! recovered to "all old" or "all new". It is compiled only with the cargo
+//! feature `failpoints`, which the test crate enables; without it (every
+//! release build: `cargo build --release -p xplugin-controller`) the
+//! variable is never read and a failpoint is an empty inline function.
 
 /// The environment variable that arms one failpoint by name.
 pub const FAILPOINT_ENV: &str = "XPLUGIN_FAILPOINT";
@@ -45,19 +46,29 @@ pub const FAILPOINTS: &[&str] = &[
     "recovery-after-cleanup",
 ];
 
-static ARMED: OnceLock<Option<String>> = OnceLock::new();
+/// True when this build contains the failpoints (feature `failpoints`).
+pub const COMPILED: bool = cfg!(feature = "failpoints");
+
+#[cfg(feature = "failpoints")]
+static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 /// Kills the process with `SIGKILL` if `XPLUGIN_FAILPOINT` equals `name`.
-/// A test hook (see the module documentation); does nothing otherwise.
+/// A test hook (see the module documentation); does nothing otherwise, and
+/// nothing at all in builds without the `failpoints` feature.
+#[inline]
 pub fn failpoint(name: &str) {
+    #[cfg(feature = "failpoints")]
     if armed() == Some(name) {
         kill_self();
     }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
 }
 
 /// The failpoint named `<operation>-<step>`, without building the string.
 #[inline]
 pub(crate) fn hit(operation: &str, step: &str) {
+    #[cfg(feature = "failpoints")]
     if let Some(armed) = armed() {
         let matches = armed
             .strip_prefix(operation)
@@ -67,17 +78,22 @@ pub(crate) fn hit(operation: &str, step: &str) {
             kill_self();
         }
     }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = (operation, step);
 }
 
+#[cfg(feature = "failpoints")]
 fn armed() -> Option<&'static str> {
     ARMED
         .get_or_init(|| std::env::var(FAILPOINT_ENV).ok().filter(|v| !v.is_empty()))
         .as_deref()
 }
 
+#[cfg(feature = "failpoints")]
 fn kill_self() -> ! {
     // SIGKILL cannot be caught: nothing (no destructor, no buffered write)
     // runs after this, exactly like an external `kill -9`.
+    #[cfg(unix)]
     let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
     // Only reached if the signal could not be sent; still die without cleanup.
     std::process::abort()
