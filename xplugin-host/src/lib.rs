@@ -13,6 +13,7 @@
 //! | [`import`] | the pendant's import: unpack, check, resolve, commit |
 //! | [`boot`] | verify, resolve, load, init, start an installed set |
 //! | [`loader`] | dlopen and descriptor validation |
+//! | [`cycle`] | the real-time cycle thread that steps controller plugins |
 //! | [`lifecycle`] | init/start/stop/destroy with failure isolation |
 //! | [`services`] | the host services table given to plugins |
 //! | [`admin`] | list, enable, disable, remove, rollback |
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod boot;
 pub mod checks;
 pub mod config;
+pub mod cycle;
 pub mod device;
 pub mod import;
 pub mod lifecycle;
