@@ -67,7 +67,11 @@ fn install_signal_handlers() {
         SigSet::empty(),
     );
     for s in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        // SAFETY: `on_signal` only does a store to a lock-free `AtomicBool`
+        // (no allocation, no lock, no errno), which is async-signal-safe, so
+        // it may interrupt any code of this process; nothing else here
+        // installs a SIGTERM/SIGINT handler, so replacing the previous
+        // disposition (the default: terminate) breaks no one.
         if let Err(e) = unsafe { sigaction(s, &action) } {
             log::warn!("cannot install a handler for {s}: {e}");
         }

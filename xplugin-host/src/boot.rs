@@ -296,7 +296,12 @@ pub struct Booted {
 pub unsafe fn start(prepared: PreparedBoot) -> Booted {
     let side = prepared.report.side;
     for rt in &prepared.runtimes {
-        if let Err(e) = crate::loader::open_runtime(rt) {
+        // SAFETY: `prepare` put a runtime in `runtimes` only from a client
+        // plugin it also put in the load list, i.e. one whose folder passed
+        // every check (license covering its code files, ABI tag of kind
+        // runtime read from the file), which `open_runtime` requires; our
+        // caller guarantees `prepared` comes from `prepare`.
+        if let Err(e) = unsafe { crate::loader::open_runtime(rt) } {
             log::error!("{e}");
         }
     }
@@ -307,7 +312,13 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         p.enable = side == Side::Controller || prepared.enabled.contains(&p.name);
     }
     let init_started = std::time::Instant::now();
-    lifecycle.init_all(to_load);
+    // SAFETY: `to_load` is the load list `prepare` built: only plugins in the
+    // resolver's `load_order`, which excludes every node carrying a check
+    // failure (any error of `check_plugin_folder`: format, license unless the
+    // operator turned on development mode, compatibility) and every dependent
+    // of one, and only those whose library `check_plugin_file` accepted
+    // (architecture, ABI tag, kind). That is what `init_all` requires.
+    unsafe { lifecycle.init_all(to_load) };
     let load_init = micros(init_started);
     let start_started = std::time::Instant::now();
     lifecycle.start_all();
@@ -376,7 +387,8 @@ impl Booted {
 /// As [`prepare`].
 pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
     let prepared = prepare(opts)?;
-    // SAFETY: prepare checked every plugin it put in the load list.
+    // SAFETY: `prepared` comes straight from `prepare`, which is what
+    // `start` requires.
     Ok(unsafe { start(prepared) })
 }
 

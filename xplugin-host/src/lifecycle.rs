@@ -168,7 +168,10 @@ impl Lifecycle {
                 entry.state = PluginState::Skipped { reason };
             } else {
                 let visible = closure(&direct, &entry.spec.name);
-                entry.state = self.load_and_init(&mut entry, visible);
+                // SAFETY: `entry.spec` is one of `plugins`, each of which our
+                // caller vouched for (this function's `# Safety`): it passed
+                // every package check before it was put in the load list.
+                entry.state = unsafe { self.load_and_init(&mut entry, visible) };
             }
             if let Some(why) = entry.state.why() {
                 log::error!(
@@ -203,13 +206,23 @@ impl Lifecycle {
         None
     }
 
+    /// Opens `entry`'s library, validates its descriptor and calls `init`.
+    /// On success the instance is stored in `entry`; on failure nothing is
+    /// stored, so `destroy` is never called for a plugin whose `init` failed.
+    ///
+    /// # Safety
+    /// As [`Lifecycle::init_all`]: `entry.spec` passed every package check.
     unsafe fn load_and_init(
         &mut self,
         entry: &mut Entry,
         visible: BTreeSet<String>,
     ) -> PluginState {
         let spec = &entry.spec;
-        let loaded = match open_plugin(&spec.library, &spec.name, &spec.version) {
+        // SAFETY: `spec.library` is a `CheckedLibrary` (architecture, ABI tag
+        // and kind read from the file) and our caller guarantees the rest of
+        // the package checks (format, license, compatibility), which is what
+        // `open_plugin` requires before it runs the library's constructors.
+        let loaded = match unsafe { open_plugin(&spec.library, &spec.name, &spec.version) } {
             Ok(l) => l,
             Err(e) => {
                 return PluginState::Failed {
@@ -230,14 +243,25 @@ impl Lifecycle {
         let mut instance: *mut c_void = std::ptr::null_mut();
         let config = format!("{}\0", spec.config_json);
         let status = match d.init {
-            Some(init) => init(
-                host.api(),
-                config.as_ptr().cast::<c_char>(),
-                spec.config_json.len(),
-                &mut instance,
-                err.as_mut_ptr().cast::<c_char>(),
-                err.len(),
-            ),
+            // SAFETY: `init` comes from the descriptor `open_plugin` validated
+            // (magic, ABI major, a struct_size covering every 1.0 field, kind,
+            // name, version), so it has the `InitFn` signature. Its arguments
+            // meet the ABI contract: `host.api()` points into the boxed
+            // `PluginHost`, which is kept in `entry.host` below and dropped
+            // only with the `Lifecycle`, after `destroy`; `config` is
+            // NUL-terminated, `config_json.len()` bytes before the NUL, and
+            // outlives the call; `instance` and `err` are locals valid for
+            // writes of one pointer and `err.len()` bytes.
+            Some(init) => unsafe {
+                init(
+                    host.api(),
+                    config.as_ptr().cast::<c_char>(),
+                    spec.config_json.len(),
+                    &mut instance,
+                    err.as_mut_ptr().cast::<c_char>(),
+                    err.len(),
+                )
+            },
             None => xplugin_abi::XPLUGIN_ERR_FAILED,
         };
         entry.loaded = Some(loaded);
@@ -283,7 +307,13 @@ impl Lifecycle {
             }
             let mut err = [0u8; ERR_BUF];
             let status = match e.loaded.as_ref().and_then(|l| l.descriptor().start) {
-                // SAFETY: instance came from this plugin's successful init.
+                // SAFETY: the state is `Initialized`, which `load_and_init`
+                // sets only after `init` returned OK and stored the instance;
+                // nothing has destroyed it (only `shutdown` does, and it
+                // moves every initialised entry out of `Initialized`).
+                // `&mut self` serialises lifecycle calls, so no other host
+                // call into this instance runs now; `err` is a local buffer
+                // of `err.len()` bytes.
                 Some(start) => unsafe { start(e.instance, err.as_mut_ptr().cast(), err.len()) },
                 None => xplugin_abi::XPLUGIN_ERR_FAILED,
             };
@@ -315,7 +345,10 @@ impl Lifecycle {
                 continue;
             }
             if let Some(step) = e.loaded.as_ref().and_then(|l| l.descriptor().step) {
-                // SAFETY: running instance; the host never calls one instance concurrently.
+                // SAFETY: `Running` means `init` and `start` succeeded and
+                // `stop`/`destroy` have not run, so `e.instance` is live;
+                // `&mut self` serialises lifecycle calls, so the host makes
+                // no other call into this instance while `step` runs.
                 let s = unsafe { step(e.instance, cycle, now_ns) };
                 if s != XPLUGIN_OK {
                     failures.push((e.spec.name.clone(), s));
@@ -333,7 +366,8 @@ impl Lifecycle {
                 continue;
             }
             if let Some(idle) = e.loaded.as_ref().and_then(|l| l.descriptor().idle) {
-                // SAFETY: as for step.
+                // SAFETY: as for `step` in `step_all`: a `Running` instance
+                // is live, and `&mut self` rules out a concurrent host call.
                 let s = unsafe { idle(e.instance) };
                 if s != XPLUGIN_OK {
                     failures.push((e.spec.name.clone(), s));
@@ -352,7 +386,9 @@ impl Lifecycle {
             }
             let mut err = [0u8; ERR_BUF];
             if let Some(stop) = e.loaded.as_ref().and_then(|l| l.descriptor().stop) {
-                // SAFETY: running instance.
+                // SAFETY: `Running`: the instance is live (init and start
+                // succeeded, not stopped or destroyed yet); `err` is a local
+                // buffer of `err.len()` bytes; `&mut self` serialises calls.
                 let s = unsafe { stop(e.instance, err.as_mut_ptr().cast(), err.len()) };
                 if s != XPLUGIN_OK {
                     let t = status_text(s, &err);
@@ -370,7 +406,13 @@ impl Lifecycle {
             // Nobody may call into the instance once it is gone.
             self.bus.remove_owner(&e.spec.name);
             if let Some(destroy) = e.loaded.as_ref().and_then(|l| l.descriptor().destroy) {
-                // SAFETY: instance from init, destroyed exactly once (nulled below).
+                // SAFETY: `e.instance` is non-null only after a successful
+                // `init` and is nulled right below, so `destroy` runs exactly
+                // once per instance and nothing of ours calls into it after.
+                // Entries are destroyed in reverse load order, so every
+                // dependent that could hold this plugin's service tables is
+                // already gone, and `remove_owner` above waited for in-flight
+                // deliveries to its subscriptions and removed them.
                 unsafe { destroy(e.instance) };
             }
             e.instance = std::ptr::null_mut();
