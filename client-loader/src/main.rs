@@ -248,13 +248,14 @@ fn run_plugins(
         config,
         controller_running: running,
         lock_timeout: Duration::from_secs(60),
+        cycle_budget_us: None,
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,
         Err(e) => return fail(PROGRAM, &e, json),
     };
     for _ in 0..idle {
-        for (name, status) in booted.lifecycle.idle_all() {
+        for (name, status) in booted.idle_all() {
             log::warn!(
                 "plugin \"{name}\" idle returned {}",
                 xplugin_abi::status_name(status)

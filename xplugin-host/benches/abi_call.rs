@@ -9,14 +9,13 @@
 //! `step` increments a counter and stores the cycle; `direct_step` below does
 //! the same.
 //!
-//! Four figures:
+//! Three figures (the whole cycle path per plugin is measured by the
+//! `cycle` bench of scripts/bench):
 //! - `direct_call`: `direct_step`, `#[inline(never)]`, called by name;
 //! - `direct_call_via_pointer`: the same function through a `black_box`ed
 //!   function pointer (an indirect call without leaving this binary);
 //! - `descriptor_step`: the plugin's `step`, read from its descriptor each
-//!   call (what the host's cyclic loop does);
-//! - `lifecycle_step_all`: `Lifecycle::step_all` with that one plugin
-//!   running: the host's whole per-cycle path for one plugin.
+//!   call (what the host's cyclic loop does).
 //!
 //! Run: `cargo bench -p xplugin-host --bench abi_call` (scripts/bench does,
 //! and writes the difference into BENCHMARKS.md). Not run by `cargo test`.
@@ -27,9 +26,7 @@ use std::process::Command;
 use xplugin_abi::{HostApi, Status, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, XPLUGIN_KIND_CONTROLLER};
 use xplugin_abi::{XPLUGIN_ERR_INVALID_ARG, XPLUGIN_OK};
 use xplugin_host::checks::check_plugin_file;
-use xplugin_host::lifecycle::{Lifecycle, PluginToLoad};
 use xplugin_host::loader::{open_plugin, LoadedPlugin};
-use xplugin_host::services::Bus;
 
 /// Name and version compiled into the plugin (must match for `open_plugin`).
 const PLUGIN_NAME: &str = "abibench";
@@ -210,35 +207,4 @@ fn descriptor_step(bencher: divan::Bencher) {
         // SAFETY: the instance came from this plugin's init and is not used after.
         unsafe { destroy(loaded.instance) };
     }
-}
-
-#[divan::bench]
-fn lifecycle_step_all(bencher: divan::Bencher) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = compile_plugin(dir.path());
-    let checked = check_plugin_file(&path, XPLUGIN_KIND_CONTROLLER)
-        .unwrap_or_else(|e| panic!("the bench plugin fails the loader's file check: {e}"));
-    let mut lifecycle = Lifecycle::new("2.1.0", Bus::new());
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
-    // SAFETY: our own freshly compiled plugin, checked above.
-    unsafe {
-        lifecycle.init_all(vec![PluginToLoad {
-            name: PLUGIN_NAME.to_string(),
-            version: PLUGIN_VERSION.to_string(),
-            library: checked,
-            config_json: "{}".to_string(),
-            depend: Vec::new(),
-            data_dir,
-            enable: true,
-        }]);
-    }
-    lifecycle.start_all();
-    assert_eq!(lifecycle.running(), vec![PLUGIN_NAME.to_string()]);
-    let mut cycle = 0u64;
-    bencher.bench_local(|| {
-        cycle = cycle.wrapping_add(1);
-        lifecycle.step_all(divan::black_box(cycle), 0)
-    });
-    lifecycle.shutdown();
 }

@@ -8,8 +8,10 @@
 
 use crate::checks::{check_plugin_folder, HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
+use crate::cycle::{Cycle, CycleHooks, CycleNotice, CycleSettings, TimingReport};
 use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad};
 use crate::services::Bus;
+use crate::stage::Stage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -34,6 +36,9 @@ pub struct BootOptions<'a> {
     pub controller_running: Option<BTreeMap<String, Version>>,
     /// How long to wait for an import holding the lock.
     pub lock_timeout: Duration,
+    /// Controller: the step budget of plugins whose manifest sets none
+    /// (`None` = no budget).
+    pub cycle_budget_us: Option<u64>,
 }
 
 /// Why a boot could not even begin.
@@ -52,14 +57,81 @@ pub struct PluginReport {
     pub name: String,
     /// Plugin version (from the manifest, if it parsed).
     pub version: Option<String>,
-    /// `running`, `stopped`, `failed`, `skipped`, `blocked`, `disabled`,
-    /// `loaded-not-enabled`, `not-for-this-platform`.
-    pub state: String,
+    /// Where it stands.
+    pub state: BootState,
     /// Why it is not running, as a chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// License outcome.
     pub license: LicenseStatus,
+}
+
+/// Where a plugin stands in a boot report. The names (`--json` and text)
+/// are stable: scripts read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BootState {
+    /// Verified and resolved, not loaded yet.
+    Pending,
+    /// `init` done, not started yet.
+    Initialized,
+    /// Started and running.
+    Running,
+    /// Ran and was stopped.
+    Stopped,
+    /// Initialised and destroyed without having been started.
+    Destroyed,
+    /// A call failed (see the reason).
+    Failed,
+    /// Not loaded or started because a dependency failed.
+    Skipped,
+    /// Refused before loading (checks, graph), see the reason.
+    Blocked,
+    /// Disabled by the operator (controller: not loaded).
+    Disabled,
+    /// Client plugin with `enable: false`: initialised, not started.
+    LoadedNotEnabled,
+    /// No library for this platform in the plugin folder.
+    NotForThisPlatform,
+}
+
+impl BootState {
+    /// The stable name (`loaded-not-enabled`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootState::Pending => "pending",
+            BootState::Initialized => "initialized",
+            BootState::Running => "running",
+            BootState::Stopped => "stopped",
+            BootState::Destroyed => "destroyed",
+            BootState::Failed => "failed",
+            BootState::Skipped => "skipped",
+            BootState::Blocked => "blocked",
+            BootState::Disabled => "disabled",
+            BootState::LoadedNotEnabled => "loaded-not-enabled",
+            BootState::NotForThisPlatform => "not-for-this-platform",
+        }
+    }
+
+    /// True for the states of a plugin that did what it should: running,
+    /// ran, or was not supposed to run.
+    pub fn is_ok(self) -> bool {
+        matches!(
+            self,
+            BootState::Running
+                | BootState::Stopped
+                | BootState::Disabled
+                | BootState::LoadedNotEnabled
+                | BootState::NotForThisPlatform
+        )
+    }
+}
+
+impl std::fmt::Display for BootState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// Everything a boot did, for people (`Display`) and machines (`--json`).
@@ -87,6 +159,9 @@ pub struct BootReport {
     pub problems: Vec<Problem>,
     /// Where the time went, in microseconds.
     pub timings_us: BootTimings,
+    /// The real-time cycle's timing, when a cycle ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<TimingReport>,
 }
 
 /// Time spent per boot stage, in microseconds (wall clock).
@@ -112,12 +187,7 @@ fn micros(since: std::time::Instant) -> u64 {
 impl BootReport {
     /// True if every installed, enabled plugin for this platform ran.
     pub fn all_ok(&self) -> bool {
-        self.plugins.iter().all(|p| {
-            matches!(
-                p.state.as_str(),
-                "running" | "stopped" | "disabled" | "loaded-not-enabled" | "not-for-this-platform"
-            )
-        })
+        self.plugins.iter().all(|p| p.state.is_ok())
     }
 }
 
@@ -217,6 +287,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             config_json: config_json(m),
             depend: m.depend.iter().map(|d| d.name.clone()).collect(),
             data_dir: store.data_dir(name)?,
+            cycle_budget_ns: opts.cycle_budget_us.unwrap_or(0).saturating_mul(1000),
             enable: true,
         });
     }
@@ -225,23 +296,23 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         let mut reason = None;
         if let Some(b) = resolution.blocked.get(&c.name) {
             state = if c.no_platform_library {
-                "not-for-this-platform"
+                BootState::NotForThisPlatform
             } else if matches!(b.reason, xplugin_model::graph::BlockReason::Disabled) {
-                "disabled"
+                BootState::Disabled
             } else {
-                "blocked"
+                BootState::Blocked
             };
             reason = Some(b.message.clone());
         } else if c.manifest.is_none() {
-            state = "blocked";
+            state = BootState::Blocked;
             reason = c.failure();
         } else {
-            state = "pending";
+            state = BootState::Pending;
         }
         plugins.push(PluginReport {
             name: c.name.clone(),
             version: c.manifest.as_ref().map(|m| m.version.to_string()),
-            state: state.to_string(),
+            state,
             reason,
             license: c.license.clone(),
         });
@@ -263,6 +334,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 resolve: resolve_us,
                 ..BootTimings::default()
             },
+            timing: None,
         },
         to_load,
         enabled: enabled_set,
@@ -281,11 +353,14 @@ fn config_json(m: &xplugin_model::manifest::Manifest) -> String {
 
 /// A running plugin set and its report.
 pub struct Booted {
-    /// The lifecycle (stop with [`Lifecycle::shutdown`]).
-    pub lifecycle: Lifecycle,
+    lifecycle: Lifecycle,
     /// The report, with states as of now.
     pub report: BootReport,
     enabled: BTreeSet<String>,
+    /// The real-time cycle, while it runs. Owned here so that the plugins'
+    /// instances it steps cannot be stopped or destroyed before it is
+    /// joined ([`Booted::shutdown`] joins it first).
+    cycle: Option<Cycle>,
 }
 
 /// Loads, initialises and starts a prepared set.
@@ -330,6 +405,7 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         lifecycle,
         report,
         enabled: prepared.enabled,
+        cycle: None,
     };
     booted.refresh();
     booted
@@ -348,30 +424,110 @@ impl Booted {
             let Some(o) = outcomes.get(&p.name) else {
                 continue;
             };
-            use crate::lifecycle::PluginState as S;
+            use crate::lifecycle::LifecycleState as S;
+            let started = self.lifecycle.was_started(&p.name);
+            let enabled = self.enabled.contains(&p.name);
             let (state, reason) = match &o.state {
-                S::Running => ("running", None),
-                S::Initialized if !self.enabled.contains(&p.name) => ("loaded-not-enabled", None),
-                S::Initialized => ("initialized", None),
-                S::Stopped | S::Destroyed if self.lifecycle.was_started(&p.name) => {
-                    ("stopped", None)
-                }
-                S::Stopped | S::Destroyed if !self.enabled.contains(&p.name) => {
-                    ("loaded-not-enabled", None)
-                }
-                S::Stopped | S::Destroyed => ("destroyed", None),
+                S::Running => (BootState::Running, None),
+                S::Initialized if !enabled => (BootState::LoadedNotEnabled, None),
+                S::Initialized => (BootState::Initialized, None),
+                S::Stopped | S::Destroyed if started => (BootState::Stopped, None),
+                S::Stopped | S::Destroyed if !enabled => (BootState::LoadedNotEnabled, None),
+                S::Stopped | S::Destroyed => (BootState::Destroyed, None),
                 S::Failed { stage, reason } => {
-                    ("failed", Some(format!("{stage} failed: {reason}")))
+                    (BootState::Failed, Some(format!("{stage} failed: {reason}")))
                 }
-                S::Skipped { reason } => ("skipped", Some(reason.clone())),
+                S::Skipped { reason } => (BootState::Skipped, Some(reason.clone())),
             };
-            p.state = state.to_string();
+            p.state = state;
             p.reason = reason.or(o.stop_error.clone().map(|e| format!("stop failed: {e}")));
         }
     }
 
+    /// The lifecycle, for reading outcomes.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Calls every running client plugin's `idle` once; returns the plugins
+    /// whose `idle` failed, with the status.
+    pub fn idle_all(&mut self) -> Vec<(String, xplugin_abi::Status)> {
+        self.lifecycle.idle_all()
+    }
+
+    /// Starts the real-time cycle over the running plugins that have a
+    /// `step`. A cycle already running is left alone.
+    ///
+    /// # Errors
+    /// The operating system's error if its threads cannot be started.
+    pub fn start_cycle(
+        &mut self,
+        settings: CycleSettings,
+        hooks: CycleHooks,
+    ) -> std::io::Result<()> {
+        if self.cycle.is_some() {
+            return Ok(());
+        }
+        let plugins = self.lifecycle.cycle_plugins();
+        // SAFETY: the instances come from this lifecycle's running plugins;
+        // they stay valid until `lifecycle.shutdown`, which `shutdown` calls
+        // only after joining the cycle (`stop_cycle`); `take_out` (the only
+        // other stop) is called from `poll_cycle` for plugins the cycle has
+        // already taken out, so it never stops a plugin the cycle steps.
+        let cycle =
+            unsafe { Cycle::spawn(settings, plugins, self.lifecycle.bus().clone(), hooks)? };
+        self.cycle = Some(cycle);
+        Ok(())
+    }
+
+    /// The running cycle, if any.
+    pub fn cycle(&self) -> Option<&Cycle> {
+        self.cycle.as_ref()
+    }
+
+    /// Acts on what the cycle reported since the last call: plugins taken
+    /// out of the cycle (over budget) are stopped with their dependents and
+    /// reported failed. Returns the notices.
+    pub fn poll_cycle(&mut self) -> Vec<CycleNotice> {
+        let Some(cycle) = &self.cycle else {
+            return Vec::new();
+        };
+        let notices: Vec<CycleNotice> = cycle.notices().try_iter().collect();
+        self.act_on(&notices);
+        notices
+    }
+
+    /// Stops the plugins the cycle took out (with their dependents) and
+    /// reports them failed in `step`.
+    fn act_on(&mut self, notices: &[CycleNotice]) {
+        for n in notices {
+            let CycleNotice::TakenOut {
+                plugin, dependents, ..
+            } = n;
+            let mut names = dependents.clone();
+            names.push(plugin.clone());
+            self.lifecycle.take_out(&names, Stage::Step, &n.to_string());
+        }
+        if !notices.is_empty() {
+            self.refresh();
+        }
+    }
+
+    /// Stops and joins the cycle (if it runs), acts on its last notices and
+    /// records its timing in the report.
+    pub fn stop_cycle(&mut self) -> Option<&TimingReport> {
+        let cycle = self.cycle.take()?;
+        let notices: Vec<CycleNotice> = cycle.notices().try_iter().collect();
+        let timing = cycle.join();
+        self.act_on(&notices);
+        self.report.timing = Some(timing);
+        self.refresh();
+        self.report.timing.as_ref()
+    }
+
     /// Stops in reverse order, destroys, and returns the final report.
     pub fn shutdown(mut self) -> BootReport {
+        self.stop_cycle();
         let stop_started = std::time::Instant::now();
         self.lifecycle.shutdown();
         self.report.timings_us.stop = micros(stop_started);
@@ -431,6 +587,9 @@ impl std::fmt::Display for BootReport {
         }
         for p in &self.problems {
             writeln!(f, "{p}")?;
+        }
+        if let Some(timing) = &self.timing {
+            write!(f, "{timing}")?;
         }
         let t = &self.timings_us;
         writeln!(

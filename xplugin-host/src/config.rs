@@ -20,6 +20,7 @@
 //! }
 //! ```
 
+use crate::cycle::OverrunPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xplugin_license::DeviceIdSource;
@@ -109,8 +110,25 @@ pub struct HostConfig {
     /// Limits for reading packages.
     pub limits: Limits,
     /// Client only: the local controller root the controller part of a
-    /// package is installed into (until the pendant talks to the controller).
+    /// package is installed into (offline mode, `--controller-root`).
     pub controller_root: Option<PathBuf>,
+    /// Controller: the cycle period in microseconds (`--cycle-us`;
+    /// default 1000, i.e. 1 kHz).
+    pub cycle_us: Option<u64>,
+    /// Controller: SCHED_FIFO priority of the cycle thread, 1..=99
+    /// (`--rt-priority`); 0 or absent = normal scheduling.
+    pub rt_priority: Option<u8>,
+    /// Controller: pin the cycle thread to this CPU (`--cpu`).
+    pub cpu: Option<usize>,
+    /// Controller: what a cycle that ends after the next deadline does
+    /// (`skip`, the default, or `catch-up`).
+    pub overrun_policy: Option<OverrunPolicy>,
+    /// Controller: consecutive steps over budget that take a plugin out of
+    /// the cycle (default 3).
+    pub overrun_limit: Option<u32>,
+    /// Controller: step budget in microseconds of plugins whose manifest
+    /// sets no `cycle_budget_us` (default: none).
+    pub cycle_budget_us: Option<u64>,
 }
 
 impl Default for HostConfig {
@@ -123,6 +141,12 @@ impl Default for HostConfig {
             allow_unlicensed: false,
             limits: Limits::default(),
             controller_root: None,
+            cycle_us: None,
+            rt_priority: None,
+            cpu: None,
+            overrun_policy: None,
+            overrun_limit: None,
+            cycle_budget_us: None,
         }
     }
 }

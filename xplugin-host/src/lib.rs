@@ -30,3 +30,4 @@ pub mod lifecycle;
 pub mod loader;
 pub mod plugin_config;
 pub mod services;
+pub mod stage;

@@ -8,8 +8,10 @@
 //! unrelated plugin goes on. Init of every plugin finishes before any plugin
 //! starts (the vendor's stage order).
 
+use crate::cycle::CyclePlugin;
 use crate::loader::{open_plugin, CheckedLibrary, LoadedPlugin};
 use crate::services::{Bus, PluginHost};
+use crate::stage::Stage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_char, c_void};
@@ -35,6 +37,9 @@ pub struct PluginToLoad {
     pub depend: Vec<String>,
     /// The plugin's writable data directory.
     pub data_dir: PathBuf,
+    /// Step budget in nanoseconds (0 = none): manifest `cycle_budget_us` or
+    /// the host default.
+    pub cycle_budget_ns: u64,
     /// Start it after init. False for a client plugin with `enable: false`
     /// ("loaded but not enabled"): it is initialised, so its services exist
     /// for dependents, but not started.
@@ -44,7 +49,7 @@ pub struct PluginToLoad {
 /// Where a plugin ended up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum PluginState {
+pub enum LifecycleState {
     /// `init` succeeded; not started yet.
     Initialized,
     /// `start` succeeded.
@@ -53,10 +58,11 @@ pub enum PluginState {
     Stopped,
     /// `destroy` was called.
     Destroyed,
-    /// Load, `init` or `start` failed; the plugin never ran (further).
+    /// A call failed (load, `init`, `start`) or the plugin was taken out
+    /// (`step` over budget); it does not run (any more).
     Failed {
-        /// `load`, `init` or `start`.
-        stage: String,
+        /// The call that failed.
+        stage: Stage,
         /// Status code name and the plugin's error text.
         reason: String,
     },
@@ -67,12 +73,12 @@ pub enum PluginState {
     },
 }
 
-impl PluginState {
+impl LifecycleState {
     /// One-line reason a plugin is not running, for chains.
     fn why(&self) -> Option<String> {
         match self {
-            PluginState::Failed { stage, reason } => Some(format!("{stage} failed: {reason}")),
-            PluginState::Skipped { reason } => Some(reason.clone()),
+            LifecycleState::Failed { stage, reason } => Some(format!("{stage} failed: {reason}")),
+            LifecycleState::Skipped { reason } => Some(reason.clone()),
             _ => None,
         }
     }
@@ -87,7 +93,7 @@ pub struct PluginOutcome {
     pub version: String,
     /// Final (or current) state.
     #[serde(flatten)]
-    pub state: PluginState,
+    pub state: LifecycleState,
     /// Text of a failed `stop`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_error: Option<String>,
@@ -95,7 +101,7 @@ pub struct PluginOutcome {
 
 struct Entry {
     spec: PluginToLoad,
-    state: PluginState,
+    state: LifecycleState,
     loaded: Option<LoadedPlugin>,
     instance: *mut c_void,
     host: Option<Box<PluginHost>>,
@@ -156,7 +162,7 @@ impl Lifecycle {
             .collect();
         for spec in plugins {
             let mut entry = Entry {
-                state: PluginState::Initialized,
+                state: LifecycleState::Initialized,
                 loaded: None,
                 instance: std::ptr::null_mut(),
                 host: None,
@@ -165,7 +171,7 @@ impl Lifecycle {
                 spec,
             };
             if let Some(reason) = self.blocked_by_dependency(&entry.spec.depend) {
-                entry.state = PluginState::Skipped { reason };
+                entry.state = LifecycleState::Skipped { reason };
             } else {
                 let visible = closure(&direct, &entry.spec.name);
                 // SAFETY: `entry.spec` is one of `plugins`, each of which our
@@ -195,7 +201,7 @@ impl Lifecycle {
                 Some(e) => {
                     if let Some(why) = e.state.why() {
                         let verb = match e.state {
-                            PluginState::Skipped { .. } => "was skipped",
+                            LifecycleState::Skipped { .. } => "was skipped",
                             _ => "failed",
                         };
                         return Some(format!("depends on {dep}, which {verb}: {why}"));
@@ -216,7 +222,7 @@ impl Lifecycle {
         &mut self,
         entry: &mut Entry,
         visible: BTreeSet<String>,
-    ) -> PluginState {
+    ) -> LifecycleState {
         let spec = &entry.spec;
         // SAFETY: `spec.library` is a `CheckedLibrary` (architecture, ABI tag
         // and kind read from the file) and our caller guarantees the rest of
@@ -225,8 +231,8 @@ impl Lifecycle {
         let loaded = match unsafe { open_plugin(&spec.library, &spec.name, &spec.version) } {
             Ok(l) => l,
             Err(e) => {
-                return PluginState::Failed {
-                    stage: "load".into(),
+                return LifecycleState::Failed {
+                    stage: Stage::Load,
                     reason: e.to_string(),
                 }
             }
@@ -269,14 +275,14 @@ impl Lifecycle {
         if status != XPLUGIN_OK {
             // Whatever it registered before failing must not be found.
             self.bus.remove_owner(&spec.name);
-            return PluginState::Failed {
-                stage: "init".into(),
+            return LifecycleState::Failed {
+                stage: Stage::Init,
                 reason: status_text(status, &err),
             };
         }
         entry.instance = instance;
         log::info!("plugin \"{}\" {} initialised", spec.name, spec.version);
-        PluginState::Initialized
+        LifecycleState::Initialized
     }
 
     /// Starts every initialised plugin in load order. A plugin whose
@@ -284,15 +290,16 @@ impl Lifecycle {
     /// destroyed at shutdown).
     pub fn start_all(&mut self) {
         for i in 0..self.entries.len() {
-            if self.entries[i].state != PluginState::Initialized || !self.entries[i].spec.enable {
+            if self.entries[i].state != LifecycleState::Initialized || !self.entries[i].spec.enable
+            {
                 continue;
             }
             let depend = self.entries[i].spec.depend.clone();
             let blocked = depend.iter().find_map(|dep| {
                 let e = self.entries.iter().find(|e| &e.spec.name == dep)?;
                 match &e.state {
-                    PluginState::Running => None,
-                    PluginState::Initialized if !e.spec.enable => None,
+                    LifecycleState::Running => None,
+                    LifecycleState::Initialized if !e.spec.enable => None,
                     s => Some(format!(
                         "depends on {dep}, which did not start: {}",
                         s.why().unwrap_or_else(|| "not running".into())
@@ -302,7 +309,7 @@ impl Lifecycle {
             let e = &mut self.entries[i];
             if let Some(reason) = blocked {
                 log::error!("plugin \"{}\" not started: {reason}", e.spec.name);
-                e.state = PluginState::Skipped { reason };
+                e.state = LifecycleState::Skipped { reason };
                 continue;
             }
             let mut err = [0u8; ERR_BUF];
@@ -318,12 +325,12 @@ impl Lifecycle {
                 None => xplugin_abi::XPLUGIN_ERR_FAILED,
             };
             if status == XPLUGIN_OK {
-                e.state = PluginState::Running;
+                e.state = LifecycleState::Running;
                 e.was_started = true;
                 log::info!("plugin \"{}\" started", e.spec.name);
             } else {
-                e.state = PluginState::Failed {
-                    stage: "start".into(),
+                e.state = LifecycleState::Failed {
+                    stage: Stage::Start,
                     reason: status_text(status, &err),
                 };
                 log::error!(
@@ -336,33 +343,72 @@ impl Lifecycle {
         }
     }
 
-    /// Calls every running plugin's `step` once (controller cyclic hook).
-    /// A failing step marks nothing failed; it is returned for reporting.
-    pub fn step_all(&mut self, cycle: u64, now_ns: u64) -> Vec<(String, Status)> {
-        let mut failures = Vec::new();
-        for e in &self.entries {
-            if e.state != PluginState::Running {
+    /// The running plugins that have a `step`, in load order, for the
+    /// real-time cycle ([`crate::cycle::Cycle::spawn`]).
+    ///
+    /// The instances stay valid while this lifecycle lives and the plugins
+    /// are not stopped; the caller must join the cycle before
+    /// [`Lifecycle::shutdown`] and may stop a plugin with
+    /// [`Lifecycle::take_out`] only once the cycle no longer steps it.
+    pub fn cycle_plugins(&self) -> Vec<CyclePlugin> {
+        let stepping: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                e.state == LifecycleState::Running
+                    && e.loaded
+                        .as_ref()
+                        .is_some_and(|l| l.descriptor().step.is_some())
+            })
+            .collect();
+        stepping
+            .iter()
+            .filter_map(|e| {
+                let step = e.loaded.as_ref()?.descriptor().step?;
+                Some(CyclePlugin {
+                    name: e.spec.name.clone(),
+                    step,
+                    instance: e.instance,
+                    budget_ns: e.spec.cycle_budget_ns,
+                    depends_on: e
+                        .spec
+                        .depend
+                        .iter()
+                        .filter_map(|d| stepping.iter().position(|o| &o.spec.name == d))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Stops plugins that were taken out of the cycle (`names`, in any
+    /// order; stopped in reverse load order) and marks them failed in
+    /// `stage` with `reason`. Plugins that are not running are left alone.
+    /// They are destroyed at [`Lifecycle::shutdown`] like every other.
+    ///
+    /// Call only when the cycle no longer steps them.
+    pub fn take_out(&mut self, names: &[String], stage: Stage, reason: &str) {
+        for i in (0..self.entries.len()).rev() {
+            if !names.contains(&self.entries[i].spec.name)
+                || self.entries[i].state != LifecycleState::Running
+            {
                 continue;
             }
-            if let Some(step) = e.loaded.as_ref().and_then(|l| l.descriptor().step) {
-                // SAFETY: `Running` means `init` and `start` succeeded and
-                // `stop`/`destroy` have not run, so `e.instance` is live;
-                // `&mut self` serialises lifecycle calls, so the host makes
-                // no other call into this instance while `step` runs.
-                let s = unsafe { step(e.instance, cycle, now_ns) };
-                if s != XPLUGIN_OK {
-                    failures.push((e.spec.name.clone(), s));
-                }
-            }
+            self.stop_entry(i);
+            let e = &mut self.entries[i];
+            e.state = LifecycleState::Failed {
+                stage,
+                reason: reason.to_string(),
+            };
+            log::error!("plugin \"{}\" stopped: {reason}", e.spec.name);
         }
-        failures
     }
 
     /// Calls every running plugin's `idle` once (client periodic hook).
     pub fn idle_all(&mut self) -> Vec<(String, Status)> {
         let mut failures = Vec::new();
         for e in &self.entries {
-            if e.state != PluginState::Running {
+            if e.state != LifecycleState::Running {
                 continue;
             }
             if let Some(idle) = e.loaded.as_ref().and_then(|l| l.descriptor().idle) {
@@ -377,27 +423,34 @@ impl Lifecycle {
         failures
     }
 
+    /// Calls `stop` of running entry `i` and marks it stopped.
+    fn stop_entry(&mut self, i: usize) {
+        let e = &mut self.entries[i];
+        let mut err = [0u8; ERR_BUF];
+        if let Some(stop) = e.loaded.as_ref().and_then(|l| l.descriptor().stop) {
+            // SAFETY: callers pass a `Running` entry: the instance is live
+            // (init and start succeeded, not stopped or destroyed yet); `err`
+            // is a local buffer of `err.len()` bytes; `&mut self` serialises
+            // lifecycle calls, and the cycle no longer steps it (the
+            // contract of `cycle_plugins` / `take_out`).
+            let s = unsafe { stop(e.instance, err.as_mut_ptr().cast(), err.len()) };
+            if s != XPLUGIN_OK {
+                let t = status_text(s, &err);
+                log::warn!("plugin \"{}\" stop failed: {t}", e.spec.name);
+                e.stop_error = Some(t);
+            }
+        }
+        e.state = LifecycleState::Stopped;
+        log::info!("plugin \"{}\" stopped", e.spec.name);
+    }
+
     /// Stops every started plugin in reverse load order, then destroys every
     /// initialised plugin in reverse load order. Idempotent.
     pub fn shutdown(&mut self) {
-        for e in self.entries.iter_mut().rev() {
-            if e.state != PluginState::Running {
-                continue;
+        for i in (0..self.entries.len()).rev() {
+            if self.entries[i].state == LifecycleState::Running {
+                self.stop_entry(i);
             }
-            let mut err = [0u8; ERR_BUF];
-            if let Some(stop) = e.loaded.as_ref().and_then(|l| l.descriptor().stop) {
-                // SAFETY: `Running`: the instance is live (init and start
-                // succeeded, not stopped or destroyed yet); `err` is a local
-                // buffer of `err.len()` bytes; `&mut self` serialises calls.
-                let s = unsafe { stop(e.instance, err.as_mut_ptr().cast(), err.len()) };
-                if s != XPLUGIN_OK {
-                    let t = status_text(s, &err);
-                    log::warn!("plugin \"{}\" stop failed: {t}", e.spec.name);
-                    e.stop_error = Some(t);
-                }
-            }
-            e.state = PluginState::Stopped;
-            log::info!("plugin \"{}\" stopped", e.spec.name);
         }
         for e in self.entries.iter_mut().rev() {
             if e.instance.is_null() {
@@ -416,8 +469,11 @@ impl Lifecycle {
                 unsafe { destroy(e.instance) };
             }
             e.instance = std::ptr::null_mut();
-            if matches!(e.state, PluginState::Stopped | PluginState::Initialized) {
-                e.state = PluginState::Destroyed;
+            if matches!(
+                e.state,
+                LifecycleState::Stopped | LifecycleState::Initialized
+            ) {
+                e.state = LifecycleState::Destroyed;
             }
         }
     }
@@ -439,7 +495,7 @@ impl Lifecycle {
     pub fn running(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|e| e.state == PluginState::Running)
+            .filter(|e| e.state == LifecycleState::Running)
             .map(|e| e.spec.name.clone())
             .collect()
     }
@@ -458,10 +514,10 @@ impl Drop for Lifecycle {
     }
 }
 
-fn short(state: &PluginState) -> &'static str {
+fn short(state: &LifecycleState) -> &'static str {
     match state {
-        PluginState::Failed { .. } => "failed",
-        PluginState::Skipped { .. } => "skipped",
+        LifecycleState::Failed { .. } => "failed",
+        LifecycleState::Skipped { .. } => "skipped",
         _ => "ok",
     }
 }

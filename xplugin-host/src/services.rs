@@ -212,6 +212,11 @@ unsafe extern "C" fn host_log(host: *mut HostContext, level: u32, message: *cons
         let (Some(h), false) = (ctx(host), message.is_null()) else {
             return;
         };
+        // On the cycle thread the line goes into the cycle's log ring: never
+        // blocks, never allocates (the service thread writes it).
+        if crate::cycle::outbox::log(level, CStr::from_ptr(message).to_bytes()) {
+            return;
+        }
         let msg = CStr::from_ptr(message).to_string_lossy();
         let level = match level {
             XPLUGIN_LOG_ERROR => log::Level::Error,
@@ -250,6 +255,10 @@ unsafe extern "C" fn host_publish(
         } else {
             std::slice::from_raw_parts(data, len)
         };
+        // From `step`: queued for the service thread, which delivers it.
+        if let Some(status) = crate::cycle::outbox::publish(topic, bytes) {
+            return status;
+        }
         h.bus.publish(topic, bytes);
         XPLUGIN_OK
     })
@@ -263,6 +272,10 @@ unsafe extern "C" fn host_subscribe(
     out_subscription: *mut u64,
 ) -> Status {
     guarded(|| {
+        // These take the bus lock: refused on the real-time cycle thread.
+        if crate::cycle::outbox::in_cycle() {
+            return XPLUGIN_ERR_NOT_READY;
+        }
         let (Some(h), Some(topic), Some(callback)) = (ctx(host), name_arg(topic), callback) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
@@ -291,6 +304,10 @@ unsafe extern "C" fn host_subscribe(
 
 unsafe extern "C" fn host_unsubscribe(host: *mut HostContext, subscription: u64) -> Status {
     guarded(|| {
+        // These take the bus lock: refused on the real-time cycle thread.
+        if crate::cycle::outbox::in_cycle() {
+            return XPLUGIN_ERR_NOT_READY;
+        }
         let Some(h) = ctx(host) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
@@ -320,6 +337,10 @@ unsafe extern "C" fn host_register_service(
     iface: *const c_void,
 ) -> Status {
     guarded(|| {
+        // These take the bus lock: refused on the real-time cycle thread.
+        if crate::cycle::outbox::in_cycle() {
+            return XPLUGIN_ERR_NOT_READY;
+        }
         let (Some(h), Some(name)) = (ctx(host), name_arg(name)) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
@@ -357,6 +378,10 @@ unsafe extern "C" fn host_find_service(
     out_iface_version: *mut u32,
 ) -> Status {
     guarded(|| {
+        // These take the bus lock: refused on the real-time cycle thread.
+        if crate::cycle::outbox::in_cycle() {
+            return XPLUGIN_ERR_NOT_READY;
+        }
         let (Some(h), Some(name)) = (ctx(host), name_arg(name)) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };

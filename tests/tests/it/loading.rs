@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER};
 use xplugin_host::checks::check_plugin_file;
-use xplugin_host::lifecycle::{Lifecycle, PluginState, PluginToLoad};
+use xplugin_host::cycle::{Cycle, CycleHooks, CycleSettings};
+use xplugin_host::lifecycle::{Lifecycle, LifecycleState, PluginToLoad};
 use xplugin_host::services::Bus;
+use xplugin_host::stage::Stage;
 use xplugin_package::binary::BinaryError;
 use xplugin_tests::build::{c_fixture, cdylib_path, motionlog_path};
 
@@ -26,11 +28,12 @@ fn spec(
         config_json: config.to_string(),
         depend: depend.iter().map(|s| s.to_string()).collect(),
         data_dir: data.to_path_buf(),
+        cycle_budget_ns: 0,
         enable: true,
     }
 }
 
-fn state(lc: &Lifecycle, name: &str) -> PluginState {
+fn state(lc: &Lifecycle, name: &str) -> LifecycleState {
     lc.outcomes()
         .into_iter()
         .find(|o| o.name == name)
@@ -145,15 +148,15 @@ fn failing_init_skips_dependents_and_spares_the_rest() {
     };
     lc.start_all();
     match state(&lc, "failinit") {
-        PluginState::Failed { stage, reason } => {
-            assert_eq!(stage, "init");
+        LifecycleState::Failed { stage, reason } => {
+            assert_eq!(stage, Stage::Init);
             assert!(reason.contains("deliberate failure in init"), "{reason}");
             assert!(reason.contains("XPLUGIN_ERR_FAILED"), "{reason}");
         }
         s => panic!("{s:?}"),
     }
     match state(&lc, "rec_dep") {
-        PluginState::Skipped { reason } => {
+        LifecycleState::Skipped { reason } => {
             assert!(
                 reason.starts_with("depends on failinit, which failed: init failed"),
                 "{reason}"
@@ -210,8 +213,8 @@ fn a_panicking_rust_plugin_is_marked_failed_and_the_host_survives() {
         };
         lc.start_all();
         match state(&lc, "panicky") {
-            PluginState::Failed { stage: s, reason } => {
-                assert_eq!(s, stage);
+            LifecycleState::Failed { stage: s, reason } => {
+                assert_eq!(s.as_str(), stage);
                 assert!(reason.contains("XPLUGIN_ERR_PANIC"), "{reason}");
                 assert!(reason.contains("panicked"), "{reason}");
             }
@@ -275,8 +278,8 @@ fn descriptor_name_must_match_the_manifest() {
         )])
     };
     match state(&lc, "othername") {
-        PluginState::Failed { stage, reason } => {
-            assert_eq!(stage, "load");
+        LifecycleState::Failed { stage, reason } => {
+            assert_eq!(stage, Stage::Load);
             assert!(
                 reason.contains("realname") && reason.contains("othername"),
                 "{reason}"
@@ -318,7 +321,26 @@ fn c_plugin_uses_the_service_of_its_rust_dependency() {
         "{:?}",
         lc.outcomes()
     );
-    assert!(lc.step_all(0, 1).is_empty());
+    // Both step on the real-time cycle; none fails a step.
+    let plugins = lc.cycle_plugins();
+    assert_eq!(plugins.len(), 2);
+    let settings = CycleSettings {
+        period_ns: 100_000,
+        cycles: Some(50),
+        ..CycleSettings::default()
+    };
+    // SAFETY: the instances are the running plugins of `lc`, which is shut
+    // down only after the cycle is joined.
+    let cycle = unsafe { Cycle::spawn(settings, plugins, lc.bus().clone(), CycleHooks::default()) }
+        .unwrap();
+    while !cycle.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let timing = cycle.join();
+    assert_eq!(timing.cycles, 50);
+    for (name, p) in &timing.plugins {
+        assert_eq!((p.failures, p.step_ns.count), (0, 50), "{name}");
+    }
     lc.shutdown();
 }
 
@@ -349,7 +371,7 @@ fn a_service_of_an_undeclared_provider_is_not_found() {
     m.version = "0.9.0".into();
     unsafe { lc.init_all(vec![d, m]) };
     assert!(
-        matches!(state(&lc, "motionlog"), PluginState::Failed { .. }),
+        matches!(state(&lc, "motionlog"), LifecycleState::Failed { .. }),
         "{:?}",
         lc.outcomes()
     );
@@ -413,8 +435,8 @@ fn the_resolved_config_reaches_init_and_a_bad_one_is_refused_by_the_plugin() {
     d.version = "1.0.0".into();
     unsafe { lc.init_all(vec![d]) };
     match state(&lc, "plugindemo") {
-        PluginState::Failed { stage, reason } => {
-            assert_eq!(stage, "init");
+        LifecycleState::Failed { stage, reason } => {
+            assert_eq!(stage, Stage::Init);
             assert!(
                 reason.contains("XPLUGIN_ERR_CONFIG") && reason.contains("speed_override"),
                 "{reason}"

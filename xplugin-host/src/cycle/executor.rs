@@ -297,7 +297,9 @@ impl Cycle {
         let (notice_tx, notices) = crossbeam_channel::bounded(64);
         let stop = Arc::new(AtomicBool::new(false));
         let counter = Counter::calibrate();
-        let _ = stats.counter.set((counter.source(), counter.read_cost_ns()));
+        let _ = stats
+            .counter
+            .set((counter.source(), counter.read_cost_ns()));
         let stack_size = settings.stack_size;
         let ctx = CycleThread {
             settings,
@@ -607,7 +609,12 @@ mod tests {
     #[test]
     fn dependents_are_transitive() {
         // c depends on b, b on a; d alone.
-        let p = vec![plugin("a", &[]), plugin("b", &[0]), plugin("c", &[1]), plugin("d", &[])];
+        let p = vec![
+            plugin("a", &[]),
+            plugin("b", &[0]),
+            plugin("c", &[1]),
+            plugin("d", &[]),
+        ];
         let d = dependents(&p);
         assert_eq!(&*d[0], &[1, 2]);
         assert_eq!(&*d[1], &[2]);

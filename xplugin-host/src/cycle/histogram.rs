@@ -93,8 +93,10 @@ impl Histogram {
     pub fn record(&self, v: u64) {
         let b = &self.buckets[bucket_of(v)];
         b.store(b.load(Relaxed).wrapping_add(1), Relaxed);
-        self.count.store(self.count.load(Relaxed).wrapping_add(1), Relaxed);
-        self.sum.store(self.sum.load(Relaxed).wrapping_add(v), Relaxed);
+        self.count
+            .store(self.count.load(Relaxed).wrapping_add(1), Relaxed);
+        self.sum
+            .store(self.sum.load(Relaxed).wrapping_add(v), Relaxed);
         if v < self.min.load(Relaxed) {
             self.min.store(v, Relaxed);
         }
@@ -202,7 +204,10 @@ mod tests {
         for v in (0..5000u64).chain([1 << 20, (1 << 40) - 1, 1 << 40, u64::MAX]) {
             let b = bucket_of(v);
             assert!(b >= last || v < 5000, "bucket order at {v}");
-            assert!(bucket_low(b) <= v && v <= bucket_high(b), "{v} in bucket {b}");
+            assert!(
+                bucket_low(b) <= v && v <= bucket_high(b),
+                "{v} in bucket {b}"
+            );
             if v < 5000 {
                 last = b;
             }
@@ -214,7 +219,10 @@ mod tests {
     fn buckets_are_at_most_an_eighth_wide() {
         for b in SUB_BUCKETS..BUCKETS - 1 {
             let (lo, hi) = (bucket_low(b), bucket_high(b));
-            assert!((hi - lo + 1) as f64 <= lo as f64 / 8.0 + 1.0, "bucket {b}: {lo}..{hi}");
+            assert!(
+                (hi - lo + 1) as f64 <= lo as f64 / 8.0 + 1.0,
+                "bucket {b}: {lo}..{hi}"
+            );
         }
     }
 
@@ -228,7 +236,10 @@ mod tests {
         assert_eq!((s.count, s.min, s.max), (1000, 1000, 1_000_000));
         // Within one bucket (12.5 %) above the exact quantile.
         for (got, exact) in [(s.p50, 500_000u64), (s.p99, 990_000), (s.p999, 999_000)] {
-            assert!(got >= exact && got as f64 <= exact as f64 * 1.125 + 1.0, "{got} vs {exact}");
+            assert!(
+                got >= exact && got as f64 <= exact as f64 * 1.125 + 1.0,
+                "{got} vs {exact}"
+            );
         }
         assert_eq!(Histogram::new().summary(), Summary::default());
     }

@@ -47,7 +47,9 @@ impl ServiceContext {
     }
 
     fn name(&self, slot: u16) -> &str {
-        self.names.get(usize::from(slot)).map_or("?", String::as_str)
+        self.names
+            .get(usize::from(slot))
+            .map_or("?", String::as_str)
     }
 
     fn drain_logs(&mut self) -> bool {
@@ -115,7 +117,11 @@ impl ServiceContext {
                 cycle,
                 suppressed,
             } => {
-                let budget = self.stats.plugins.get(usize::from(slot)).map_or(0, |p| p.budget_ns);
+                let budget = self
+                    .stats
+                    .plugins
+                    .get(usize::from(slot))
+                    .map_or(0, |p| p.budget_ns);
                 log::warn!(
                     "plugin \"{}\" step {cycle} took {}, {}% of its budget of {}{}",
                     self.name(slot),

@@ -270,13 +270,24 @@ impl std::fmt::Display for TimingReport {
         for (name, p) in &self.plugins {
             write!(f, "  {name:<20} step {}", p.step_ns)?;
             if let Some(b) = p.budget_ns {
-                write!(f, ", budget {}, {} over", super::histogram::ns(b), p.overruns)?;
+                write!(
+                    f,
+                    ", budget {}, {} over",
+                    super::histogram::ns(b),
+                    p.overruns
+                )?;
             }
             if p.failures > 0 {
                 write!(f, ", {} failed step(s)", p.failures)?;
             }
             if p.state != SlotState::Active {
-                write!(f, ", {}", serde_json::to_string(&p.state).unwrap_or_default().trim_matches('"'))?;
+                write!(
+                    f,
+                    ", {}",
+                    serde_json::to_string(&p.state)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                )?;
             }
             writeln!(f)?;
         }
