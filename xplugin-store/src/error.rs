@@ -117,6 +117,39 @@ pub enum StoreError {
         store_root: PathBuf,
     },
 
+    /// Another install transaction is open on this root.
+    #[error("another install is in progress on this root: transaction {id} ({state}) held by {holder}, open until {expires_unix} (unix time); wait for it to be committed or aborted (`xplugin-controller abort {id}` if it is abandoned)")]
+    TransactionOpen {
+        /// Its id.
+        id: String,
+        /// Who holds it.
+        holder: String,
+        /// `preparing` or `prepared`.
+        state: crate::transaction::TransactionState,
+        /// When it is aborted if undecided.
+        expires_unix: u64,
+    },
+    /// No such transaction (never existed, or forgotten after its retention).
+    #[error("no install transaction {id} in {}; `xplugin-controller status` lists the open one", root.display())]
+    TransactionNotFound {
+        /// The id asked for.
+        id: String,
+        /// The install root.
+        root: PathBuf,
+    },
+    /// The transaction is not prepared (already decided, or still preparing).
+    #[error("transaction {} is {}{}; nothing was changed", record.id, record.state, record.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    TransactionDecided {
+        /// Its record.
+        record: crate::transaction::TransactionRecord,
+    },
+    /// The installation changed since the transaction was prepared; it was
+    /// aborted.
+    #[error("transaction {} was aborted: {}; prepare the install again", record.id, record.reason.as_deref().unwrap_or("the installation changed"))]
+    TransactionBaseChanged {
+        /// Its record (now aborted).
+        record: crate::transaction::TransactionRecord,
+    },
     /// No more generation numbers (u64 exhausted): never expected in practice.
     #[error("generation numbers are exhausted in {}; {hint}", root.display())]
     GenerationOverflow {

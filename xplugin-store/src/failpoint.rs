@@ -22,6 +22,8 @@ pub const FAILPOINT_ENV: &str = "XPLUGIN_FAILPOINT";
 /// [`Store::set_enabled`](super::Store::set_enabled), `rollback-*` by
 /// [`Store::rollback`](super::Store::rollback), `recovery-*` by the recovery
 /// that [`Store::lock`](super::Store::lock) runs.
+/// `txn-*` are hit by the install transactions ([`crate::transaction`]);
+/// a transaction's commit also hits every `commit-*`.
 /// `commit-after-staged-plugin` is hit after each staged plugin is in place,
 /// so it kills after the first one (a half-built generation).
 pub const FAILPOINTS: &[&str] = &[
@@ -39,6 +41,11 @@ pub const FAILPOINTS: &[&str] = &[
     "rollback-after-swap",
     "rollback-after-trash-rename",
     "rollback-after-cleanup",
+    "txn-after-begin",
+    "txn-after-staged-fsync",
+    "txn-after-prepared",
+    "txn-after-commit-switch",
+    "txn-after-decided-record",
     "recovery-after-tmp-symlink-removed",
     "recovery-after-staging-cleared",
     "recovery-after-tmp-removed",

@@ -123,6 +123,31 @@ pub fn write_new_file(dst: &Path, bytes: &[u8]) -> io::Result<()> {
     output.sync_all()
 }
 
+/// Replaces `path` with `bytes` atomically and durably: writes
+/// `<path>.tmp`, fsyncs it, renames it over `path` and fsyncs the parent
+/// directory. A crash leaves the old contents or the new ones.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp_name);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
+        _ => fsync_dir(Path::new(".")),
+    }
+}
+
 /// fsyncs a regular file's data and metadata.
 pub fn fsync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()

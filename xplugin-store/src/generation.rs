@@ -33,6 +33,11 @@ pub struct GenerationState {
     pub created_unix: u64,
     /// Installed plugins by name.
     pub plugins: BTreeMap<String, PluginState>,
+    /// The install transaction that committed this generation, if any (how
+    /// recovery knows a transaction committed when the process died between
+    /// the switch and its record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 /// One plugin's entry in [`GenerationState::plugins`].

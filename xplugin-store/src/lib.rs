@@ -14,6 +14,7 @@
 //! ROOT/generations/<N>.trash/        a generation being removed
 //! ROOT/staging/<unique>/             where an import unpacks and verifies (same filesystem)
 //! ROOT/data/<NAME>/                  a plugin's persistent data (0700), kept across upgrades and rollbacks
+//! ROOT/transactions/<ID>/           an install transaction: record.json, staged/ (see [`transaction`])
 //! ROOT/state/                        host state (not written by the store)
 //! ```
 //!
@@ -58,6 +59,7 @@ mod generation;
 mod lock;
 mod plan;
 pub mod recovery;
+pub mod transaction;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -71,6 +73,7 @@ pub use generation::{Generation, GenerationState, InstalledPlugin, PluginState};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
 pub use recovery::RecoveryReport;
+pub use transaction::{Transaction, TransactionPlugin, TransactionRecord, TransactionState};
 
 use build::Origin;
 use error::HINT_DISK;
@@ -265,9 +268,21 @@ impl Store {
     /// of the root says so: the new generation is then active but may not
     /// survive a power loss.
     pub fn commit(&self, lock: &StoreLock, plan: CommitPlan) -> Result<Generation, StoreError> {
+        self.commit_from(lock, plan, &self.staging_root(), None)
+    }
+
+    /// [`Store::commit`] of a plan whose staged folders live under
+    /// `staging_root`, recording `transaction` in the new generation.
+    pub(crate) fn commit_from(
+        &self,
+        lock: &StoreLock,
+        plan: CommitPlan,
+        staging_root: &Path,
+        transaction: Option<&str>,
+    ) -> Result<Generation, StoreError> {
         self.check_lock(lock)?;
         let current = self.current()?;
-        let problems = plan::check(&plan, current.as_ref(), &self.staging_root());
+        let problems = plan::check(&plan, current.as_ref(), staging_root);
         if problems.has_errors() {
             return Err(StoreError::InvalidPlan { problems });
         }
@@ -300,7 +315,7 @@ impl Store {
             );
             sources.push((staged.name, staged.dir, Origin::Staged));
         }
-        self.build_generation(current.as_ref(), plugins, &sources)
+        self.build_generation(current.as_ref(), plugins, &sources, transaction)
     }
 
     /// Enables or disables an installed plugin: a new generation with the same
@@ -340,7 +355,7 @@ impl Store {
                 )
             })
             .collect();
-        self.build_generation(Some(&current), plugins, &sources)
+        self.build_generation(Some(&current), plugins, &sources, None)
     }
 
     /// Switches `current` back to the previous generation (its plugins and
@@ -429,7 +444,7 @@ impl Store {
         self.root.join(CURRENT_TMP_LINK)
     }
 
-    fn check_lock(&self, lock: &StoreLock) -> Result<(), StoreError> {
+    pub(crate) fn check_lock(&self, lock: &StoreLock) -> Result<(), StoreError> {
         if lock.root() == self.root {
             Ok(())
         } else {
@@ -465,6 +480,7 @@ impl Store {
         current: Option<&Generation>,
         plugins: BTreeMap<String, PluginState>,
         sources: &[(String, PathBuf, Origin)],
+        transaction: Option<&str>,
     ) -> Result<Generation, StoreError> {
         let number = self.next_number(current)?;
         let generations = self.generations_root();
@@ -476,6 +492,7 @@ impl Store {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             plugins,
+            transaction: transaction.map(str::to_string),
         };
         if let Err(e) = build::fill_tmp_generation(&tmp, &state, sources) {
             // Nothing refers to it; recovery would remove it too.

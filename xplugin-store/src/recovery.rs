@@ -7,7 +7,8 @@
 //! `current.tmp`, `staging/*`, `generations/<N>.tmp`, `generations/<N>.trash`,
 //! and every `generations/<N>` that is neither current nor current's
 //! `previous` (a generation renamed into place before the swap, a rolled-back
-//! generation, or one older than the rollback target). Running it again after
+//! generation, or one older than the rollback target). Install transactions
+//! are settled too (see [`crate::transaction`]). Running it again after
 //! a crash in the middle of it is safe: each step only removes garbage.
 
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ impl RecoveryReport {
         self.removed.is_empty() && self.problems.is_empty()
     }
 
-    fn remove(&mut self, path: &Path) {
+    pub(crate) fn remove(&mut self, path: &Path) {
         match fsutil::remove_tree(path) {
             Ok(()) => self.removed.push(path.to_path_buf()),
             Err(e) => self.problems.push(Problem::warning(
@@ -45,6 +46,14 @@ impl RecoveryReport {
                 "remove it by hand; the installed set is not affected",
             )),
         }
+    }
+
+    pub(crate) fn warn(&mut self, path: &Path, message: &str) {
+        self.problems.push(Problem::warning(
+            path.display().to_string(),
+            message,
+            "check the disk; recovery tries again at the next start",
+        ));
     }
 
     fn fsync(&mut self, dir: &Path) {
@@ -122,6 +131,7 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StoreError> {
         None => Vec::new(),
     };
     prune(store, "recovery", &keep, &mut report)?;
+    store.recover_transactions(&mut report);
     hit("recovery", "after-cleanup");
     Ok(report)
 }
