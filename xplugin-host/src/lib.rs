@@ -15,6 +15,7 @@
 //! | [`loader`] | dlopen and descriptor validation |
 //! | [`lifecycle`] | init/start/stop/destroy with failure isolation |
 //! | [`services`] | the host services table given to plugins |
+//! | [`delivery`] | message deliveries in flight; unsubscribe without deadlock |
 //! | [`admin`] | list, enable, disable, remove, rollback |
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod boot;
 pub mod checks;
 pub mod config;
+pub mod delivery;
 pub mod device;
 pub mod import;
 pub mod lifecycle;
