@@ -122,7 +122,9 @@ fn load() -> Loaded {
     let path = compile_plugin(dir.path());
     let checked = check_plugin_file(&path, XPLUGIN_KIND_CONTROLLER)
         .unwrap_or_else(|e| panic!("the bench plugin fails the loader's file check: {e}"));
-    // SAFETY: our own freshly compiled plugin, checked above.
+    // SAFETY: our own plugin, compiled just now from bench/c/bench_plugin.c
+    // in this repository (no package, so no license to check) and passed
+    // through `check_plugin_file` (architecture, ABI tag, kind) above.
     let plugin = unsafe { open_plugin(&checked, PLUGIN_NAME, PLUGIN_VERSION) }
         .unwrap_or_else(|e| panic!("cannot open the bench plugin: {e}"));
     let d = plugin.descriptor();
@@ -132,7 +134,11 @@ fn load() -> Loaded {
     let init = d
         .init
         .unwrap_or_else(|| panic!("the bench plugin has no init"));
-    // SAFETY: valid host table, out pointer and error buffer.
+    // SAFETY: `init` comes from the descriptor `open_plugin` validated;
+    // `host` is a complete 1.0 table (every function NULL, which the bench
+    // plugin never calls) that outlives the instance; the config is a
+    // NUL-terminated 2-byte literal; `instance` and `err` are locals valid
+    // for writes of a pointer and `err.len()` bytes.
     let status = unsafe {
         init(
             &host,
@@ -201,10 +207,14 @@ fn descriptor_step(bencher: divan::Bencher) {
         }
     });
     // The plugin really ran: its own counter moved.
+    // SAFETY: the instance is the plugin's `bench_instance`, which
+    // `BenchInstance` mirrors; its init succeeded and it is not destroyed
+    // yet, and no step runs concurrently (the benchmark loop has returned).
     let steps = unsafe { (*loaded.instance.cast::<BenchInstance>()).steps };
     assert!(steps > 0, "the plugin's step never ran");
     if let Some(destroy) = descriptor.destroy {
-        // SAFETY: the instance came from this plugin's init and is not used after.
+        // SAFETY: the instance came from this plugin's successful init, is
+        // destroyed once, here, and not used after.
         unsafe { destroy(loaded.instance) };
     }
 }

@@ -16,6 +16,7 @@
 //! | [`cycle`] | the real-time cycle thread that steps controller plugins |
 //! | [`lifecycle`] | init/start/stop/destroy with failure isolation |
 //! | [`services`] | the host services table given to plugins |
+//! | [`delivery`] | message deliveries in flight; unsubscribe without deadlock |
 //! | [`admin`] | list, enable, disable, remove, rollback |
 #![deny(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod boot;
 pub mod checks;
 pub mod config;
 pub mod cycle;
+pub mod delivery;
 pub mod device;
 pub mod import;
 pub mod lifecycle;

@@ -95,15 +95,27 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
+/// `dlopen(path, RTLD_NOW | RTLD_LOCAL)` (`LoadLibraryW` on Windows).
+///
+/// # Safety
+/// Runs the library's constructors (and those of what it links against) with
+/// the host's privileges: `path` must have passed every package check.
 #[cfg(unix)]
 unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-    Library::open(Some(path), RTLD_NOW | RTLD_LOCAL).map(Into::into)
+    // SAFETY: libloading's only requirement is that running the library's
+    // initialisers is sound, which our caller guarantees (the checks passed).
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
 }
 
+/// `LoadLibraryW(path)`.
+///
+/// # Safety
+/// As the Unix version: `path` must have passed every package check.
 #[cfg(windows)]
 unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
-    libloading::Library::new(path)
+    // SAFETY: as for the Unix version: our caller guarantees the checks.
+    unsafe { libloading::Library::new(path) }
 }
 
 /// Opens the client-side ABI runtime library so that client plugins linking
@@ -116,7 +128,9 @@ unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::E
 /// # Errors
 /// [`LoadError::Open`].
 pub unsafe fn open_runtime(lib: &CheckedLibrary) -> Result<(), LoadError> {
-    let l = open_library(lib.path()).map_err(|source| LoadError::Open {
+    // SAFETY: `lib` is a checked runtime library (ABI tag of kind runtime,
+    // architecture), and our caller guarantees the package checks.
+    let l = unsafe { open_library(lib.path()) }.map_err(|source| LoadError::Open {
         path: lib.path().to_path_buf(),
         source,
     })?;
@@ -141,13 +155,18 @@ pub unsafe fn open_plugin(
     expected_version: &str,
 ) -> Result<LoadedPlugin, LoadError> {
     let path = lib.path().to_path_buf();
-    let library = open_library(&path).map_err(|source| LoadError::Open {
+    // SAFETY: `lib` is a `CheckedLibrary` (architecture, ABI tag, kind read
+    // from the file) and our caller guarantees the other package checks.
+    let library = unsafe { open_library(&path) }.map_err(|source| LoadError::Open {
         path: path.clone(),
         source,
     })?;
     let library = ManuallyDrop::new(library);
-    let entry: EntryFn = *library
-        .get::<EntryFn>(XPLUGIN_ENTRY_SYMBOL.as_bytes())
+    // SAFETY: the ABI declares `xplugin_entry` as `xplugin_entry_fn`, which
+    // `EntryFn` mirrors; the check before loading found it exported as a
+    // function. The copied pointer stays valid because the library is never
+    // unloaded (`ManuallyDrop`).
+    let entry: EntryFn = *unsafe { library.get::<EntryFn>(XPLUGIN_ENTRY_SYMBOL.as_bytes()) }
         .map_err(|source| LoadError::NoEntry {
             path: path.clone(),
             source,
@@ -156,9 +175,31 @@ pub unsafe fn open_plugin(
         path: path.clone(),
         problem,
     };
-    let raw = entry();
-    let Some(d) = raw.as_ref() else {
+    // SAFETY: `entry` is the library's `xplugin_entry` (above); the ABI says
+    // it takes no arguments, does not allocate or start threads, and
+    // returns NULL or a pointer to a static descriptor.
+    let raw = unsafe { entry() };
+    if raw.is_null() {
         return Err(bad("xplugin_entry returned NULL".into()));
+    }
+    /// The leading fields every ABI version puts first, read before the
+    /// descriptor's size is known.
+    struct Head {
+        magic: u32,
+        abi_major: u16,
+        struct_size: u32,
+    }
+    // SAFETY: `raw` is non-NULL and, per the ABI, points to the plugin's
+    // static descriptor, which lives as long as the never-unloaded library.
+    // Only the leading fields (the first 12 bytes of any version) are read,
+    // by value through the raw pointer, so no reference to a possibly
+    // shorter struct exists before `struct_size` is checked.
+    let d = unsafe {
+        Head {
+            magic: (*raw).magic,
+            abi_major: (*raw).abi_major,
+            struct_size: (*raw).struct_size,
+        }
     };
     if d.magic != XPLUGIN_MAGIC {
         return Err(bad(format!("magic is {:#010x}, expected XPLG", d.magic)));
@@ -177,6 +218,10 @@ pub unsafe fn open_plugin(
             d.struct_size
         )));
     }
+    // SAFETY: `struct_size` says the plugin's descriptor holds every 1.0
+    // field, and it lives for 'static (static data of a library that is
+    // never unloaded); the host never writes to it.
+    let d: &'static Descriptor = unsafe { &*raw };
     if d.kind != lib.kind() {
         return Err(bad(format!(
             "it is a {}, expected a {}",
@@ -200,7 +245,10 @@ pub unsafe fn open_plugin(
             missing.join(", ")
         )));
     }
-    let name = d.name_str().unwrap_or("<missing or not UTF-8>");
+    // SAFETY: the ABI requires `name` to be NULL or a static NUL-terminated
+    // string; the magic and ABI major checked above say this is a 1.x
+    // descriptor, so the field holds what the plugin put there.
+    let name = unsafe { d.name_str() }.unwrap_or("<missing or not UTF-8>");
     if name != expected_name {
         return Err(LoadError::Mismatch {
             path,
@@ -209,7 +257,8 @@ pub unsafe fn open_plugin(
             found: name.to_string(),
         });
     }
-    let version = d.version_str().unwrap_or("<missing or not UTF-8>");
+    // SAFETY: as for `name`: NULL or a static NUL-terminated string.
+    let version = unsafe { d.version_str() }.unwrap_or("<missing or not UTF-8>");
     if !versions_agree(version, expected_version) {
         return Err(LoadError::Mismatch {
             path,

@@ -5,14 +5,25 @@
 //! `data_dir` is its own and `find_service` only sees its dependencies), and
 //! all of them share one [`Bus`]. Every callback entered from C catches
 //! panics: unwinding into a plugin's C frames is undefined behaviour.
+//!
+//! Messages are delivered synchronously, on the publisher's thread, to the
+//! subscriptions that exist when `publish` is called. A callback may publish
+//! (nested delivery, bounded by [`MAX_DELIVERY_DEPTH`]), subscribe and
+//! unsubscribe, itself included; [`crate::delivery`] keeps the promise that
+//! once `unsubscribe` returns no delivery to the subscription is running on
+//! another thread, without waiting for the caller's own.
 
+use crate::delivery::{self, Deliveries, RetireError, WaitGraph};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use xplugin_abi::*;
+
+pub use crate::delivery::MAX_DELIVERY_DEPTH;
 
 /// Upper bound on registered services per host: a plugin that registers in a
 /// loop gets `XPLUGIN_ERR_NO_MEMORY` instead of growing the host forever.
@@ -36,10 +47,8 @@ struct Subscriber {
     topic: String,
     callback: MessageFn,
     user: usize,
-    active: AtomicBool,
-    /// Held while a message is delivered; `unsubscribe` takes it after
-    /// deactivating, so once it returns no delivery is in flight.
-    delivering: Mutex<()>,
+    /// Whether it still takes messages, and the deliveries in flight.
+    deliveries: Arc<Deliveries>,
 }
 
 #[derive(Default)]
@@ -53,6 +62,31 @@ struct BusState {
 pub struct Bus {
     state: Mutex<BusState>,
     next_id: AtomicU64,
+    /// Who waits for whose deliveries, to refuse an `unsubscribe` that would
+    /// deadlock.
+    waits: WaitGraph,
+}
+
+/// Why [`Bus::publish`] delivered nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Called from inside [`MAX_DELIVERY_DEPTH`] nested message callbacks.
+    #[error(
+        "publish on topic \"{topic}\" refused: {depth} message callbacks are already nested on this thread (the bound is {MAX_DELIVERY_DEPTH}); a callback that publishes must not trigger itself without end"
+    )]
+    TooDeep {
+        /// The topic.
+        topic: String,
+        /// Deliveries on the thread's stack.
+        depth: u32,
+    },
+    /// The topic holds a NUL byte, which no C subscriber could have named.
+    #[error("publish refused: topic {topic:?} contains a NUL byte")]
+    InvalidTopic {
+        /// The topic.
+        topic: String,
+    },
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,9 +101,11 @@ impl Bus {
         Arc::new(Bus::default())
     }
 
-    /// Removes every service and subscription `owner` made. Called before a
-    /// plugin is destroyed and when it fails, so nobody calls into a dead
-    /// instance.
+    /// Removes every service and subscription `owner` made, and waits until
+    /// no delivery to those subscriptions runs on another thread. Called
+    /// before a plugin is destroyed and when it fails, so nobody calls into a
+    /// dead instance. Call it from the lifecycle thread, outside any message
+    /// callback.
     pub fn remove_owner(&self, owner: &str) {
         let removed: Vec<Arc<Subscriber>> = {
             let mut st = lock(&self.state);
@@ -79,9 +115,30 @@ impl Bus {
             gone
         };
         for s in removed {
-            s.active.store(false, Ordering::SeqCst);
-            drop(lock(&s.delivering));
+            self.waits.retire_and_wait(&s.deliveries);
         }
+    }
+
+    /// Removes subscription `id` of `owner`. Once this returns `Ok`, the
+    /// callback gets no new message, and no delivery to it runs on another
+    /// thread; when called from inside that callback, the caller's own
+    /// delivery is still running (it is the caller).
+    ///
+    /// # Errors
+    /// [`RetireError::NotFound`] if `owner` has no such subscription;
+    /// [`RetireError::WouldDeadlock`] (nothing changed) if waiting for a
+    /// delivery on another thread would deadlock.
+    pub fn unsubscribe(&self, owner: &str, id: u64) -> Result<(), RetireError> {
+        let s = lock(&self.state)
+            .subscribers
+            .iter()
+            .find(|s| s.id == id && s.owner == owner)
+            .cloned()
+            .ok_or(RetireError::NotFound)?;
+        let retirement = self.waits.retire(&s.deliveries)?;
+        lock(&self.state).subscribers.retain(|x| x.id != id);
+        retirement.wait();
+        Ok(())
     }
 
     /// Names of the services registered now, with their providers.
@@ -93,26 +150,51 @@ impl Bus {
             .collect()
     }
 
-    /// Publishes from the host itself (or a test). Returns how many
-    /// subscribers received the message.
-    pub fn publish(&self, topic: &str, data: &[u8]) -> usize {
+    /// Publishes from the host itself (or a test) and from plugins'
+    /// `publish`: delivers synchronously, on this thread, to every
+    /// subscription of `topic` that exists now. Returns how many callbacks
+    /// returned normally.
+    ///
+    /// # Errors
+    /// [`PublishError`]: the topic holds a NUL, or this thread is already
+    /// inside [`MAX_DELIVERY_DEPTH`] nested deliveries.
+    pub fn publish(&self, topic: &str, data: &[u8]) -> Result<usize, PublishError> {
+        let depth = delivery::depth();
+        if depth >= MAX_DELIVERY_DEPTH {
+            return Err(PublishError::TooDeep {
+                topic: topic.to_string(),
+                depth,
+            });
+        }
+        let Ok(ctopic) = CString::new(topic) else {
+            return Err(PublishError::InvalidTopic {
+                topic: topic.to_string(),
+            });
+        };
+        // A snapshot: subscriptions made by a callback during this publish
+        // get the next message, not this one.
         let targets: Vec<Arc<Subscriber>> = lock(&self.state)
             .subscribers
             .iter()
             .filter(|s| s.topic == topic)
             .cloned()
             .collect();
-        let Ok(ctopic) = CString::new(topic) else {
-            return 0;
-        };
         let mut delivered = 0;
         for s in targets {
-            let _guard = lock(&s.delivering);
-            if !s.active.load(Ordering::SeqCst) {
+            // Unsubscribed since the snapshot (possibly by a callback of
+            // this very publish): skip it.
+            let Some(_in_flight) = s.deliveries.begin() else {
                 continue;
-            }
-            // SAFETY: callback and user were given by the subscriber, which
-            // is alive (active) while we hold `delivering`.
+            };
+            // SAFETY: `callback` and `user` were handed over together by the
+            // subscription's owner in `subscribe`. The ABI makes the owner
+            // keep both valid until its `unsubscribe` returns or, for what it
+            // never unsubscribes, until the host removes the subscription
+            // before the owner's `destroy`; libraries are never unloaded.
+            // Both removals wait for every delivery registered by `begin` on
+            // another thread, and `begin` registered this one only while the
+            // subscription was active. `ctopic` is NUL-terminated and `data`
+            // is `data.len()` readable bytes, both alive across the call.
             let r = catch_unwind(AssertUnwindSafe(|| unsafe {
                 (s.callback)(
                     s.user as *mut c_void,
@@ -125,13 +207,22 @@ impl Bus {
                 delivered += 1;
             }
         }
-        delivered
+        Ok(delivered)
     }
 }
 
-/// The per-plugin host context: a boxed [`HostApi`] whose `host` field points
-/// back at this struct. It must outlive the plugin's `destroy`.
+/// The per-plugin host context: the [`HostApi`] table handed to `init`,
+/// whose `host` field points back at the context. It must outlive the
+/// plugin's `destroy`.
 pub struct PluginHost {
+    /// Owned, freed in `Drop`. A raw pointer rather than a `Box` field: the
+    /// table's `host` field points into this allocation and plugins read
+    /// through it while the `PluginHost` handle is moved around, and a `Box`
+    /// claims unique access to its contents each time it is moved.
+    inner: NonNull<HostState>,
+}
+
+struct HostState {
     api: HostApi,
     name: String,
     host_version: CString,
@@ -151,7 +242,7 @@ impl PluginHost {
         bus: Arc<Bus>,
     ) -> Box<PluginHost> {
         let cstring = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
-        let mut b = Box::new(PluginHost {
+        let state = Box::new(HostState {
             api: HostApi {
                 struct_size: std::mem::size_of::<HostApi>() as u32,
                 abi_major: XPLUGIN_ABI_MAJOR,
@@ -172,28 +263,58 @@ impl PluginHost {
             visible_providers,
             bus,
         });
-        let self_ptr: *mut PluginHost = &mut *b;
-        b.api.host = self_ptr.cast::<HostContext>();
-        b
+        let inner = NonNull::from(Box::leak(state));
+        // SAFETY: `inner` was just made from a leaked `Box`, so it is valid,
+        // aligned and not yet shared with anyone; this is the only access.
+        unsafe { (*inner.as_ptr()).api.host = inner.as_ptr().cast::<HostContext>() };
+        Box::new(PluginHost { inner })
     }
 
     /// The table to pass to `init`.
     pub fn api(&self) -> *const HostApi {
-        &self.api
+        // SAFETY: `inner` stays valid until `Drop`; taking a field's address
+        // creates no reference, so it does not conflict with plugins reading
+        // the table through earlier copies of this pointer.
+        unsafe { &raw const (*self.inner.as_ptr()).api }
     }
 }
 
-/// # Safety
-/// `host` must be the `host` field of a live [`PluginHost`] table.
-unsafe fn ctx<'a>(host: *mut HostContext) -> Option<&'a PluginHost> {
-    host.cast::<PluginHost>().as_ref()
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        // SAFETY: `inner` comes from `Box::leak` in `new` and is freed only
+        // here, once. Whoever called the plugin's `init` with this table
+        // keeps the `PluginHost` until after the plugin's `destroy` returned
+        // (the ABI's lifetime of the table), so no plugin uses it any more.
+        drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
+    }
 }
 
+/// The context behind a table's `host` field.
+///
+/// # Safety
+/// `host` must be NULL or the `host` field of a table made by
+/// [`PluginHost::new`] whose `PluginHost` is still alive: what the ABI
+/// requires of every plugin passing `host` back.
+unsafe fn ctx<'a>(host: *mut HostContext) -> Option<&'a HostState> {
+    // SAFETY: per this function's contract `host` is NULL or points at the
+    // live `HostState` it was set to in `PluginHost::new`; the state is only
+    // read after construction, so shared references to it are sound.
+    unsafe { host.cast::<HostState>().as_ref() }
+}
+
+/// A topic or service name argument: NUL-terminated UTF-8 of 1 to
+/// [`MAX_NAME_LEN`] bytes, or `None`.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that stays valid and
+/// unchanged for `'a` (the ABI: for the duration of the call).
 unsafe fn name_arg<'a>(p: *const c_char) -> Option<&'a str> {
     if p.is_null() {
         return None;
     }
-    let s = CStr::from_ptr(p).to_str().ok()?;
+    // SAFETY: non-NULL, and NUL-terminated and alive for 'a per this
+    // function's contract.
+    let s = unsafe { CStr::from_ptr(p) }.to_str().ok()?;
     if s.is_empty() || s.len() > MAX_NAME_LEN {
         None
     } else {
@@ -207,17 +328,31 @@ fn guarded(f: impl FnOnce() -> Status) -> Status {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(XPLUGIN_ERR_FAILED)
 }
 
+// The `host_*` functions below are the table's entries. Their contract is the
+// ABI's (xplugin.h): `host` is the `host` field of the plugin's own table,
+// every string argument is NULL or NUL-terminated and valid for the call,
+// every out pointer is NULL or writable. Each checks what it can (NULL,
+// length, UTF-8) and refuses the rest with XPLUGIN_ERR_INVALID_ARG.
+
+/// `log`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above).
 unsafe extern "C" fn host_log(host: *mut HostContext, level: u32, message: *const c_char) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let (Some(h), false) = (ctx(host), message.is_null()) else {
+        // SAFETY: `host` is what the plugin got in its table (ABI contract).
+        let (Some(h), false) = (unsafe { ctx(host) }, message.is_null()) else {
             return;
         };
+        // SAFETY: non-NULL, and the ABI requires a NUL-terminated string
+        // valid for the duration of the call.
+        let text = unsafe { CStr::from_ptr(message) };
         // On the cycle thread the line goes into the cycle's log ring: never
         // blocks, never allocates (the service thread writes it).
-        if crate::cycle::outbox::log(level, CStr::from_ptr(message).to_bytes()) {
+        if crate::cycle::outbox::log(level, text.to_bytes()) {
             return;
         }
-        let msg = CStr::from_ptr(message).to_string_lossy();
+        let msg = text.to_string_lossy();
         let level = match level {
             XPLUGIN_LOG_ERROR => log::Level::Error,
             XPLUGIN_LOG_WARN => log::Level::Warn,
@@ -229,14 +364,29 @@ unsafe extern "C" fn host_log(host: *mut HostContext, level: u32, message: *cons
     }));
 }
 
+/// `host_version`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above).
 unsafe extern "C" fn host_version_fn(host: *mut HostContext) -> *const c_char {
-    ctx(host).map_or(std::ptr::null(), |h| h.host_version.as_ptr())
+    // SAFETY: `host` is what the plugin got in its table (ABI contract).
+    unsafe { ctx(host) }.map_or(std::ptr::null(), |h| h.host_version.as_ptr())
 }
 
+/// `data_dir`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above).
 unsafe extern "C" fn host_data_dir(host: *mut HostContext) -> *const c_char {
-    ctx(host).map_or(std::ptr::null(), |h| h.data_dir.as_ptr())
+    // SAFETY: `host` is what the plugin got in its table (ABI contract).
+    unsafe { ctx(host) }.map_or(std::ptr::null(), |h| h.data_dir.as_ptr())
 }
 
+/// `publish`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above); `data` is NULL
+/// (with `len` 0) or `len` readable bytes.
 unsafe extern "C" fn host_publish(
     host: *mut HostContext,
     topic: *const c_char,
@@ -244,26 +394,41 @@ unsafe extern "C" fn host_publish(
     len: usize,
 ) -> Status {
     guarded(|| {
-        let (Some(h), Some(topic)) = (ctx(host), name_arg(topic)) else {
+        // SAFETY: `host` is what the plugin got in its table and `topic` is
+        // NULL or a NUL-terminated string valid for the call (ABI contract).
+        let (Some(h), Some(topic)) = (unsafe { ctx(host) }, unsafe { name_arg(topic) }) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
-        if data.is_null() && len != 0 {
+        if (data.is_null() && len != 0) || len > isize::MAX as usize {
             return XPLUGIN_ERR_INVALID_ARG;
         }
         let bytes = if len == 0 {
             &[][..]
         } else {
-            std::slice::from_raw_parts(data, len)
+            // SAFETY: non-NULL, `len` is at most isize::MAX (checked above),
+            // and the ABI requires `len` readable bytes that stay unchanged
+            // for the duration of the call; the slice does not outlive it.
+            unsafe { std::slice::from_raw_parts(data, len) }
         };
         // From `step`: queued for the service thread, which delivers it.
         if let Some(status) = crate::cycle::outbox::publish(topic, bytes) {
             return status;
         }
-        h.bus.publish(topic, bytes);
-        XPLUGIN_OK
+        match h.bus.publish(topic, bytes) {
+            Ok(_) => XPLUGIN_OK,
+            Err(e) => {
+                log::warn!("[{}] {e}", h.name);
+                XPLUGIN_ERR_NO_MEMORY
+            }
+        }
     })
 }
 
+/// `subscribe`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above); `callback` and
+/// `user` stay valid until the subscription is removed.
 unsafe extern "C" fn host_subscribe(
     host: *mut HostContext,
     topic: *const c_char,
@@ -276,60 +441,75 @@ unsafe extern "C" fn host_subscribe(
         if crate::cycle::outbox::in_cycle() {
             return XPLUGIN_ERR_NOT_READY;
         }
-        let (Some(h), Some(topic), Some(callback)) = (ctx(host), name_arg(topic), callback) else {
+        // SAFETY: `host` is what the plugin got in its table and `topic` is
+        // NULL or a NUL-terminated string valid for the call (ABI contract).
+        let (Some(h), Some(topic), Some(callback)) =
+            (unsafe { ctx(host) }, unsafe { name_arg(topic) }, callback)
+        else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
         let id = h.bus.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        {
-            let mut st = lock(&h.bus.state);
-            if st.subscribers.len() >= MAX_SUBSCRIPTIONS {
-                return XPLUGIN_ERR_NO_MEMORY;
-            }
+        let mut st = lock(&h.bus.state);
+        let status = if st.subscribers.len() >= MAX_SUBSCRIPTIONS {
+            XPLUGIN_ERR_NO_MEMORY
+        } else {
+            XPLUGIN_OK
+        };
+        if !out_subscription.is_null() {
+            // SAFETY: non-NULL, and the ABI requires a writable uint64_t.
+            // Written before the subscription is visible to publishers, so a
+            // callback running on another thread can already read its id;
+            // 0 (never an id: they start at 1) when refused.
+            unsafe { *out_subscription = if status == XPLUGIN_OK { id } else { 0 } };
+        }
+        if status == XPLUGIN_OK {
             st.subscribers.push(Arc::new(Subscriber {
                 id,
                 owner: h.name.clone(),
                 topic: topic.to_string(),
                 callback,
                 user: user as usize,
-                active: AtomicBool::new(true),
-                delivering: Mutex::new(()),
+                deliveries: Arc::default(),
             }));
         }
-        if !out_subscription.is_null() {
-            *out_subscription = id;
-        }
-        XPLUGIN_OK
+        status
     })
 }
 
+/// `unsubscribe`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above).
 unsafe extern "C" fn host_unsubscribe(host: *mut HostContext, subscription: u64) -> Status {
     guarded(|| {
         // These take the bus lock: refused on the real-time cycle thread.
         if crate::cycle::outbox::in_cycle() {
             return XPLUGIN_ERR_NOT_READY;
         }
-        let Some(h) = ctx(host) else {
+        // SAFETY: `host` is what the plugin got in its table (ABI contract).
+        let Some(h) = (unsafe { ctx(host) }) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
-        let removed = {
-            let mut st = lock(&h.bus.state);
-            let pos = st
-                .subscribers
-                .iter()
-                .position(|s| s.id == subscription && s.owner == h.name);
-            pos.map(|i| st.subscribers.remove(i))
-        };
-        match removed {
-            Some(s) => {
-                s.active.store(false, Ordering::SeqCst);
-                drop(lock(&s.delivering));
-                XPLUGIN_OK
+        match h.bus.unsubscribe(&h.name, subscription) {
+            Ok(()) => XPLUGIN_OK,
+            Err(RetireError::WouldDeadlock) => {
+                log::warn!(
+                    "[{}] unsubscribe({subscription}): {}",
+                    h.name,
+                    RetireError::WouldDeadlock
+                );
+                XPLUGIN_ERR_NOT_READY
             }
-            None => XPLUGIN_ERR_NOT_FOUND,
+            Err(_) => XPLUGIN_ERR_NOT_FOUND,
         }
     })
 }
 
+/// `register_service`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above); `iface` stays
+/// valid until the plugin's `destroy` returns.
 unsafe extern "C" fn host_register_service(
     host: *mut HostContext,
     name: *const c_char,
@@ -341,7 +521,9 @@ unsafe extern "C" fn host_register_service(
         if crate::cycle::outbox::in_cycle() {
             return XPLUGIN_ERR_NOT_READY;
         }
-        let (Some(h), Some(name)) = (ctx(host), name_arg(name)) else {
+        // SAFETY: `host` is what the plugin got in its table and `name` is
+        // NULL or a NUL-terminated string valid for the call (ABI contract).
+        let (Some(h), Some(name)) = (unsafe { ctx(host) }, unsafe { name_arg(name) }) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
         if iface.is_null() {
@@ -371,6 +553,10 @@ unsafe extern "C" fn host_register_service(
     })
 }
 
+/// `find_service`.
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above).
 unsafe extern "C" fn host_find_service(
     host: *mut HostContext,
     name: *const c_char,
@@ -382,7 +568,9 @@ unsafe extern "C" fn host_find_service(
         if crate::cycle::outbox::in_cycle() {
             return XPLUGIN_ERR_NOT_READY;
         }
-        let (Some(h), Some(name)) = (ctx(host), name_arg(name)) else {
+        // SAFETY: `host` is what the plugin got in its table and `name` is
+        // NULL or a NUL-terminated string valid for the call (ABI contract).
+        let (Some(h), Some(name)) = (unsafe { ctx(host) }, unsafe { name_arg(name) }) else {
             return XPLUGIN_ERR_INVALID_ARG;
         };
         if out_iface.is_null() {
@@ -402,9 +590,13 @@ unsafe extern "C" fn host_find_service(
             );
             return XPLUGIN_ERR_NOT_FOUND;
         }
-        *out_iface = entry.iface as *const c_void;
+        // SAFETY: `out_iface` is non-NULL and the ABI requires it to be
+        // writable; the stored address is the provider's table, which the
+        // host only passes on, never dereferences.
+        unsafe { *out_iface = entry.iface as *const c_void };
         if !out_iface_version.is_null() {
-            *out_iface_version = entry.version;
+            // SAFETY: non-NULL, and the ABI requires a writable uint32_t.
+            unsafe { *out_iface_version = entry.version };
         }
         XPLUGIN_OK
     })
@@ -444,6 +636,9 @@ mod tests {
         let c = host("c", &[], &bus);
         static TABLE: u64 = 42;
         let name = CString::new("a.svc").unwrap();
+        // SAFETY: the tables of live PluginHosts, called with their own
+        // `host` field, C strings that outlive the calls, a static service
+        // table and local out variables.
         unsafe {
             let api = &*a.api();
             let reg = api.register_service.unwrap();
@@ -479,6 +674,8 @@ mod tests {
         let a = host("a", &[], &bus);
         let topic = CString::new("t").unwrap();
         let before = RECEIVED.load(Ordering::SeqCst);
+        // SAFETY: the table of a live PluginHost with its own `host` field;
+        // the topic outlives the calls; `on_message` ignores `user`.
         unsafe {
             let api = &*a.api();
             let mut id = 0;
@@ -503,7 +700,216 @@ mod tests {
                 XPLUGIN_ERR_NOT_FOUND
             );
         }
-        assert_eq!(bus.publish("t", b"zz"), 0);
+        assert_eq!(bus.publish("t", b"zz"), Ok(0));
+    }
+
+    /// What a re-entrant test callback does, reached through `user`.
+    struct Reentrant {
+        api: *const HostApi,
+        /// The subscription's own id, set after subscribe.
+        own_id: AtomicU64,
+        /// Another subscription to remove from inside the callback.
+        other_id: AtomicU64,
+        calls: AtomicUsize,
+        /// Statuses seen inside the callback, in order.
+        statuses: Mutex<Vec<(&'static str, Status)>>,
+    }
+
+    /// On its first call: publishes on its own topic (a nested delivery to
+    /// itself), unsubscribes the other subscription, subscribes a new one,
+    /// then unsubscribes itself. Later calls only count.
+    unsafe extern "C" fn reentrant(
+        user: *mut c_void,
+        topic: *const c_char,
+        _d: *const u8,
+        _l: usize,
+    ) {
+        // SAFETY: the tests pass a `Reentrant` that outlives the bus use.
+        let r = unsafe { &*user.cast::<Reentrant>() };
+        if r.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            return;
+        }
+        // SAFETY: the table of a live PluginHost; topic is the host's C string.
+        unsafe {
+            let api = &*r.api;
+            let mut out = r.statuses.lock().unwrap();
+            out.push((
+                "publish",
+                (api.publish.unwrap())(api.host, topic, std::ptr::null(), 0),
+            ));
+            out.push((
+                "unsubscribe other",
+                (api.unsubscribe.unwrap())(api.host, r.other_id.load(Ordering::SeqCst)),
+            ));
+            let mut id = 0;
+            out.push((
+                "subscribe",
+                (api.subscribe.unwrap())(
+                    api.host,
+                    c"late".as_ptr(),
+                    Some(on_message),
+                    std::ptr::null_mut(),
+                    &mut id,
+                ),
+            ));
+            out.push((
+                "unsubscribe self",
+                (api.unsubscribe.unwrap())(api.host, r.own_id.load(Ordering::SeqCst)),
+            ));
+        }
+    }
+
+    fn subscribe(api: &HostApi, topic: &CStr, cb: MessageFn, user: *mut c_void) -> u64 {
+        let mut id = 0;
+        // SAFETY: a live table; topic is a C string; user outlives the bus use.
+        let s =
+            unsafe { (api.subscribe.unwrap())(api.host, topic.as_ptr(), Some(cb), user, &mut id) };
+        assert_eq!(s, XPLUGIN_OK);
+        id
+    }
+
+    /// Runs `f` on a thread and fails the test if it does not finish in 30
+    /// seconds: a deadlock regression then fails instead of hanging the suite.
+    fn within_30s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{what}: no result within 30 s (deadlocked?)"))
+    }
+
+    #[test]
+    fn a_callback_may_publish_subscribe_and_unsubscribe_itself_and_others() {
+        within_30s("re-entrant callback", || {
+            let bus = Bus::new();
+            let a = host("a", &[], &bus);
+            // SAFETY: the table of a live PluginHost.
+            let api = unsafe { &*a.api() };
+            let r = Reentrant {
+                api: a.api(),
+                own_id: AtomicU64::new(0),
+                other_id: AtomicU64::new(0),
+                calls: AtomicUsize::new(0),
+                statuses: Mutex::new(Vec::new()),
+            };
+            let user = (&r as *const Reentrant).cast_mut().cast::<c_void>();
+            r.own_id
+                .store(subscribe(api, c"self", reentrant, user), Ordering::SeqCst);
+            let other = subscribe(api, c"other", on_message, std::ptr::null_mut());
+            r.other_id.store(other, Ordering::SeqCst);
+            // Hung on the delivery lock before unsubscribe learnt to skip the
+            // caller's own delivery.
+            assert_eq!(bus.publish("self", b""), Ok(1));
+            assert_eq!(
+                *r.statuses.lock().unwrap(),
+                [
+                    ("publish", XPLUGIN_OK),
+                    ("unsubscribe other", XPLUGIN_OK),
+                    ("subscribe", XPLUGIN_OK),
+                    ("unsubscribe self", XPLUGIN_OK),
+                ]
+            );
+            // The nested publish reached the callback a second time.
+            assert_eq!(r.calls.load(Ordering::SeqCst), 2);
+            assert_eq!(bus.publish("self", b""), Ok(0), "unsubscribed itself");
+            assert_eq!(bus.publish("other", b""), Ok(0), "unsubscribed by it");
+            assert_eq!(bus.publish("late", b""), Ok(1), "subscribed by it");
+            assert_eq!(delivery::depth(), 0);
+        });
+    }
+
+    /// Publishes on its own topic from every delivery: endless recursion
+    /// unless the host bounds it. Counts the calls and records the first
+    /// refused publish status.
+    unsafe extern "C" fn echo(user: *mut c_void, topic: *const c_char, _d: *const u8, _l: usize) {
+        // SAFETY: the test passes a `Reentrant` that outlives the bus use.
+        let r = unsafe { &*user.cast::<Reentrant>() };
+        r.calls.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the table of a live PluginHost; topic is the host's C string.
+        let s = unsafe {
+            let api = &*r.api;
+            (api.publish.unwrap())(api.host, topic, std::ptr::null(), 0)
+        };
+        if s != XPLUGIN_OK {
+            r.statuses.lock().unwrap().push(("publish", s));
+        }
+    }
+
+    #[test]
+    fn nested_publishing_is_bounded() {
+        within_30s("nested publishing", || {
+            let bus = Bus::new();
+            let a = host("a", &[], &bus);
+            // SAFETY: the table of a live PluginHost.
+            let api = unsafe { &*a.api() };
+            let r = Reentrant {
+                api: a.api(),
+                own_id: AtomicU64::new(0),
+                other_id: AtomicU64::new(0),
+                calls: AtomicUsize::new(0),
+                statuses: Mutex::new(Vec::new()),
+            };
+            let user = (&r as *const Reentrant).cast_mut().cast::<c_void>();
+            subscribe(api, c"echo", echo, user);
+            assert_eq!(bus.publish("echo", b""), Ok(1));
+            assert_eq!(r.calls.load(Ordering::SeqCst), MAX_DELIVERY_DEPTH as usize);
+            assert_eq!(
+                *r.statuses.lock().unwrap(),
+                [("publish", XPLUGIN_ERR_NO_MEMORY)]
+            );
+            assert_eq!(delivery::depth(), 0);
+            let e = PublishError::TooDeep {
+                topic: "echo".into(),
+                depth: MAX_DELIVERY_DEPTH,
+            };
+            assert!(e.to_string().contains("\"echo\""), "{e}");
+        });
+    }
+
+    #[test]
+    fn remove_owner_waits_for_a_delivery_on_another_thread() {
+        use std::sync::mpsc;
+        static GATE: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>> = Mutex::new(None);
+        unsafe extern "C" fn slow(_u: *mut c_void, _t: *const c_char, _d: *const u8, _l: usize) {
+            let gate = GATE.lock().unwrap().take();
+            if let Some((entered, proceed)) = gate {
+                entered.send(()).unwrap();
+                proceed.recv().unwrap();
+            }
+        }
+        let bus = Bus::new();
+        let a = host("a", &[], &bus);
+        // SAFETY: the table of a live PluginHost.
+        let api = unsafe { &*a.api() };
+        subscribe(api, c"slow", slow, std::ptr::null_mut());
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (proceed_tx, proceed_rx) = mpsc::channel();
+        *GATE.lock().unwrap() = Some((entered_tx, proceed_rx));
+        let publisher = {
+            let bus = Arc::clone(&bus);
+            std::thread::spawn(move || bus.publish("slow", b""))
+        };
+        entered_rx.recv().unwrap();
+        let (removed_tx, removed_rx) = mpsc::channel();
+        let remover = {
+            let bus = Arc::clone(&bus);
+            std::thread::spawn(move || {
+                bus.remove_owner("a");
+                removed_tx.send(()).unwrap();
+            })
+        };
+        // The delivery is still running: remove_owner must not return.
+        assert!(removed_rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        proceed_tx.send(()).unwrap();
+        removed_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("remove_owner did not return after the delivery ended");
+        assert_eq!(publisher.join().unwrap(), Ok(1));
+        remover.join().unwrap();
+        assert_eq!(bus.publish("slow", b""), Ok(0));
     }
 
     #[test]
@@ -511,6 +917,8 @@ mod tests {
         let bus = Bus::new();
         let a = host("a", &[], &bus);
         let long = CString::new("x".repeat(MAX_NAME_LEN + 1)).unwrap();
+        // SAFETY: the table of a live PluginHost with its own `host` field;
+        // the NULL and over-long arguments are what the host must refuse.
         unsafe {
             let api = &*a.api();
             assert_eq!(
