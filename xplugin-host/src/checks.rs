@@ -15,7 +15,7 @@ use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_RUN
 use xplugin_license::{ClockGuard, TrustStore, VerifyContext};
 use xplugin_model::compat;
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
-use xplugin_model::{Problem, Problems, Version};
+use xplugin_model::{Problem, ProblemCode, Problems, Version};
 use xplugin_package::binary::{check_library, inspect_library, BinaryError, LibraryInfo};
 
 /// Facts of this host that the checks need.
@@ -277,7 +277,7 @@ fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
         }
         _ => "re-import the package; if it persists, ask the vendor for a new build",
     };
-    Problem::error(subject, e.to_string(), hint)
+    Problem::new(e.code(), subject, e.to_string(), hint)
 }
 
 /// Runs every check on plugin folder `dir` named `name` of `side`.
@@ -310,7 +310,8 @@ pub fn check_plugin_folder(
             check.problems.extend(outcome.problems.0);
             check.manifest = outcome.manifest;
         }
-        Err(e) => check.problems.push(Problem::error(
+        Err(e) => check.problems.push(Problem::new(
+            ProblemCode::ManifestUnreadable,
             &subj,
             format!("cannot read manifest {}: {e}", manifest_path.display()),
             "re-import the package",
@@ -321,7 +322,8 @@ pub fn check_plugin_folder(
     if let Some(m) = &check.manifest {
         if let Err(e) = compat::check(m, ctx.host_version) {
             check.incompatible = true;
-            check.problems.push(Problem::error(
+            check.problems.push(Problem::new(
+                e.code(),
                 &subj,
                 e.to_string(),
                 "install a plugin version built for this host version, or update the host",
@@ -356,7 +358,7 @@ pub fn check_plugin_folder(
                     Ok(l) => check.runtime = Some(l),
                     Err(e) => check.problems.push(binary_problem(&subj, &e)),
                 },
-                None => check.problems.push(Problem::error(
+                None => check.problems.push(Problem::new(ProblemCode::LibraryRuntimeMissing,
                     &subj,
                     format!(
                         "no xplugin ABI runtime next to {lib_name}: expected one of {}",
@@ -368,13 +370,14 @@ pub fn check_plugin_folder(
         }
     } else if side == Side::Client && dir.join(format!("{name}.dll")).is_file() && !cfg!(windows) {
         check.no_platform_library = true;
-        check.problems.push(Problem::warning(
+        check.problems.push(Problem::new(ProblemCode::LibraryNoPlatformBuild,
             &subj,
             format!("no library for this platform: the plugin ships {name}.dll (Windows) but no {lib_name}"),
             "ask the vendor for a Linux build if the plugin is needed on this pendant",
         ));
     } else {
-        check.problems.push(Problem::error(
+        check.problems.push(Problem::new(
+            ProblemCode::LibraryMissing,
             &subj,
             format!("library {lib_name} is missing"),
             "re-import the package",
@@ -392,9 +395,12 @@ fn check_license(
     problems: &mut Problems,
 ) -> LicenseStatus {
     let result = match ctx.trust {
-        None => Err(format!(
-            "no trusted vendor keys: {}",
-            ctx.trust_error.unwrap_or("trust store not configured")
+        None => Err((
+            ProblemCode::LicenseNoTrustedKeys,
+            format!(
+                "no trusted vendor keys: {}",
+                ctx.trust_error.unwrap_or("trust store not configured")
+            ),
         )),
         Some(trust) => {
             let vctx = VerifyContext {
@@ -405,7 +411,8 @@ fn check_license(
                 now: ctx.now,
                 high_water_mark: ctx.high_water_mark,
             };
-            xplugin_license::verify_plugin_dir(dir, trust, &vctx).map_err(|e| e.to_string())
+            xplugin_license::verify_plugin_dir(dir, trust, &vctx)
+                .map_err(|e| (e.code(), e.to_string()))
         }
     };
     match result {
@@ -417,15 +424,16 @@ fn check_license(
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
         },
-        Err(reason) if ctx.allow_unlicensed => {
-            problems.push(Problem::warning(
+        Err((_, reason)) if ctx.allow_unlicensed => {
+            problems.push(Problem::new(
+                ProblemCode::LicenseUnlicensedAccepted,
                 subj,
                 format!("license not valid, accepted because allow_unlicensed is on: {reason}"),
                 "development mode only: turn allow_unlicensed off on production robots",
             ));
             LicenseStatus::Unlicensed { reason }
         }
-        Err(reason) => {
+        Err((code, reason)) => {
             // License errors carry their own "what to do"; add ours only when
             // they do not.
             let hint = if reason.contains("what to do") {
@@ -434,7 +442,7 @@ fn check_license(
                 "ask the vendor for a license for this device (xplugin-client device-id prints its id) and re-import"
             };
             problems.push(
-                Problem::error(subj, format!("license refused: {reason}"), hint)
+                Problem::new(code, subj, format!("license refused: {reason}"), hint)
                     .with_field("license"),
             );
             LicenseStatus::Refused { reason }

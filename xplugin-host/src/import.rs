@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{Manifest, Side};
-use xplugin_model::{Problem, Problems, Version};
+use xplugin_model::{Problem, ProblemCode, Problems, Version};
 use xplugin_package::{unpack_package, PackageError, SideTree};
 use xplugin_store::{CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock};
 
@@ -230,7 +230,8 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
                 resolve_side(&mut work, None, opts, &mut report);
                 sides.push((work, tree));
             }
-            _ => report.problems.push(Problem::error(
+            _ => report.problems.push(Problem::new(
+                ProblemCode::ImportNoControllerRoot,
                 format!("{}: controller.zip", opts.package.display()),
                 "the package has a controller part but no controller root is known",
                 "pass --controller-root DIR (or set controller_root in the client configuration)",
@@ -390,7 +391,8 @@ fn check_side<'a>(
             Side::Client => "--hmi-version",
             Side::Controller => "--controller-version",
         };
-        report.problems.push(Problem::error(
+        report.problems.push(Problem::new(
+            ProblemCode::ImportHostVersionUnknown,
             format!("{}: {}.zip", opts.package.display(), side_name(side)),
             format!(
                 "this host's {} version is unknown, so compatibility cannot be checked",
@@ -407,7 +409,8 @@ fn check_side<'a>(
     let ctx = facts.context(&host_version);
     if let Err(e) = &facts.device {
         if !host.config.allow_unlicensed {
-            report.problems.push(Problem::error(
+            report.problems.push(Problem::new(
+                ProblemCode::ImportDeviceIdUnknown,
                 format!("{} host", side_name(side)),
                 format!("this device's id cannot be determined: {e}"),
                 "configure device.machine_id_file or device.serial in the host configuration",
@@ -439,7 +442,8 @@ fn check_side<'a>(
                 Some(Ok(_)) => Action::RefusedDowngrade,
             };
             if action == Action::RefusedDowngrade {
-                report.problems.push(Problem::error(
+                report.problems.push(Problem::new(
+                    ProblemCode::ImportDowngrade,
                     subject(side, &m.name),
                     format!(
                         "the package brings version {} but {} is installed",
@@ -520,26 +524,29 @@ fn resolve_side(
         );
         if incoming_names.contains(name) {
             if benign {
-                report.problems.push(Problem::warning(
+                report.problems.push(Problem::new(
+                    blocked.reason.code(),
                     subj,
                     format!("will not load after this import: {}", blocked.message),
                     "enable the disabled plugin if this one is needed",
                 ));
             } else if matches!(blocked.reason, BlockReason::ControllerStateUnknown { .. }) {
-                report.problems.push(Problem::warning(
+                report.problems.push(Problem::new(
+                    blocked.reason.code(),
                     subj,
                     format!("ctrlDepend not checked: {}", blocked.message),
                     "pass --controller-root so the controller's plugins can be checked",
                 ));
             } else {
-                report.problems.push(Problem::error(
+                report.problems.push(Problem::new(
+                    blocked.reason.code(),
                     subj,
                     format!("would not load after this import: {}", blocked.message),
                     format!("add the missing or fixed dependency to {pkg}, or install it first"),
                 ));
             }
         } else if !before.blocked.contains_key(name) && !benign {
-            report.problems.push(Problem::error(
+            report.problems.push(Problem::new(ProblemCode::ImportBreaksInstalled,
                 subj,
                 format!("this import would break the installed plugin: {}", blocked.message),
                 "import a package that keeps its dependencies satisfied, or remove the plugin first",

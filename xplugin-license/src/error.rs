@@ -6,7 +6,7 @@ use crate::payload::Side;
 use crate::timestamp::format_rfc3339;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use xplugin_model::{Problem, Problems};
+use xplugin_model::{Problem, ProblemCode, Problems};
 
 /// Separator between the message and the hint in every `Display` text.
 const HINT: &str = "\n  what to do: ";
@@ -295,6 +295,38 @@ pub enum LicenseError {
 }
 
 impl LicenseError {
+    /// The problem code of this reason ([`LicenseError::Multiple`] has the
+    /// code of its first reason; [`LicenseError::to_problems`] gives each
+    /// reason its own).
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            LicenseError::Unreadable { .. } => ProblemCode::LicenseUnreadable,
+            LicenseError::Oversized { .. } => ProblemCode::LicenseOversized,
+            LicenseError::Malformed { .. } => ProblemCode::LicenseMalformed,
+            LicenseError::UnknownKey { .. } => ProblemCode::LicenseUnknownKey,
+            LicenseError::TruncatedSignature { .. } => ProblemCode::LicenseTruncatedSignature,
+            LicenseError::BadSignature { .. } => ProblemCode::LicenseBadSignature,
+            LicenseError::DuplicateKey { .. } => ProblemCode::LicenseDuplicateJsonKey,
+            LicenseError::InvalidPayload { .. } => ProblemCode::LicenseInvalidPayload,
+            LicenseError::WrongPlugin { .. } => ProblemCode::LicensePluginMismatch,
+            LicenseError::WrongSide { .. } => ProblemCode::LicenseSideMismatch,
+            LicenseError::VersionOutOfRange { .. } => ProblemCode::LicenseVersionMismatch,
+            LicenseError::WrongDevice { .. } => ProblemCode::LicenseDeviceMismatch,
+            LicenseError::Expired { .. } => ProblemCode::LicenseExpired,
+            LicenseError::NotYetValid { .. } => ProblemCode::LicenseNotYetValid,
+            LicenseError::ClockBehindIssue { .. } => ProblemCode::LicenseClockBehindIssue,
+            LicenseError::ClockBehindHighWater { .. } => ProblemCode::LicenseClockSetBack,
+            LicenseError::ClockFarFuture { .. } => ProblemCode::LicenseClockFarFuture,
+            LicenseError::FileMissing { .. } => ProblemCode::LicenseFileMissing,
+            LicenseError::FileHashMismatch { .. } => ProblemCode::LicenseFileHashMismatch,
+            LicenseError::FileNotLicensed { .. } => ProblemCode::LicenseFileNotCovered,
+            LicenseError::FileUnreadable { .. } => ProblemCode::LicenseFileUnreadable,
+            LicenseError::Multiple { errors, .. } => errors
+                .first()
+                .map_or(ProblemCode::LicenseInvalidPayload, LicenseError::code),
+        }
+    }
+
     /// The single reasons (the members of [`LicenseError::Multiple`], or
     /// this error itself).
     pub fn causes(&self) -> Vec<&LicenseError> {
@@ -326,7 +358,7 @@ impl LicenseError {
         for cause in self.causes() {
             let text = cause.to_string();
             let (message, hint) = text.split_once(HINT).unwrap_or((text.as_str(), ""));
-            out.push(Problem::error(subject, message, hint).with_field("license"));
+            out.push(Problem::new(cause.code(), subject, message, hint).with_field("license"));
         }
         out
     }

@@ -9,6 +9,7 @@
 //!
 //! Versions compare as in [`crate::version`]: `3.0` equals `3.0.0`.
 
+use crate::code::ProblemCode;
 use crate::manifest::{Manifest, Side};
 use crate::problem::Problem;
 use crate::version::Version;
@@ -120,10 +121,25 @@ impl Incompatible {
         )
     }
 
+    /// The problem code of the rule that refused the plugin.
+    pub fn code(&self) -> ProblemCode {
+        match self.rule {
+            CompatRule::NotInRequiredList => ProblemCode::CompatHostNotListed,
+            CompatRule::BelowMinimum | CompatRule::BelowMinimumNotListed => {
+                ProblemCode::CompatHostTooOld
+            }
+        }
+    }
+
     /// The same refusal as a [`Problem`] about the plugin.
     pub fn to_problem(&self) -> Problem {
-        Problem::error(self.side.subject(&self.plugin), self.message(), self.hint())
-            .with_field(self.field())
+        Problem::new(
+            self.code(),
+            self.side.subject(&self.plugin),
+            self.message(),
+            self.hint(),
+        )
+        .with_field(self.field())
     }
 }
 

@@ -39,6 +39,7 @@
 //! cycles in messages are capped ([`MAX_CHAIN`], [`MAX_CYCLE_SHOWN`]) so a
 //! pathological 10 000-plugin chain cannot make the output quadratic.
 
+use crate::code::ProblemCode;
 use crate::manifest::{Dependency, Manifest, Side};
 use crate::problem::{Problem, Problems};
 use crate::version::{Version, VersionReq};
@@ -188,6 +189,31 @@ pub enum BlockReason {
     },
 }
 
+impl BlockReason {
+    /// The problem code of this reason. Being disabled, depending on a
+    /// disabled plugin and an unknown controller state are warnings: nothing
+    /// is wrong with the plugin itself.
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            BlockReason::Failed(_) => ProblemCode::GraphPluginFailed,
+            BlockReason::Disabled => ProblemCode::GraphDisabled,
+            BlockReason::DuplicateName { .. } => ProblemCode::GraphDuplicateName,
+            BlockReason::MissingDependency { .. } => ProblemCode::GraphMissingDependency,
+            BlockReason::DependencyDisabled { .. } => ProblemCode::GraphDependencyDisabled,
+            BlockReason::DependencyOutOfRange { .. } => ProblemCode::GraphDependencyVersion,
+            BlockReason::DependencyFailed { .. } => ProblemCode::GraphDependencyFailed,
+            BlockReason::Cycle { .. } => ProblemCode::GraphCycle,
+            BlockReason::MissingControllerDependency { .. } => {
+                ProblemCode::GraphMissingCtrlDependency
+            }
+            BlockReason::ControllerDependencyOutOfRange { .. } => {
+                ProblemCode::GraphCtrlDependencyVersion
+            }
+            BlockReason::ControllerStateUnknown { .. } => ProblemCode::GraphCtrlStateUnknown,
+        }
+    }
+}
+
 /// A plugin that cannot load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Blocked {
@@ -202,8 +228,14 @@ pub struct Blocked {
 
 impl Blocked {
     /// The same as a [`Problem`] about plugin `name` of `side`.
+    /// Its code is the primary reason's ([`BlockReason::code`]).
     pub fn to_problem(&self, side: Side, name: &str) -> Problem {
-        Problem::error(side.subject(name), self.message.clone(), self.hint.clone())
+        Problem::new(
+            self.reason.code(),
+            side.subject(name),
+            self.message.clone(),
+            self.hint.clone(),
+        )
     }
 }
 
@@ -1072,7 +1104,8 @@ pub fn broken_by_import(
         }
         if let Some(b) = after.blocked.get(name) {
             problems.push(
-                Problem::error(
+                Problem::new(
+                    ProblemCode::ImportBreaksInstalled,
                     side.subject(name),
                     format!(
                         "this import would break installed {} {name}: {}",

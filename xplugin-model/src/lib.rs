@@ -36,6 +36,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod code;
 pub mod compat;
 pub mod graph;
 pub mod jsonc;
@@ -43,6 +44,7 @@ pub mod manifest;
 pub mod problem;
 pub mod version;
 
+pub use code::ProblemCode;
 pub use compat::{check as check_compat, CompatRule, Incompatible};
 pub use graph::{
     broken_by_import, dependents_of, merge_installed, resolve, BlockReason, Blocked, Node,
@@ -51,5 +53,5 @@ pub use graph::{
 pub use manifest::{
     check_name, parse_manifest, Dependency, Manifest, ManifestOutcome, NameError, Side,
 };
-pub use problem::{Problem, Problems, Severity};
+pub use problem::{error_chain, Failure, Problem, Problems, Severity, HINT_SEPARATOR};
 pub use version::{Version, VersionError, VersionReq, VersionReqError};

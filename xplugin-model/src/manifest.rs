@@ -44,6 +44,7 @@
 //! * An optional field set to `null` counts as absent; a required one is an
 //!   error. Unknown fields are warnings and are ignored.
 
+use crate::code::ProblemCode;
 use crate::jsonc::{self, JsoncError};
 use crate::problem::{Problem, Problems};
 use crate::version::{Version, VersionReq};
@@ -368,16 +369,9 @@ struct Checker {
 }
 
 impl Checker {
-    fn error(&mut self, field: Option<&str>, message: String, hint: String) {
-        let mut p = Problem::error(self.subject.clone(), message, hint);
-        if let Some(f) = field {
-            p = p.with_field(f);
-        }
-        self.problems.push(p);
-    }
-
-    fn warning(&mut self, field: Option<&str>, message: String, hint: String) {
-        let mut p = Problem::warning(self.subject.clone(), message, hint);
+    /// Records problem `code` (its severity comes with it).
+    fn report(&mut self, code: ProblemCode, field: Option<&str>, message: String, hint: String) {
+        let mut p = Problem::new(code, self.subject.clone(), message, hint);
         if let Some(f) = field {
             p = p.with_field(f);
         }
@@ -387,7 +381,8 @@ impl Checker {
     fn manifest(&mut self, expected_name: &str, bytes: &[u8]) -> Option<Manifest> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             let (file, len) = (self.file.clone(), bytes.len());
-            self.error(
+            self.report(
+                ProblemCode::ManifestTooLarge,
                 None,
                 format!(
                     "{file} is {len} bytes; manifests may be at most {MAX_MANIFEST_BYTES} bytes"
@@ -408,13 +403,18 @@ impl Checker {
                     ),
                     _ => format!("fix {file} as the message says"),
                 };
-                self.error(None, format!("{file}: {e}"), hint);
+                self.report(
+                    ProblemCode::ManifestSyntax,
+                    None,
+                    format!("{file}: {e}"),
+                    hint,
+                );
                 return None;
             }
         };
         for at in &parsed.trailing_commas {
             let file = self.file.clone();
-            self.warning(
+            self.report(ProblemCode::ManifestTrailingComma,
                 None,
                 format!("{file} has a trailing comma at {at}; accepted here, but strict JSON readers refuse it"),
                 "remove the comma before the closing bracket".into(),
@@ -422,7 +422,7 @@ impl Checker {
         }
         for path in &parsed.duplicate_keys {
             let file = self.file.clone();
-            self.error(
+            self.report(ProblemCode::ManifestDuplicateKey,
                 Some(path),
                 format!("key \"{path}\" appears more than once in {file}; JSON readers disagree on which value wins"),
                 "keep exactly one entry for this key".into(),
@@ -431,7 +431,7 @@ impl Checker {
         let Value::Object(top) = &parsed.value else {
             let (file, found) = (self.file.clone(), describe(&parsed.value));
             let key = self.side.manifest_key();
-            self.error(
+            self.report(ProblemCode::ManifestNotAnObject,
                 None,
                 format!("{file} must hold a JSON object with a \"{key}\" object, found {found}"),
                 format!("write {file} as {{\"{key}\": {{\"name\": ..., \"enable\": ..., \"version\": ...}}}}"),
@@ -449,7 +449,8 @@ impl Checker {
             if k == other_key && !top.contains_key(key) {
                 continue; // reported below as the main problem
             }
-            self.warning(
+            self.report(
+                ProblemCode::ManifestUnknownField,
                 Some(k),
                 format!("top-level key \"{k}\" is not used by xplugin and is ignored"),
                 format!(
@@ -463,13 +464,14 @@ impl Checker {
             if top.contains_key(other_key) {
                 let (this_zip, other_zip) =
                     (self.side.archive_name(), self.side.other().archive_name());
-                self.error(
+                self.report(ProblemCode::ManifestWrongSide,
                     Some(other_key),
                     format!("{file} is a {} manifest (\"{other_key}\"), but the plugin is in {this_zip}", self.side.other().plugin_label()),
                     format!("move the plugin folder to {other_zip}, or change the key to \"{key}\" if it really is a {}", self.side.plugin_label()),
                 );
             } else {
-                self.error(
+                self.report(
+                    ProblemCode::ManifestMissingPluginObject,
                     Some(key),
                     format!("{file} has no \"{key}\" object"),
                     format!("wrap the plugin fields in {{\"{key}\": {{...}}}}"),
@@ -479,7 +481,8 @@ impl Checker {
         };
         let Value::Object(body) = body else {
             let found = describe(body);
-            self.error(
+            self.report(
+                ProblemCode::ManifestNotAnObject,
                 Some(key),
                 format!("\"{key}\" must be an object, found {found}"),
                 format!("write \"{key}\": {{\"name\": ..., \"enable\": ..., \"version\": ...}}"),
@@ -491,7 +494,7 @@ impl Checker {
                 let mut entries = body.iter();
                 if let (Some((key, Value::Object(_))), None) = (entries.next(), entries.next()) {
                     if key != "config" {
-                        self.error(
+                        self.report(ProblemCode::ManifestBadShape,
                             Some(&format!("client_plugin.{key}")),
                             format!("\"client_plugin\" holds an object keyed by \"{key}\"; client manifests put the fields directly in \"client_plugin\" (only controller manifests may be keyed by name)"),
                             format!("write {{\"client_plugin\": {{\"name\": \"{expected_name}\", \"enable\": ..., \"version\": ...}}}}"),
@@ -518,7 +521,7 @@ impl Checker {
         match (entries.next(), entries.next()) {
             (Some((key, Value::Object(inner))), None) => {
                 if key != expected_name {
-                    self.error(
+                    self.report(ProblemCode::ManifestKeyMismatch,
                         Some(&format!("controller_plugin.{key}")),
                         format!("the manifest is keyed by \"{key}\", but the plugin folder is \"{expected_name}\""),
                         format!("use the folder name as the key: {{\"controller_plugin\": {{\"{expected_name}\": {{...}}}}}}"),
@@ -526,7 +529,8 @@ impl Checker {
                 }
                 if let Some(Value::String(inner_name)) = inner.get("name") {
                     if inner_name != key {
-                        self.error(
+                        self.report(
+                            ProblemCode::ManifestKeyMismatch,
                             Some("name"),
                             format!(
                                 "the key \"{key}\" and the \"name\" field \"{inner_name}\" differ"
@@ -538,7 +542,7 @@ impl Checker {
                 Some(self.fields(expected_name, inner))
             }
             (None, _) => {
-                self.error(
+                self.report(ProblemCode::ManifestBadShape,
                     Some("controller_plugin"),
                     "\"controller_plugin\" is empty".into(),
                     format!("write {{\"controller_plugin\": {{\"{expected_name}\": {{\"name\": \"{expected_name}\", \"enable\": true, \"version\": \"1.0.0\"}}}}}}"),
@@ -554,7 +558,7 @@ impl Checker {
                     return Some(self.fields(expected_name, body));
                 }
                 let keys: Vec<&str> = body.keys().map(String::as_str).collect();
-                self.error(
+                self.report(ProblemCode::ManifestBadShape,
                     Some("controller_plugin"),
                     format!("\"controller_plugin\" must describe one plugin, either keyed by its name or flat; found keys {keys:?}"),
                     format!("one manifest per plugin folder: {{\"controller_plugin\": {{\"{expected_name}\": {{...}}}}}} or {{\"controller_plugin\": {{\"name\": \"{expected_name}\", ...}}}}"),
@@ -582,7 +586,7 @@ impl Checker {
             Side::Client => self.dependencies("ctrlDepend", obj.get("ctrlDepend"), None),
             Side::Controller => {
                 if obj.get("ctrlDepend").is_some_and(|v| !v.is_null()) {
-                    self.error(
+                    self.report(ProblemCode::ManifestCtrlDependOnController,
                         Some("ctrlDepend"),
                         "\"ctrlDepend\" is for client plugins; a controller plugin names the controller plugins it needs in \"depend\"".into(),
                         "move the entries to \"depend\" and remove \"ctrlDepend\"".into(),
@@ -598,7 +602,8 @@ impl Checker {
             Some(v @ Value::Object(_)) => Some(v.clone()),
             Some(other) => {
                 let found = describe(other);
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some("config"),
                     format!("\"config\" must be an object of configuration items, found {found}"),
                     "write \"config\": {\"item\": {...}} or remove it".into(),
@@ -631,7 +636,8 @@ impl Checker {
 
     fn missing(&mut self, field: &str, example: &str) {
         let (file, key) = (self.file.clone(), self.side.manifest_key());
-        self.error(
+        self.report(
+            ProblemCode::ManifestMissingField,
             Some(field),
             format!("required field \"{field}\" is missing"),
             format!("add {example} to the \"{key}\" object in {file}"),
@@ -648,7 +654,8 @@ impl Checker {
             Some(Value::String(s)) => s,
             Some(other) => {
                 let found = describe(other);
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some("name"),
                     format!("\"name\" must be a string, found {found}"),
                     format!("write {example}"),
@@ -658,7 +665,8 @@ impl Checker {
         };
         let mut ok = true;
         if let Err(e) = check_name(name) {
-            self.error(
+            self.report(
+                ProblemCode::ManifestInvalidName,
                 Some("name"),
                 e.to_string(),
                 "rename the plugin (folder, files and \"name\") to follow the rule".into(),
@@ -672,7 +680,7 @@ impl Checker {
             } else {
                 ""
             };
-            self.error(
+            self.report(ProblemCode::ManifestNameMismatch,
                 Some("name"),
                 format!("\"name\" is \"{name}\", but the plugin folder is \"{expected_name}\"{what}; folder, \"name\" and file stems must be equal"),
                 format!("write {example}, or rename the folder and its files to \"{name}\""),
@@ -697,7 +705,8 @@ impl Checker {
             Value::String(s) => match Version::parse(s) {
                 Ok(version) => Some(version),
                 Err(e) => {
-                    self.error(
+                    self.report(
+                        ProblemCode::ManifestBadVersion,
                         Some(field),
                         e.to_string(),
                         format!("write \"{field}\" as a quoted version, e.g. \"1.0.2.6\""),
@@ -711,7 +720,8 @@ impl Checker {
                     Value::Number(n) => format!("quote it: \"{field}\": \"{n}\""),
                     _ => format!("write \"{field}\" as a quoted version, e.g. \"1.0.2.6\""),
                 };
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some(field),
                     format!("\"{field}\" must be a version string like \"3.0.1\", found {found}"),
                     hint,
@@ -746,7 +756,8 @@ impl Checker {
                     Value::String(s) => format!("write a list: \"{field}\": [\"{s}\"]"),
                     _ => format!("write a list of versions: \"{field}\": [\"3.0.1\", \"3.0.2\"]"),
                 };
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some(field),
                     format!("\"{field}\" must be a list of version strings, found {found}"),
                     hint,
@@ -771,7 +782,8 @@ impl Checker {
                     }
                     _ => "write \"enable\": true or \"enable\": false".into(),
                 };
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some("enable"),
                     format!("\"enable\" must be true or false, found {found}"),
                     hint,
@@ -787,7 +799,8 @@ impl Checker {
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
                 let found = describe(other);
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some(field),
                     format!("\"{field}\" must be a string, found {found}"),
                     format!("write \"{field}\": \"...\" or remove it"),
@@ -813,7 +826,7 @@ impl Checker {
             Some(Value::Array(items)) => items,
             Some(other) => {
                 let found = describe(other);
-                self.error(
+                self.report(ProblemCode::ManifestWrongType,
                     Some(field),
                     format!("\"{field}\" must be a list of plugin names or {{\"name\", \"version\"}} objects, found {found}"),
                     format!("write {example}"),
@@ -832,7 +845,7 @@ impl Checker {
                 Value::Object(obj) => self.dependency_object(&entry_field, obj),
                 other => {
                     let found = describe(other);
-                    self.error(
+                    self.report(ProblemCode::ManifestWrongType,
                         Some(&entry_field),
                         format!("a dependency must be a plugin name or {{\"name\", \"version\"}} object, found {found}"),
                         format!("write {example}"),
@@ -842,7 +855,8 @@ impl Checker {
             };
             let Some(dep) = dep else { continue };
             if self_name == Some(dep.name.as_str()) {
-                self.error(
+                self.report(
+                    ProblemCode::ManifestSelfDependency,
                     Some(&entry_field),
                     format!("the plugin lists itself (\"{}\") in \"{field}\"", dep.name),
                     format!("remove \"{}\" from \"{field}\"", dep.name),
@@ -850,7 +864,7 @@ impl Checker {
                 continue;
             }
             if let Some(first) = first_index.get(&dep.name) {
-                self.warning(
+                self.report(ProblemCode::ManifestDuplicateDependency,
                     Some(&entry_field),
                     format!("\"{}\" is listed in \"{field}\" twice (entries {first} and {i}); both constraints apply", dep.name),
                     format!("keep one entry for \"{}\"", dep.name),
@@ -867,7 +881,8 @@ impl Checker {
         match check_name(name) {
             Ok(()) => Some(name.to_string()),
             Err(e) => {
-                self.error(
+                self.report(
+                    ProblemCode::ManifestInvalidName,
                     Some(field),
                     format!("dependency: {e}"),
                     "write the exact name of the plugin depended on".into(),
@@ -881,7 +896,8 @@ impl Checker {
         let name = match obj.get("name") {
             Some(Value::String(s)) => self.dependency_name(&format!("{field}.name"), s),
             None => {
-                self.error(
+                self.report(
+                    ProblemCode::ManifestMissingField,
                     Some(field),
                     "a dependency object needs a \"name\"".into(),
                     "write {\"name\": \"plugin2\", \"version\": \">=1.2\"}".into(),
@@ -890,7 +906,8 @@ impl Checker {
             }
             Some(other) => {
                 let found = describe(other);
-                self.error(
+                self.report(
+                    ProblemCode::ManifestWrongType,
                     Some(&format!("{field}.name")),
                     format!("a dependency's \"name\" must be a string, found {found}"),
                     "write {\"name\": \"plugin2\", \"version\": \">=1.2\"}".into(),
@@ -903,7 +920,8 @@ impl Checker {
             Some(Value::String(s)) => match VersionReq::parse(s) {
                 Ok(r) => Some(Some(r)),
                 Err(e) => {
-                    self.error(
+                    self.report(
+                        ProblemCode::ManifestBadRange,
                         Some(&format!("{field}.version")),
                         e.to_string(),
                         "write a version range such as \">=1.2, <2\" or \"[1.2,2.0)\"".into(),
@@ -913,7 +931,7 @@ impl Checker {
             },
             Some(other) => {
                 let found = describe(other);
-                self.error(
+                self.report(ProblemCode::ManifestWrongType,
                     Some(&format!("{field}.version")),
                     format!("a dependency's \"version\" must be a range string like \">=1.2, <2\", found {found}"),
                     "quote the range: \"version\": \">=1.2\"".into(),
@@ -922,7 +940,8 @@ impl Checker {
             }
         };
         for key in obj.keys().filter(|k| *k != "name" && *k != "version") {
-            self.warning(
+            self.report(
+                ProblemCode::ManifestUnknownField,
                 Some(&format!("{field}.{key}")),
                 format!("unknown key \"{key}\" in a dependency object is ignored"),
                 "a dependency object has only \"name\" and \"version\"".into(),
@@ -964,7 +983,8 @@ impl Checker {
                     own.join(", ")
                 )
             };
-            self.warning(
+            self.report(
+                ProblemCode::ManifestUnknownField,
                 Some(key),
                 format!("unknown field \"{key}\" for a {label} is ignored"),
                 hint,
@@ -1012,7 +1032,7 @@ mod tests {
         problems
             .0
             .iter()
-            .filter(|p| p.severity == severity)
+            .filter(|p| p.severity() == severity)
             .map(|p| p.field.as_deref().unwrap_or("-"))
             .collect()
     }

@@ -3,10 +3,11 @@
 //! to do. Every checker collects all of its problems instead of stopping at
 //! the first, so one import attempt shows everything wrong with a package.
 
+use crate::code::ProblemCode;
 use serde::Serialize;
 use std::fmt;
 
-/// How bad a problem is.
+/// How bad a problem is. Decided by the problem's [`ProblemCode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -16,32 +17,40 @@ pub enum Severity {
     Warning,
 }
 
-/// One problem. `subject` names the plugin (`client plugin "plugindemo"`) or
-/// the archive entry (`controller.zip: plugindemo/plugindemo.so`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One problem: a stable [`ProblemCode`] saying which problem it is, the
+/// `subject` it is about (the plugin, `client plugin "plugindemo"`, or the
+/// archive entry, `plugindemo.zip: controller.zip: plugindemo/plugindemo.so`),
+/// the field concerned, what is wrong (what was expected and found) and what
+/// to do.
+///
+/// The only way to make one is [`Problem::new`] (or [`Problem::from_error`]),
+/// which takes the code first: a problem without a code cannot be written,
+/// and its severity is always the code's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Problem {
-    /// Error or warning.
-    pub severity: Severity,
+    /// Which problem this is; decides the severity.
+    pub code: ProblemCode,
     /// The plugin or archive entry concerned.
     pub subject: String,
     /// The manifest field or license field concerned, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// What is wrong: what was expected and what was found.
     pub message: String,
-    /// What to do about it.
+    /// What to do about it (may be empty when the message says it all).
     pub hint: String,
 }
 
 impl Problem {
-    /// An error about `subject`.
-    pub fn error(
+    /// A problem `code` about `subject`.
+    pub fn new(
+        code: ProblemCode,
         subject: impl Into<String>,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Self {
         Problem {
-            severity: Severity::Error,
+            code,
             subject: subject.into(),
             field: None,
             message: message.into(),
@@ -49,16 +58,15 @@ impl Problem {
         }
     }
 
-    /// A warning about `subject`.
-    pub fn warning(
+    /// A problem `code` about `subject` whose message is `error` with its
+    /// chain of causes ([`error_chain`]).
+    pub fn from_error(
+        code: ProblemCode,
         subject: impl Into<String>,
-        message: impl Into<String>,
+        error: &(dyn std::error::Error + '_),
         hint: impl Into<String>,
     ) -> Self {
-        Problem {
-            severity: Severity::Warning,
-            ..Problem::error(subject, message, hint)
-        }
+        Problem::new(code, subject, error_chain(error), hint)
     }
 
     /// The same problem, naming the field concerned.
@@ -67,15 +75,39 @@ impl Problem {
         self
     }
 
+    /// Error or warning, as the code says.
+    pub fn severity(&self) -> Severity {
+        self.code.severity()
+    }
+
     /// True for [`Severity::Error`].
     pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
+        self.severity() == Severity::Error
     }
 }
 
+/// The JSON form every `--json` document uses:
+/// `{"code", "severity", "subject", "field", "message", "hint"}` (`field` is
+/// `null` when no field is concerned).
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Problem", 6)?;
+        st.serialize_field("code", &self.code)?;
+        st.serialize_field("severity", &self.severity())?;
+        st.serialize_field("subject", &self.subject)?;
+        st.serialize_field("field", &self.field)?;
+        st.serialize_field("message", &self.message)?;
+        st.serialize_field("hint", &self.hint)?;
+        st.end()
+    }
+}
+
+/// `error: SUBJECT, field "F": MESSAGE`, then `  what to do: HINT` on its own
+/// line: the one convention every program prints problems and errors in.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
+        let sev = match self.severity() {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
@@ -85,10 +117,39 @@ impl fmt::Display for Problem {
         }
         write!(f, ": {}", self.message)?;
         if !self.hint.is_empty() {
-            write!(f, "\n  what to do: {}", self.hint)?;
+            write!(f, "{HINT_SEPARATOR}{}", self.hint)?;
         }
         Ok(())
     }
+}
+
+/// What separates a message from its hint in text output.
+pub const HINT_SEPARATOR: &str = "\n  what to do: ";
+
+/// `error` followed by each of its causes (`a: b: c`), each printed once: a
+/// cause whose text the message already holds (an error that shows its
+/// source itself) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + '_)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let shown = c.to_string();
+        if !shown.is_empty() && !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// An error a program reports: every public error type of xplugin implements
+/// it, so the command-line programs print any failure as problems (text or
+/// `--json`) with a stable code, subject and hint.
+pub trait Failure: std::error::Error {
+    /// The problems this failure stands for: at least one, each with its
+    /// code; a refusal that found several lists them all.
+    fn problems(&self) -> Problems;
 }
 
 /// A list of problems that refuses an operation when it holds any error.
@@ -148,13 +209,26 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+impl Failure for Problems {
+    fn problems(&self) -> Problems {
+        self.clone()
+    }
+}
+
+impl FromIterator<Problem> for Problems {
+    fn from_iter<I: IntoIterator<Item = Problem>>(iter: I) -> Self {
+        Problems(iter.into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn display_names_subject_field_and_hint() {
-        let p = Problem::error(
+        let p = Problem::new(
+            ProblemCode::ManifestBadVersion,
             "client plugin \"plugindemo\"",
             "expected a version like 1.0.2, found \"abc\"",
             "fix \"version\" in plugindemo.json",
@@ -163,5 +237,46 @@ mod tests {
         let s = p.to_string();
         assert!(s.starts_with("error: client plugin \"plugindemo\", field \"version\": expected"));
         assert!(s.contains("what to do: fix"));
+        assert!(p.is_error());
+    }
+
+    #[test]
+    fn severity_comes_from_the_code() {
+        let p = Problem::new(ProblemCode::ManifestUnknownField, "x", "m", "h");
+        assert_eq!(p.severity(), Severity::Warning);
+        assert!(p.to_string().starts_with("warning: x: m"));
+    }
+
+    #[test]
+    fn json_has_every_field_of_the_contract() {
+        let p = Problem::new(ProblemCode::GraphCycle, "controller plugin \"a\"", "m", "h");
+        let v = serde_json::to_value(&p).unwrap_or_default();
+        assert_eq!(v["code"], "graph.cycle");
+        assert_eq!(v["severity"], "error");
+        assert_eq!(v["subject"], "controller plugin \"a\"");
+        assert!(v["field"].is_null());
+        assert_eq!(v["message"], "m");
+        assert_eq!(v["hint"], "h");
+    }
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cannot open x")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_chain_shows_each_cause_once() {
+        let e = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(error_chain(&e), "cannot open x: disk on fire");
+        let p = Problem::from_error(ProblemCode::StoreIo, "root", &e, "check");
+        assert_eq!(p.message, "cannot open x: disk on fire");
     }
 }

@@ -13,7 +13,7 @@ use xplugin_license::{
     check_files, check_signature, issue, new_license_id, normalize_device_id, read_private_key,
     sha256_file, LicensePayload, TrustStore, ANY_DEVICE, PAYLOAD_FORMAT,
 };
-use xplugin_model::{Problem, Problems, VersionReq};
+use xplugin_model::{Problem, ProblemCode, Problems, VersionReq};
 
 /// Arguments of `license`.
 #[derive(Debug, Args)]
@@ -55,7 +55,12 @@ pub struct LicenseArgs {
 }
 
 fn usage(problems: &mut Problems, subject: &str, message: String, hint: &str) {
-    problems.push(Problem::error(subject, message, hint));
+    problems.push(Problem::new(
+        ProblemCode::UsageInvalidArgument,
+        subject,
+        message,
+        hint,
+    ));
 }
 
 /// Issues and writes the license.

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::io::{Cursor, Seek, Write};
 use std::path::{Path, PathBuf};
 use xplugin_license::TrustStore;
-use xplugin_model::{Problem, Problems, Side};
+use xplugin_model::{Problem, ProblemCode, Problems, Side};
 use xplugin_package::{unpack_package, Limits, PackageError};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
@@ -234,7 +234,8 @@ fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideI
         if is_dir {
             names.push(name);
         } else {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackStrayFile,
                 format!("{label}: {name}"),
                 "a file next to the plugin folders; this folder must hold only plugin folders",
                 "move the file into its plugin's folder or remove it",
@@ -243,7 +244,7 @@ fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideI
     }
     names.sort();
     if names.is_empty() {
-        problems.push(Problem::error(
+        problems.push(Problem::new(ProblemCode::PackNoPluginFolder,
             label.clone(),
             "no plugin folder found",
             "give a folder that holds one folder per plugin (NAME/NAME.json, NAME/NAME.lic, NAME/NAME.so)",
@@ -260,7 +261,12 @@ fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideI
                 continue;
             }
             Err(e) => {
-                problems.push(Problem::error(subject, e.to_string(), ""));
+                problems.push(Problem::new(
+                    ProblemCode::PackIo,
+                    subject,
+                    e.to_string(),
+                    "",
+                ));
                 continue;
             }
         };
@@ -274,7 +280,8 @@ fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideI
         };
         let has = |f: String| files.contains(&f);
         if !has(format!("{name}.lic")) {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackMissingLicense,
                 subject.clone(),
                 format!("missing {name}.lic in {}", plugin_dir.display()),
                 format!(
@@ -292,7 +299,8 @@ fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideI
                 Side::Controller => format!("{name}.so"),
                 Side::Client => format!("{name}.so or {name}.dll"),
             };
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackMissingLibrary,
                 subject.clone(),
                 format!(
                     "missing the plugin library {wanted} in {}",

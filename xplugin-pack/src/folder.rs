@@ -5,7 +5,7 @@ use crate::error::PackError;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use xplugin_license::is_library_name;
-use xplugin_model::{parse_manifest, Manifest, Problem, Problems, Side};
+use xplugin_model::{parse_manifest, Manifest, Problem, ProblemCode, Problems, Side};
 
 /// Largest manifest read (the importer's own limit is lower).
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -79,7 +79,8 @@ pub fn read_plugin_folder(dir: &Path, side: Option<Side>) -> Result<PluginFolder
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(PackError::Refused {
             what: format!("cannot use plugin folder {}", dir.display()),
-            problems: Problems(vec![Problem::error(
+            problems: Problems(vec![Problem::new(
+                ProblemCode::ManifestTooLarge,
                 path.display().to_string(),
                 format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
                 "a manifest is a small JSON file; check that this is the right file",
@@ -149,7 +150,8 @@ fn walk(
             "check the folder's permissions",
         ))?;
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackUnusableFile,
                 entry.path().display().to_string(),
                 "the file name is not UTF-8",
                 "rename the file",
@@ -171,7 +173,8 @@ fn walk(
         ))?;
         if kind.is_dir() {
             if depth + 1 > MAX_DEPTH {
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::PackUnusableFile,
                     entry.path().display().to_string(),
                     format!("folders are nested deeper than {MAX_DEPTH} levels"),
                     "flatten the plugin folder",
@@ -182,7 +185,8 @@ fn walk(
         } else if kind.is_file() {
             out.push(relative);
             if out.len() > MAX_FILES {
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::PackUnusableFile,
                     dir.display().to_string(),
                     format!("more than {MAX_FILES} files"),
                     "a plugin folder holds a plugin, not a file tree",
@@ -190,7 +194,8 @@ fn walk(
                 return Ok(());
             }
         } else {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackUnusableFile,
                 entry.path().display().to_string(),
                 "a symlink or special file; packages hold only regular files and folders",
                 "replace the link with a copy of the file it points to",

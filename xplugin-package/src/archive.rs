@@ -9,7 +9,7 @@ use super::limits::Limits;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use xplugin_model::{Problem, Problems};
+use xplugin_model::{Problem, ProblemCode, Problems};
 
 const METHOD_STORED: u16 = 0;
 const METHOD_DEFLATED: u16 = 8;
@@ -92,22 +92,24 @@ pub(crate) fn scan(
     problems: &mut Problems,
 ) -> Result<Option<Archive>, ReadFailure> {
     let file_len = file.metadata().map_err(ReadFailure)?.len();
-    let archive_problem = |msg: String| Problem::error(label, msg, HINT_REBUILD);
+    let archive_problem = |code, msg: String| Problem::new(code, label, msg, HINT_REBUILD);
 
     // 1. Our own end record, so the entry count is bounded before the zip
     //    crate builds its index.
     let directory = match headers::read_directory(&file, file_len) {
         Ok(d) => d,
         Err(HeaderError::Bad(msg)) => {
-            problems.push(archive_problem(format!(
-                "not a readable zip archive: {msg}"
-            )));
+            problems.push(archive_problem(
+                ProblemCode::PackageNotAZip,
+                format!("not a readable zip archive: {msg}"),
+            ));
             return Ok(None);
         }
         Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
     };
     if directory.entries > limits.max_entries {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageTooManyEntries,
             label,
             format!(
                 "the archive has {} entries, the limit is {}",
@@ -118,7 +120,10 @@ pub(crate) fn scan(
         return Ok(None);
     }
     if directory.entries == 0 {
-        problems.push(archive_problem("the archive is empty".into()));
+        problems.push(archive_problem(
+            ProblemCode::PackageEmptyArchive,
+            "the archive is empty".into(),
+        ));
         return Ok(None);
     }
 
@@ -131,7 +136,7 @@ pub(crate) fn scan(
         let lengths = match headers::central_record_lengths(&file, offset, directory.end) {
             Ok(l) => l,
             Err(HeaderError::Bad(msg)) => {
-                problems.push(archive_problem(msg));
+                problems.push(archive_problem(ProblemCode::PackageMalformedDirectory, msg));
                 return Ok(None);
             }
             Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
@@ -139,7 +144,7 @@ pub(crate) fn scan(
         if lengths.extra + lengths.comment > MAX_RECORD_EXTRA {
             let name =
                 headers::read_name(&file, offset, lengths, directory.end).unwrap_or_default();
-            problems.push(Problem::error(
+            problems.push(Problem::new(ProblemCode::PackageOversizedExtra,
                 format!("{label}: {}", display_raw(&name)),
                 format!(
                     "the entry carries {} bytes of extra fields and comment; at most {MAX_RECORD_EXTRA} are accepted",
@@ -155,7 +160,7 @@ pub(crate) fn scan(
             oversized = true;
             let name =
                 headers::read_name(&file, offset, lengths, directory.end).unwrap_or_default();
-            problems.push(Problem::error(
+            problems.push(Problem::new(ProblemCode::PackageNameTooLong,
                 format!("{label}: {}", display_raw(&name)),
                 format!(
                     "the name is {} bytes long, the limit is {}",
@@ -167,7 +172,7 @@ pub(crate) fn scan(
         offset += lengths.total();
     }
     if offset != directory.end {
-        problems.push(archive_problem(format!(
+        problems.push(archive_problem(ProblemCode::PackageMalformedDirectory, format!(
             "the central directory records end at offset {offset}, the directory ends at {}: there are records the entry count hides",
             directory.end
         )));
@@ -181,17 +186,21 @@ pub(crate) fn scan(
     let mut zip = match zip::ZipArchive::new(&file) {
         Ok(z) => z,
         Err(e) => {
-            problems.push(archive_problem(format!(
-                "not a readable zip archive (corrupt or truncated): {e}"
-            )));
+            problems.push(archive_problem(
+                ProblemCode::PackageNotAZip,
+                format!("not a readable zip archive (corrupt or truncated): {e}"),
+            ));
             return Ok(None);
         }
     };
     if zip.offset() != 0 {
-        problems.push(archive_problem(format!(
+        problems.push(archive_problem(
+            ProblemCode::PackagePrependedData,
+            format!(
             "{} bytes of other data come before the archive (a self-extractor or a polyglot file)",
             zip.offset()
-        )));
+        ),
+        ));
         return Ok(None);
     }
 
@@ -211,9 +220,10 @@ pub(crate) fn scan(
         let (record, record_len) = match record {
             Ok(r) => r,
             Err(HeaderError::Bad(msg)) => {
-                problems.push(archive_problem(format!(
-                    "central directory record at offset {offset}: {msg}"
-                )));
+                problems.push(archive_problem(
+                    ProblemCode::PackageMalformedDirectory,
+                    format!("central directory record at offset {offset}: {msg}"),
+                ));
                 return Ok(None);
             }
             Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
@@ -223,16 +233,17 @@ pub(crate) fn scan(
         let shown = display_raw(&record.raw_name);
         let subject = format!("{label}: {shown}");
         let before = problems.len();
-        let entry_problem =
-            |msg: String, hint: &str| Problem::error(subject.clone(), msg, hint.to_string());
+        let entry_problem = |code, msg: String, hint: &str| {
+            Problem::new(code, subject.clone(), msg, hint.to_string())
+        };
 
-        if let Err(msg) = cross_check_with_zip_crate(&mut zip, &record, record_start) {
-            problems.push(entry_problem(msg, HINT_REBUILD));
+        if let Err((code, msg)) = cross_check_with_zip_crate(&mut zip, &record, record_start) {
+            problems.push(entry_problem(code, msg, HINT_REBUILD));
         }
         let name = match parse_entry_name(&record.raw_name, limits) {
             Ok(n) => Some(n),
             Err(refusal) => {
-                problems.push(entry_problem(refusal.message, &refusal.hint));
+                problems.push(entry_problem(refusal.code, refusal.message, &refusal.hint));
                 None
             }
         };
@@ -266,16 +277,23 @@ pub(crate) fn scan(
                     }
                 }
             }
-            Err(HeaderError::Bad(msg)) => problems.push(entry_problem(msg, HINT_REBUILD)),
+            Err(HeaderError::Bad(msg)) => problems.push(entry_problem(
+                ProblemCode::PackageHeaderMismatch,
+                msg,
+                HINT_REBUILD,
+            )),
             Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
         }
     }
     if zip.len() as u64 != directory.entries && problems.errors().count() == errors_before {
-        problems.push(archive_problem(format!(
-            "the central directory has {} records but only {} distinct names",
-            directory.entries,
-            zip.len()
-        )));
+        problems.push(archive_problem(
+            ProblemCode::PackageDuplicateEntry,
+            format!(
+                "the central directory has {} records but only {} distinct names",
+                directory.entries,
+                zip.len()
+            ),
+        ));
     }
     check_extents(&file, &mut extents, directory.start, label, problems);
     Ok(Some(Archive { file, entries }))
@@ -286,21 +304,26 @@ fn cross_check_with_zip_crate(
     zip: &mut zip::ZipArchive<&File>,
     record: &CentralRecord,
     record_start: u64,
-) -> Result<(), String> {
+) -> Result<(), (ProblemCode, String)> {
     let Some(index) = zip.index_for_name_raw(&record.raw_name) else {
-        return Err(
+        return Err((
+            ProblemCode::PackageAmbiguousDirectory,
             "the zip library knows this entry under another name (an Info-ZIP Unicode path extra field renames it): two tools would unpack different files"
                 .into(),
-        );
+        ));
     };
-    let theirs = zip
-        .by_index_data(index)
-        .map_err(|e| format!("the zip library cannot read this entry: {e}"))?;
+    let theirs = zip.by_index_data(index).map_err(|e| {
+        (
+            ProblemCode::PackageMalformedEntry,
+            format!("the zip library cannot read this entry: {e}"),
+        )
+    })?;
     if theirs.central_header_start() != record_start {
-        return Err(
+        return Err((
+            ProblemCode::PackageDuplicateEntry,
             "another entry has the same name (duplicate entries: which one wins depends on the tool)"
                 .into(),
-        );
+        ));
     }
     let mut diffs = Vec::new();
     if theirs.compressed_size() != record.compressed_size {
@@ -318,9 +341,12 @@ fn cross_check_with_zip_crate(
     if diffs.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "the central record is ambiguous: the zip library reads a different {} (conflicting zip64 fields?)",
-            diffs.join(", ")
+        Err((
+            ProblemCode::PackageAmbiguousDirectory,
+            format!(
+                "the central record is ambiguous: the zip library reads a different {} (conflicting zip64 fields?)",
+                diffs.join(", ")
+            ),
         ))
     }
 }
@@ -333,7 +359,8 @@ fn check_attributes(
     problems: &mut Problems,
 ) {
     if record.flags & FLAG_ENCRYPTED != 0 || record.method == METHOD_AES {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageEncrypted,
             subject,
             "the entry is encrypted",
             "packages must not be encrypted; rebuild it without a password",
@@ -348,7 +375,8 @@ fn check_attributes(
             98 => " (PPMd)",
             _ => "",
         };
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageUnsupportedMethod,
             subject,
             format!(
                 "unsupported compression method {}{known}; expected 0 (stored) or 8 (deflate)",
@@ -358,7 +386,8 @@ fn check_attributes(
         ));
     }
     if record.disk_start != 0 {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageMultiDisk,
             subject,
             "the entry claims to start on another disk of a multi-part archive",
             HINT_REBUILD,
@@ -367,19 +396,21 @@ fn check_attributes(
     // The upper 16 bits are the Unix st_mode when a Unix tool wrote the entry;
     // checked whatever the "made by" system says, since only the type matters.
     let mode = record.external_attributes >> 16;
+    let special = ProblemCode::PackageSpecialFile;
     let kind = match mode & S_IFMT {
         0 | S_IFREG => None,
         S_IFDIR if name.is_some_and(|n| n.is_dir) => None,
-        S_IFDIR => Some("a directory mode on a file name"),
-        S_IFLNK => Some("a symbolic link"),
-        S_IFCHR => Some("a character device"),
-        S_IFBLK => Some("a block device"),
-        S_IFIFO => Some("a FIFO (named pipe)"),
-        S_IFSOCK => Some("a socket"),
-        _ => Some("an unknown file type"),
+        S_IFDIR => Some((special, "a directory mode on a file name")),
+        S_IFLNK => Some((ProblemCode::PackageSymlink, "a symbolic link")),
+        S_IFCHR => Some((special, "a character device")),
+        S_IFBLK => Some((special, "a block device")),
+        S_IFIFO => Some((special, "a FIFO (named pipe)")),
+        S_IFSOCK => Some((special, "a socket")),
+        _ => Some((special, "an unknown file type")),
     };
-    if let Some(kind) = kind {
-        problems.push(Problem::error(
+    if let Some((code, kind)) = kind {
+        problems.push(Problem::new(
+            code,
             subject,
             format!(
                 "the entry is {kind} (mode {mode:o}); only regular files and folders are allowed"
@@ -388,7 +419,8 @@ fn check_attributes(
         ));
     }
     if name.is_some_and(|n| n.is_dir) && record.uncompressed_size != 0 {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageMalformedEntry,
             subject,
             format!(
                 "a folder entry carries {} bytes of data",
@@ -411,7 +443,7 @@ fn check_sizes(
 ) {
     let size = record.uncompressed_size;
     if record.method == METHOD_STORED && record.compressed_size != size {
-        problems.push(Problem::error(
+        problems.push(Problem::new(ProblemCode::PackageMalformedEntry,
             subject,
             format!(
                 "a stored entry must have equal sizes; it declares {} compressed and {size} uncompressed",
@@ -424,7 +456,8 @@ fn check_sizes(
         return;
     }
     if size > limits.max_entry_uncompressed {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageEntryTooLarge,
             subject,
             format!(
                 "the entry unpacks to {size} bytes, the limit for one file is {}",
@@ -439,7 +472,7 @@ fn check_sizes(
             None => true,
         };
         if ratio_too_high {
-            problems.push(Problem::error(
+            problems.push(Problem::new(ProblemCode::PackageCompressionRatio,
                 subject,
                 format!(
                     "the entry unpacks to {size} bytes from {} compressed bytes, a ratio above the limit of {} (a zip bomb?)",
@@ -454,7 +487,8 @@ fn check_sizes(
         .last()
         .is_some_and(|n| n.to_ascii_lowercase().ends_with(".json"));
     if is_json && size > limits.max_json_bytes {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageJsonTooLarge,
             subject,
             format!(
                 "the JSON file is {size} bytes, the limit is {}",
@@ -467,7 +501,7 @@ fn check_sizes(
         match total.checked_add(size) {
             Some(t) if t <= limits.max_total_uncompressed => *total = t,
             _ => {
-                problems.push(Problem::error(
+                problems.push(Problem::new(ProblemCode::PackageTotalTooLarge,
                     subject,
                     format!(
                         "with this entry the package unpacks to more than {} bytes in total",
@@ -506,7 +540,7 @@ fn check_collisions(
             Some((other, other_is_dir)) => {
                 if is_dir && *other_is_dir {
                     if other != &prefix {
-                        problems.push(Problem::error(
+                        problems.push(Problem::new(ProblemCode::PackageNameCollision,
                             subject,
                             format!(
                                 "the folder \"{prefix}\" collides with \"{other}\" (same name ignoring case or Unicode normalisation)"
@@ -517,7 +551,8 @@ fn check_collisions(
                     }
                     if is_last {
                         // A second folder entry for an existing folder.
-                        problems.push(Problem::error(
+                        problems.push(Problem::new(
+                            ProblemCode::PackageDuplicateEntry,
                             subject,
                             "duplicate folder entry",
                             "rebuild the package with a standard zip tool",
@@ -525,16 +560,26 @@ fn check_collisions(
                         return;
                     }
                 } else {
-                    let what = if other == &prefix && !is_dir && !*other_is_dir {
-                        "duplicate entry: another entry has the same name".to_string()
+                    let (code, what) = if other == &prefix && !is_dir && !*other_is_dir {
+                        (
+                            ProblemCode::PackageDuplicateEntry,
+                            "duplicate entry: another entry has the same name".to_string(),
+                        )
                     } else if other == &prefix {
-                        format!("\"{prefix}\" is used both as a file and as a folder")
+                        (
+                            ProblemCode::PackageNameCollision,
+                            format!("\"{prefix}\" is used both as a file and as a folder"),
+                        )
                     } else {
-                        format!(
-                            "\"{prefix}\" collides with \"{other}\" (same name ignoring case or Unicode normalisation; one would overwrite the other on Windows or macOS)"
+                        (
+                            ProblemCode::PackageNameCollision,
+                            format!(
+                                "\"{prefix}\" collides with \"{other}\" (same name ignoring case or Unicode normalisation; one would overwrite the other on Windows or macOS)"
+                            ),
                         )
                     };
-                    problems.push(Problem::error(
+                    problems.push(Problem::new(
+                        code,
                         subject,
                         what,
                         "give every file a distinct name and rebuild the package",
@@ -562,7 +607,8 @@ fn check_extents(
     let mut previous: Option<&str> = None;
     for (start, end, name) in extents.iter() {
         if *start < cursor {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackageOverlappingEntries,
                 format!("{label}: {name}"),
                 format!(
                     "the entry (bytes {start}..{end}) overlaps {} (which ends at {cursor})",
@@ -571,7 +617,7 @@ fn check_extents(
                 HINT_REBUILD,
             ));
         } else if *start > cursor {
-            problems.push(Problem::error(
+            problems.push(Problem::new(ProblemCode::PackageHiddenData,
                 format!("{label}: {name}"),
                 format!(
                     "{} unlisted bytes come before this entry (offsets {cursor}..{start}): data not in the central directory{}",
@@ -587,7 +633,7 @@ fn check_extents(
         }
     }
     if cursor < data_end {
-        problems.push(Problem::error(
+        problems.push(Problem::new(ProblemCode::PackageHiddenData,
             label,
             format!(
                 "{} unlisted bytes lie between the last entry and the central directory (offsets {cursor}..{data_end}){}",

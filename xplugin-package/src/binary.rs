@@ -17,6 +17,7 @@ use xplugin_abi::{
     kind_name, AbiTag, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_TAG_SYMBOL, XPLUGIN_ENTRY_SYMBOL,
     XPLUGIN_MAGIC,
 };
+use xplugin_model::ProblemCode;
 
 /// Container format of a library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,6 +176,20 @@ pub enum BinaryError {
         /// The library.
         path: PathBuf,
     },
+}
+
+impl BinaryError {
+    /// The problem code of this refusal.
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            BinaryError::Open { .. } => ProblemCode::LibraryUnreadable,
+            BinaryError::NotALibrary { .. } => ProblemCode::LibraryNotALibrary,
+            BinaryError::WrongArch { .. } => ProblemCode::LibraryWrongArch,
+            BinaryError::NoAbiTag { .. } => ProblemCode::LibraryNoAbiTag,
+            BinaryError::AbiMismatch { .. } => ProblemCode::LibraryAbiMajor,
+            BinaryError::NoEntry { .. } => ProblemCode::LibraryNoEntry,
+        }
+    }
 }
 
 /// Reads format, architecture and ABI tag of `path` without loading it.

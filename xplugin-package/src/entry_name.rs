@@ -13,6 +13,7 @@
 
 use super::limits::Limits;
 use unicode_normalization::UnicodeNormalization;
+use xplugin_model::ProblemCode;
 
 /// A validated entry name, split into its components.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +29,14 @@ pub(crate) struct EntryName {
 /// Why a name is refused: what was found and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NameRefusal {
+    pub code: ProblemCode,
     pub message: String,
     pub hint: String,
 }
 
-fn refuse(message: impl Into<String>, hint: impl Into<String>) -> NameRefusal {
+fn refuse(code: ProblemCode, message: impl Into<String>, hint: impl Into<String>) -> NameRefusal {
     NameRefusal {
+        code,
         message: message.into(),
         hint: hint.into(),
     }
@@ -84,10 +87,15 @@ fn is_invisible_or_bidi(c: char) -> bool {
 /// Validates one raw entry name.
 pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName, NameRefusal> {
     if raw.is_empty() {
-        return Err(refuse("the entry has an empty name", REPACK));
+        return Err(refuse(
+            ProblemCode::PackageBadName,
+            "the entry has an empty name",
+            REPACK,
+        ));
     }
     if raw.len() as u64 > limits.max_name_len {
         return Err(refuse(
+            ProblemCode::PackageNameTooLong,
             format!(
                 "the name is {} bytes long, the limit is {}",
                 raw.len(),
@@ -98,6 +106,7 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
     }
     let text = std::str::from_utf8(raw).map_err(|_| {
         refuse(
+            ProblemCode::PackageNameNotUtf8,
             "the name is not valid UTF-8",
             "rebuild the package with a zip tool that stores UTF-8 file names",
         )
@@ -108,10 +117,15 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
         } else {
             format!("the control character {}", c.escape_default())
         };
-        return Err(refuse(format!("the name contains {what}"), REPACK));
+        return Err(refuse(
+            ProblemCode::PackageNameControlCharacter,
+            format!("the name contains {what}"),
+            REPACK,
+        ));
     }
     if let Some(c) = text.chars().find(|c| is_invisible_or_bidi(*c)) {
         return Err(refuse(
+            ProblemCode::PackageNameInvisibleCharacter,
             format!(
                 "the name contains the invisible or text-direction character U+{:04X}, which makes a name look like another",
                 u32::from(c)
@@ -121,18 +135,21 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
     }
     if text.contains('\\') {
         return Err(refuse(
+            ProblemCode::PackageBackslashInName,
             "the name contains a backslash ('\\'), a path separator on Windows (and the '..\\' traversal trick)",
             "use '/' as the folder separator; rebuild the package with a standard zip tool",
         ));
     }
     if text.starts_with('/') {
         return Err(refuse(
+            ProblemCode::PackageAbsolutePath,
             "the name is an absolute path (starts with '/', or '//' for a UNC path)",
             REPACK,
         ));
     }
     if text.contains(':') {
         return Err(refuse(
+            ProblemCode::PackageDriveOrStream,
             "the name contains ':' (a Windows drive letter like 'C:' or an alternate data stream)",
             REPACK,
         ));
@@ -148,6 +165,7 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
     }
     if components.len() as u64 > limits.max_depth {
         return Err(refuse(
+            ProblemCode::PackageTooDeep,
             format!(
                 "the name is {} folders deep, the limit is {}",
                 components.len(),
@@ -166,22 +184,26 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
 fn check_component(component: &str) -> Result<(), NameRefusal> {
     match component {
         "" => Err(refuse(
+            ProblemCode::PackageBadName,
             "the name has an empty path component ('//')",
             REPACK,
         )),
         "." | ".." => Err(refuse(
+            ProblemCode::PackagePathTraversal,
             format!("the name contains a '{component}' component (path traversal)"),
             "a package must never refer outside its own folders; rebuild it",
         )),
         _ => {
             if let Some(c) = component.chars().find(|c| "<>\"|?*".contains(*c)) {
                 return Err(refuse(
+                    ProblemCode::PackageNameNotPortable,
                     format!("the name contains '{c}', which Windows does not allow in file names"),
                     REPACK,
                 ));
             }
             if component.ends_with('.') || component.ends_with(' ') {
                 return Err(refuse(
+                    ProblemCode::PackageNameNotPortable,
                     format!(
                         "the component \"{component}\" ends with a dot or a space, which Windows silently strips"
                     ),
@@ -195,6 +217,7 @@ fn check_component(component: &str) -> Result<(), NameRefusal> {
                 .to_ascii_lowercase();
             if WINDOWS_DEVICES.contains(&stem.as_str()) {
                 return Err(refuse(
+                    ProblemCode::PackageNameNotPortable,
                     format!("the component \"{component}\" is a Windows device name"),
                     REPACK,
                 ));

@@ -5,7 +5,7 @@
 use super::archive::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, Problems};
+use xplugin_model::{Problem, ProblemCode, Problems};
 
 /// Which libraries a plugin folder holds (file names relative to the folder).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,7 +44,8 @@ pub(crate) fn check_side(
             continue;
         };
         if rest.is_empty() && !entry.name.is_dir {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::LayoutFileOutsideFolder,
                 entry.subject.clone(),
                 "a file at the top of the archive, outside any plugin folder",
                 format!("put every file inside its plugin's folder; {HINT_FORMAT}"),
@@ -57,7 +58,8 @@ pub(crate) fn check_side(
         }
     }
     if folders.is_empty() {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::LayoutNoPluginFolder,
             label,
             "the archive contains no plugin folder",
             HINT_FORMAT,
@@ -97,23 +99,26 @@ fn check_folder(
                     .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case(extension))
             })
             .collect();
-        let (message, hint) = match (same_ignoring_case, same_extension.as_slice()) {
+        let (code, message, hint) = match (same_ignoring_case, same_extension.as_slice()) {
             (Some(found), _) => (
+                ProblemCode::LayoutWrongCase,
                 format!("expected {wanted} ({why}), found {found}: names are case-sensitive"),
                 format!("rename {found} to {wanted}"),
             ),
             (None, [found, ..]) => (
+                ProblemCode::LayoutStemMismatch,
                 format!(
                     "expected {wanted} ({why}), found {found}: the file stem must equal the folder name"
                 ),
                 format!("rename {found} to {wanted}, or the folder to match it"),
             ),
             (None, []) => (
+                ProblemCode::LayoutMissingFile,
                 format!("missing {wanted} ({why})"),
                 HINT_FORMAT.to_string(),
             ),
         };
-        problems.push(Problem::error(subject.clone(), message, hint));
+        problems.push(Problem::new(code, subject.clone(), message, hint));
         None
     };
     let _manifest = require("json", "the plugin manifest");
@@ -137,7 +142,8 @@ fn check_folder(
                 libraries.so = so;
             }
             if libraries.so.is_some() && libraries.runtime_so.is_none() {
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::LayoutRuntimeMissing,
                     subject.clone(),
                     format!(
                         "{name}.so is present but the Linux ABI runtime is missing: expected xplugin.so or libxplugin.so next to it"
@@ -146,7 +152,8 @@ fn check_folder(
                 ));
             }
             if libraries.dll.is_some() && libraries.runtime_dll.is_none() {
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::LayoutRuntimeMissing,
                     subject.clone(),
                     format!(
                         "{name}.dll is present but the Windows ABI runtime is missing: expected xplugin.dll next to it"

@@ -72,7 +72,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, Problems};
+use xplugin_model::{Problem, ProblemCode, Problems};
 
 /// The folder under the staging directory that holds a side's plugins.
 pub fn side_dir_name(side: Side) -> &'static str {
@@ -220,7 +220,8 @@ fn unpack_into(
         .len();
     let mut problems = Problems::default();
     if len > limits.max_package_bytes {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageTooLarge,
             label.as_str(),
             format!(
                 "the package is {len} bytes, the limit is {}",
@@ -262,7 +263,8 @@ fn unpack_into(
         }
     }
     if found.is_empty() {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::PackageNoSideArchive,
             label.as_str(),
             "the package contains neither client.zip nor controller.zip",
             "put client.zip and/or controller.zip at the top of the package (not inside a folder)",
@@ -304,7 +306,8 @@ fn unpack_into(
 }
 
 fn litter_warning(entry: &Entry) -> Problem {
-    Problem::warning(
+    Problem::new(
+        ProblemCode::PackageLitter,
         entry.subject.clone(),
         "operating-system litter, ignored (not installed)",
         "nothing to do; build packages with `xplugin-pack` to leave it out",
@@ -323,15 +326,18 @@ fn classify_outer(entry: &Entry) -> Result<Side, Problem> {
         }
     }
     let fixed = ["client.zip", "controller.zip"];
-    let (message, hint) = if let Some(wanted) = fixed.iter().find(|f| f.eq_ignore_ascii_case(last))
+    let (code, message, hint) = if let Some(wanted) =
+        fixed.iter().find(|f| f.eq_ignore_ascii_case(last))
     {
         if components.len() == 1 {
             (
+                ProblemCode::PackageInnerArchiveName,
                 format!("expected {wanted}, found {last}: the inner archive names are fixed and case-sensitive"),
                 format!("rename it to {wanted}"),
             )
         } else {
             (
+                ProblemCode::PackageInnerArchiveInFolder,
                 format!("{wanted} is inside a folder; it must be at the top of the package"),
                 "zip client.zip and controller.zip themselves, not the folder that holds them"
                     .to_string(),
@@ -339,6 +345,7 @@ fn classify_outer(entry: &Entry) -> Result<Side, Problem> {
         }
     } else if entry.name.is_dir {
         (
+            ProblemCode::PackageUnexpectedEntry,
             "a folder in the package; the package may only hold client.zip and controller.zip"
                 .to_string(),
             "zip client.zip and controller.zip themselves, not the folder that holds them"
@@ -346,19 +353,21 @@ fn classify_outer(entry: &Entry) -> Result<Side, Problem> {
         )
     } else if last.to_ascii_lowercase().ends_with(".zip") {
         (
+            ProblemCode::PackageNestedArchive,
             "a nested archive other than client.zip and controller.zip; no other nesting is allowed"
                 .to_string(),
             "put plugins inside client.zip or controller.zip".to_string(),
         )
     } else {
         (
+            ProblemCode::PackageUnexpectedEntry,
             "an unexpected file; the package may only hold client.zip and controller.zip"
                 .to_string(),
             "move it into a plugin folder inside client.zip or controller.zip, or leave it out"
                 .to_string(),
         )
     };
-    Err(Problem::error(entry.subject.clone(), message, hint))
+    Err(Problem::new(code, entry.subject.clone(), message, hint))
 }
 
 enum SideFailure {
@@ -391,7 +400,8 @@ fn unpack_side(
     match copied {
         Ok(()) => {}
         Err(DataError::Bad(message)) => {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::PackageCorruptData,
                 entry.subject.clone(),
                 message,
                 "the package is corrupt or tampered with; get a fresh copy from the vendor",
@@ -479,7 +489,8 @@ fn unpack_spooled(
             // after a crash, so syncing here only doubled the import's fsyncs.
             Ok(()) => {}
             Err(DataError::Bad(message)) => {
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::PackageCorruptData,
                     entry.subject.clone(),
                     message,
                     "the package is corrupt or tampered with; get a fresh copy from the vendor",

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use xplugin_model::{Problem, Problems};
+use xplugin_model::{Problem, ProblemCode, Problems};
 
 use super::generation::Generation;
 
@@ -66,21 +66,24 @@ pub(crate) fn check(
     for staged in &plan.add_or_replace {
         let subject = format!("plugin \"{}\"", staged.name);
         if let Some(reason) = plugin_name_problem(&staged.name) {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StoreInvalidPluginName,
                 &subject,
                 format!("the name cannot be installed: {reason}"),
                 "fix \"name\" in the plugin manifest",
             ));
         }
         if !seen.insert(staged.name.as_str()) {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StorePlanInvalid,
                 &subject,
                 "the plan installs this name twice",
                 "a package may contain each plugin once; this is a bug in the caller",
             ));
         }
         if staged.version.trim().is_empty() {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StorePlanInvalid,
                 &subject,
                 "the version is empty",
                 "fix \"version\" in the plugin manifest",
@@ -91,7 +94,8 @@ pub(crate) fn check(
     for name in &plan.remove {
         let subject = format!("plugin \"{name}\"");
         if !seen.insert(name.as_str()) {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StorePlanInvalid,
                 &subject,
                 "the plan names this plugin twice (installed and removed, or removed twice)",
                 "this is a bug in the caller",
@@ -99,7 +103,8 @@ pub(crate) fn check(
         }
         let installed = current.is_some_and(|g| g.state.plugins.contains_key(name));
         if !installed {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StoreNotInstalled,
                 &subject,
                 "cannot remove it: it is not installed",
                 "list installed plugins and check the name",
@@ -107,7 +112,8 @@ pub(crate) fn check(
         }
     }
     if plan.add_or_replace.is_empty() && plan.remove.is_empty() {
-        problems.push(Problem::error(
+        problems.push(Problem::new(
+            ProblemCode::StorePlanInvalid,
             "commit plan",
             "it changes nothing",
             "nothing to do; do not commit an empty plan",
@@ -123,7 +129,7 @@ fn check_staged_dir(subject: &str, dir: &Path, staging_root: &Path, problems: &m
     match inside {
         Ok(true) => {}
         Ok(false) => {
-            problems.push(Problem::error(
+            problems.push(Problem::new(ProblemCode::StoreStagedOutside,
                 subject,
                 format!(
                     "its files are at {}, expected inside the staging area {}",
@@ -135,7 +141,8 @@ fn check_staged_dir(subject: &str, dir: &Path, staging_root: &Path, problems: &m
             return;
         }
         Err(e) => {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StoreStagedUnreadable,
                 subject,
                 format!(
                     "its staged directory {} cannot be opened: {e}",
@@ -148,12 +155,14 @@ fn check_staged_dir(subject: &str, dir: &Path, staging_root: &Path, problems: &m
     }
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => scan_tree(subject, dir, dir, problems),
-        Ok(_) => problems.push(Problem::error(
+        Ok(_) => problems.push(Problem::new(
+            ProblemCode::StoreStagedSpecialFile,
             subject,
             format!("{} is not a directory", dir.display()),
             "stage each plugin as a directory of regular files",
         )),
-        Err(e) => problems.push(Problem::error(
+        Err(e) => problems.push(Problem::new(
+            ProblemCode::StoreStagedUnreadable,
             subject,
             format!("its staged directory {} cannot be read: {e}", dir.display()),
             "unpack the plugin into the staging directory before committing",
@@ -167,7 +176,8 @@ fn scan_tree(subject: &str, top: &Path, dir: &Path, problems: &mut Problems) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            problems.push(Problem::error(
+            problems.push(Problem::new(
+                ProblemCode::StoreStagedUnreadable,
                 subject,
                 format!("staged directory {} cannot be listed: {e}", dir.display()),
                 "the staging area was changed while importing; run the import again",
@@ -179,7 +189,8 @@ fn scan_tree(subject: &str, top: &Path, dir: &Path, problems: &mut Problems) {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::StoreStagedUnreadable,
                     subject,
                     format!("staged directory {} cannot be listed: {e}", dir.display()),
                     "the staging area was changed while importing; run the import again",
@@ -208,13 +219,15 @@ fn scan_tree(subject: &str, top: &Path, dir: &Path, problems: &mut Problems) {
                 } else {
                     "not a regular file"
                 };
-                problems.push(Problem::error(
+                problems.push(Problem::new(
+                    ProblemCode::StoreStagedSpecialFile,
                     format!("{subject}: {shown}"),
                     format!("expected a regular file or directory, found {kind}"),
                     "remove it from the package; plugins are installed as plain files only",
                 ));
             }
-            Err(e) => problems.push(Problem::error(
+            Err(e) => problems.push(Problem::new(
+                ProblemCode::StoreStagedUnreadable,
                 format!("{subject}: {shown}"),
                 format!("cannot read its type: {e}"),
                 "the staging area was changed while importing; run the import again",

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use xplugin_model::{Problem, Problems};
+use xplugin_model::{Problem, ProblemCode, Problems};
 
 use super::error::StoreError;
 use super::failpoint::hit;
@@ -40,7 +40,8 @@ impl RecoveryReport {
     pub(crate) fn remove(&mut self, path: &Path) {
         match fsutil::remove_tree(path) {
             Ok(()) => self.removed.push(path.to_path_buf()),
-            Err(e) => self.problems.push(Problem::warning(
+            Err(e) => self.problems.push(Problem::new(
+                ProblemCode::StoreLeftoverNotRemoved,
                 path.display().to_string(),
                 format!("could not remove a leftover of an interrupted operation: {e}"),
                 "remove it by hand; the installed set is not affected",
@@ -58,7 +59,8 @@ impl RecoveryReport {
 
     fn fsync(&mut self, dir: &Path) {
         if let Err(e) = fsutil::fsync_dir(dir) {
-            self.problems.push(Problem::warning(
+            self.problems.push(Problem::new(
+                ProblemCode::StoreSyncFailed,
                 dir.display().to_string(),
                 format!("could not fsync the directory after cleaning it: {e}"),
                 "check the disk; the installed set is not affected",
@@ -96,7 +98,8 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StoreError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => report.problems.push(Problem::warning(
+        Err(e) => report.problems.push(Problem::new(
+            ProblemCode::StoreLeftoverNotRemoved,
             staging.display().to_string(),
             format!("could not list the staging area: {e}"),
             "check permissions of the install root",
@@ -156,7 +159,8 @@ pub(crate) fn prune(
             let to = generations_dir.join(format!("{name}{TRASH_SUFFIX}"));
             match std::fs::rename(&from, &to) {
                 Ok(()) => trashed.push(to),
-                Err(e) => report.problems.push(Problem::warning(
+                Err(e) => report.problems.push(Problem::new(
+                    ProblemCode::StoreLeftoverNotRemoved,
                     from.display().to_string(),
                     format!("could not move an unused generation out of the way: {e}"),
                     "remove it by hand; the installed set is not affected",
