@@ -541,6 +541,21 @@ problem_codes! {
     StoreSyncFailed = "store.sync_failed", Warning,
         "Recovery could not fsync a directory after cleaning it; the installed set is not affected.",
         "Check the disk.";
+    StoreTransactionOpen = "store.transaction_open", Error,
+        "Another install transaction is open on this install root (one at a time: a second preparer is refused).",
+        "Wait for it to be committed or aborted; abort it (`xplugin-controller abort ID`) if it is abandoned.";
+    StoreTransactionNotFound = "store.transaction_not_found", Error,
+        "No install transaction has this id (it never existed, or its outcome was forgotten after its retention time).",
+        "Check the id; `xplugin-controller status` lists the open transaction.";
+    StoreTransactionDecided = "store.transaction_decided", Error,
+        "The install transaction is not prepared: it was already committed or aborted, or is still being prepared.",
+        "Nothing was changed; prepare a new install if it was aborted.";
+    StoreTransactionBaseChanged = "store.transaction_base_changed", Error,
+        "The installation changed after the transaction was prepared, so it was aborted.",
+        "Prepare the install again against the current installation.";
+    StoreTransactionRecordFailed = "store.transaction_record_failed", Warning,
+        "Recovery could not record the outcome of an interrupted install transaction.",
+        "Check the disk; the next recovery tries again.";
 
     // --- admin, config, host, usage: the programs (xplugin-host, xplugin-cli) ---
     AdminHasDependents = "admin.has_dependents", Error,

@@ -141,14 +141,14 @@ pub enum StoreError {
     #[error("transaction {} is {}{}; nothing was changed", record.id, record.state, record.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
     TransactionDecided {
         /// Its record.
-        record: crate::transaction::TransactionRecord,
+        record: Box<crate::transaction::TransactionRecord>,
     },
     /// The installation changed since the transaction was prepared; it was
     /// aborted.
     #[error("transaction {} was aborted: {}; prepare the install again", record.id, record.reason.as_deref().unwrap_or("the installation changed"))]
     TransactionBaseChanged {
         /// Its record (now aborted).
-        record: crate::transaction::TransactionRecord,
+        record: Box<crate::transaction::TransactionRecord>,
     },
     /// No more generation numbers (u64 exhausted): never expected in practice.
     #[error("generation numbers are exhausted in {}; {hint}", root.display())]

@@ -50,7 +50,8 @@ impl RecoveryReport {
     }
 
     pub(crate) fn warn(&mut self, path: &Path, message: &str) {
-        self.problems.push(Problem::warning(
+        self.problems.push(Problem::new(
+            ProblemCode::StoreTransactionRecordFailed,
             path.display().to_string(),
             message,
             "check the disk; recovery tries again at the next start",

@@ -376,9 +376,15 @@ impl Store {
                         return Ok(gen);
                     }
                 }
-                return Err(StoreError::TransactionDecided { record });
+                return Err(StoreError::TransactionDecided {
+                    record: Box::new(record),
+                });
             }
-            _ => return Err(StoreError::TransactionDecided { record }),
+            _ => {
+                return Err(StoreError::TransactionDecided {
+                    record: Box::new(record),
+                })
+            }
         }
         let current = self.current()?.map(|g| g.number);
         if current != record.base_generation {
@@ -394,7 +400,9 @@ impl Store {
                 Some(reason),
                 None,
             )?;
-            return Err(StoreError::TransactionBaseChanged { record });
+            return Err(StoreError::TransactionBaseChanged {
+                record: Box::new(record),
+            });
         }
         let staged = dir.join(STAGED_DIR);
         let plan = CommitPlan {
@@ -439,7 +447,9 @@ impl Store {
         let mut record = self.transaction(id)?;
         match record.state {
             TransactionState::Aborted => Ok(record),
-            TransactionState::Committed => Err(StoreError::TransactionDecided { record }),
+            TransactionState::Committed => Err(StoreError::TransactionDecided {
+                record: Box::new(record),
+            }),
             _ => {
                 self.decide(
                     &dir,
