@@ -1,41 +1,26 @@
-//! Importing a vendor package (`plugindemo.zip`) on the pendant: unpack into
-//! staging, check everything (format, manifests, licenses, compatibility,
-//! architecture and ABI, the dependency graph of installed + incoming), then
-//! commit each side's install root atomically. A refused package changes
-//! nothing on disk; every problem is reported at once.
+//! Importing a vendor package (`plugindemo.zip`) on the pendant, offline:
+//! unpack, verify everything ([`crate::verify`]: format, manifests,
+//! licenses, compatibility, architecture and ABI, the dependency graph of
+//! installed + incoming), then commit each side's install root atomically.
+//! A refused package changes nothing on disk (a fresh root is not even
+//! created); every problem is reported at once.
 //!
-//! Upgrade policy: same name and newer version upgrades; the same version is
-//! left alone unless `force`; an older version is refused unless
-//! `allow_downgrade`. An import that would stop an installed plugin from
-//! loading is refused, naming the broken chain. A plugin's enabled flag is
-//! taken from its manifest on first install and kept across upgrades.
-//!
-//! Until the pendant talks to the controller, the controller part is
-//! installed into a local controller root. The two roots are committed one
-//! after the other (controller first, so that client `ctrlDepend`s exist when
-//! the client commit lands); each commit is atomic, the pair is not (a
-//! two-phase commit across pendant and controller comes with the network link).
+//! In offline mode the controller part is installed into a local controller
+//! root (`--controller-root`). The two roots are committed one after the
+//! other (controller first, so that client `ctrlDepend`s exist when the
+//! client commit lands); each commit is atomic, the pair is not. With the
+//! pendant link the controller decides its own part in one transaction over
+//! both computers.
 
-use crate::checks::{check_plugin_folder, subject, HostFacts, PluginCheck};
-use crate::config::HostConfig;
+use crate::verify::{verify_side, Part, Policy, SideVerdict};
+pub use crate::verify::{Action, PluginAction, SideHost, SideReport};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
-use xplugin_model::manifest::{Manifest, Side};
+use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, ProblemCode, Problems, Version};
 use xplugin_package::{unpack_package, PackageError, SideTree};
-use xplugin_store::{CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock};
-
-/// The facts of one side's host for an import.
-pub struct SideHost<'a> {
-    /// Install root.
-    pub root: PathBuf,
-    /// Host version (HMI or controller).
-    pub host_version: Option<Version>,
-    /// Host settings of that side (trust store, device identity, dev mode).
-    pub config: &'a HostConfig,
-}
+use xplugin_store::{CommitPlan, StagingDir, Store, StoreError, StoreLock};
 
 /// What an import needs.
 pub struct ImportOptions<'a> {
@@ -49,56 +34,6 @@ pub struct ImportOptions<'a> {
     pub force: bool,
     /// Accept older versions than the installed ones.
     pub allow_downgrade: bool,
-}
-
-/// What happens to one plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Not installed before.
-    Install,
-    /// Newer version replaces the installed one.
-    Upgrade,
-    /// Same version reinstalled (`--force`).
-    Reinstall,
-    /// Older version replaces the installed one (`--allow-downgrade`).
-    Downgrade,
-    /// Same version already installed: nothing done.
-    Unchanged,
-    /// Older version, refused.
-    RefusedDowngrade,
-}
-
-/// One plugin's line in the import report.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginAction {
-    /// Plugin name.
-    pub name: String,
-    /// Installed version before, if any.
-    pub from: Option<String>,
-    /// Version in the package.
-    pub to: String,
-    /// What happens.
-    pub action: Action,
-    /// License outcome.
-    pub license: crate::checks::LicenseStatus,
-}
-
-/// One side's part of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct SideReport {
-    /// Which side.
-    pub side: Side,
-    /// Install root.
-    pub root: PathBuf,
-    /// Plugins in the package.
-    pub plugins: Vec<PluginAction>,
-    /// Generation before the import.
-    pub previous_generation: Option<u64>,
-    /// Generation after the import (None if refused or nothing changed).
-    pub new_generation: Option<u64>,
-    /// Load order of the resulting installed set.
-    pub load_order: Vec<String>,
 }
 
 /// Everything an import did or would have done.
@@ -158,53 +93,89 @@ pub enum ImportError {
     },
 }
 
-struct SideWork<'a> {
-    side: Side,
-    host: &'a SideHost<'a>,
-    store: &'a Store,
-    lock: &'a StoreLock,
-    current: Option<Generation>,
-    checks: Vec<PluginCheck>,
-    actions: Vec<PluginAction>,
-    installed: Vec<Manifest>,
-    after: Option<Resolution>,
-    /// Installed merged with incoming: the set `after` resolved.
-    merged: Vec<Manifest>,
-    /// The host facts the checks used; the clock mark is recorded from them
-    /// after the commit.
-    facts: Option<HostFacts>,
+/// Where a package is unpacked and verified: the client root's own staging
+/// area when the root is already an install root (it is locked, so nothing
+/// else writes it meanwhile), else a temporary directory outside it, so that
+/// a refused package leaves a fresh root exactly as it was.
+enum Scratch<'lock> {
+    Staging(StagingDir<'lock>),
+    Temp(tempfile::TempDir),
 }
 
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Client => "client",
-        Side::Controller => "controller",
+impl Scratch<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Staging(s) => s.path(),
+            Scratch::Temp(t) => t.path(),
+        }
     }
 }
 
+/// An install root that exists already, opened and locked.
+struct Locked {
+    store: Store,
+    lock: StoreLock,
+}
+
+fn open_existing(root: &Path) -> Result<Option<Locked>, StoreError> {
+    match Store::existing(root)? {
+        Some(store) => {
+            let lock = store.lock()?;
+            Ok(Some(Locked { store, lock }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Creates and locks a fresh install root for the commit of a verified
+/// package.
+fn create_root(root: &Path) -> Result<Locked, StoreError> {
+    let store = Store::open(root)?;
+    let lock = store.lock()?;
+    if store.current()?.is_some() {
+        // Another import initialised the root meanwhile: what was verified
+        // against an empty root no longer holds.
+        return Err(StoreError::Busy {
+            pid: None,
+            root: store.root().to_path_buf(),
+        });
+    }
+    Ok(Locked { store, lock })
+}
+
 /// Imports a package. On success returns the report of what was committed.
+///
+/// The package is read and verified completely before anything is created
+/// in an install root; a refused package changes nothing on disk.
 ///
 /// # Errors
 /// [`ImportError::Refused`] with every problem when the package is refused
 /// (nothing changed); [`ImportError::Store`] when a root cannot be used.
 pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::new(&opts.package);
-    let client_store = Store::open(&opts.client.root)?;
     // Lock order is fixed (client, then controller) so two importers cannot
     // deadlock; a second importer is told who holds the lock.
-    let client_lock = client_store.lock()?;
-    let controller_store = match &opts.controller {
-        Some(c) => {
-            let s = Store::open(&c.root)?;
-            let l = s.lock()?;
-            Some((s, l))
-        }
+    let client = open_existing(&opts.client.root)?;
+    let controller = match &opts.controller {
+        Some(c) => open_existing(&c.root)?,
         None => None,
     };
-    let controller_store = controller_store.as_ref();
-
-    let staging = client_store.staging(&client_lock)?;
-    let unpacked = match unpack_package(&opts.package, staging.path(), &opts.client.config.limits) {
+    let scratch = match &client {
+        Some(l) => Scratch::Staging(l.store.staging(&l.lock)?),
+        None => Scratch::Temp(
+            tempfile::Builder::new()
+                .prefix("xplugin-import-")
+                .tempdir()
+                .map_err(|e| StoreError::Io {
+                    action: "create a temporary directory for the import in",
+                    path: std::env::temp_dir(),
+                    source: e,
+                    hint: "check free space in the temporary directory (TMPDIR)".into(),
+                })?,
+        ),
+    };
+    let label = opts.package.display().to_string();
+    let unpacked = match unpack_package(&opts.package, scratch.path(), &opts.client.config.limits) {
         Ok(u) => u,
         Err(PackageError::Refused(problems)) => {
             report.problems = problems.0;
@@ -220,354 +191,127 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         }
     };
     report.problems.extend(unpacked.warnings.0.iter().cloned());
+    let policy = Policy {
+        force: opts.force,
+        allow_downgrade: opts.allow_downgrade,
+    };
 
-    let mut sides: Vec<(SideWork<'_>, &SideTree)> = Vec::new();
+    let mut sides: Vec<(SideVerdict, &SideHost<'_>, &SideTree)> = Vec::new();
     if let Some(tree) = &unpacked.controller {
-        match (&opts.controller, controller_store) {
-            (Some(host), Some((store, lock))) => {
-                let mut work =
-                    check_side(Side::Controller, host, store, lock, tree, opts, &mut report)?;
-                resolve_side(&mut work, None, opts, &mut report);
-                sides.push((work, tree));
+        match &opts.controller {
+            Some(host) => {
+                let base = controller
+                    .as_ref()
+                    .map(|l| l.store.current())
+                    .transpose()?
+                    .flatten();
+                let part = Part {
+                    side: Side::Controller,
+                    tree,
+                    base,
+                    controller_running: None,
+                };
+                let v = verify_side(host, part, policy, &label, &mut report.problems);
+                sides.push((v, host, tree));
             }
-            _ => report.problems.push(Problem::new(
+            None => report.problems.push(Problem::new(
                 ProblemCode::ImportNoControllerRoot,
-                format!("{}: controller.zip", opts.package.display()),
-                "the package has a controller part but no controller root is known",
-                "pass --controller-root DIR (or set controller_root in the client configuration)",
+                format!("{label}: controller.zip"),
+                "the package has a controller part but no controller is known",
+                "import with --controller ADDR:PORT (or --controller-root DIR in offline mode)",
             )),
         }
     }
     // The controller plugins that will run after this import, for ctrlDepend.
     let controller_running: Option<BTreeMap<String, Version>> = match sides.first() {
-        Some((w, _)) if w.side == Side::Controller => Some(running_set(w)),
-        _ => match controller_store {
-            Some((store, _)) => Some(crate::admin::enabled_versions(store)),
-            _ => None,
+        Some((v, _, _)) => Some(v.running_set()),
+        None => match (&controller, &opts.controller) {
+            (Some(l), _) => Some(crate::admin::enabled_versions(&l.store)),
+            // A controller root given but still empty: nothing runs there.
+            (None, Some(_)) => Some(BTreeMap::new()),
+            (None, None) => None,
         },
     };
     if let Some(tree) = &unpacked.client {
-        let mut work = check_side(
-            Side::Client,
-            &opts.client,
-            &client_store,
-            &client_lock,
+        let base = client
+            .as_ref()
+            .map(|l| l.store.current())
+            .transpose()?
+            .flatten();
+        let part = Part {
+            side: Side::Client,
             tree,
-            opts,
-            &mut report,
-        )?;
-        resolve_side(&mut work, controller_running.clone(), opts, &mut report);
-        sides.push((work, tree));
-    }
-
-    for (w, _) in &sides {
-        let side_report = SideReport {
-            side: w.side,
-            root: w.host.root.clone(),
-            plugins: w.actions.clone(),
-            previous_generation: w.current.as_ref().map(|g| g.number),
-            new_generation: None,
-            load_order: w
-                .after
-                .as_ref()
-                .map(|r| r.load_order.clone())
-                .unwrap_or_default(),
+            base,
+            controller_running,
         };
-        match w.side {
-            Side::Client => report.client = Some(side_report),
-            Side::Controller => report.controller = Some(side_report),
+        let v = verify_side(&opts.client, part, policy, &label, &mut report.problems);
+        sides.push((v, &opts.client, tree));
+    }
+    for (v, host, _) in &sides {
+        let r = Some(v.report(&host.root));
+        match v.side {
+            Side::Client => report.client = r,
+            Side::Controller => report.controller = r,
         }
     }
-
     if report.error_count() > 0 {
+        // Nothing of it will load: a load order would only mislead.
+        for r in [&mut report.client, &mut report.controller]
+            .into_iter()
+            .flatten()
+        {
+            r.load_order.clear();
+        }
         return Err(ImportError::Refused {
             report: Box::new(report),
         });
     }
 
-    // Commit: controller first, then client.
-    for (w, tree) in &mut sides {
-        let changed: Vec<&PluginAction> = w
-            .actions
-            .iter()
-            .filter(|a| !matches!(a.action, Action::Unchanged))
-            .collect();
-        if changed.is_empty() {
+    // Commit: controller first (so client ctrlDepends exist when the client
+    // commit lands), then client. Each root's commit is atomic; the pair is
+    // one transaction only with the pendant link (`--controller ADDR`).
+    let (mut fresh_client, mut fresh_controller) = (None, None);
+    for (v, host, tree) in &mut sides {
+        if v.changed().is_empty() {
             continue;
         }
-        // Staged files must be inside the root's own staging area.
-        let side_staging;
-        let base: PathBuf = if w.side == Side::Client {
-            tree.dir.clone()
-        } else {
-            side_staging = w.store.staging(w.lock)?;
-            for a in &changed {
-                move_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name)).map_err(
-                    |source| StoreError::Io {
-                        action: "move the staged controller plugin into",
-                        path: side_staging.path().to_path_buf(),
-                        source,
-                        hint: "check free space and permissions of the controller root".into(),
-                    },
-                )?;
-            }
-            side_staging.path().to_path_buf()
+        let (existing, fresh) = match v.side {
+            Side::Client => (client.as_ref(), &mut fresh_client),
+            Side::Controller => (controller.as_ref(), &mut fresh_controller),
         };
-        let enabled_before: BTreeMap<String, bool> = w
-            .current
-            .as_ref()
-            .map(|g| {
-                g.plugins()
-                    .into_iter()
-                    .map(|p| (p.name, p.enabled))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let locked: &Locked = match existing {
+            Some(l) => l,
+            None => fresh.insert(create_root(&host.root)?),
+        };
+        let staging = locked.store.staging(&locked.lock)?;
+        for a in v.changed() {
+            move_tree(&tree.dir.join(&a.name), &staging.path().join(&a.name)).map_err(
+                |source| StoreError::Io {
+                    action: "move the verified plugin into",
+                    path: staging.path().to_path_buf(),
+                    source,
+                    hint: "check free space and permissions of the install root".into(),
+                },
+            )?;
+        }
         let plan = CommitPlan {
-            add_or_replace: changed
-                .iter()
-                .map(|a| {
-                    let manifest_enable = w
-                        .checks
-                        .iter()
-                        .find(|c| c.name == a.name)
-                        .and_then(|c| c.manifest.as_ref())
-                        .is_none_or(|m| m.enable);
-                    StagedPlugin {
-                        name: a.name.clone(),
-                        version: a.to.clone(),
-                        enabled: enabled_before
-                            .get(&a.name)
-                            .copied()
-                            .unwrap_or(manifest_enable),
-                        dir: base.join(&a.name),
-                    }
-                })
-                .collect(),
+            add_or_replace: v.staged_plugins(staging.path()),
             remove: Vec::new(),
         };
-        let gen = w.store.commit(w.lock, plan)?;
+        let gen = locked.store.commit(&locked.lock, plan)?;
+        drop(staging);
         report.committed = true;
-        let r = match w.side {
+        let r = match v.side {
             Side::Client => report.client.as_mut(),
             Side::Controller => report.controller.as_mut(),
         };
         if let Some(r) = r {
             r.new_generation = Some(gen.number);
         }
-        if let Some(facts) = w.facts.as_mut() {
-            facts.record_clock();
-        }
+        v.record_clock();
     }
-    drop(staging);
+    drop(scratch);
     Ok(report)
-}
-
-fn check_side<'a>(
-    side: Side,
-    host: &'a SideHost<'a>,
-    store: &'a Store,
-    lock: &'a StoreLock,
-    tree: &SideTree,
-    opts: &ImportOptions<'_>,
-    report: &mut ImportReport,
-) -> Result<SideWork<'a>, ImportError> {
-    let current = store.current()?;
-    let mut work = SideWork {
-        side,
-        host,
-        store,
-        lock,
-        current,
-        checks: Vec::new(),
-        actions: Vec::new(),
-        installed: Vec::new(),
-        after: None,
-        merged: Vec::new(),
-        facts: None,
-    };
-    let Some(host_version) = host.host_version.clone() else {
-        let flag = match side {
-            Side::Client => "--hmi-version",
-            Side::Controller => "--controller-version",
-        };
-        report.problems.push(Problem::new(
-            ProblemCode::ImportHostVersionUnknown,
-            format!("{}: {}.zip", opts.package.display(), side_name(side)),
-            format!(
-                "this host's {} version is unknown, so compatibility cannot be checked",
-                side_name(side)
-            ),
-            format!(
-                "pass {flag} V or set host_version in the {} configuration",
-                side_name(side)
-            ),
-        ));
-        return Ok(work);
-    };
-    let facts = HostFacts::gather(host.config, &host.root);
-    let ctx = facts.context(&host_version);
-    if let Err(e) = &facts.device {
-        if !host.config.allow_unlicensed {
-            report.problems.push(Problem::new(
-                ProblemCode::ImportDeviceIdUnknown,
-                format!("{} host", side_name(side)),
-                format!("this device's id cannot be determined: {e}"),
-                "configure device.machine_id_file or device.serial in the host configuration",
-            ));
-        }
-    }
-    let installed_versions: BTreeMap<String, String> = work
-        .current
-        .as_ref()
-        .map(|g| {
-            g.plugins()
-                .into_iter()
-                .map(|p| (p.name, p.version))
-                .collect()
-        })
-        .unwrap_or_default();
-    for folder in &tree.plugins {
-        let check = check_plugin_folder(&folder.dir, &folder.name, side, &ctx);
-        report.problems.extend(check.problems.0.iter().cloned());
-        if let Some(m) = &check.manifest {
-            let from = installed_versions.get(&m.name).cloned();
-            let action = match from.as_deref().map(str::parse::<Version>) {
-                None => Action::Install,
-                Some(Err(_)) => Action::Upgrade,
-                Some(Ok(old)) if m.version > old => Action::Upgrade,
-                Some(Ok(old)) if m.version == old && opts.force => Action::Reinstall,
-                Some(Ok(old)) if m.version == old => Action::Unchanged,
-                Some(Ok(_)) if opts.allow_downgrade => Action::Downgrade,
-                Some(Ok(_)) => Action::RefusedDowngrade,
-            };
-            if action == Action::RefusedDowngrade {
-                report.problems.push(Problem::new(
-                    ProblemCode::ImportDowngrade,
-                    subject(side, &m.name),
-                    format!(
-                        "the package brings version {} but {} is installed",
-                        m.version,
-                        from.as_deref().unwrap_or("?")
-                    ),
-                    "this is a downgrade: pass --allow-downgrade to install it anyway",
-                ));
-            }
-            work.actions.push(PluginAction {
-                name: m.name.clone(),
-                from,
-                to: m.version.to_string(),
-                action,
-                license: check.license.clone(),
-            });
-        }
-        work.checks.push(check);
-    }
-    work.facts = Some(facts);
-    // Installed manifests (for the graph of installed + incoming).
-    if let Some(g) = &work.current {
-        work.installed = crate::checks::installed_manifests(g.plugin_dirs(), side)
-            .into_values()
-            .collect();
-    }
-    Ok(work)
-}
-
-fn nodes(manifests: &[Manifest], enabled: &BTreeMap<String, bool>, side: Side) -> Vec<Node> {
-    manifests
-        .iter()
-        .map(|m| {
-            let mut n = Node::from_manifest(m);
-            if side == Side::Controller {
-                if let Some(e) = enabled.get(&m.name) {
-                    n.load = *e;
-                }
-            }
-            n
-        })
-        .collect()
-}
-
-fn resolve_side(
-    w: &mut SideWork<'_>,
-    controller_running: Option<BTreeMap<String, Version>>,
-    opts: &ImportOptions<'_>,
-    report: &mut ImportReport,
-) {
-    let enabled: BTreeMap<String, bool> = w
-        .current
-        .as_ref()
-        .map(|g| {
-            g.plugins()
-                .into_iter()
-                .map(|p| (p.name, p.enabled))
-                .collect()
-        })
-        .unwrap_or_default();
-    let incoming: Vec<Manifest> = w.checks.iter().filter_map(|c| c.manifest.clone()).collect();
-    let incoming_names: BTreeSet<String> = incoming.iter().map(|m| m.name.clone()).collect();
-    let before = resolve(&ResolveInput {
-        plugins: nodes(&w.installed, &enabled, w.side),
-        running_controller: controller_running.clone(),
-    });
-    let merged = xplugin_model::graph::merge_installed(w.installed.clone(), incoming);
-    let after = resolve(&ResolveInput {
-        plugins: nodes(&merged, &enabled, w.side),
-        running_controller: controller_running.clone(),
-    });
-    let pkg = opts.package.display().to_string();
-    for (name, blocked) in &after.blocked {
-        let subj = subject(w.side, name);
-        let benign = matches!(
-            blocked.reason,
-            BlockReason::Disabled | BlockReason::DependencyDisabled { .. }
-        );
-        if incoming_names.contains(name) {
-            if benign {
-                report.problems.push(Problem::new(
-                    blocked.reason.code(),
-                    subj,
-                    format!("will not load after this import: {}", blocked.message),
-                    "enable the disabled plugin if this one is needed",
-                ));
-            } else if matches!(blocked.reason, BlockReason::ControllerStateUnknown { .. }) {
-                report.problems.push(Problem::new(
-                    blocked.reason.code(),
-                    subj,
-                    format!("ctrlDepend not checked: {}", blocked.message),
-                    "pass --controller-root so the controller's plugins can be checked",
-                ));
-            } else {
-                report.problems.push(Problem::new(
-                    blocked.reason.code(),
-                    subj,
-                    format!("would not load after this import: {}", blocked.message),
-                    format!("add the missing or fixed dependency to {pkg}, or install it first"),
-                ));
-            }
-        } else if !before.blocked.contains_key(name) && !benign {
-            report.problems.push(Problem::new(ProblemCode::ImportBreaksInstalled,
-                subj,
-                format!("this import would break the installed plugin: {}", blocked.message),
-                "import a package that keeps its dependencies satisfied, or remove the plugin first",
-            ));
-        }
-    }
-    w.after = Some(after);
-    w.merged = merged;
-}
-
-/// Controller plugins that will load after this import, with versions
-/// (from the resolution [`resolve_side`] made of the controller side).
-fn running_set(w: &SideWork<'_>) -> BTreeMap<String, Version> {
-    let Some(after) = &w.after else {
-        return BTreeMap::new();
-    };
-    w.merged
-        .iter()
-        .filter(|m| after.loads(&m.name))
-        .map(|m| (m.name.clone(), m.version.clone()))
-        .collect()
 }
 
 /// Moves a staged plugin folder into another root's staging area: a rename
@@ -602,30 +346,7 @@ impl std::fmt::Display for ImportReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "package {}", self.package.display())?;
         for r in [&self.controller, &self.client].into_iter().flatten() {
-            writeln!(
-                f,
-                "{} root {}: generation {} -> {}",
-                side_name(r.side),
-                r.root.display(),
-                r.previous_generation
-                    .map_or("none".into(), |g| g.to_string()),
-                r.new_generation
-                    .map_or("unchanged".into(), |g| g.to_string()),
-            )?;
-            for p in &r.plugins {
-                let lic = &p.license;
-                writeln!(
-                    f,
-                    "  {:<20} {:>10} -> {:<10} {:<18} {lic}",
-                    p.name,
-                    p.from.as_deref().unwrap_or("-"),
-                    p.to,
-                    format!("{:?}", p.action).to_lowercase(),
-                )?;
-            }
-            if !r.load_order.is_empty() {
-                writeln!(f, "  load order: {}", r.load_order.join(" -> "))?;
-            }
+            write!(f, "{r}")?;
         }
         let problems = Problems(self.problems.clone());
         if !problems.is_empty() {

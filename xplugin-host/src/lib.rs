@@ -10,6 +10,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`checks`] | every check of a plugin folder before its code may run |
+//! | [`verify`] | one side of a package against one host: checks, actions, graph |
 //! | [`import`] | the pendant's import: unpack, check, resolve, commit |
 //! | [`boot`] | verify, resolve, load, init, start an installed set |
 //! | [`loader`] | dlopen and descriptor validation |
@@ -33,3 +34,4 @@ pub mod loader;
 pub mod plugin_config;
 pub mod services;
 pub mod stage;
+pub mod verify;

@@ -127,6 +127,20 @@ impl Store {
         Ok(Store { root })
     }
 
+    /// Opens `root` only if it is an install root already (its
+    /// `generations/` exists); creates nothing. `None` for a missing or
+    /// empty directory, which [`Store::open`] would initialise.
+    ///
+    /// # Errors
+    /// As [`Store::open`] for a root that exists.
+    pub fn existing(root: &Path) -> Result<Option<Store>, StoreError> {
+        if root.join(GENERATIONS_DIR).is_dir() {
+            Store::open(root).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// The (canonical) install root.
     pub fn root(&self) -> &Path {
         &self.root

@@ -139,3 +139,26 @@ fn import_memory_stays_bounded_on_a_large_package() {
         "peak RSS {kib} KiB over {limit_kib} KiB: {stderr}"
     );
 }
+
+/// A refused package into fresh roots leaves them exactly as they were: a
+/// missing root is not created, an empty one stays empty (no `.lock`,
+/// `generations/`, `staging/`, ...), because the package is read and
+/// verified before anything is created in an install root.
+#[test]
+fn a_refused_package_leaves_fresh_roots_untouched() {
+    let s = Scenario::new();
+    let attacks = tempfile::tempdir().unwrap();
+    let attack = &corpus()[0];
+    let pkg = (attack.build)(attacks.path()).unwrap();
+    std::fs::create_dir_all(&s.client_root).unwrap();
+    assert!(!s.controller_root.exists());
+    let r = s.import(&pkg, &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(listing(&s.client_root), Vec::<String>::new(), "client root");
+    assert!(!s.controller_root.exists(), "controller root was created");
+    // A good package then installs into them.
+    s.license_all();
+    s.import(&s.pack("licensed"), &[]).ok();
+    assert!(s.client_root.join("current").exists());
+    assert!(s.controller_root.join("current").exists());
+}
