@@ -9,7 +9,8 @@
 //! ```text
 //! ROOT/transactions/<ID>/record.json   the TransactionRecord, replaced atomically
 //! ROOT/transactions/<ID>/package.zip   the package as received (while open)
-//! ROOT/transactions/<ID>/staged/<NAME>/...   verified plugin folders (while open)
+//! ROOT/transactions/<ID>/unpack/...         where the package is unpacked and verified (while preparing)
+//! ROOT/transactions/<ID>/staged/<NAME>/...   verified plugin folders to install (while open)
 //! ```
 //!
 //! # States and durability
@@ -47,7 +48,7 @@ use super::error::{StoreError, HINT_DISK};
 use super::failpoint::hit;
 use super::fsutil;
 use super::plan::{CommitPlan, StagedPlugin};
-use super::{Generation, Store, StoreLock};
+use super::{Store, StoreLock};
 
 /// Directory of the transactions inside a root.
 pub const TRANSACTIONS_DIR: &str = "transactions";
@@ -57,6 +58,9 @@ pub const RECORD_FILE: &str = "record.json";
 pub const PACKAGE_FILE: &str = "package.zip";
 /// Directory of the staged plugin folders.
 pub const STAGED_DIR: &str = "staged";
+/// Scratch directory where the received package is unpacked and verified
+/// before the plugins it changes move to `staged/`.
+pub const UNPACK_DIR: &str = "unpack";
 /// How long a decided transaction's outcome is kept.
 pub const DECIDED_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Default time a prepared transaction waits for its decision.
@@ -173,10 +177,16 @@ impl Transaction {
         self.dir.join(PACKAGE_FILE)
     }
 
-    /// Where to unpack and verify the plugin folders (created by
-    /// [`Store::begin_transaction`]).
+    /// Where the plugin folders to install go, one per plugin
+    /// (`staged/<name>`; created by [`Store::begin_transaction`]).
     pub fn staged_dir(&self) -> PathBuf {
         self.dir.join(STAGED_DIR)
+    }
+
+    /// An empty directory to unpack and verify the package in (created by
+    /// [`Store::begin_transaction`], removed when prepared or decided).
+    pub fn unpack_dir(&self) -> PathBuf {
+        self.dir.join(UNPACK_DIR)
     }
 }
 
@@ -300,9 +310,11 @@ impl Store {
                 Err(e) => return Err(StoreError::io("create transaction", &dir, e, HINT_DISK)),
             }
         };
-        let staged = dir.join(STAGED_DIR);
-        fsutil::create_dir_with_mode(&staged, fsutil::DIR_MODE)
-            .map_err(|e| StoreError::io("create directory", &staged, e, HINT_DISK))?;
+        for sub in [STAGED_DIR, UNPACK_DIR] {
+            let path = dir.join(sub);
+            fsutil::create_dir_with_mode(&path, fsutil::DIR_MODE)
+                .map_err(|e| StoreError::io("create directory", &path, e, HINT_DISK))?;
+        }
         let created = now_unix();
         let record = TransactionRecord {
             id,
@@ -340,9 +352,10 @@ impl Store {
         let staged = txn.staged_dir();
         fsync_tree(&staged)
             .map_err(|e| StoreError::io("fsync staged files in", &staged, e, HINT_DISK))?;
-        // The package is not needed any more: the staged folders are what
-        // gets installed.
+        // The package and the rest of the unpacked tree are not needed any
+        // more: the staged folders are what gets installed.
         let _ = std::fs::remove_file(txn.package_path());
+        let _ = fsutil::remove_tree(&txn.unpack_dir());
         hit("txn", "after-staged-fsync");
         let mut record = txn.record.clone();
         record.state = TransactionState::Prepared;
@@ -364,22 +377,17 @@ impl Store {
     /// if it was aborted or is not prepared; [`StoreError::TransactionBaseChanged`]
     /// (and the transaction is aborted) if the current generation is no
     /// longer the one it was prepared against; otherwise as [`Store::commit`].
-    pub fn commit_transaction(&self, lock: &StoreLock, id: &str) -> Result<Generation, StoreError> {
+    pub fn commit_transaction(
+        &self,
+        lock: &StoreLock,
+        id: &str,
+    ) -> Result<TransactionRecord, StoreError> {
         self.check_lock(lock)?;
         let dir = self.transaction_dir(id)?;
         let mut record = self.transaction(id)?;
         match record.state {
             TransactionState::Prepared => {}
-            TransactionState::Committed => {
-                if let Some(g) = record.new_generation {
-                    if let Ok(gen) = Generation::load(&self.generations_root(), g) {
-                        return Ok(gen);
-                    }
-                }
-                return Err(StoreError::TransactionDecided {
-                    record: Box::new(record),
-                });
-            }
+            TransactionState::Committed => return Ok(record),
             _ => {
                 return Err(StoreError::TransactionDecided {
                     record: Box::new(record),
@@ -404,6 +412,19 @@ impl Store {
                 record: Box::new(record),
             });
         }
+        if record.plugins.is_empty() {
+            // Nothing of this side changes (the package brought what is
+            // installed): committed without a new generation, so a two-part
+            // install can still commit as one.
+            self.decide(
+                &dir,
+                &mut record,
+                TransactionState::Committed,
+                None,
+                current,
+            )?;
+            return Ok(record);
+        }
         let staged = dir.join(STAGED_DIR);
         let plan = CommitPlan {
             add_or_replace: record
@@ -427,7 +448,7 @@ impl Store {
             None,
             Some(generation.number),
         )?;
-        Ok(generation)
+        Ok(record)
     }
 
     /// Aborts open transaction `id` with `reason`; an aborted one is
@@ -506,6 +527,7 @@ impl Store {
         hit("txn", "after-decided-record");
         // What is left is garbage now; recovery removes it if this fails.
         let _ = fsutil::remove_tree(&dir.join(STAGED_DIR));
+        let _ = fsutil::remove_tree(&dir.join(UNPACK_DIR));
         let _ = std::fs::remove_file(dir.join(PACKAGE_FILE));
         Ok(())
     }
@@ -565,12 +587,23 @@ impl Store {
                 }
                 continue;
             }
+            if record.state == TransactionState::Prepared {
+                for leftover in [dir.join(UNPACK_DIR), dir.join(PACKAGE_FILE)] {
+                    if std::fs::symlink_metadata(&leftover).is_ok() {
+                        report.remove(&leftover);
+                    }
+                }
+            }
             if !record.state.is_open() {
                 let decided = record.decided_unix.unwrap_or(record.created_unix);
                 if now.saturating_sub(decided) > DECIDED_RETENTION.as_secs() {
                     report.remove(&dir);
                 } else {
-                    for leftover in [dir.join(STAGED_DIR), dir.join(PACKAGE_FILE)] {
+                    for leftover in [
+                        dir.join(STAGED_DIR),
+                        dir.join(UNPACK_DIR),
+                        dir.join(PACKAGE_FILE),
+                    ] {
                         if std::fs::symlink_metadata(&leftover).is_ok() {
                             report.remove(&leftover);
                         }
@@ -655,25 +688,20 @@ mod tests {
             store.transaction(&id).unwrap().state,
             TransactionState::Prepared
         );
-        let g = store.commit_transaction(&lock, &id).unwrap();
+        let committed = store.commit_transaction(&lock, &id).unwrap();
+        let g = store.current().unwrap().unwrap();
         assert_eq!(g.state.transaction.as_deref(), Some(id.as_str()));
         assert!(g.plugin_dir("alpha").unwrap().join("alpha.json").is_file());
         let r = store.transaction(&id).unwrap();
+        assert_eq!(r, committed);
         assert_eq!(
             (r.state, r.new_generation),
             (TransactionState::Committed, Some(g.number))
         );
-        assert!(!dir
-            .path()
-            .join(TRANSACTIONS_DIR)
-            .join(&id)
-            .join(STAGED_DIR)
-            .exists());
-        // Again: the same generation, nothing new.
-        assert_eq!(
-            store.commit_transaction(&lock, &id).unwrap().number,
-            g.number
-        );
+        let txn_dir = dir.path().join(TRANSACTIONS_DIR).join(&id);
+        assert!(!txn_dir.join(STAGED_DIR).exists());
+        // Again: the same outcome, nothing new.
+        assert_eq!(store.commit_transaction(&lock, &id).unwrap(), committed);
     }
 
     #[test]
@@ -752,14 +780,14 @@ mod tests {
         // Switched but the record still says prepared (crash after the switch).
         let id = prepared(&store, &lock, "c");
         let before = store.transaction(&id).unwrap();
-        let g = store.commit_transaction(&lock, &id).unwrap();
+        let g = store.commit_transaction(&lock, &id).unwrap().new_generation;
         write_record(&rec_dir.with_file_name(&id), &before).unwrap();
         drop(lock);
         let _lock = store.lock().unwrap();
         let r = store.transaction(&id).unwrap();
         assert_eq!(
             (r.state, r.new_generation),
-            (TransactionState::Committed, Some(g.number))
+            (TransactionState::Committed, g)
         );
     }
 }
