@@ -12,6 +12,7 @@
 //! | [`checks`] | every check of a plugin folder before its code may run |
 //! | [`verify`] | one side of a package against one host: checks, actions, graph |
 //! | [`import`] | the pendant's import: unpack, check, resolve, commit |
+//! | [`install`] | the controller's own install transactions: prepare, commit, abort |
 //! | [`boot`] | verify, resolve, load, init, start an installed set |
 //! | [`loader`] | dlopen and descriptor validation |
 //! | [`cycle`] | the real-time cycle thread that steps controller plugins |
@@ -29,6 +30,7 @@ pub mod cycle;
 pub mod delivery;
 pub mod device;
 pub mod import;
+pub mod install;
 pub mod lifecycle;
 pub mod loader;
 pub mod plugin_config;
