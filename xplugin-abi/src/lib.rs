@@ -53,7 +53,8 @@ pub const XPLUGIN_ERR_INVALID_ARG: Status = -2;
 pub const XPLUGIN_ERR_NOT_FOUND: Status = -3;
 /// Optional call not supported.
 pub const XPLUGIN_ERR_NOT_IMPLEMENTED: Status = -4;
-/// Called in the wrong lifecycle state.
+/// Not now: called in the wrong lifecycle state, or a wait that would
+/// deadlock (`unsubscribe`); retry later.
 pub const XPLUGIN_ERR_NOT_READY: Status = -5;
 /// Configuration rejected.
 pub const XPLUGIN_ERR_CONFIG: Status = -6;

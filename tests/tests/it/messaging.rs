@@ -143,3 +143,31 @@ fn a_rust_subscription_dropped_inside_its_own_callback_frees_the_closure_after_t
     );
     assert_eq!(drops_after, 1, "the closure was not freed after its call");
 }
+
+#[test]
+fn the_header_states_the_bounds_the_host_enforces() {
+    use xplugin_host::services::{
+        MAX_DELIVERY_DEPTH, MAX_NAME_LEN, MAX_SERVICES, MAX_SUBSCRIPTIONS,
+    };
+    let header = xplugin_tests::build::workspace_root().join("xplugin-abi/include/xplugin.h");
+    let text = std::fs::read_to_string(&header).unwrap();
+    // The comments wrap lines; compare with runs of whitespace folded.
+    let text = text
+        .split_whitespace()
+        .filter(|w| *w != "*")
+        .collect::<Vec<_>>()
+        .join(" ");
+    for phrase in [
+        format!("up to {MAX_DELIVERY_DEPTH} nested deliveries per thread"),
+        format!("inside {MAX_DELIVERY_DEPTH} nested deliveries"),
+        format!("host holds {MAX_SUBSCRIPTIONS} subscriptions"),
+        format!("host holds {MAX_SERVICES} services"),
+        format!("longer than {MAX_NAME_LEN} bytes"),
+    ] {
+        assert!(
+            text.contains(&phrase),
+            "{} no longer says \"{phrase}\": update the header with the host's bound",
+            header.display()
+        );
+    }
+}
