@@ -695,6 +695,9 @@ mod tests {
     /// On its first call: publishes on its own topic (a nested delivery to
     /// itself), unsubscribes the other subscription, subscribes a new one,
     /// then unsubscribes itself. Later calls only count.
+    ///
+    /// # Safety
+    /// `user` points to a live `Reentrant` whose `api` is a live table.
     unsafe extern "C" fn reentrant(
         user: *mut c_void,
         topic: *const c_char,
@@ -799,6 +802,9 @@ mod tests {
     /// Publishes on its own topic from every delivery: endless recursion
     /// unless the host bounds it. Counts the calls and records the first
     /// refused publish status.
+    ///
+    /// # Safety
+    /// As for `reentrant`.
     unsafe extern "C" fn echo(user: *mut c_void, topic: *const c_char, _d: *const u8, _l: usize) {
         // SAFETY: the test passes a `Reentrant` that outlives the bus use.
         let r = unsafe { &*user.cast::<Reentrant>() };

@@ -303,20 +303,13 @@ static xplugin_status fixture_stage(void *instance, const char *stage,
 #define FIXTURE_TOPIC_OTHER FIXTURE_NAME "/other"
 #define FIXTURE_TOPIC_LATE FIXTURE_NAME "/late"
 
-static void on_other(void *user, const char *topic, const uint8_t *data,
+/* Counts its calls in the int `user` points to. */
+static void on_count(void *user, const char *topic, const uint8_t *data,
                      size_t len) {
   (void)topic;
   (void)data;
   (void)len;
-  ((fixture *)user)->messaging.other_calls++;
-}
-
-static void on_late(void *user, const char *topic, const uint8_t *data,
-                    size_t len) {
-  (void)topic;
-  (void)data;
-  (void)len;
-  ((fixture *)user)->messaging.late_calls++;
+  (*(int *)user)++;
 }
 
 /* Calls the host back from inside its own delivery; see FIXTURE_MESSAGING. */
@@ -331,8 +324,8 @@ static void on_self(void *user, const char *topic, const uint8_t *data,
   }
   m->nested_publish = host->publish(host->host, topic, data, len);
   m->unsubscribe_other = host->unsubscribe(host->host, m->other_id);
-  m->subscribe_late = host->subscribe(host->host, FIXTURE_TOPIC_LATE, on_late,
-                                      self, &m->late_id);
+  m->subscribe_late = host->subscribe(host->host, FIXTURE_TOPIC_LATE, on_count,
+                                      &m->late_calls, &m->late_id);
   /* Used to deadlock: the host held this subscription's delivery lock. */
   m->unsubscribe_self = host->unsubscribe(host->host, m->self_id);
 }
@@ -349,8 +342,8 @@ static int fixture_messaging_run(fixture *self, char *err, size_t err_cap) {
       m->unsubscribe_self = XPLUGIN_ERR_FAILED;
   if (host->subscribe(host->host, FIXTURE_TOPIC_SELF, on_self, self,
                       &m->self_id) != XPLUGIN_OK ||
-      host->subscribe(host->host, FIXTURE_TOPIC_OTHER, on_other, self,
-                      &m->other_id) != XPLUGIN_OK) {
+      host->subscribe(host->host, FIXTURE_TOPIC_OTHER, on_count,
+                      &m->other_calls, &m->other_id) != XPLUGIN_OK) {
     set_error(err, err_cap, FIXTURE_NAME ": subscribe failed");
     return -1;
   }
