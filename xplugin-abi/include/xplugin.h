@@ -7,6 +7,14 @@
  * the system C compiler and compares every size and field offset, so the two
  * cannot drift apart silently.
  *
+ * The companion document docs/abi.md (in the xplugin repository) holds what
+ * does not fit a header: the plugin folder and manifest rules a vendor must
+ * follow, the same thread tables as below with room for the rows later host
+ * versions add, and the planned ABI 1.1 additions. Each function below is
+ * documented the way wasmtime documents its C API: what every pointer
+ * parameter must be and who owns it for how long, which thread calls it or
+ * may call it, and what an error means.
+ *
  * Rules of the boundary
  * ---------------------
  * - Only fixed-width integers, `size_t`, `uint8_t` booleans, NUL-terminated
@@ -15,22 +23,109 @@
  *   (XPLUGIN_ERR_*). Positive values are reserved.
  * - Error text is written by the callee into a buffer the caller provides
  *   (`err`, `err_cap`), always NUL-terminated and truncated to fit. Nothing is
- *   allocated for it.
+ *   allocated for it. The host's buffers are 1024 bytes; `err` is never NULL
+ *   when the host calls you, but a plugin should cope with NULL or 0.
  * - Whoever allocates frees. Strings the host passes in are borrowed for the
- *   duration of the call unless stated otherwise. Pointers a plugin hands to
- *   the host (descriptor, names, service tables) must stay valid until the
- *   plugin's `destroy` returns; in practice they are statics.
+ *   duration of the call unless stated otherwise: copy what you keep.
+ *   Pointers a plugin hands to the host (descriptor, names, service tables,
+ *   callbacks and their `user`) must stay valid for as long as each function
+ *   below says; in practice they are statics or live in the instance.
+ * - A library is never unloaded (dlclose is never called), so function
+ *   pointers and static data of a plugin stay valid for the whole process.
  * - Structs evolve append-only. Each starts with `struct_size`; a reader uses
- *   a field only if `struct_size` covers it. A new ABI minor may append fields;
- *   a new ABI major may change anything, and the host refuses a major it does
- *   not know before running any code of the plugin.
+ *   a field only if `struct_size` covers it (a plugin checks
+ *   `host->struct_size` before it uses a host function a later minor
+ *   appended). A new ABI minor may append fields; a new ABI major may change
+ *   anything, and the host refuses a major it does not know before running
+ *   any code of the plugin.
  *
  * Discovery without loading
  * -------------------------
  * Every plugin (and the client-side runtime library) exports the data symbol
  * `xplugin_abi` (an xplugin_abi_tag). The host reads it, and the ELF/PE machine
  * type, straight from the file, so a library built for another ABI major or
- * another architecture is refused before dlopen runs any constructor.
+ * another architecture is refused before dlopen runs any constructor. Only
+ * then is the library opened, with RTLD_NOW | RTLD_LOCAL: every undefined
+ * symbol must resolve at load time, and a plugin's symbols are never visible
+ * to other plugins (export only `xplugin_abi` and `xplugin_entry`: build with
+ * -fvisibility=hidden and mark those two XPLUGIN_EXPORT).
+ *
+ * Packaging (the full rules: docs/abi.md, section 1)
+ * ---------------------------------------------------
+ * controller.zip/NAME/{NAME.json, NAME.lic, NAME.so} and
+ * client.zip/NAME/{NAME.json, NAME.lic, NAME.so and/or NAME.dll, the xplugin
+ * runtime libxplugin.so | xplugin.so | xplugin.dll beside it}. The folder
+ * name, the manifest's "name", every file stem and the descriptor's `name`
+ * are equal, case-sensitively; the descriptor's `version` equals the
+ * manifest's numerically; the license covers every file that can hold code.
+ *
+ * Threads: which host thread calls into a plugin
+ * ----------------------------------------------
+ * As of this host version (xplugin M1). Later host versions add rows (a
+ * real-time cycle thread calling `step`, a service thread delivering what
+ * `step` published, admin and link threads); docs/abi.md keeps the same
+ * table and says which host version brought each row.
+ *
+ *   call             controller host                  client (pendant) host
+ *                    `xplugin-controller boot`/`run`  `xplugin-client run`
+ *   ---------------  -------------------------------  -----------------------------
+ *   xplugin_entry    main thread, once, after dlopen  main thread, once
+ *   init             main, every plugin in load order main, same
+ *   start            main, load order, after every    main, same; only enabled
+ *                    init returned                    plugins (manifest, `enable`)
+ *   step             main, every cycle, in load order never
+ *   idle             never                            main, every idle round, in
+ *                                                     load order
+ *   stop             main, reverse load order         main, same
+ *   destroy          main, reverse load order, after  main, same
+ *                    every stop
+ *   reconfigure      not called by this host version  not called by this host
+ *                                                     version
+ *   message callback the thread that called `publish`, inside that call (a
+ *                    plugin's lifecycle call on main, or a plugin's own
+ *                    thread); the host itself publishes nothing in M1
+ *
+ * The host makes at most one call into an instance at a time: init, start,
+ * step or idle, stop, destroy (and reconfigure, once it is called) never
+ * overlap for one plugin. Message callbacks are not lifecycle calls: one can
+ * run during another of the plugin's calls (a callback reached from a
+ * publish made inside your own step) or, when some plugin publishes from a
+ * thread of its own, on that thread at the same time as your lifecycle call
+ * or as another delivery to the same callback. The host does not serialise
+ * deliveries; a callback that can be reached from two threads must be
+ * thread-safe.
+ *
+ * Threads: which host function a plugin may call from where
+ * ---------------------------------------------------------
+ * Every function of xplugin_host_api is thread-safe and may be called from
+ * any thread, including threads the plugin started, from the moment `init`
+ * is entered until `destroy` returns. Never after a failed `init` returned,
+ * and never after `destroy` returned. Inside particular calls:
+ *
+ *   host function     in init/start/stop  in step (M1)   in idle  in a message   in destroy
+ *                                                                 callback
+ *   ----------------  ------------------  -------------  -------  -------------  -------------
+ *   log               yes                 yes (*)        yes      yes            yes
+ *   host_version      yes                 yes            yes      yes            yes
+ *   data_dir          yes                 yes            yes      yes            yes
+ *   publish           yes                 yes (*)        yes      yes (nested)   yes
+ *   subscribe         yes                 yes (*)        yes      yes            no (**)
+ *   unsubscribe       yes                 yes (*)        yes      yes, own too   NOT_FOUND
+ *   register_service  yes (init: best)    yes (*)        yes      yes            no (**)
+ *   find_service      yes                 yes (*)        yes      yes            yes
+ *
+ *   (*)  Allowed, but no host function is real-time safe in this host
+ *        version: they take locks and allocate, `log` writes to syslog or
+ *        stderr, and `publish` runs every subscriber's callback inside your
+ *        `step`. ABI 1.1 makes `log` and `publish`, called on the real-time
+ *        thread, non-blocking queue pushes; call the others from init or
+ *        start (docs/abi.md, 5.3). host_version and data_dir only read.
+ *   (**) The host removed the plugin's subscriptions and services just before
+ *        `destroy`; what `destroy` adds would not be removed again.
+ *   "nested": a publish from inside a callback is delivered before it
+ *        returns, to every current subscriber (this callback included): up
+ *        to 16 nested deliveries per thread, beyond which publish returns
+ *        XPLUGIN_ERR_NO_MEMORY.
  */
 #ifndef XPLUGIN_H
 #define XPLUGIN_H
@@ -88,7 +183,7 @@ typedef int32_t xplugin_status;
 #define XPLUGIN_ERR_INVALID_ARG -2     /* an argument was NULL, malformed or out of range */
 #define XPLUGIN_ERR_NOT_FOUND -3       /* topic, service or file not found */
 #define XPLUGIN_ERR_NOT_IMPLEMENTED -4 /* optional call not supported */
-#define XPLUGIN_ERR_NOT_READY -5       /* called in the wrong lifecycle state */
+#define XPLUGIN_ERR_NOT_READY -5       /* not now: wrong state, or a wait would deadlock */
 #define XPLUGIN_ERR_CONFIG -6          /* configuration rejected */
 #define XPLUGIN_ERR_DEPENDENCY -7      /* a required dependency or service is missing */
 #define XPLUGIN_ERR_DUPLICATE -8       /* a name (service, topic subscription) is taken */
@@ -124,20 +219,64 @@ typedef struct xplugin_abi_tag {
 
 /* ---- host services ----------------------------------------------------- */
 
-/** Opaque per-plugin host context. The host owns it; it outlives the plugin. */
+/**
+ * Opaque per-plugin host context: what the host knows about this plugin
+ * (its name, data directory, dependencies). Owned by the host; valid from
+ * `init` until the plugin's `destroy` returns. Pass `host->host` back as the
+ * first argument of every host function; it identifies the calling plugin.
+ */
 typedef struct xplugin_host xplugin_host;
 
 /**
- * Called for each message published on a subscribed topic. `topic` and `data`
- * are borrowed for the duration of the call. Runs on the publisher's thread.
+ * A message callback, registered with `subscribe`.
+ *
+ * - `user`: the pointer given to `subscribe`, passed back unchanged. The host
+ *   never dereferences it.
+ * - `topic`: the topic the message was published on (NUL-terminated UTF-8).
+ *   Host-owned, borrowed for the duration of the call.
+ * - `data`, `len`: the message bytes, borrowed for the duration of the call;
+ *   `data` may be NULL when `len` is 0. Copy what you keep.
+ *
+ * Thread: the publisher's, inside its `publish` call (see "Threads" above):
+ * on the main thread when the publish came from a lifecycle call, on a
+ * plugin's own thread otherwise; possibly on several threads at once.
+ *
+ * Inside the callback every host function may be called (see the table
+ * above), in particular:
+ * - `unsubscribe` of this very subscription: returns XPLUGIN_OK at once (it
+ *   does not wait for the delivery that is calling it); the callback then
+ *   gets no further message, and this call may finish normally. `user` must
+ *   stay valid until it has returned.
+ * - `unsubscribe` of another subscription: as from anywhere else (waits for
+ *   that subscription's deliveries on other threads).
+ * - `subscribe`: the new subscription gets the next message published on its
+ *   topic, not the one being delivered now.
+ * - `publish`: delivered (nested) before `publish` returns, to every current
+ *   subscriber of that topic including this callback, at most 16 nested
+ *   deliveries deep per thread.
+ *
+ * The callback returns nothing; it must not unwind (C++ exceptions, Rust
+ * panics) into the host. It should be short: it runs inside the publisher's
+ * call.
  */
 typedef void (*xplugin_message_fn)(void *user, const char *topic,
                                    const uint8_t *data, size_t len);
 
 /**
- * The services the host offers a plugin, passed to `init`. Owned by the host
- * and valid until the plugin's `destroy` returns. All strings are
- * NUL-terminated UTF-8.
+ * The services the host offers a plugin, passed to `init`.
+ *
+ * Ownership and lifetime: the table, every function in it and every string
+ * it returns are owned by the host and stay valid and unchanged from the
+ * moment `init` is entered until the plugin's `destroy` returns (also while
+ * the plugin is stopped). After a failed `init` the plugin must not use them.
+ * Keep the pointer `init` received; do not copy the struct (a later minor
+ * appends fields the copy would cut off).
+ *
+ * Every function is thread-safe (see "Threads" above). Functions that take
+ * strings require NUL-terminated UTF-8, borrowed for the call only; the host
+ * copies what it keeps. A NULL, empty, non-UTF-8 or longer than 256 bytes
+ * topic or service name is XPLUGIN_ERR_INVALID_ARG. No function of the table
+ * is NULL in a host of ABI 1.0 or later.
  */
 typedef struct xplugin_host_api {
   uint32_t struct_size; /* sizeof(xplugin_host_api) as the host knows it */
@@ -145,35 +284,163 @@ typedef struct xplugin_host_api {
   uint16_t abi_minor;
   xplugin_host *host; /* pass back as the first argument of every call */
 
-  /** Log a line through the host (syslog / stderr), tagged with the plugin name. */
+  /**
+   * Logs a line through the host (syslog and/or stderr), prefixed with the
+   * plugin's name.
+   *
+   * - `level`: XPLUGIN_LOG_*; any other value logs at trace level.
+   * - `message`: NUL-terminated text (invalid UTF-8 is replaced), borrowed
+   *   for the call. NULL logs nothing.
+   *
+   * Never fails. Not real-time safe in this host version (it may block on
+   * syslog): in `step`, log only on rare events.
+   */
   void (*log)(xplugin_host *host, uint32_t level, const char *message);
-  /** The host's HMI or controller version, e.g. "3.2.0". Host-owned, static. */
+
+  /**
+   * The host's HMI (client) or controller version, e.g. "3.2.0": the version
+   * the manifest's min_hmi_version / min_controller_version were checked
+   * against.
+   *
+   * Returns a host-owned NUL-terminated string, valid until the plugin's
+   * `destroy` returns; never NULL in this host. Do not free it.
+   */
   const char *(*host_version)(xplugin_host *host);
-  /** Absolute path of this plugin's own writable data directory. Host-owned. */
+
+  /**
+   * Absolute path of this plugin's own writable data directory,
+   * `<install root>/data/<plugin name>`.
+   *
+   * - It exists (created with mode 0700) before `init` is called.
+   * - It is outside the installed generations, so it survives upgrades,
+   *   downgrades, rollbacks, disable and enable: every version of the
+   *   plugin sees the same directory (migrate what an older version wrote).
+   *   In this host version `remove` does not delete it either.
+   * - No other plugin is given it.
+   *
+   * Returns a host-owned NUL-terminated string, valid until the plugin's
+   * `destroy` returns; never NULL in this host. Do not free it.
+   */
   const char *(*data_dir)(xplugin_host *host);
 
-  /** Publish `len` bytes on `topic`; delivered synchronously to subscribers. */
+  /**
+   * Publishes `len` bytes on `topic`, synchronously: every callback
+   * subscribed to `topic` when `publish` is called (in subscription order,
+   * on the calling thread) has returned when `publish` returns.
+   *
+   * - `topic`: 1 to 256 bytes of NUL-terminated UTF-8, borrowed for the
+   *   call. Topics are global to one host (every plugin of the controller,
+   *   or every plugin of the pendant; in this host version no message
+   *   crosses between the two) and not scoped by dependency: any plugin may
+   *   publish or subscribe on any topic. Prefix topics with the plugin name.
+   * - `data`: `len` readable bytes, borrowed for the call (subscribers see
+   *   the same bytes, not a copy); may be NULL when `len` is 0.
+   *
+   * Delivery does not depend on the subscribers' lifecycle state: a
+   * subscription receives messages from the moment `subscribe` returns
+   * (during `init`, before `start`, after `stop`) until it is unsubscribed or
+   * the host removes it (failed `init` or `start`, or just before `destroy`).
+   * To get messages only while running, subscribe in `start` and unsubscribe
+   * in `stop`.
+   *
+   * Returns XPLUGIN_OK (also when nobody is subscribed);
+   * XPLUGIN_ERR_INVALID_ARG for a bad topic or NULL `data` with `len` > 0;
+   * XPLUGIN_ERR_NO_MEMORY when called from inside 16 nested deliveries on
+   * this thread (nothing is delivered).
+   */
   xplugin_status (*publish)(xplugin_host *host, const char *topic,
                             const uint8_t *data, size_t len);
-  /** Subscribe `callback(user, ...)` to `topic`; writes an id for unsubscribe. */
+
+  /**
+   * Subscribes `callback(user, ...)` to `topic`.
+   *
+   * - `topic`: as for `publish`; copied.
+   * - `callback`: non-NULL. Must stay callable until the subscription is
+   *   removed (functions of a library always are: it is never unloaded).
+   * - `user`: any value, passed back to `callback`; owned by the plugin. It
+   *   must stay valid until `unsubscribe` of this subscription returned
+   *   XPLUGIN_OK, or, for a subscription never unsubscribed, until the
+   *   plugin's `destroy` is called (the host removes it just before and
+   *   waits for running deliveries). The host never dereferences it.
+   * - `out_subscription`: NULL, or where the host writes the subscription id
+   *   (never 0) for `unsubscribe`. It is written before the subscription can
+   *   receive its first message, so a callback on another thread may read
+   *   it; 0 is written when the call fails. With NULL, the subscription lasts
+   *   until the host removes it.
+   *
+   * Returns XPLUGIN_OK; XPLUGIN_ERR_INVALID_ARG for a bad topic or NULL
+   * callback; XPLUGIN_ERR_NO_MEMORY when the host holds 16384 subscriptions.
+   * Subscribing from inside a message callback is allowed; the new
+   * subscription gets the next message, not the one being delivered.
+   */
   xplugin_status (*subscribe)(xplugin_host *host, const char *topic,
                               xplugin_message_fn callback, void *user,
                               uint64_t *out_subscription);
+
+  /**
+   * Removes a subscription this plugin made.
+   *
+   * On XPLUGIN_OK no new delivery to it starts, and no delivery to it is
+   * still running on another thread: `unsubscribe` waits for those, so
+   * `user` may be freed right after it returns. Called from inside this
+   * subscription's own callback, it does not wait for that delivery (the
+   * caller's own): the callback goes on until it returns, and `user` must
+   * stay valid until then. Because it may wait, do not call it while holding
+   * a lock that the subscription's callback takes.
+   *
+   * Returns XPLUGIN_OK; XPLUGIN_ERR_NOT_FOUND if the id is not a live
+   * subscription of this plugin (never made, already removed, or removed by
+   * the host: in `destroy` every subscription already is);
+   * XPLUGIN_ERR_NOT_READY if waiting would deadlock: the subscription's
+   * callback is running on another thread that is itself waiting, in an
+   * `unsubscribe`, for a callback running on this thread. Nothing changed
+   * then: the subscription is still active; retry after the current callback
+   * returned.
+   */
   xplugin_status (*unsubscribe)(xplugin_host *host, uint64_t subscription);
 
   /**
-   * Register an interface under `name` (unique per host). `iface` points to a
-   * plugin-owned table (usually a static struct of function pointers) whose
-   * layout is agreed between provider and users and versioned by
-   * `iface_version`. It must stay valid until the provider's `destroy`.
+   * Registers an interface under `name` for the plugins that depend on this
+   * one.
+   *
+   * - `name`: 1 to 256 bytes of NUL-terminated UTF-8, unique per host;
+   *   copied. Prefix it with the plugin name ("plugindemo.motion").
+   * - `iface_version`: the interface's version, agreed between provider and
+   *   users; `find_service` hands it out with the table.
+   * - `iface`: non-NULL pointer to a plugin-owned table (usually a static
+   *   struct of function pointers starting with its own struct_size), whose
+   *   layout is agreed between provider and users. It must stay valid and
+   *   unchanged until the provider's `destroy` returns. The host never
+   *   dereferences it.
+   *
+   * Register in `init`: dependents are initialised after their providers
+   * and look services up in their own `init`. The host removes the
+   * provider's services when its `init` or `start` fails and just before its
+   * `destroy`; dependents are destroyed before their providers, so a table
+   * found in `init` stays valid for the dependent's whole life.
+   *
+   * Returns XPLUGIN_OK; XPLUGIN_ERR_INVALID_ARG for a bad name or NULL
+   * `iface`; XPLUGIN_ERR_DUPLICATE if the name is taken (by any plugin);
+   * XPLUGIN_ERR_NO_MEMORY when the host holds 4096 services.
    */
   xplugin_status (*register_service)(xplugin_host *host, const char *name,
                                      uint32_t iface_version, const void *iface);
+
   /**
-   * Find a service registered by this plugin's dependencies (direct or
-   * transitive `depend`). Writes the table and its version. A service of a
-   * plugin that is not a declared dependency is XPLUGIN_ERR_NOT_FOUND: declare
-   * the dependency so that the provider is initialised first.
+   * Finds a service registered by this plugin itself or by one of its
+   * dependencies (direct or transitive `depend`).
+   *
+   * - `name`: as for `register_service`, borrowed for the call.
+   * - `out_iface`: non-NULL; on success receives the provider's table
+   *   (owned by the provider, valid for as long as the caller lives: see
+   *   `register_service`). Not written on failure.
+   * - `out_iface_version`: NULL, or receives the table's version on success.
+   *
+   * Returns XPLUGIN_OK; XPLUGIN_ERR_INVALID_ARG for a bad name or NULL
+   * `out_iface`; XPLUGIN_ERR_NOT_FOUND if no such service is registered, or
+   * if its provider is not a declared dependency (declare it in `depend`, so
+   * that the provider is initialised first). Check the version (and the
+   * table's own struct_size) before calling through the table.
    */
   xplugin_status (*find_service)(xplugin_host *host, const char *name,
                                  const void **out_iface,
@@ -183,16 +450,37 @@ typedef struct xplugin_host_api {
 /* ---- the plugin descriptor --------------------------------------------- */
 
 /**
- * Lifecycle, called by the host in this order:
- *   init (all plugins in dependency order) -> start (all, in order)
- *   -> [step | idle]* -> stop (reverse order) -> destroy (reverse order).
- * Client stages map as: init = init, after-init = start, idle = idle,
- * detach = stop + destroy.
+ * What a plugin exports, returned by `xplugin_entry`.
  *
- * `init` receives the resolved configuration as JSON (`config_json`,
- * `config_len` bytes, NUL-terminated as well) and the host services table,
- * and writes an opaque instance pointer that every later call receives.
- * `destroy` frees what `init` allocated; it cannot fail.
+ * Lifecycle, called by the host in this order (thread: see "Threads"):
+ *   init (every plugin, in dependency order) -> start (every plugin, in
+ *   order, after all inits) -> [step | idle]* -> stop (reverse order)
+ *   -> destroy (reverse order, after all stops).
+ * Client stages map as: init = init, after-init = start, idle = idle,
+ * detach = stop + destroy (render: ABI 1.1, docs/abi.md).
+ *
+ * What follows a failure:
+ * - `init` fails (any status but XPLUGIN_OK, a Rust panic included): the
+ *   host never calls `start`, `stop` or `destroy` for it and ignores
+ *   `*out_instance`, so `init` must free everything it allocated and stop
+ *   every thread it started before it returns the error. The host removes
+ *   its services and subscriptions; plugins depending on it are not loaded
+ *   (reported with the reason chain); unrelated plugins go on.
+ * - `start` fails: `stop` is not called; `destroy` is, at shutdown, in
+ *   reverse load order as usual. Its services and subscriptions are removed
+ *   at once; its dependents are not started (they stay initialised and are
+ *   destroyed, before it).
+ * - `stop` fails: reported; `destroy` is still called.
+ * - `step` or `idle` fails: reported; the plugin keeps running and is called
+ *   again next time.
+ *
+ * The descriptor is checked when the library is opened, and the plugin is
+ * refused (its dependents skipped) unless: `magic` is XPLUGIN_MAGIC,
+ * `abi_major` is XPLUGIN_ABI_MAJOR, `struct_size` is at least the 1.0 size,
+ * `kind` is the host's side, `init`, `start`, `stop` and `destroy` are not
+ * NULL, `name` equals the manifest's name exactly (case-sensitive) and
+ * `version` equals the manifest's version numerically ("1.0" and "1.0.0" are
+ * equal; a version that does not parse must match as text).
  */
 typedef struct xplugin_descriptor {
   uint32_t magic; /* XPLUGIN_MAGIC */
@@ -200,31 +488,104 @@ typedef struct xplugin_descriptor {
   uint16_t abi_minor;
   uint32_t struct_size; /* sizeof(xplugin_descriptor) as the plugin knows it */
   uint32_t kind;        /* XPLUGIN_KIND_CONTROLLER or XPLUGIN_KIND_CLIENT */
-  const char *name;     /* must equal the manifest name */
-  const char *version;  /* plugin version, e.g. "1.0.2.6" */
+  const char *name;     /* must equal the manifest name; static */
+  const char *version;  /* must equal the manifest version, e.g. "1.0.2.6"; static */
 
+  /**
+   * Creates the instance. Required.
+   *
+   * - `host`: the host services table; see xplugin_host_api for its
+   *   lifetime (until `destroy` returns). Keep this pointer.
+   * - `config_json`, `config_len`: the resolved configuration, a JSON
+   *   object: the defaults of the manifest's `config` items as
+   *   {"item": value} with each value of the item's `type`, or exactly "{}"
+   *   when the manifest declares no `config`. `config_len` bytes,
+   *   NUL-terminated as well (the NUL not counted); never NULL from this
+   *   host. Borrowed for the call: parse or copy it.
+   * - `out_instance`: never NULL; on success write the instance pointer,
+   *   which the host passes to every later call and never dereferences.
+   *   Write a non-NULL value (the address of a static if the plugin keeps no
+   *   state): this host version does not call `destroy` for a NULL instance.
+   *   Ignored on failure.
+   * - `err`, `err_cap`: the error buffer (see "Rules of the boundary").
+   *
+   * Returns XPLUGIN_OK, or an error (XPLUGIN_ERR_CONFIG for a configuration
+   * it refuses, XPLUGIN_ERR_DEPENDENCY for a missing service, ...) with a
+   * reason in `err`; see the descriptor for what follows a failure.
+   */
   xplugin_status (*init)(const xplugin_host_api *host, const char *config_json,
                          size_t config_len, void **out_instance, char *err,
                          size_t err_cap);
+  /**
+   * Starts the plugin's work. Required. Called once, after every plugin's
+   * `init`, for plugins whose dependencies all started (or, on the client,
+   * are loaded but not enabled); client plugins only when their manifest
+   * (or `xplugin-client enable`) enables them. `instance`: what `init` wrote.
+   * `err`, `err_cap`: the error buffer. On failure see the descriptor.
+   */
   xplugin_status (*start)(void *instance, char *err, size_t err_cap);
+  /**
+   * Stops the plugin's work. Required. Called once, at shutdown, in reverse
+   * load order, only for plugins whose `start` succeeded; no `step` or
+   * `idle` follows. Message callbacks may still be called until `destroy`
+   * (unsubscribe here if that matters). A failure is reported; `destroy`
+   * follows anyway.
+   */
   xplugin_status (*stop)(void *instance, char *err, size_t err_cap);
+  /**
+   * Frees what `init` allocated. Required; cannot fail. Called once, after
+   * every plugin's `stop`, in reverse load order, for every plugin whose
+   * `init` succeeded (started or not, failed `start` included). Before the
+   * call the host has removed the plugin's subscriptions (waiting for
+   * running deliveries) and services. After it returns the host never uses
+   * `instance`, the plugin's `user` pointers or service tables again, and
+   * the plugin must not use the host table: stop the plugin's own threads
+   * here at the latest.
+   */
   void (*destroy)(void *instance);
-  /** Optional (NULL): apply a new configuration while running. */
+
+  /**
+   * Optional: applies a new configuration while the plugin runs.
+   *
+   * This host version never calls it. NULL (or XPLUGIN_ERR_NOT_IMPLEMENTED
+   * from a non-NULL one) declares that the plugin cannot apply a new
+   * configuration while running: a host applies a changed configuration to
+   * such a plugin only through a fresh `init` (restart or next boot). The
+   * ABI 1.1 semantics (thread, state, what a refusal keeps) are in
+   * docs/abi.md. `config_json`, `config_len`: as for `init`, the whole new
+   * configuration. `err`, `err_cap`: the error buffer.
+   */
   xplugin_status (*reconfigure)(void *instance, const char *config_json,
                                 size_t config_len, char *err, size_t err_cap);
   /**
-   * Optional (NULL), controller plugins: the cyclic hook, called on the
-   * cyclic thread. Must not block or allocate. `cycle` counts from 0,
-   * `now_ns` is CLOCK_MONOTONIC in nanoseconds.
+   * Optional (NULL), controller plugins: the cyclic hook, called every
+   * controller cycle while the plugin runs (after `start` succeeded, before
+   * `stop`), for every running plugin in load order. In this host version on
+   * the main thread, paced by sleeping (`--cycle-ms`); ABI 1.1 moves it to a
+   * real-time thread. Must not block, allocate or take locks another thread
+   * may hold long. `cycle` counts the host's cycles from 0 (the same value
+   * for every plugin in one cycle); `now_ns` is CLOCK_MONOTONIC in
+   * nanoseconds at the start of the cycle. An error is reported; the plugin
+   * keeps running.
    */
   xplugin_status (*step)(void *instance, uint64_t cycle, uint64_t now_ns);
-  /** Optional (NULL), client plugins: the periodic idle hook on the UI thread. */
+  /**
+   * Optional (NULL), client plugins: the periodic idle hook, called on the
+   * pendant host's main (UI) thread once per idle round for every running
+   * plugin in load order (`xplugin-client run --idle N` runs N rounds). An
+   * error is reported; the plugin keeps running.
+   */
   xplugin_status (*idle)(void *instance);
 } xplugin_descriptor;
 
 /**
- * The one entry point: `XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void);`
- * Returns a pointer to a static descriptor. Must not allocate or start threads.
+ * The one entry point:
+ *   XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void);
+ *
+ * Called once per load, on the host's main thread, right after dlopen.
+ * Returns a pointer to a descriptor in static storage (never unloaded, never
+ * written by the host), or NULL to refuse loading. Must not allocate, start
+ * threads or call anything of the host.
  */
 typedef const xplugin_descriptor *(*xplugin_entry_fn)(void);
 

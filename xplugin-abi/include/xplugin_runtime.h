@@ -8,7 +8,10 @@
  * bundled runtime speaks an ABI major it knows, and the small helpers below,
  * which a C or C++ client plugin may link against (`-lxplugin`).
  *
- * Every string returned is static: never free it.
+ * Every string returned is static: never free it. Every function is
+ * thread-safe, touches no host state and may be called at any time, from
+ * any thread (also before `init` and inside `step`: none of them allocates,
+ * blocks or takes a lock).
  */
 #ifndef XPLUGIN_RUNTIME_H
 #define XPLUGIN_RUNTIME_H

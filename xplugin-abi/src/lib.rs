@@ -53,7 +53,8 @@ pub const XPLUGIN_ERR_INVALID_ARG: Status = -2;
 pub const XPLUGIN_ERR_NOT_FOUND: Status = -3;
 /// Optional call not supported.
 pub const XPLUGIN_ERR_NOT_IMPLEMENTED: Status = -4;
-/// Called in the wrong lifecycle state.
+/// Not now: called in the wrong lifecycle state, or a wait that would
+/// deadlock (`unsubscribe`); retry later.
 pub const XPLUGIN_ERR_NOT_READY: Status = -5;
 /// Configuration rejected.
 pub const XPLUGIN_ERR_CONFIG: Status = -6;
@@ -310,32 +311,41 @@ pub struct Descriptor {
     pub idle: Option<IdleFn>,
 }
 
-// SAFETY: a descriptor is immutable static data (pointers to static strings and
-// functions); sharing it between threads is sound.
+// SAFETY: a descriptor is immutable static data: plain integers, pointers to
+// static strings and function pointers. Nothing writes through it after the
+// plugin's `xplugin_entry` returned it (the ABI), so shared reads from several
+// threads cannot race.
 unsafe impl Sync for Descriptor {}
+// SAFETY: it owns nothing (no destructor, no thread-bound resource); moving
+// one to another thread only moves the pointers, which stay valid there.
 unsafe impl Send for Descriptor {}
 
 impl Descriptor {
     /// Reads the name as UTF-8, if present and valid.
     ///
     /// # Safety
-    /// `self.name` must be NULL or point to a NUL-terminated string.
+    /// `self.name` must be NULL or point to a NUL-terminated string that
+    /// lives as long as `self`.
     pub unsafe fn name_str(&self) -> Option<&str> {
         if self.name.is_null() {
             return None;
         }
-        CStr::from_ptr(self.name).to_str().ok()
+        // SAFETY: non-NULL, and NUL-terminated per this function's contract;
+        // the string lives at least as long as `self` (static data).
+        unsafe { CStr::from_ptr(self.name) }.to_str().ok()
     }
 
     /// Reads the version as UTF-8, if present and valid.
     ///
     /// # Safety
-    /// `self.version` must be NULL or point to a NUL-terminated string.
+    /// `self.version` must be NULL or point to a NUL-terminated string that
+    /// lives as long as `self`.
     pub unsafe fn version_str(&self) -> Option<&str> {
         if self.version.is_null() {
             return None;
         }
-        CStr::from_ptr(self.version).to_str().ok()
+        // SAFETY: as in `name_str`, for `self.version`.
+        unsafe { CStr::from_ptr(self.version) }.to_str().ok()
     }
 }
 

@@ -133,8 +133,13 @@ pub unsafe fn write_error(err: *mut c_char, err_cap: usize, message: &str) {
     while n > 0 && !message.is_char_boundary(n) {
         n -= 1;
     }
-    core::ptr::copy_nonoverlapping(message.as_ptr(), err.cast::<u8>(), n);
-    *err.add(n) = 0;
+    // SAFETY: `err` is valid for `err_cap` bytes of writes (this function's
+    // contract) and `n + 1 <= err_cap`, so the copy and the NUL at `n` stay
+    // inside it; `message` is a separate Rust string, so they cannot overlap.
+    unsafe {
+        core::ptr::copy_nonoverlapping(message.as_ptr(), err.cast::<u8>(), n);
+        *err.add(n) = 0;
+    }
 }
 
 /// The host services a Rust plugin received in `init`. Cheap to copy; valid
@@ -145,15 +150,24 @@ pub struct Host {
     api: *const HostApi,
 }
 
-// SAFETY: the host documents every function of the table as thread-safe and
-// the table outlives the plugin instance.
+// SAFETY: a `Host` is a pointer to the host's table, which the ABI keeps valid
+// and unchanged until the plugin's `destroy` returns, and whose functions the
+// ABI declares callable from any thread; moving the pointer to another thread
+// is sound.
 unsafe impl Send for Host {}
+// SAFETY: as for `Send`: every function of the table may be called from
+// several threads at once (xplugin.h, "Threads"), and the table is never
+// written after `init`, so shared use cannot race.
 unsafe impl Sync for Host {}
 
 /// A live subscription made with [`Host::subscribe`]. Dropping it
-/// unsubscribes and then frees the closure (the host guarantees that no
-/// delivery is in progress once `unsubscribe` returns). Do not drop it from
-/// inside its own callback.
+/// unsubscribes and then frees the closure: once the host's `unsubscribe`
+/// returns, no delivery runs on another thread. Dropping it from inside a
+/// callback (its own included) is fine: when the closure is running on this
+/// thread, it is freed as soon as that call returns. If the host refuses to
+/// unsubscribe (`XPLUGIN_ERR_NOT_READY`: waiting would deadlock, see
+/// xplugin.h) the closure is leaked instead, since the host may still call
+/// it until the plugin is destroyed.
 pub struct Subscription {
     host: Host,
     id: u64,
@@ -163,7 +177,11 @@ pub struct Subscription {
 
 type Callback = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
 
-// SAFETY: the closure is Send + Sync; the id and host are plain data.
+// SAFETY: `closure` points to a `Callback`, which is `Send + Sync`, owned by
+// this value alone (the host only calls it); `host` is `Send` and `id` is
+// plain data. Dropping on another thread is sound: `Drop` unsubscribes
+// through the thread-safe table and frees the closure only when no delivery
+// runs on any other thread.
 unsafe impl Send for Subscription {}
 
 impl Subscription {
@@ -175,13 +193,77 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(f) = self.host.field(|a| a.unsubscribe) {
-            // SAFETY: host table valid (see Host); id came from subscribe.
-            unsafe { f(self.host.ctx(), self.id) };
+        let Some(f) = self.host.field(|a| a.unsubscribe) else {
+            // A table without `unsubscribe`: the host may call the closure
+            // for as long as the plugin lives. Leaking it keeps it valid.
+            return;
+        };
+        // SAFETY: the table is valid until `destroy` returns (`Host`), `ctx`
+        // is its own `host` field, and `id` came from its `subscribe`.
+        let status = unsafe { f(self.host.ctx(), self.id) };
+        // OK: removed now. NOT_FOUND: the host removed it before (it does so
+        // before `destroy`, waiting for deliveries). Anything else, e.g.
+        // NOT_READY: still subscribed, so the closure must stay valid.
+        if status != XPLUGIN_OK && status != XPLUGIN_ERR_NOT_FOUND {
+            return;
         }
-        // SAFETY: created by Box::into_raw in subscribe; the host no longer
-        // calls it after unsubscribe returned.
+        if running::defer_free(self.closure) {
+            // Dropped from inside the closure's own call on this thread:
+            // the trampoline frees it when that call returns.
+            return;
+        }
+        // SAFETY: created by `Box::into_raw` in `subscribe` and owned by this
+        // value; the host no longer calls it (unsubscribe returned, and it
+        // waits for deliveries on other threads), and no call of it is on
+        // this thread's stack (`defer_free` said so), so nothing uses it.
         drop(unsafe { Box::from_raw(self.closure) });
+    }
+}
+
+/// The closures whose call is on this thread's stack, so that a
+/// [`Subscription`] dropped from inside its own callback frees the closure
+/// after the call instead of under it.
+mod running {
+    use super::Callback;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Innermost last; `true` once the subscription was dropped.
+        static STACK: RefCell<Vec<(*mut Callback, bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Notes that `closure` is being called on this thread.
+    pub(super) fn enter(closure: *mut Callback) {
+        let _ = STACK.try_with(|s| s.borrow_mut().push((closure, false)));
+    }
+
+    /// Ends the innermost call; returns true when the closure must be freed
+    /// now (its subscription was dropped and no outer call of it remains).
+    pub(super) fn leave(closure: *mut Callback) -> bool {
+        STACK
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                let dropped = s.pop().is_some_and(|(_, dropped)| dropped);
+                dropped && !s.iter().any(|(c, _)| *c == closure)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Marks `closure` dropped if a call of it is on this thread's stack;
+    /// returns whether it was (then [`leave`] frees it).
+    pub(super) fn defer_free(closure: *mut Callback) -> bool {
+        STACK
+            .try_with(|s| {
+                let mut found = false;
+                for (c, dropped) in s.borrow_mut().iter_mut() {
+                    if *c == closure {
+                        *dropped = true;
+                        found = true;
+                    }
+                }
+                found
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -189,8 +271,10 @@ impl Host {
     /// Wraps a raw table.
     ///
     /// # Safety
-    /// `api` must point to a valid host table that outlives every use of the
-    /// returned `Host`.
+    /// `api` must point to a valid host table (at least `struct_size` bytes,
+    /// as the host filled it in) that stays valid and unchanged for every use
+    /// of the returned `Host` and its copies: the table `init` received,
+    /// used until `destroy` returns.
     pub unsafe fn from_raw(api: *const HostApi) -> Self {
         Host { api }
     }
@@ -201,7 +285,8 @@ impl Host {
     }
 
     fn ctx(&self) -> *mut HostContext {
-        // SAFETY: valid per from_raw's contract.
+        // SAFETY: `api` points to a valid table (`from_raw`'s contract), and
+        // `host` is a 1.0 field every table has.
         unsafe { (*self.api).host }
     }
 
@@ -210,7 +295,9 @@ impl Host {
     /// broken host and gets no calls. Fields a later minor appends will be
     /// read only when `struct_size` reaches past their offset.
     fn field<T: Copy>(&self, get: impl Fn(&HostApi) -> Option<T>) -> Option<T> {
-        // SAFETY: valid per from_raw's contract.
+        // SAFETY: `api` points to a valid, unchanging table (`from_raw`'s
+        // contract); a table shorter than this crate's `HostApi` is refused
+        // below before any field past the header is read.
         let api = unsafe { &*self.api };
         if (api.struct_size as usize) < core::mem::size_of::<HostApi>() {
             return None;
@@ -222,7 +309,8 @@ impl Host {
     pub fn log(&self, level: u32, message: &str) {
         if let Some(f) = self.field(|a| a.log) {
             let c = to_cstring(message);
-            // SAFETY: valid table; c lives across the call.
+            // SAFETY: `f` is the table's `log` with its own `host`; `c` is
+            // NUL-terminated and outlives the call, as the ABI requires.
             unsafe { f(self.ctx(), level, c.as_ptr()) };
         }
     }
@@ -245,14 +333,17 @@ impl Host {
     /// The host's HMI or controller version.
     pub fn host_version(&self) -> Option<String> {
         let f = self.field(|a| a.host_version)?;
-        // SAFETY: valid table; the host returns NULL or a static C string.
+        // SAFETY: `f` is the table's `host_version` with its own `host`; the
+        // ABI says it returns NULL or a NUL-terminated string valid until
+        // `destroy`, and it is copied at once.
         unsafe { cstr_to_string(f(self.ctx())) }
     }
 
     /// This plugin's writable data directory.
     pub fn data_dir(&self) -> Option<PathBuf> {
         let f = self.field(|a| a.data_dir)?;
-        // SAFETY: valid table; the host returns NULL or a C string it owns.
+        // SAFETY: `f` is the table's `data_dir` with its own `host`; as for
+        // `host_version`, NULL or a host-owned C string, copied at once.
         unsafe { cstr_to_string(f(self.ctx())) }.map(PathBuf::from)
     }
 
@@ -265,7 +356,9 @@ impl Host {
             .field(|a| a.publish)
             .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
         let t = CString::new(topic).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
-        // SAFETY: valid table; t and data live across the call.
+        // SAFETY: `f` is the table's `publish` with its own `host`; `t` is
+        // NUL-terminated and `data` is `data.len()` readable bytes, both
+        // outliving the call (the host copies nothing it keeps).
         status_result(unsafe { f(self.ctx(), t.as_ptr(), data.as_ptr(), data.len()) })
     }
 
@@ -284,8 +377,12 @@ impl Host {
         let t = CString::new(topic).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
         let closure: *mut Callback = Box::into_raw(Box::new(Box::new(callback) as Callback));
         let mut id = 0u64;
-        // SAFETY: valid table; trampoline matches MessageFn; the closure stays
-        // alive until the Subscription is dropped, after unsubscribe.
+        // SAFETY: `f` is the table's `subscribe` with its own `host`; `t`
+        // outlives the call; `trampoline` has the `MessageFn` signature and
+        // expects `user` to be a `*mut Callback`, which `closure` is. The
+        // closure stays valid until the `Subscription` made below is
+        // dropped and the host has stopped calling it (see its `Drop`);
+        // `id` is a local the host may write.
         let status = unsafe {
             f(
                 self.ctx(),
@@ -296,7 +393,8 @@ impl Host {
             )
         };
         if status != XPLUGIN_OK {
-            // SAFETY: created above and never shared with the host.
+            // SAFETY: created by `Box::into_raw` above; the host refused the
+            // subscription, so it never stored or called it.
             drop(unsafe { Box::from_raw(closure) });
             return Err(status);
         }
@@ -310,8 +408,10 @@ impl Host {
     /// Registers a service table under `name` for dependents to find.
     ///
     /// # Safety
-    /// `iface` must stay valid until this plugin's `destroy` returns (use a
-    /// `static`).
+    /// `iface` must point to the table the interface's users expect for
+    /// `name` and `iface_version`, and stay valid and unchanged until this
+    /// plugin's `destroy` returns (use a `static`): dependents call through
+    /// it without further checks.
     ///
     /// # Errors
     /// [`XPLUGIN_ERR_DUPLICATE`] if the name is taken.
@@ -325,7 +425,9 @@ impl Host {
             .field(|a| a.register_service)
             .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
         let n = CString::new(name).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
-        status_result(f(self.ctx(), n.as_ptr(), iface_version, iface))
+        // SAFETY: `f` is the table's `register_service` with its own `host`;
+        // `n` outlives the call; `iface`'s lifetime is our caller's promise.
+        status_result(unsafe { f(self.ctx(), n.as_ptr(), iface_version, iface) })
     }
 
     /// Finds a service registered by one of this plugin's dependencies:
@@ -340,12 +442,20 @@ impl Host {
         let n = CString::new(name).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
         let mut iface: *const c_void = core::ptr::null();
         let mut version = 0u32;
-        // SAFETY: valid table; out pointers are locals.
+        // SAFETY: `f` is the table's `find_service` with its own `host`; `n`
+        // outlives the call; the out pointers are locals the host may write.
         status_result(unsafe { f(self.ctx(), n.as_ptr(), &mut iface, &mut version) })?;
         Ok((iface, version))
     }
 }
 
+/// The `MessageFn` every Rust subscription registers: calls the closure
+/// behind `user`.
+///
+/// # Safety
+/// `user` is NULL or the `*mut Callback` of a live [`Subscription`]; `topic`
+/// is NULL or NUL-terminated; `data` is NULL or `len` readable bytes; all
+/// valid for the call (the host's side of the ABI).
 unsafe extern "C" fn trampoline(
     user: *mut c_void,
     topic: *const c_char,
@@ -355,19 +465,34 @@ unsafe extern "C" fn trampoline(
     if user.is_null() {
         return;
     }
-    let closure: &Callback = &*user.cast::<Callback>();
+    let closure_ptr = user.cast::<Callback>();
+    // SAFETY: `user` is the closure `subscribe` registered; it is freed only
+    // after the host stopped calling it and, when its `Subscription` is
+    // dropped during this call, only after this call (`running`).
+    let closure: &Callback = unsafe { &*closure_ptr };
     let topic = if topic.is_null() {
         ""
     } else {
-        CStr::from_ptr(topic).to_str().unwrap_or("")
+        // SAFETY: non-NULL, NUL-terminated and valid for the call (the ABI).
+        unsafe { CStr::from_ptr(topic) }.to_str().unwrap_or("")
     };
     let data = if data.is_null() || len == 0 {
         &[][..]
     } else {
-        core::slice::from_raw_parts(data, len)
+        // SAFETY: non-NULL and `len` readable bytes for the call (the ABI);
+        // the slice does not outlive it.
+        unsafe { core::slice::from_raw_parts(data, len) }
     };
+    running::enter(closure_ptr);
     // A panic must not unwind into the host's C frame.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| closure(topic, data)));
+    if running::leave(closure_ptr) {
+        // SAFETY: the `Subscription` was dropped during the call (after the
+        // host's unsubscribe returned) and left the freeing to us; no outer
+        // call of this closure is on this thread's stack and the host waited
+        // for calls on other threads, so this was the last use.
+        drop(unsafe { Box::from_raw(closure_ptr) });
+    }
 }
 
 fn status_result(status: Status) -> Result<(), Status> {
@@ -383,11 +508,16 @@ fn to_cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 
+/// Copies a C string, if any.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string valid for the call.
 unsafe fn cstr_to_string(p: *const c_char) -> Option<String> {
     if p.is_null() {
         None
     } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+        // SAFETY: non-NULL and NUL-terminated per this function's contract.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
 }
 
@@ -415,28 +545,41 @@ pub mod __private {
         match r {
             Ok(Ok(v)) => (XPLUGIN_OK, Some(v)),
             Ok(Err(e)) => {
-                // SAFETY: err/err_cap come from the host per the ABI contract.
+                // SAFETY: `err`/`err_cap` are the caller's error buffer, which
+                // the ABI requires to be NULL or `err_cap` writable bytes.
                 unsafe { write_error(err, err_cap, &e.message) };
                 (e.status, None)
             }
             Err(p) => {
                 let msg = format!("plugin panicked: {}", panic_text(&*p));
-                // SAFETY: as above.
+                // SAFETY: as above: the ABI's error buffer.
                 unsafe { write_error(err, err_cap, &msg) };
                 (XPLUGIN_ERR_PANIC, None)
             }
         }
     }
 
+    /// The configuration text `init` and `reconfigure` received.
+    ///
+    /// # Safety
+    /// `p` is NULL or `len` readable bytes that stay unchanged for `'a`.
     unsafe fn config_str<'a>(p: *const c_char, len: usize) -> Result<&'a str, PluginError> {
         if p.is_null() || len == 0 {
             return Ok("{}");
         }
-        std::str::from_utf8(core::slice::from_raw_parts(p.cast::<u8>(), len))
+        // SAFETY: non-NULL and `len` readable bytes for 'a (this function's
+        // contract; the ABI's for `config_json`/`config_len`).
+        std::str::from_utf8(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), len) })
             .map_err(|_| PluginError::new(XPLUGIN_ERR_CONFIG, "configuration is not UTF-8"))
     }
 
     /// `init` wrapper.
+    ///
+    /// # Safety
+    /// The ABI's contract for `init` (xplugin.h): `host` is NULL or a valid
+    /// table that outlives the instance, `config_json` is NULL or
+    /// `config_len` readable bytes, `out_instance` is NULL or writable, `err`
+    /// is NULL or `err_cap` writable bytes.
     pub unsafe extern "C" fn init<P: Plugin>(
         host: *const HostApi,
         config_json: *const c_char,
@@ -446,26 +589,43 @@ pub mod __private {
         err_cap: usize,
     ) -> Status {
         if host.is_null() || out_instance.is_null() {
-            write_error(
-                err,
-                err_cap,
-                "init called with a NULL host table or out pointer",
-            );
+            // SAFETY: the ABI's error buffer (this function's contract).
+            unsafe {
+                write_error(
+                    err,
+                    err_cap,
+                    "init called with a NULL host table or out pointer",
+                )
+            };
             return XPLUGIN_ERR_INVALID_ARG;
         }
         let r = catch_unwind(AssertUnwindSafe(|| {
-            let config = config_str(config_json, config_len)?;
-            P::init(Host::from_raw(host), config)
+            // SAFETY: the ABI's `config_json`/`config_len`, valid for the
+            // call, and `P::init` gets a copy of what it needs (a `&str`
+            // that does not outlive the call).
+            let config = unsafe { config_str(config_json, config_len) }?;
+            // SAFETY: non-NULL (checked), and the ABI keeps the table valid
+            // and unchanged until `destroy` returns, which is as long as the
+            // instance (and so its `Host`) may live.
+            P::init(unsafe { Host::from_raw(host) }, config)
         }));
         match finish(r, err, err_cap) {
             (XPLUGIN_OK, Some(p)) => {
-                *out_instance = Box::into_raw(Box::new(p)).cast::<c_void>();
+                // SAFETY: non-NULL (checked) and writable (the ABI).
+                unsafe { *out_instance = Box::into_raw(Box::new(p)).cast::<c_void>() };
                 XPLUGIN_OK
             }
             (s, _) => s,
         }
     }
 
+    /// Runs `call` on the instance behind `instance`, catching panics.
+    ///
+    /// # Safety
+    /// `instance` is NULL or what [`init`] wrote for the same `P` and not yet
+    /// destroyed, with no other call on it running (the ABI: the host makes
+    /// one call into an instance at a time); `err` is NULL or `err_cap`
+    /// writable bytes.
     unsafe fn with_instance<P: Plugin>(
         instance: *mut c_void,
         err: *mut c_char,
@@ -473,39 +633,64 @@ pub mod __private {
         call: impl FnOnce(&mut P) -> Result<(), PluginError>,
     ) -> Status {
         if instance.is_null() {
-            write_error(err, err_cap, "called with a NULL instance");
+            // SAFETY: the ABI's error buffer (this function's contract).
+            unsafe { write_error(err, err_cap, "called with a NULL instance") };
             return XPLUGIN_ERR_INVALID_ARG;
         }
-        let p = &mut *instance.cast::<P>();
+        // SAFETY: a live `Box<P>` leaked by `init` (this function's
+        // contract), and no other call into the instance runs, so this is
+        // the only reference to it.
+        let p = unsafe { &mut *instance.cast::<P>() };
         finish(catch_unwind(AssertUnwindSafe(|| call(p))), err, err_cap).0
     }
 
     /// `start` wrapper.
+    ///
+    /// # Safety
+    /// The ABI's contract for `start`: `i` is the instance `init` wrote, not
+    /// destroyed, with no other call on it running; `err` is NULL or `cap`
+    /// writable bytes.
     pub unsafe extern "C" fn start<P: Plugin>(
         i: *mut c_void,
         err: *mut c_char,
         cap: usize,
     ) -> Status {
-        with_instance::<P>(i, err, cap, |p| p.start())
+        // SAFETY: this function's contract is `with_instance`'s.
+        unsafe { with_instance::<P>(i, err, cap, |p| p.start()) }
     }
 
     /// `stop` wrapper.
+    ///
+    /// # Safety
+    /// As [`start`].
     pub unsafe extern "C" fn stop<P: Plugin>(
         i: *mut c_void,
         err: *mut c_char,
         cap: usize,
     ) -> Status {
-        with_instance::<P>(i, err, cap, |p| p.stop())
+        // SAFETY: this function's contract is `with_instance`'s.
+        unsafe { with_instance::<P>(i, err, cap, |p| p.stop()) }
     }
 
     /// `destroy` wrapper: drops the instance; a panic in Drop is swallowed.
+    ///
+    /// # Safety
+    /// `i` is NULL or the instance `init` wrote, destroyed only this once,
+    /// with no other call on it running and none after.
     pub unsafe extern "C" fn destroy<P: Plugin>(i: *mut c_void) {
         if !i.is_null() {
-            let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(i.cast::<P>()))));
+            // SAFETY: the `Box<P>` `init` leaked, freed exactly once, here
+            // (this function's contract), and not used after.
+            let instance = unsafe { Box::from_raw(i.cast::<P>()) };
+            let _ = catch_unwind(AssertUnwindSafe(|| drop(instance)));
         }
     }
 
     /// `reconfigure` wrapper.
+    ///
+    /// # Safety
+    /// As [`start`], and `config_json` is NULL or `config_len` readable
+    /// bytes valid for the call.
     pub unsafe extern "C" fn reconfigure<P: Plugin>(
         i: *mut c_void,
         config_json: *const c_char,
@@ -513,20 +698,34 @@ pub mod __private {
         err: *mut c_char,
         cap: usize,
     ) -> Status {
-        with_instance::<P>(i, err, cap, |p| {
-            let config = config_str(config_json, config_len)?;
+        let call = |p: &mut P| {
+            // SAFETY: the ABI's `config_json`/`config_len`, valid for the
+            // call; the `&str` does not outlive it.
+            let config = unsafe { config_str(config_json, config_len) }?;
             p.reconfigure(config)
-        })
+        };
+        // SAFETY: this function's contract is `with_instance`'s.
+        unsafe { with_instance::<P>(i, err, cap, call) }
     }
 
     /// `step` wrapper.
+    ///
+    /// # Safety
+    /// `i` is the instance `init` wrote, not destroyed, with no other call on
+    /// it running.
     pub unsafe extern "C" fn step<P: Plugin>(i: *mut c_void, cycle: u64, now_ns: u64) -> Status {
-        with_instance::<P>(i, core::ptr::null_mut(), 0, |p| p.step(cycle, now_ns))
+        // SAFETY: this function's contract is `with_instance`'s; there is no
+        // error buffer (NULL, 0).
+        unsafe { with_instance::<P>(i, core::ptr::null_mut(), 0, |p| p.step(cycle, now_ns)) }
     }
 
     /// `idle` wrapper.
+    ///
+    /// # Safety
+    /// As [`step`].
     pub unsafe extern "C" fn idle<P: Plugin>(i: *mut c_void) -> Status {
-        with_instance::<P>(i, core::ptr::null_mut(), 0, |p| p.idle())
+        // SAFETY: as in `step`.
+        unsafe { with_instance::<P>(i, core::ptr::null_mut(), 0, |p| p.idle()) }
     }
 
     /// Builds the descriptor for `P`.
@@ -572,6 +771,9 @@ macro_rules! export_plugin {
     };
     (@emit $plugin:ty, $kind:expr, $name:literal, $version:literal) => {
         /// The ABI tag the host reads from the file before loading it.
+        // SAFETY (no_mangle): `xplugin_abi` is the ABI's reserved symbol name;
+        // a library exports it once (one `export_plugin!` per library), and
+        // it has exactly the `AbiTag` layout the host reads.
         #[unsafe(no_mangle)]
         #[used]
         #[allow(non_upper_case_globals)]
@@ -585,6 +787,9 @@ macro_rules! export_plugin {
         );
 
         /// The xplugin entry point.
+        // SAFETY (no_mangle): `xplugin_entry` is the ABI's reserved symbol
+        // name, defined once per library, with the `EntryFn` signature the
+        // host calls it through.
         #[unsafe(no_mangle)]
         pub extern "C" fn xplugin_entry() -> *const $crate::Descriptor {
             &__XPLUGIN_DESCRIPTOR

@@ -436,7 +436,13 @@ unsafe extern "C" fn host_subscribe(
     user: *mut c_void,
     out_subscription: *mut u64,
 ) -> Status {
-    guarded(|| {
+    let write_id = |id: u64| {
+        if !out_subscription.is_null() {
+            // SAFETY: non-NULL, and the ABI requires a writable uint64_t.
+            unsafe { *out_subscription = id };
+        }
+    };
+    let status = guarded(|| {
         // These take the bus lock: refused on the real-time cycle thread.
         if crate::cycle::outbox::in_cycle() {
             return XPLUGIN_ERR_NOT_READY;
@@ -450,30 +456,27 @@ unsafe extern "C" fn host_subscribe(
         };
         let id = h.bus.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut st = lock(&h.bus.state);
-        let status = if st.subscribers.len() >= MAX_SUBSCRIPTIONS {
-            XPLUGIN_ERR_NO_MEMORY
-        } else {
-            XPLUGIN_OK
-        };
-        if !out_subscription.is_null() {
-            // SAFETY: non-NULL, and the ABI requires a writable uint64_t.
-            // Written before the subscription is visible to publishers, so a
-            // callback running on another thread can already read its id;
-            // 0 (never an id: they start at 1) when refused.
-            unsafe { *out_subscription = if status == XPLUGIN_OK { id } else { 0 } };
+        if st.subscribers.len() >= MAX_SUBSCRIPTIONS {
+            return XPLUGIN_ERR_NO_MEMORY;
         }
-        if status == XPLUGIN_OK {
-            st.subscribers.push(Arc::new(Subscriber {
-                id,
-                owner: h.name.clone(),
-                topic: topic.to_string(),
-                callback,
-                user: user as usize,
-                deliveries: Arc::default(),
-            }));
-        }
-        status
-    })
+        // Written before the subscription is visible to publishers, so a
+        // callback running on another thread can already read its id.
+        write_id(id);
+        st.subscribers.push(Arc::new(Subscriber {
+            id,
+            owner: h.name.clone(),
+            topic: topic.to_string(),
+            callback,
+            user: user as usize,
+            deliveries: Arc::default(),
+        }));
+        XPLUGIN_OK
+    });
+    if status != XPLUGIN_OK {
+        // 0 is never an id (they start at 1).
+        write_id(0);
+    }
+    status
 }
 
 /// `unsubscribe`.
@@ -718,6 +721,9 @@ mod tests {
     /// On its first call: publishes on its own topic (a nested delivery to
     /// itself), unsubscribes the other subscription, subscribes a new one,
     /// then unsubscribes itself. Later calls only count.
+    ///
+    /// # Safety
+    /// `user` points to a live `Reentrant` whose `api` is a live table.
     unsafe extern "C" fn reentrant(
         user: *mut c_void,
         topic: *const c_char,
@@ -822,6 +828,9 @@ mod tests {
     /// Publishes on its own topic from every delivery: endless recursion
     /// unless the host bounds it. Counts the calls and records the first
     /// refused publish status.
+    ///
+    /// # Safety
+    /// As for `reentrant`.
     unsafe extern "C" fn echo(user: *mut c_void, topic: *const c_char, _d: *const u8, _l: usize) {
         // SAFETY: the test passes a `Reentrant` that outlives the bus use.
         let r = unsafe { &*user.cast::<Reentrant>() };
@@ -933,6 +942,30 @@ mod tests {
                 (api.register_service.unwrap())(api.host, long.as_ptr(), 1, std::ptr::null()),
                 XPLUGIN_ERR_INVALID_ARG
             );
+            // A refused subscribe writes 0, never a stale or future id.
+            let mut id = 99;
+            assert_eq!(
+                (api.subscribe.unwrap())(
+                    api.host,
+                    long.as_ptr(),
+                    Some(on_message),
+                    std::ptr::null_mut(),
+                    &mut id
+                ),
+                XPLUGIN_ERR_INVALID_ARG
+            );
+            assert_eq!(id, 0);
+            assert_eq!(
+                (api.subscribe.unwrap())(
+                    api.host,
+                    c"t".as_ptr(),
+                    None,
+                    std::ptr::null_mut(),
+                    &mut id
+                ),
+                XPLUGIN_ERR_INVALID_ARG
+            );
+            assert_eq!(id, 0);
         }
     }
 }

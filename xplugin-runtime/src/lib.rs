@@ -15,6 +15,8 @@ use xplugin_abi::{AbiTag, Status, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, XPLUGIN_
 
 /// The ABI tag read from the file by the loader (never through this symbol
 /// at run time: a client plugin exports its own `xplugin_abi`).
+// SAFETY (no_mangle): the ABI's reserved tag name, defined once in this
+// library, with the `AbiTag` layout the loader reads from the file.
 #[unsafe(no_mangle)]
 #[used]
 #[allow(non_upper_case_globals)]
@@ -28,6 +30,9 @@ const RUNTIME_VERSION: &CStr =
     };
 
 /// `xplugin_runtime_version`: the runtime's version, a static string.
+// SAFETY (no_mangle) for this and the exports below: each name is declared
+// once, in xplugin_runtime.h, with exactly this signature, and no other
+// symbol of this library or of the C runtime uses the `xplugin_` prefix.
 #[unsafe(no_mangle)]
 pub extern "C" fn xplugin_runtime_version() -> *const c_char {
     RUNTIME_VERSION.as_ptr()
@@ -70,12 +75,15 @@ pub unsafe extern "C" fn xplugin_write_error(
     let bytes = if message.is_null() {
         &[][..]
     } else {
-        // SAFETY: NUL-terminated per the contract.
+        // SAFETY: non-NULL, and NUL-terminated and valid for the call per
+        // this function's contract.
         unsafe { CStr::from_ptr(message) }.to_bytes()
     };
     let n = utf8_prefix_len(bytes, err_cap - 1);
-    // SAFETY: n < err_cap and err is writable for err_cap bytes; the message
-    // and the caller's buffer are distinct objects per the contract.
+    // SAFETY: `n <= err_cap - 1`, so the `n` bytes and the NUL at `n` fit in
+    // the `err_cap` writable bytes at `err` (this function's contract); the
+    // message and the caller's buffer are distinct objects per the contract,
+    // so the copy does not overlap.
     unsafe {
         core::ptr::copy_nonoverlapping(bytes.as_ptr(), err.cast::<u8>(), n);
         *err.add(n) = 0;
@@ -102,8 +110,11 @@ fn utf8_prefix_len(bytes: &[u8], max: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Reads a string the runtime returned (tests only pass those).
     fn text(p: *const c_char) -> &'static str {
-        // SAFETY: the runtime returns static NUL-terminated strings.
+        // SAFETY: every caller passes a pointer the runtime returned (static,
+        // NUL-terminated) or a local buffer `xplugin_write_error` just
+        // NUL-terminated and which outlives the use.
         unsafe { CStr::from_ptr(p) }.to_str().unwrap()
     }
 
@@ -134,15 +145,21 @@ mod tests {
         let mut buf = [0x55 as c_char; 8];
         // "abcdé" is 6 bytes; with room for 5 bytes + NUL the é must not be split.
         let msg = c"abcd\u{e9}";
+        // SAFETY: `buf` is 8 writable bytes, at least the `err_cap` passed;
+        // `msg` is a NUL-terminated literal; NULLs are what the function
+        // must handle.
         let n = unsafe { xplugin_write_error(buf.as_mut_ptr(), 6, msg.as_ptr()) };
         assert_eq!(n, 4);
         assert_eq!(text(buf.as_ptr()), "abcd");
+        // SAFETY: as above.
         let n = unsafe { xplugin_write_error(buf.as_mut_ptr(), 8, msg.as_ptr()) };
         assert_eq!(n, 6);
         assert_eq!(text(buf.as_ptr()), "abcd\u{e9}");
+        // SAFETY: as above.
         let n = unsafe { xplugin_write_error(buf.as_mut_ptr(), 8, core::ptr::null()) };
         assert_eq!((n, buf[0]), (0, 0));
         assert_eq!(
+            // SAFETY: as above.
             unsafe { xplugin_write_error(core::ptr::null_mut(), 8, msg.as_ptr()) },
             0
         );

@@ -34,7 +34,9 @@ pub fn description(status: Status) -> &'static CStr {
         XPLUGIN_ERR_INVALID_ARG => c"an argument was NULL, malformed or out of range",
         XPLUGIN_ERR_NOT_FOUND => c"topic, service or file not found",
         XPLUGIN_ERR_NOT_IMPLEMENTED => c"optional call not supported",
-        XPLUGIN_ERR_NOT_READY => c"called in the wrong lifecycle state",
+        XPLUGIN_ERR_NOT_READY => {
+            c"not now: wrong lifecycle state, or a wait that would deadlock; retry later"
+        }
         XPLUGIN_ERR_CONFIG => c"configuration rejected",
         XPLUGIN_ERR_DEPENDENCY => c"a required dependency or service is missing",
         XPLUGIN_ERR_DUPLICATE => c"a name (service, topic subscription) is taken",

@@ -53,20 +53,27 @@ fn find_widgets(host: &Host) -> Result<&'static WidgetsService, PluginError> {
             ),
         ));
     }
-    // SAFETY: the provider registered a pointer to a static WidgetsService of
-    // this interface version, valid until its destroy, which runs after ours.
-    let table = unsafe { &*iface.cast::<WidgetsService>() };
-    if (table.struct_size as usize) < core::mem::size_of::<WidgetsService>() {
+    // SAFETY: non-NULL (checked above); the provider registered a table of
+    // this interface version, which starts with its `struct_size` in every
+    // revision, valid until the provider's destroy, which runs after ours
+    // (reverse load order). Only that field is read, by value, before the
+    // size says the whole struct is there.
+    let struct_size = unsafe { (*iface.cast::<WidgetsService>()).struct_size };
+    if (struct_size as usize) < core::mem::size_of::<WidgetsService>() {
         return Err(PluginError::new(
             XPLUGIN_ERR_DEPENDENCY,
             format!(
                 "plugindemo (client): service \"{WIDGETS_SERVICE_NAME}\" table is {} bytes, expected at least {}; the uikit build is broken",
-                table.struct_size,
+                struct_size,
                 core::mem::size_of::<WidgetsService>()
             ),
         ));
     }
-    Ok(table)
+    // SAFETY: as above, and `struct_size` covers every field of
+    // `WidgetsService`. The table is the provider's static and nothing writes
+    // to it; 'static is as long as this plugin can use it (the provider is
+    // destroyed after us and its library is never unloaded).
+    Ok(unsafe { &*iface.cast::<WidgetsService>() })
 }
 
 impl Plugin for PluginDemoClient {
@@ -75,7 +82,10 @@ impl Plugin for PluginDemoClient {
         let owner = CString::new("plugindemo").map_err(|e| e.to_string())?;
         let label = CString::new(BUTTON_LABEL).map_err(|e| e.to_string())?;
         let mut button_id = 0u32;
-        // SAFETY: valid NUL-terminated strings and a writable out pointer.
+        // SAFETY: `add_button` comes from the checked table above (its
+        // contract in uikit_widgets.h); `owner` and `label` are
+        // NUL-terminated and outlive the call; `button_id` is a writable
+        // local.
         let status =
             unsafe { (widgets.add_button)(owner.as_ptr(), label.as_ptr(), &mut button_id) };
         if status != XPLUGIN_OK {

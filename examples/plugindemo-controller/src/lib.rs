@@ -87,7 +87,10 @@ impl Plugin for PluginDemoController {
         let config = Config::parse(config_json)?;
         motion_service::reset(config.speed_override);
         let table: *const motion_service::MotionService = &motion_service::MOTION_SERVICE;
-        // SAFETY: the table is a static, so it outlives this plugin's destroy.
+        // SAFETY: `register_service` needs the table to be what users of the
+        // name expect and valid until our destroy: it is the `#[repr(C)]`
+        // static the service's C header describes (checked by abi_layout),
+        // so it lives as long as the never-unloaded library.
         unsafe {
             host.register_service(
                 motion_service::MOTION_SERVICE_NAME,

@@ -31,6 +31,20 @@
  *                             1, a static table holding the plugin name).
  *   FIXTURE_REQUIRE_SERVICE="s"   init fails with XPLUGIN_ERR_DEPENDENCY unless
  *                             find_service("s") succeeds.
+ *   FIXTURE_MESSAGING         start exercises message callbacks that call the
+ *                             host back: it subscribes "NAME/self" and
+ *                             "NAME/other" and publishes on "NAME/self". That
+ *                             callback, on its first call, publishes on its own
+ *                             topic again (a nested delivery to itself),
+ *                             unsubscribes "NAME/other", subscribes "NAME/late"
+ *                             and unsubscribes itself. start then publishes on
+ *                             all three topics and checks who got what. With
+ *                             FIXTURE_RECORD it records the line
+ *                             "NAME:messaging self=S other=O late=L status=A,B,C,D"
+ *                             (calls per callback; statuses of the nested
+ *                             publish, the two unsubscribes and the subscribe);
+ *                             start fails with that text unless it is
+ *                             "self=2 other=0 late=1 status=0,0,0,0".
  *
  * Example: cc -std=c99 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden
  *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
@@ -63,9 +77,22 @@
 XPLUGIN_EXPORT const xplugin_abi_tag xplugin_abi = {
     XPLUGIN_MAGIC, FIXTURE_ABI_MAJOR, XPLUGIN_ABI_MINOR, FIXTURE_KIND, 0u};
 
+#ifdef FIXTURE_MESSAGING
+/* What the message callbacks saw and got back from the host. */
+typedef struct fixture_messaging {
+  uint64_t self_id, other_id, late_id;
+  int self_calls, other_calls, late_calls;
+  xplugin_status nested_publish, unsubscribe_other, subscribe_late,
+      unsubscribe_self;
+} fixture_messaging;
+#endif
+
 typedef struct fixture {
   const xplugin_host_api *host;
   char trace_file[FIXTURE_PATH_MAX]; /* empty: not recording */
+#ifdef FIXTURE_MESSAGING
+  fixture_messaging messaging;
+#endif
 } fixture;
 
 static void set_error(char *err, size_t err_cap, const char *text) {
@@ -271,6 +298,79 @@ static xplugin_status fixture_stage(void *instance, const char *stage,
   return XPLUGIN_OK;
 }
 
+#ifdef FIXTURE_MESSAGING
+#define FIXTURE_TOPIC_SELF FIXTURE_NAME "/self"
+#define FIXTURE_TOPIC_OTHER FIXTURE_NAME "/other"
+#define FIXTURE_TOPIC_LATE FIXTURE_NAME "/late"
+
+/* Counts its calls in the int `user` points to. */
+static void on_count(void *user, const char *topic, const uint8_t *data,
+                     size_t len) {
+  (void)topic;
+  (void)data;
+  (void)len;
+  (*(int *)user)++;
+}
+
+/* Calls the host back from inside its own delivery; see FIXTURE_MESSAGING. */
+static void on_self(void *user, const char *topic, const uint8_t *data,
+                    size_t len) {
+  fixture *self = (fixture *)user;
+  fixture_messaging *m = &self->messaging;
+  const xplugin_host_api *host = self->host;
+  m->self_calls++;
+  if (m->self_calls > 1) {
+    return; /* the nested delivery */
+  }
+  m->nested_publish = host->publish(host->host, topic, data, len);
+  m->unsubscribe_other = host->unsubscribe(host->host, m->other_id);
+  m->subscribe_late = host->subscribe(host->host, FIXTURE_TOPIC_LATE, on_count,
+                                      &m->late_calls, &m->late_id);
+  /* Used to deadlock: the host held this subscription's delivery lock. */
+  m->unsubscribe_self = host->unsubscribe(host->host, m->self_id);
+}
+
+/* Runs the exercise; 0 when everything went as documented. */
+static int fixture_messaging_run(fixture *self, char *err, size_t err_cap) {
+  fixture_messaging *m = &self->messaging;
+  const xplugin_host_api *host = self->host;
+  char line[256];
+  int ok;
+  static const uint8_t payload[] = {'h', 'i'};
+  memset(m, 0, sizeof *m);
+  m->nested_publish = m->unsubscribe_other = m->subscribe_late =
+      m->unsubscribe_self = XPLUGIN_ERR_FAILED;
+  if (host->subscribe(host->host, FIXTURE_TOPIC_SELF, on_self, self,
+                      &m->self_id) != XPLUGIN_OK ||
+      host->subscribe(host->host, FIXTURE_TOPIC_OTHER, on_count,
+                      &m->other_calls, &m->other_id) != XPLUGIN_OK) {
+    set_error(err, err_cap, FIXTURE_NAME ": subscribe failed");
+    return -1;
+  }
+  (void)host->publish(host->host, FIXTURE_TOPIC_SELF, payload, sizeof payload);
+  /* None of these may reach an unsubscribed callback. */
+  (void)host->publish(host->host, FIXTURE_TOPIC_SELF, payload, sizeof payload);
+  (void)host->publish(host->host, FIXTURE_TOPIC_OTHER, payload, sizeof payload);
+  (void)host->publish(host->host, FIXTURE_TOPIC_LATE, payload, sizeof payload);
+  snprintf(line, sizeof line,
+           "messaging self=%d other=%d late=%d status=%d,%d,%d,%d",
+           m->self_calls, m->other_calls, m->late_calls,
+           (int)m->nested_publish, (int)m->unsubscribe_other,
+           (int)m->subscribe_late, (int)m->unsubscribe_self);
+  (void)record(self, line);
+  ok = m->self_calls == 2 && m->other_calls == 0 && m->late_calls == 1 &&
+       m->nested_publish == XPLUGIN_OK && m->unsubscribe_other == XPLUGIN_OK &&
+       m->subscribe_late == XPLUGIN_OK && m->unsubscribe_self == XPLUGIN_OK;
+  if (!ok) {
+    char text[300];
+    snprintf(text, sizeof text, FIXTURE_NAME ": unexpected %s", line);
+    set_error(err, err_cap, text);
+    return -1;
+  }
+  return 0;
+}
+#endif
+
 #ifdef FIXTURE_FAIL_START
 #define FIXTURE_START_FAILS 1
 #else
@@ -283,7 +383,15 @@ static xplugin_status fixture_stage(void *instance, const char *stage,
 #endif
 
 static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
-  return fixture_stage(instance, "start", FIXTURE_START_FAILS, err, err_cap);
+  xplugin_status status =
+      fixture_stage(instance, "start", FIXTURE_START_FAILS, err, err_cap);
+#ifdef FIXTURE_MESSAGING
+  if (status == XPLUGIN_OK &&
+      fixture_messaging_run((fixture *)instance, err, err_cap) != 0) {
+    status = XPLUGIN_ERR_FAILED;
+  }
+#endif
+  return status;
 }
 
 static xplugin_status fixture_stop(void *instance, char *err, size_t err_cap) {

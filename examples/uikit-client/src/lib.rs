@@ -26,7 +26,10 @@ impl Plugin for Uikit {
     fn init(host: Host, _config_json: &str) -> Result<Self, PluginError> {
         widgets::clear();
         let table: *const WidgetsService = &widgets::WIDGETS_SERVICE;
-        // SAFETY: the table is a static, so it outlives this plugin's destroy.
+        // SAFETY: `register_service` needs the table to be what users of the
+        // name expect and valid until our destroy: it is the `#[repr(C)]`
+        // static the service's C header describes (checked by abi_layout),
+        // so it lives as long as the never-unloaded library.
         unsafe {
             host.register_service(
                 WIDGETS_SERVICE_NAME,

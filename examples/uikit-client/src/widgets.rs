@@ -47,8 +47,11 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<Widget>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `add_button` of the widgets service table.
+///
 /// # Safety
-/// `owner` and `label` must be NULL or NUL-terminated; `out_widget_id` NULL or writable.
+/// `owner` and `label` must be NULL or NUL-terminated and valid for the call;
+/// `out_widget_id` NULL or writable.
 unsafe extern "C" fn add_button(
     owner: *const c_char,
     label: *const c_char,
@@ -57,10 +60,11 @@ unsafe extern "C" fn add_button(
     if owner.is_null() || label.is_null() || out_widget_id.is_null() {
         return XPLUGIN_ERR_INVALID_ARG;
     }
-    let (Ok(owner), Ok(label)) = (
-        CStr::from_ptr(owner).to_str(),
-        CStr::from_ptr(label).to_str(),
-    ) else {
+    // SAFETY: both are non-NULL (checked above) and NUL-terminated and valid
+    // for the call per this function's contract (uikit_widgets.h); the
+    // borrowed strings are copied before it returns.
+    let (owner, label) = unsafe { (CStr::from_ptr(owner), CStr::from_ptr(label)) };
+    let (Ok(owner), Ok(label)) = (owner.to_str(), label.to_str()) else {
         return XPLUGIN_ERR_INVALID_ARG;
     };
     let mut widgets = lock();
@@ -71,8 +75,9 @@ unsafe extern "C" fn add_button(
         owner: owner.to_string(),
         label: label.to_string(),
     });
-    // len <= MAX_WIDGETS, which fits u32.
-    *out_widget_id = widgets.len() as u32;
+    // SAFETY: non-NULL (checked above) and writable per this function's
+    // contract. len <= MAX_WIDGETS, which fits u32.
+    unsafe { *out_widget_id = widgets.len() as u32 };
     XPLUGIN_OK
 }
 

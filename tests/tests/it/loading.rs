@@ -13,6 +13,11 @@ use xplugin_host::stage::Stage;
 use xplugin_package::binary::BinaryError;
 use xplugin_tests::build::{c_fixture, cdylib_path, motionlog_path};
 
+/// A plugin to load. Every `init_all` in this file loads only these: a
+/// library the test helpers just built from this repository (Rust cdylib or C
+/// fixture), passed through `check_plugin_file` here (architecture, ABI tag,
+/// kind); the other package checks (license, compatibility) concern vendors'
+/// packages, and these are not. That is what `init_all` requires.
 fn spec(
     name: &str,
     lib: &Path,
@@ -60,7 +65,7 @@ fn init_all_then_start_all_then_reverse_stop_and_destroy() {
     let b = recorder("rec_b", &[]);
     let c = recorder("rec_c", &[]);
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
-    // SAFETY: test fixtures built from this repository.
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe {
         lc.init_all(vec![
             spec("rec_a", &a, XPLUGIN_KIND_CONTROLLER, &[], &cfg, dir.path()),
@@ -118,6 +123,7 @@ fn failing_init_skips_dependents_and_spares_the_rest() {
     let dependent = recorder("rec_dep", &[]);
     let unrelated = recorder("rec_free", &[]);
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe {
         lc.init_all(vec![
             spec(
@@ -198,6 +204,7 @@ fn a_panicking_rust_plugin_is_marked_failed_and_the_host_survives() {
             dir.path(),
         );
         p.version = "0.0.1".into();
+        // SAFETY: every plugin comes from `spec` (see there).
         unsafe {
             lc.init_all(vec![
                 p,
@@ -267,6 +274,7 @@ fn descriptor_name_must_match_the_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let lib = c_fixture("realname", &[]);
     let mut lc = Lifecycle::new("2.1.0", Bus::new());
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe {
         lc.init_all(vec![spec(
             "othername",
@@ -313,6 +321,7 @@ fn c_plugin_uses_the_service_of_its_rust_dependency() {
         dir.path(),
     );
     m.version = "0.9.0".into();
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe { lc.init_all(vec![d, m]) };
     lc.start_all();
     assert_eq!(
@@ -369,6 +378,7 @@ fn a_service_of_an_undeclared_provider_is_not_found() {
         dir.path(),
     );
     m.version = "0.9.0".into();
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe { lc.init_all(vec![d, m]) };
     assert!(
         matches!(state(&lc, "motionlog"), LifecycleState::Failed { .. }),
@@ -394,6 +404,7 @@ fn rust_client_plugins_find_their_dependency_service() {
         dir.path(),
     );
     p.version = "3.0.1".into();
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe { lc.init_all(vec![u, p]) };
     lc.start_all();
     assert_eq!(lc.running(), ["uikit", "plugindemo"], "{:?}", lc.outcomes());
@@ -416,6 +427,7 @@ fn the_resolved_config_reaches_init_and_a_bad_one_is_refused_by_the_plugin() {
         dir.path(),
     );
     d.version = "1.0.0".into();
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe { lc.init_all(vec![d]) };
     lc.start_all();
     assert_eq!(lc.running(), ["plugindemo"], "{:?}", lc.outcomes());
@@ -433,6 +445,7 @@ fn the_resolved_config_reaches_init_and_a_bad_one_is_refused_by_the_plugin() {
         dir.path(),
     );
     d.version = "1.0.0".into();
+    // SAFETY: every plugin comes from `spec` (see there).
     unsafe { lc.init_all(vec![d]) };
     match state(&lc, "plugindemo") {
         LifecycleState::Failed { stage, reason } => {
