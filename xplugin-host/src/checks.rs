@@ -268,16 +268,7 @@ pub fn subject(side: Side, name: &str) -> String {
 }
 
 fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
-    let hint = match e {
-        BinaryError::WrongArch { .. } => "rebuild the plugin for this processor and re-import",
-        BinaryError::NoAbiTag { .. }
-        | BinaryError::AbiMismatch { .. }
-        | BinaryError::NoEntry { .. } => {
-            "rebuild the plugin against this xplugin ABI and re-import"
-        }
-        _ => "re-import the package; if it persists, ask the vendor for a new build",
-    };
-    Problem::new(e.code(), subject, e.to_string(), hint)
+    Problem::from_error(e.code(), subject, e, e.hint())
 }
 
 /// Runs every check on plugin folder `dir` named `name` of `side`.
