@@ -7,16 +7,33 @@
 //! All problems of a plugin are collected; nothing stops at the first.
 
 use crate::config::HostConfig;
+use crate::device::TrustStoreError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_RUNTIME};
-use xplugin_license::{ClockGuard, TrustStore, VerifyContext};
+use xplugin_license::timestamp::{format_rfc3339, unix_seconds};
+use xplugin_license::{ClockGuard, DeviceIdError, ThisDevice, TrustStore, VerifyContext};
 use xplugin_model::compat;
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
-use xplugin_model::{Problem, ProblemCode, Problems, Version};
+use xplugin_model::{error_chain, Problem, ProblemCode, Problems, Version};
 use xplugin_package::binary::{check_library, inspect_library, BinaryError, LibraryInfo};
+
+/// Where the files being checked come from, which decides how problems
+/// name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// Installed files (boot): named by their path, which stays.
+    Installed,
+    /// Files unpacked from a package into staging (import): named by their
+    /// package entry, `plugindemo.zip: controller.zip: alpha/alpha.so`,
+    /// never by the staging path, which is gone once the command returns.
+    Package {
+        /// The inner archive, `plugindemo.zip: controller.zip`.
+        label: &'a str,
+    },
+}
 
 /// Facts of this host that the checks need.
 pub struct CheckContext<'a> {
@@ -24,26 +41,44 @@ pub struct CheckContext<'a> {
     pub host_version: &'a Version,
     /// This device's id (what licenses are bound to).
     pub device_id: &'a str,
-    /// Trusted vendor keys; `None` if the trust store could not be loaded
-    /// (every license is then refused, unless `allow_unlicensed`).
-    pub trust: Option<&'a TrustStore>,
-    /// Why the trust store is missing, for the message.
-    pub trust_error: Option<&'a str>,
+    /// Trusted vendor keys, or why there are none (every license is then
+    /// refused, unless `allow_unlicensed`).
+    pub trust: Result<&'a TrustStore, &'a TrustStoreError>,
     /// Development mode: license problems become warnings.
     pub allow_unlicensed: bool,
     /// This device's clock.
     pub now: SystemTime,
     /// Latest time this device has seen (clock high-water mark).
     pub high_water_mark: Option<SystemTime>,
+    /// How problems name the files checked.
+    pub origin: Origin<'a>,
+}
+
+impl CheckContext<'_> {
+    /// The subject naming file `relative` (`/`-separated) of plugin folder
+    /// `dir` named `name`, as [`Origin`] says.
+    pub fn file_subject(&self, dir: &Path, name: &str, relative: &str) -> String {
+        match self.origin {
+            Origin::Installed => dir.join(relative).display().to_string(),
+            Origin::Package { label } => format!("{label}: {name}/{relative}"),
+        }
+    }
+
+    /// This device's id and clock, as license refusals show them.
+    pub fn this_device(&self) -> ThisDevice<'_> {
+        ThisDevice {
+            id: self.device_id,
+            now: self.now,
+        }
+    }
 }
 
 /// This host's facts for the checks, gathered once per import or boot:
 /// device id, trusted keys, clock and its high-water mark.
 pub struct HostFacts {
     /// This device's id, or why it cannot be determined.
-    pub device: Result<String, String>,
-    trust: Option<TrustStore>,
-    trust_error: Option<String>,
+    pub device: Result<String, DeviceIdError>,
+    trust: Result<TrustStore, TrustStoreError>,
     clock: Option<ClockGuard>,
     allow_unlicensed: bool,
     now: SystemTime,
@@ -53,35 +88,37 @@ impl HostFacts {
     /// Reads the device id, the trust store and the clock high-water mark of
     /// install root `root` as `config` names them.
     pub fn gather(config: &HostConfig, root: &Path) -> HostFacts {
-        let (trust, trust_error) = crate::device::trust_store(config);
         let clock = match ClockGuard::load(&root.join("state").join("clock-hwm")) {
             Ok(c) => Some(c),
             Err(e) => {
                 // Without the mark, a clock set back goes unnoticed: say so.
-                log::error!("clock high-water mark unusable, expiring licenses are checked against the clock alone: {e}");
+                log::error!(
+                    "clock high-water mark unusable, expiring licenses are checked against the clock alone: {}",
+                    error_chain(&e)
+                );
                 None
             }
         };
         HostFacts {
             device: crate::device::device_identity(config),
-            trust,
-            trust_error,
+            trust: crate::device::trust_store(config),
             clock,
             allow_unlicensed: config.allow_unlicensed,
             now: SystemTime::now(),
         }
     }
 
-    /// The check context for a host of `host_version`.
+    /// The check context for a host of `host_version`, for installed files
+    /// (set [`CheckContext::origin`] for a package).
     pub fn context<'a>(&'a self, host_version: &'a Version) -> CheckContext<'a> {
         CheckContext {
             host_version,
             device_id: self.device.as_deref().unwrap_or("unknown"),
             trust: self.trust.as_ref(),
-            trust_error: self.trust_error.as_deref(),
             allow_unlicensed: self.allow_unlicensed,
             now: self.now,
             high_water_mark: self.clock.as_ref().and_then(|c| c.high_water_mark()),
+            origin: Origin::Installed,
         }
     }
 
@@ -90,7 +127,10 @@ impl HostFacts {
     pub fn record_clock(&mut self) {
         if let Some(c) = self.clock.as_mut() {
             if let Err(e) = c.record(self.now) {
-                log::warn!("cannot record the clock high-water mark: {e}");
+                log::warn!(
+                    "cannot record the clock high-water mark: {}",
+                    error_chain(&e)
+                );
             }
         }
     }
@@ -268,27 +308,17 @@ pub fn subject(side: Side, name: &str) -> String {
 }
 
 fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
-    let hint = match e {
-        BinaryError::WrongArch { .. } => "rebuild the plugin for this processor and re-import",
-        BinaryError::NoAbiTag { .. }
-        | BinaryError::AbiMismatch { .. }
-        | BinaryError::NoEntry { .. } => {
-            "rebuild the plugin against this xplugin ABI and re-import"
-        }
-        _ => "re-import the package; if it persists, ask the vendor for a new build",
-    };
-    Problem::new(e.code(), subject, e.to_string(), hint)
+    Problem::from_error(e.code(), subject, e, e.hint())
 }
 
-/// Runs every check on plugin folder `dir` named `name` of `side`.
-/// Nothing is loaded.
+/// Runs every check on plugin folder `dir` named `name` of `side`: manifest,
+/// compatibility, license, libraries. Nothing is loaded.
 pub fn check_plugin_folder(
     dir: &Path,
     name: &str,
     side: Side,
     ctx: &CheckContext<'_>,
 ) -> PluginCheck {
-    let subj = subject(side, name);
     let mut check = PluginCheck {
         name: name.to_string(),
         side,
@@ -301,65 +331,67 @@ pub fn check_plugin_folder(
         incompatible: false,
         problems: Problems::default(),
     };
-
-    // Manifest.
-    let manifest_path = dir.join(format!("{name}.json"));
-    match read_bounded(&manifest_path, 1 << 20) {
-        Ok(bytes) => {
-            let outcome = parse_manifest(side, name, &bytes);
-            check.problems.extend(outcome.problems.0);
-            check.manifest = outcome.manifest;
-        }
-        Err(e) => check.problems.push(Problem::new(
-            ProblemCode::ManifestUnreadable,
-            &subj,
-            format!("cannot read manifest {}: {e}", manifest_path.display()),
-            "re-import the package",
-        )),
-    }
-
-    // Compatibility with this host.
+    check.manifest = read_manifest(&mut check, ctx);
     if let Some(m) = &check.manifest {
         if let Err(e) = compat::check(m, ctx.host_version) {
             check.incompatible = true;
+            check.problems.push(e.to_problem());
+        }
+        // License: before any library is touched beyond its headers.
+        check.license = check_license(dir, m, side, ctx, &mut check.problems);
+    }
+    check_libraries(&mut check, ctx);
+    check
+}
+
+fn read_manifest(check: &mut PluginCheck, ctx: &CheckContext<'_>) -> Option<Manifest> {
+    let file = format!("{}.json", check.name);
+    match read_bounded(&check.dir.join(&file), 1 << 20) {
+        Ok(bytes) => {
+            let outcome = parse_manifest(check.side, &check.name, &bytes);
+            check.problems.extend(outcome.problems.0);
+            outcome.manifest
+        }
+        Err(e) => {
             check.problems.push(Problem::new(
-                e.code(),
-                &subj,
-                e.to_string(),
-                "install a plugin version built for this host version, or update the host",
+                ProblemCode::ManifestUnreadable,
+                ctx.file_subject(&check.dir, &check.name, &file),
+                format!("cannot read the manifest: {e}"),
+                "re-import the package",
             ));
+            None
         }
     }
+}
 
-    // License: before any library is touched beyond its headers.
-    if let Some(m) = &check.manifest {
-        check.license = check_license(dir, m, side, ctx, &subj, &mut check.problems);
-    }
-
-    // Libraries for this platform: headers only.
-    let lib_name = library_file_name(name);
+/// The libraries for this platform: headers only.
+fn check_libraries(check: &mut PluginCheck, ctx: &CheckContext<'_>) {
+    let (dir, name) = (check.dir.clone(), check.name.clone());
+    let lib_name = library_file_name(&name);
     let lib_path = dir.join(&lib_name);
-    let kind = match side {
+    let kind = match check.side {
         Side::Client => XPLUGIN_KIND_CLIENT,
         Side::Controller => XPLUGIN_KIND_CONTROLLER,
     };
+    let file_subject = |file: &str| ctx.file_subject(&dir, &name, file);
+    let dll = format!("{name}.dll");
     if lib_path.is_file() {
         match check_plugin_file(&lib_path, kind) {
             Ok(l) => check.library = Some(l),
-            Err(e) => check.problems.push(binary_problem(&subj, &e)),
+            Err(e) => check
+                .problems
+                .push(binary_problem(&file_subject(&lib_name), &e)),
         }
-        if side == Side::Client {
-            let runtime = runtime_file_names()
-                .iter()
-                .map(|n| dir.join(n))
-                .find(|p| p.is_file());
+        if check.side == Side::Client {
+            let runtime = runtime_file_names().iter().find(|n| dir.join(n).is_file());
             match runtime {
-                Some(rt) => match check_plugin_file(&rt, XPLUGIN_KIND_RUNTIME) {
+                Some(rt) => match check_plugin_file(&dir.join(rt), XPLUGIN_KIND_RUNTIME) {
                     Ok(l) => check.runtime = Some(l),
-                    Err(e) => check.problems.push(binary_problem(&subj, &e)),
+                    Err(e) => check.problems.push(binary_problem(&file_subject(rt), &e)),
                 },
-                None => check.problems.push(Problem::new(ProblemCode::LibraryRuntimeMissing,
-                    &subj,
+                None => check.problems.push(Problem::new(
+                    ProblemCode::LibraryRuntimeMissing,
+                    subject(check.side, &name),
                     format!(
                         "no xplugin ABI runtime next to {lib_name}: expected one of {}",
                         runtime_file_names().join(", ")
@@ -368,41 +400,39 @@ pub fn check_plugin_folder(
                 )),
             }
         }
-    } else if side == Side::Client && dir.join(format!("{name}.dll")).is_file() && !cfg!(windows) {
+    } else if check.side == Side::Client && dir.join(&dll).is_file() && !cfg!(windows) {
         check.no_platform_library = true;
-        check.problems.push(Problem::new(ProblemCode::LibraryNoPlatformBuild,
-            &subj,
-            format!("no library for this platform: the plugin ships {name}.dll (Windows) but no {lib_name}"),
+        check.problems.push(Problem::new(
+            ProblemCode::LibraryNoPlatformBuild,
+            subject(check.side, &name),
+            format!(
+                "no library for this platform: the plugin ships {dll} (Windows) but no {lib_name}"
+            ),
             "ask the vendor for a Linux build if the plugin is needed on this pendant",
         ));
     } else {
         check.problems.push(Problem::new(
             ProblemCode::LibraryMissing,
-            &subj,
+            file_subject(&lib_name),
             format!("library {lib_name} is missing"),
             "re-import the package",
         ));
     }
-    check
 }
 
+/// Verifies the plugin's license; its problems (each with this device's id
+/// and clock) go to `problems`, as warnings with `allow_unlicensed`.
 fn check_license(
     dir: &Path,
     m: &Manifest,
     side: Side,
     ctx: &CheckContext<'_>,
-    subj: &str,
     problems: &mut Problems,
 ) -> LicenseStatus {
-    let result = match ctx.trust {
-        None => Err((
-            ProblemCode::LicenseNoTrustedKeys,
-            format!(
-                "no trusted vendor keys: {}",
-                ctx.trust_error.unwrap_or("trust store not configured")
-            ),
-        )),
-        Some(trust) => {
+    let subj = subject(side, &m.name);
+    let refusal = match ctx.trust {
+        Err(e) => no_trusted_keys(&subj, e, ctx),
+        Ok(trust) => {
             let vctx = VerifyContext {
                 plugin: &m.name,
                 side,
@@ -411,43 +441,55 @@ fn check_license(
                 now: ctx.now,
                 high_water_mark: ctx.high_water_mark,
             };
-            xplugin_license::verify_plugin_dir(dir, trust, &vctx)
-                .map_err(|e| (e.code(), e.to_string()))
+            match xplugin_license::verify_plugin_dir(dir, trust, &vctx) {
+                Ok(l) => {
+                    return LicenseStatus::Verified {
+                        license_id: l.license_id().to_string(),
+                        key_id: l.key_id().to_string(),
+                        expires_unix: l
+                            .expires()
+                            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                            .map(|d| d.as_secs()),
+                    }
+                }
+                Err(e) => (error_chain(&e), e.to_problems(&subj, &ctx.this_device())),
+            }
         }
     };
-    match result {
-        Ok(l) => LicenseStatus::Verified {
-            license_id: l.license_id().to_string(),
-            key_id: l.key_id().to_string(),
-            expires_unix: l
-                .expires()
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
-        },
-        Err((_, reason)) if ctx.allow_unlicensed => {
-            problems.push(Problem::new(
+    let (reason, refused) = refusal;
+    if ctx.allow_unlicensed {
+        problems.extend(refused.0.into_iter().map(|p| {
+            Problem::new(
                 ProblemCode::LicenseUnlicensedAccepted,
-                subj,
-                format!("license not valid, accepted because allow_unlicensed is on: {reason}"),
+                p.subject,
+                format!(
+                    "license not valid, accepted because allow_unlicensed is on: {}",
+                    p.message
+                ),
                 "development mode only: turn allow_unlicensed off on production robots",
-            ));
-            LicenseStatus::Unlicensed { reason }
-        }
-        Err((code, reason)) => {
-            // License errors carry their own "what to do"; add ours only when
-            // they do not.
-            let hint = if reason.contains("what to do") {
-                ""
-            } else {
-                "ask the vendor for a license for this device (xplugin-client device-id prints its id) and re-import"
-            };
-            problems.push(
-                Problem::new(code, subj, format!("license refused: {reason}"), hint)
-                    .with_field("license"),
-            );
-            LicenseStatus::Refused { reason }
-        }
+            )
+            .with_field("license")
+        }));
+        LicenseStatus::Unlicensed { reason }
+    } else {
+        problems.extend(refused.0);
+        LicenseStatus::Refused { reason }
     }
+}
+
+/// The refusal of every license when this device trusts no key: the reason
+/// and its problem, showing this device's id and clock like every license
+/// refusal.
+fn no_trusted_keys(subj: &str, e: &TrustStoreError, ctx: &CheckContext<'_>) -> (String, Problems) {
+    let reason = format!("no trusted vendor keys: {}", error_chain(e));
+    let message = format!(
+        "license not checked: {reason} (this device is {}, its clock says {})",
+        ctx.device_id,
+        format_rfc3339(unix_seconds(ctx.now))
+    );
+    let problem = Problem::new(ProblemCode::LicenseNoTrustedKeys, subj, message, e.hint())
+        .with_field("license");
+    (reason, Problems(vec![problem]))
 }
 
 /// Reads a small file, refusing more than `limit` bytes.

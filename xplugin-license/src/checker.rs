@@ -28,6 +28,16 @@ pub enum LicenseSetupError {
     Clock(#[from] ClockError),
 }
 
+impl xplugin_model::Failure for LicenseSetupError {
+    fn problems(&self) -> xplugin_model::Problems {
+        match self {
+            LicenseSetupError::Trust(e) => e.problems(),
+            LicenseSetupError::Device(e) => e.problems(),
+            LicenseSetupError::Clock(e) => e.problems(),
+        }
+    }
+}
+
 /// Checks plugin folders against their licenses for one import or boot.
 #[derive(Debug)]
 pub struct LicenseChecker {
@@ -73,6 +83,15 @@ impl LicenseChecker {
     /// This device's id (for messages and `device-id` commands).
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// This device's id and the clock of this run, for refusals
+    /// ([`LicenseError::to_problems`]).
+    pub fn this_device(&self) -> crate::error::ThisDevice<'_> {
+        crate::error::ThisDevice {
+            id: &self.device_id,
+            now: self.now,
+        }
     }
 
     /// The trusted key ids.

@@ -22,6 +22,7 @@ use crate::timestamp::{format_rfc3339, system_time, unix_seconds};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 /// Tolerated clock skew before a license's issue time (vendor clock ahead).
 pub const ISSUE_SKEW_SECS: u64 = 60 * 60;
@@ -37,7 +38,7 @@ const HEADER: &str = "xplugin-clock-hwm-v1";
 #[non_exhaustive]
 pub enum ClockError {
     /// The file cannot be read or written.
-    #[error("{action} the clock high-water mark file {}: {source}\n  what to do: check that the state directory exists and is writable by the loader", path.display())]
+    #[error("{action} the clock high-water mark file {}", path.display())]
     Io {
         /// "cannot read" / "cannot write".
         action: &'static str,
@@ -47,13 +48,43 @@ pub enum ClockError {
         source: std::io::Error,
     },
     /// The file does not hold a high-water mark.
-    #[error("the clock high-water mark file {} is damaged: {reason}\n  what to do: delete it (time-limited licenses then lose their protection against a clock set back until the next start records the time again)", path.display())]
+    #[error("the clock high-water mark file {} is damaged: {reason}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
     },
+}
+
+impl ClockError {
+    /// The problem code.
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            ClockError::Io { .. } => ProblemCode::ClockIo,
+            ClockError::Corrupt { .. } => ProblemCode::ClockCorrupt,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ClockError::Io { .. } => "check that the state directory exists and is writable by the loader",
+            ClockError::Corrupt { .. } => "delete it (time-limited licenses then lose their protection against a clock set back until the next start records the time again)",
+        }
+    }
+}
+
+impl Failure for ClockError {
+    fn problems(&self) -> Problems {
+        let (ClockError::Io { path, .. } | ClockError::Corrupt { path, .. }) = self;
+        Problems(vec![Problem::from_error(
+            self.code(),
+            path.display().to_string(),
+            self,
+            self.hint(),
+        )])
+    }
 }
 
 /// How the current clock compares with the high-water mark.

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::PathBuf;
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 /// Where the raw identity of this device comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub const ANY_DEVICE: &str = "*";
 #[non_exhaustive]
 pub enum DeviceIdError {
     /// The machine-id file cannot be read.
-    #[error("cannot read the machine id file {path}: {source}\n  what to do: check that the file exists (systemd creates it: `systemd-machine-id-setup`), or configure a serial number as the device identity")]
+    #[error("cannot read the machine id file {path}")]
     Unreadable {
         /// The file.
         path: PathBuf,
@@ -52,7 +53,7 @@ pub enum DeviceIdError {
         source: std::io::Error,
     },
     /// The machine-id file does not hold a machine id.
-    #[error("the machine id file {path} does not hold a machine id (expected 32 hex digits, found {found})\n  what to do: regenerate it with `systemd-machine-id-setup`, or configure a serial number as the device identity")]
+    #[error("the machine id file {path} does not hold a machine id (expected 32 hex digits, found {found})")]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -60,13 +61,44 @@ pub enum DeviceIdError {
         found: String,
     },
     /// The configured serial is empty or unusable.
-    #[error("the configured device serial number {found} cannot be used: {reason}\n  what to do: set a serial of 1 to 128 printable characters in the configuration")]
+    #[error("the configured device serial number {found} cannot be used: {reason}")]
     BadSerial {
         /// The serial as configured (quoted).
         found: String,
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl DeviceIdError {
+    /// The problem code.
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            DeviceIdError::Unreadable { .. } => ProblemCode::DeviceIdUnreadable,
+            DeviceIdError::Malformed { .. } => ProblemCode::DeviceIdMalformed,
+            DeviceIdError::BadSerial { .. } => ProblemCode::DeviceBadSerial,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            DeviceIdError::Unreadable { .. } => "check that the file exists (systemd creates it: `systemd-machine-id-setup`), or configure a serial number as the device identity",
+            DeviceIdError::Malformed { .. } => "regenerate it with `systemd-machine-id-setup`, or configure a serial number as the device identity",
+            DeviceIdError::BadSerial { .. } => "set a serial of 1 to 128 printable characters in the configuration",
+        }
+    }
+}
+
+impl Failure for DeviceIdError {
+    fn problems(&self) -> Problems {
+        Problems(vec![Problem::from_error(
+            self.code(),
+            "device id",
+            self,
+            self.hint(),
+        )])
+    }
 }
 
 /// This device's id from `source`.

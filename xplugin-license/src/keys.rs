@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 const PRIVATE_HEADER: &str = "xplugin-private-key-v1";
 const PUBLIC_HEADER: &str = "xplugin-public-key-v1";
@@ -36,7 +37,7 @@ pub const DEFAULT_TRUST_DIR: &str = "/etc/xplugin/trusted-keys";
 #[non_exhaustive]
 pub enum KeyError {
     /// A key file or directory cannot be read or written.
-    #[error("{action} {path}: {source}\n  what to do: {hint}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done ("cannot read key file").
         action: &'static str,
@@ -48,13 +49,13 @@ pub enum KeyError {
         hint: &'static str,
     },
     /// Key generation would overwrite an existing file.
-    #[error("{path} already exists; refusing to overwrite a key\n  what to do: choose another --out directory or --key-id, or move the old key away if you really mean to replace it")]
+    #[error("{path} already exists; refusing to overwrite a key")]
     Exists {
         /// The existing file.
         path: PathBuf,
     },
     /// A key file does not have the documented form.
-    #[error("{path} is not a valid xplugin {kind} key file: {reason}\n  what to do: use the file written by `xplugin-pack keygen` unchanged")]
+    #[error("{path} is not a valid xplugin {kind} key file: {reason}")]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -64,7 +65,7 @@ pub enum KeyError {
         reason: String,
     },
     /// A private key file readable by group or others.
-    #[error("private key file {path} has mode {mode:o}: other users can read it\n  what to do: `chmod 600 {path}` (and consider the key leaked if others could read it)")]
+    #[error("private key file {path} has mode {mode:o}: other users can read it")]
     InsecurePermissions {
         /// The file.
         path: PathBuf,
@@ -72,7 +73,7 @@ pub enum KeyError {
         mode: u32,
     },
     /// A key id that cannot be used (it names files).
-    #[error("key id \"{key_id}\" is not usable: {reason}\n  what to do: use 1 to 64 characters from A-Z a-z 0-9 . _ - not starting with '.' or '-'")]
+    #[error("key id \"{key_id}\" is not usable: {reason}")]
     InvalidKeyId {
         /// The key id.
         key_id: String,
@@ -80,7 +81,7 @@ pub enum KeyError {
         reason: String,
     },
     /// A public key file whose name does not match the key id inside.
-    #[error("trusted key file {path} holds key id \"{key_id}\"; the file must be named \"{key_id}.pub\"\n  what to do: rename the file or install the right key file")]
+    #[error("trusted key file {path} holds key id \"{key_id}\"; the file must be named \"{key_id}.pub\"")]
     NameMismatch {
         /// The file.
         path: PathBuf,
@@ -88,7 +89,7 @@ pub enum KeyError {
         key_id: String,
     },
     /// Two trusted key files claim the same key id.
-    #[error("key id \"{key_id}\" is defined twice in the trust store ({first} and {second})\n  what to do: remove one of the files")]
+    #[error("key id \"{key_id}\" is defined twice in the trust store ({first} and {second})")]
     DuplicateKeyId {
         /// The key id.
         key_id: String,
@@ -110,9 +111,72 @@ pub enum KeyError {
 fn list(problems: &[KeyError]) -> String {
     let mut out = String::new();
     for p in problems {
-        let _ = write!(out, "\n- {p}");
+        let _ = write!(out, "\n- {}", xplugin_model::error_chain(p));
     }
     out
+}
+
+impl KeyError {
+    /// The problem code ([`KeyError::TrustStore`]: its first problem's).
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            KeyError::Io { .. } => ProblemCode::KeyIo,
+            KeyError::Exists { .. } => ProblemCode::KeyExists,
+            KeyError::Malformed { .. } => ProblemCode::KeyMalformed,
+            KeyError::InsecurePermissions { .. } => ProblemCode::KeyInsecurePermissions,
+            KeyError::InvalidKeyId { .. } => ProblemCode::KeyInvalidId,
+            KeyError::NameMismatch { .. } => ProblemCode::KeyNameMismatch,
+            KeyError::DuplicateKeyId { .. } => ProblemCode::KeyDuplicateId,
+            KeyError::TrustStore { problems, .. } => {
+                problems.first().map_or(ProblemCode::KeyIo, KeyError::code)
+            }
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            KeyError::Io { hint, .. } => (*hint).to_string(),
+            KeyError::Exists { .. } => "choose another --out directory or --key-id, or move the old key away if you really mean to replace it".into(),
+            KeyError::Malformed { .. } => "use the file written by `xplugin-pack keygen` unchanged".into(),
+            KeyError::InsecurePermissions { path, .. } => format!("`chmod 600 {}` (and consider the key leaked if others could read it)", path.display()),
+            KeyError::InvalidKeyId { .. } => "use 1 to 64 characters from A-Z a-z 0-9 . _ - not starting with '.' or '-'".into(),
+            KeyError::NameMismatch { .. } => "rename the file or install the right key file".into(),
+            KeyError::DuplicateKeyId { .. } => "remove one of the files".into(),
+            KeyError::TrustStore { .. } => "fix each problem listed".into(),
+        }
+    }
+
+    /// The file or key the error is about.
+    fn subject(&self) -> String {
+        match self {
+            KeyError::Io { path, .. }
+            | KeyError::Exists { path }
+            | KeyError::Malformed { path, .. }
+            | KeyError::InsecurePermissions { path, .. }
+            | KeyError::NameMismatch { path, .. } => path.display().to_string(),
+            KeyError::DuplicateKeyId { first, .. } => first.display().to_string(),
+            KeyError::InvalidKeyId { key_id, .. } => format!("key id \"{key_id}\""),
+            KeyError::TrustStore { dir, .. } => dir.display().to_string(),
+        }
+    }
+}
+
+/// One problem per error; a trust store with several lists each.
+impl Failure for KeyError {
+    fn problems(&self) -> Problems {
+        match self {
+            KeyError::TrustStore { problems, .. } => {
+                problems.iter().flat_map(|p| p.problems().0).collect()
+            }
+            other => Problems(vec![Problem::from_error(
+                other.code(),
+                other.subject(),
+                other,
+                other.hint(),
+            )]),
+        }
+    }
 }
 
 /// Checks that `key_id` can name a key (and its `.pub` file).

@@ -23,7 +23,10 @@
 //!     &version,
 //! ) {
 //!     Ok(license) => println!("licensed, expires {:?}", license.expires()),
-//!     Err(refusal) => eprintln!("{}", refusal.to_problems("controller plugin \"plugindemo\"")),
+//!     Err(refusal) => eprintln!(
+//!         "{}",
+//!         refusal.to_problems("controller plugin \"plugindemo\"", &licenses.this_device())
+//!     ),
 //! }
 //! licenses.record_clock()?;
 //! # Ok(()) }
@@ -37,6 +40,7 @@
 pub mod armor;
 pub mod checker;
 pub mod clock;
+pub mod coverage;
 pub mod device;
 pub mod error;
 pub mod keys;
@@ -48,13 +52,14 @@ pub mod verify;
 pub use armor::{LICENSE_DOMAIN, MAX_LICENSE_BYTES};
 pub use checker::{LicenseChecker, LicenseSetupError};
 pub use clock::{ClockError, ClockGuard, ClockStatus};
+pub use coverage::{code_kind, is_library_name, CodeKind};
 pub use device::{device_id, normalize_device_id, DeviceIdError, DeviceIdSource, ANY_DEVICE};
-pub use error::LicenseError;
+pub use error::{LicenseError, ThisDevice};
 pub use keys::{
     generate_keypair, read_private_key, read_public_key, write_key_files, KeyError, KeyFiles,
     TrustStore, DEFAULT_TRUST_DIR,
 };
-pub use payload::{is_library_name, new_license_id, LicensePayload, Side, PAYLOAD_FORMAT};
+pub use payload::{new_license_id, LicensePayload, Side, PAYLOAD_FORMAT};
 pub use verify::{
     check_files, check_signature, issue, read_license_file, sha256_file, verify, verify_files,
     verify_plugin_dir, VerifiedLicense, VerifyContext,

@@ -21,8 +21,9 @@
 //! license without `expires` is perpetual. `devices` is a list of device ids
 //! or `["*"]` for any device. `files` maps paths relative to the plugin
 //! folder (`/`-separated) to lowercase hex SHA-256; it must cover
-//! `PLUGIN.json` and every library in the folder. Unknown fields are refused:
-//! a newer format gets a new `format` number.
+//! `PLUGIN.json` and every file of the folder that can hold code
+//! ([`crate::coverage`]). Unknown fields are refused: a newer format gets a
+//! new `format` number.
 
 use crate::device::{normalize_device_id, ANY_DEVICE};
 use crate::keys::validate_key_id;
@@ -180,17 +181,6 @@ fn check_relative_path(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// True for a file name that is loadable code: `.so` (also versioned
-/// `.so.N`), `.dll`, `.dylib`, in any case. Every such file in a plugin
-/// folder must be covered by its license.
-pub fn is_library_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.ends_with(".so")
-        || lower.ends_with(".dll")
-        || lower.ends_with(".dylib")
-        || lower.contains(".so.")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,15 +223,5 @@ mod tests {
         p.expires = Some(50);
         let problems = p.problems();
         assert_eq!(problems.len(), 7, "{problems:#?}");
-    }
-
-    #[test]
-    fn library_names() {
-        for yes in ["a.so", "libxplugin.so", "X.DLL", "libfoo.so.1", "a.dylib"] {
-            assert!(is_library_name(yes), "{yes}");
-        }
-        for no in ["a.json", "a.lic", "icon.png", "solo.txt"] {
-            assert!(!is_library_name(no), "{no}");
-        }
     }
 }

@@ -9,10 +9,12 @@
 
 use crate::armor::{armor, dearmor, signed_message, MAX_LICENSE_BYTES, SIGNATURE_BYTES};
 use crate::clock::{FAR_FUTURE_SECS, HIGH_WATER_TOLERANCE_SECS, ISSUE_SKEW_SECS};
+use crate::coverage::code_kind;
 use crate::device::device_matches;
 use crate::error::LicenseError;
+use crate::error::ThisDevice;
 use crate::keys::TrustStore;
-use crate::payload::{is_library_name, LicensePayload, Side};
+use crate::payload::{LicensePayload, Side};
 use crate::strict_json::find_duplicate_key;
 use crate::timestamp::{system_time, unix_seconds};
 use ed25519_dalek::{Signature, Signer, SigningKey};
@@ -40,6 +42,17 @@ pub struct VerifyContext<'a> {
     /// The latest time this device has recorded
     /// ([`crate::ClockGuard::high_water_mark`]), if any.
     pub high_water_mark: Option<SystemTime>,
+}
+
+impl VerifyContext<'_> {
+    /// This device's id and clock, as refusals show them
+    /// ([`LicenseError::to_problems`]).
+    pub fn this_device(&self) -> ThisDevice<'_> {
+        ThisDevice {
+            id: self.device_id,
+            now: self.now,
+        }
+    }
 }
 
 /// A license whose signature, content and binding to this device and plugin
@@ -318,14 +331,15 @@ pub fn verify_files(license: &VerifiedLicense, plugin_dir: &Path) -> Result<(), 
     check_files(&license.payload, plugin_dir)
 }
 
-/// Most directory entries walked when looking for unlicensed libraries.
+/// Most directory entries walked when looking for unlicensed code.
 const MAX_WALK_ENTRIES: usize = 10_000;
-/// Deepest sub-folder walked when looking for unlicensed libraries.
+/// Deepest sub-folder walked when looking for unlicensed code.
 const MAX_WALK_DEPTH: usize = 8;
 
 /// Checks `plugin_dir` against the `files` of a license: every listed file
 /// exists, is a regular file and has the licensed SHA-256 (hashed in 64 KiB
-/// blocks, constant memory), and every library in the folder (any depth) is
+/// blocks, constant memory), and every file of the folder (any depth) that
+/// can hold code ([`crate::coverage`]: by content, or by a library name) is
 /// listed. All problems are reported together.
 ///
 /// # Errors
@@ -335,15 +349,15 @@ const MAX_WALK_DEPTH: usize = 8;
 /// [`LicenseError::Multiple`] of these.
 pub fn check_files(payload: &LicensePayload, plugin_dir: &Path) -> Result<(), LicenseError> {
     let plugin = &payload.plugin;
+    let unreadable = |file: &str, reason: &str, source| LicenseError::FileUnreadable {
+        plugin: plugin.clone(),
+        file: file.to_string(),
+        reason: reason.to_string(),
+        source,
+    };
     let mut errors = Vec::new();
     for (name, expected) in &payload.files {
         let path = join_relative(plugin_dir, name);
-        let unreadable = |reason: String, source| LicenseError::FileUnreadable {
-            plugin: plugin.clone(),
-            file: name.clone(),
-            reason,
-            source,
-        };
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 errors.push(LicenseError::FileMissing {
@@ -352,9 +366,10 @@ pub fn check_files(payload: &LicensePayload, plugin_dir: &Path) -> Result<(), Li
                     dir: plugin_dir.to_path_buf(),
                 });
             }
-            Err(e) => errors.push(unreadable(e.to_string(), Some(e))),
+            Err(e) => errors.push(unreadable(name, "cannot read its type", Some(e))),
             Ok(meta) if !meta.is_file() => errors.push(unreadable(
-                "it is not a regular file (a symlink, folder or device)".to_string(),
+                name,
+                "it is not a regular file (a symlink, folder or device)",
                 None,
             )),
             Ok(_) => match sha256_file(&path) {
@@ -365,25 +380,24 @@ pub fn check_files(payload: &LicensePayload, plugin_dir: &Path) -> Result<(), Li
                     expected: expected.clone(),
                     actual,
                 }),
-                Err(e) => errors.push(unreadable(e.to_string(), Some(e))),
+                Err(e) => errors.push(unreadable(name, "cannot read it", Some(e))),
             },
         }
     }
-    let mut libraries = Vec::new();
-    if let Err(e) = find_libraries(plugin_dir, "", 0, &mut 0, &mut libraries) {
-        errors.push(LicenseError::FileUnreadable {
-            plugin: plugin.clone(),
-            file: plugin_dir.display().to_string(),
-            reason: format!("cannot list the plugin folder: {e}"),
-            source: Some(e),
-        });
+    let mut files = Vec::new();
+    if let Err(e) = list_files(plugin_dir, "", 0, &mut 0, &mut files) {
+        errors.push(unreadable(".", "cannot list the plugin folder", Some(e)));
     }
-    for lib in libraries {
-        if !payload.files.contains_key(&lib) {
-            errors.push(LicenseError::FileNotLicensed {
+    for file in files.iter().filter(|f| !payload.files.contains_key(*f)) {
+        let name = file.rsplit('/').next().unwrap_or(file);
+        match code_kind(&join_relative(plugin_dir, file), name) {
+            Ok(None) => {}
+            Ok(Some(kind)) => errors.push(LicenseError::FileNotLicensed {
                 plugin: plugin.clone(),
-                file: lib,
-            });
+                file: file.clone(),
+                what: kind.describe().to_string(),
+            }),
+            Err(e) => errors.push(unreadable(file, "cannot read it", Some(e))),
         }
     }
     match LicenseError::combine(plugin, errors) {
@@ -400,8 +414,10 @@ fn join_relative(dir: &Path, relative: &str) -> PathBuf {
     path
 }
 
-/// Collects `/`-separated relative paths of library files under `dir`.
-fn find_libraries(
+/// Collects the `/`-separated relative paths of the regular files under
+/// `dir` (symlinks are neither followed nor listed), bounded in entries and
+/// depth.
+fn list_files(
     dir: &Path,
     prefix: &str,
     depth: usize,
@@ -435,8 +451,8 @@ fn find_libraries(
                     "folders nested deeper than {MAX_WALK_DEPTH} levels"
                 )));
             }
-            find_libraries(&entry.path(), &relative, depth + 1, seen, out)?;
-        } else if is_library_name(&name) {
+            list_files(&entry.path(), &relative, depth + 1, seen, out)?;
+        } else if kind.is_file() {
             out.push(relative);
         }
     }
@@ -471,7 +487,8 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 ///
 /// # Errors
 ///
-/// [`LicenseError::Unreadable`], [`LicenseError::Oversized`], or
+/// [`LicenseError::Unreadable`], [`LicenseError::Oversized`],
+/// [`LicenseError::Empty`] for an empty (or all white space) file, or
 /// [`LicenseError::Malformed`] when the file is not UTF-8 text.
 pub fn read_license_file(path: &Path, plugin: &str) -> Result<String, LicenseError> {
     let unreadable = |source| LicenseError::Unreadable {
@@ -498,6 +515,13 @@ pub fn read_license_file(path: &Path, plugin: &str) -> Result<String, LicenseErr
             plugin: plugin.to_string(),
             size: raw.len() as u64,
             limit,
+        });
+    }
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(LicenseError::Empty {
+            plugin: plugin.to_string(),
+            path: path.to_path_buf(),
+            size: raw.len() as u64,
         });
     }
     String::from_utf8(raw).map_err(|_| LicenseError::Malformed {
@@ -622,8 +646,24 @@ mod tests {
             text.contains("ffffffff-ffffffff") && text.contains(DEVICE),
             "{text}"
         );
-        let problems = err.to_problems("controller plugin \"demo\"");
-        assert_eq!(problems.len(), 2);
+        let device = ThisDevice {
+            id: DEVICE,
+            now: system_time(ISSUED + 20 * DAY),
+        };
+        let problems = err.to_problems("controller plugin \"demo\"", &device);
+        let codes: Vec<_> = problems.0.iter().map(|p| p.code).collect();
+        assert_eq!(
+            codes,
+            [
+                xplugin_model::ProblemCode::LicenseDeviceMismatch,
+                xplugin_model::ProblemCode::LicenseExpired
+            ]
+        );
+        // The device mismatch names the device; the clock is added to it.
+        assert!(
+            problems.0[0].message.contains("this device's clock says"),
+            "{problems}"
+        );
     }
 
     #[test]

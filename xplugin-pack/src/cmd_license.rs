@@ -1,7 +1,7 @@
 //! `xplugin-pack license`: issue a license for a plugin folder.
 
 use crate::error::PackError;
-use crate::folder::{join, licensed_files, list_files, read_plugin_folder};
+use crate::folder::{coverage, join, list_files, read_plugin_folder};
 use crate::SideArg;
 use clap::Args;
 use std::collections::BTreeMap;
@@ -168,7 +168,8 @@ pub fn run(args: &LicenseArgs) -> Result<(), PackError> {
         });
     };
     let files = list_files(&folder.dir)?;
-    let covered = licensed_files(&folder, &files);
+    let coverage = coverage(&folder, &files)?;
+    let covered: Vec<String> = coverage.covered.iter().map(|(f, _)| f.clone()).collect();
     let mut hashes = BTreeMap::new();
     for name in &covered {
         let path = join(&folder.dir, name);

@@ -4,7 +4,7 @@
 use crate::error::PackError;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use xplugin_license::is_library_name;
+use xplugin_license::{code_kind, CodeKind};
 use xplugin_model::{parse_manifest, Manifest, Problem, ProblemCode, Problems, Side};
 
 /// Largest manifest read (the importer's own limit is lower).
@@ -205,14 +205,42 @@ fn walk(
     Ok(())
 }
 
-/// The files a license covers: `NAME.json` and every library (any depth).
-pub fn licensed_files(folder: &PluginFolder, files: &[String]) -> Vec<String> {
+/// How a license treats each file of a plugin folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// The files a license covers: `NAME.json` and every file that can hold
+    /// code ([`xplugin_license::coverage`]), with why.
+    pub covered: Vec<(String, Option<CodeKind>)>,
+    /// Data files, installed but not integrity-protected.
+    pub not_covered: Vec<String>,
+}
+
+/// Sorts `files` of `folder` (relative paths from [`list_files`]) into what
+/// a license covers and what it does not, as devices check it (the `.lic`
+/// itself is neither).
+///
+/// # Errors
+///
+/// [`PackError::Io`] when a file cannot be read.
+pub fn coverage(folder: &PluginFolder, files: &[String]) -> Result<Coverage, PackError> {
     let manifest = format!("{}.json", folder.name);
-    files
-        .iter()
-        .filter(|f| **f == manifest || f.rsplit('/').next().is_some_and(is_library_name))
-        .cloned()
-        .collect()
+    let license = format!("{}.lic", folder.name);
+    let mut out = Coverage::default();
+    for f in files.iter().filter(|f| **f != license) {
+        let path = join(&folder.dir, f);
+        let name = f.rsplit('/').next().unwrap_or(f);
+        let kind = code_kind(&path, name).map_err(PackError::io(
+            "cannot read",
+            &path,
+            "check the file's permissions",
+        ))?;
+        if *f == manifest || kind.is_some() {
+            out.covered.push((f.clone(), kind));
+        } else {
+            out.not_covered.push(f.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Joins a `/`-separated relative path to `dir`.

@@ -415,7 +415,7 @@ fn plugin_report(
         },
     };
     if opts.libraries {
-        report.libraries = library_reports(dir, &name);
+        report.libraries = library_reports(dir);
     }
     let folder = match read_plugin_folder(dir, Some(side)) {
         Ok(f) => f,
@@ -472,7 +472,7 @@ fn unverified_content(folder: &PluginFolder) -> Option<LicenseContent> {
     Some(LicenseContent::from(&payload))
 }
 
-fn library_reports(dir: &Path, name: &str) -> Vec<LibraryReport> {
+fn library_reports(dir: &Path) -> Vec<LibraryReport> {
     let files = match list_files(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -486,13 +486,24 @@ fn library_reports(dir: &Path, name: &str) -> Vec<LibraryReport> {
             }]
         }
     };
-    let manifest = format!("{name}.json");
     let mut out = Vec::new();
-    for file in files
-        .iter()
-        .filter(|f| **f != manifest && xplugin_license::is_library_name(f))
-    {
+    for file in &files {
         let path = crate::folder::join(dir, file);
+        let leaf = file.rsplit('/').next().unwrap_or(file);
+        // Libraries by content or name; scripts and Wasm are code but not
+        // libraries this host inspects.
+        let library = matches!(
+            xplugin_license::code_kind(&path, leaf),
+            Ok(Some(
+                xplugin_license::CodeKind::Elf
+                    | xplugin_license::CodeKind::Pe
+                    | xplugin_license::CodeKind::MachO
+                    | xplugin_license::CodeKind::LibraryName
+            ))
+        );
+        if !library {
+            continue;
+        }
         out.push(match inspect_library(&path) {
             Ok(info) => LibraryReport {
                 file: file.clone(),

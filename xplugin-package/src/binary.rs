@@ -15,7 +15,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use xplugin_abi::{
     kind_name, AbiTag, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_TAG_SYMBOL, XPLUGIN_ENTRY_SYMBOL,
-    XPLUGIN_MAGIC,
+    XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_RUNTIME, XPLUGIN_MAGIC,
 };
 use xplugin_model::ProblemCode;
 
@@ -58,6 +58,19 @@ impl Arch {
             Arch::X86
         } else {
             Arch::Other(std::env::consts::ARCH.to_string())
+        }
+    }
+
+    /// The architecture named `name` as [`Arch`]'s `Display` writes it
+    /// (`x86_64`, `x86`, `aarch64`, `arm`; also `arm64`, `amd64`, `armv7`);
+    /// other names stand for themselves.
+    pub fn parse(name: &str) -> Arch {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "x86_64" | "amd64" | "x86-64" => Arch::X86_64,
+            "x86" | "i386" | "i686" => Arch::X86,
+            "aarch64" | "arm64" => Arch::Aarch64,
+            "arm" | "armv7" | "armhf" => Arch::Arm,
+            other => Arch::Other(other.to_string()),
         }
     }
 
@@ -123,12 +136,23 @@ fn serialize_tag<S: serde::Serializer>(tag: &Option<AbiTag>, s: S) -> Result<S::
     }
 }
 
-/// Why a library file could not be inspected or was refused.
+/// The file name of `path`, for messages: where the file lies (a staging
+/// folder, an install root) is the caller's to say.
+fn file(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Why a library file could not be inspected or was refused. Messages name
+/// the file (its name, not its folder) and say what was expected and found;
+/// [`BinaryError::hint`] says what to do, [`BinaryError::code`] which
+/// problem it is.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BinaryError {
     /// The file could not be opened.
-    #[error("cannot open library {path}: {source}")]
+    #[error("cannot open library {}", file(path))]
     Open {
         /// The library.
         path: PathBuf,
@@ -137,41 +161,62 @@ pub enum BinaryError {
         source: std::io::Error,
     },
     /// Not an ELF or PE shared library.
-    #[error("{path} is not a shared library this host can read ({detail}); rebuild it as a shared library (.so for Linux, .dll for Windows)")]
+    #[error("{} is not a shared library this host can read ({detail})", file(path))]
     NotALibrary {
         /// The library.
         path: PathBuf,
         /// What the parser said.
         detail: String,
     },
-    /// Built for another processor.
-    #[error("{path} is built for {found}, this host is {expected}; rebuild the plugin for {expected} (e.g. cargo build --target {expected}-unknown-linux-gnu)")]
+    /// Built for another processor than this host (or than declared).
+    #[error("{} is built for {found}, expected {expected}", file(path))]
     WrongArch {
         /// The library.
         path: PathBuf,
-        /// This host's architecture.
+        /// The architecture it must have (this host's, or the declared one).
         expected: Arch,
         /// The library's architecture.
         found: Arch,
     },
     /// No `xplugin_abi` tag.
-    #[error("{path} does not export the data symbol `xplugin_abi`, so it is not an xplugin plugin or was built against a pre-release header; build it with XPLUGIN_DEFINE_ABI_TAG (C) or xplugin_abi::export_plugin! (Rust)")]
+    #[error("{} does not export the data symbol `xplugin_abi`, so it is not an xplugin plugin or was built against a pre-release header", file(path))]
     NoAbiTag {
         /// The library.
         path: PathBuf,
     },
-    /// The tag is there but wrong.
-    #[error("{path}: ABI tag says {found}, expected {expected}; rebuild the plugin against xplugin ABI {XPLUGIN_ABI_MAJOR}.x")]
-    AbiMismatch {
+    /// The tag's magic number is wrong: not an xplugin tag.
+    #[error("{}: the `xplugin_abi` tag has magic {found:#010x}, expected XPLG: the tag is damaged or not an xplugin tag", file(path))]
+    BadAbiTag {
         /// The library.
         path: PathBuf,
-        /// What this host accepts.
-        expected: String,
-        /// What the tag says.
-        found: String,
+        /// The magic found.
+        found: u32,
+    },
+    /// Built against another ABI major version.
+    #[error("{} is built against xplugin ABI {found_major}.{found_minor}, this host supports ABI {expected_major}.x", file(path))]
+    AbiMajor {
+        /// The library.
+        path: PathBuf,
+        /// The ABI major this host supports.
+        expected_major: u16,
+        /// The tag's major.
+        found_major: u16,
+        /// The tag's minor.
+        found_minor: u16,
+    },
+    /// A library of another kind than its place needs (a client plugin in
+    /// controller.zip, a plugin where the runtime belongs, ...).
+    #[error("{} is a {}, but a {} is expected here: this is a {}", file(path), kind_name(*found), kind_name(*expected), kind_name(*found))]
+    WrongKind {
+        /// The library.
+        path: PathBuf,
+        /// The `XPLUGIN_KIND_*` expected.
+        expected: u32,
+        /// The `XPLUGIN_KIND_*` of its tag.
+        found: u32,
     },
     /// No `xplugin_entry` export.
-    #[error("{path} exports no `xplugin_entry` function; build it with xplugin_abi::export_plugin! or export `const xplugin_descriptor *xplugin_entry(void)`")]
+    #[error("{} exports no `xplugin_entry` function", file(path))]
     NoEntry {
         /// The library.
         path: PathBuf,
@@ -186,8 +231,64 @@ impl BinaryError {
             BinaryError::NotALibrary { .. } => ProblemCode::LibraryNotALibrary,
             BinaryError::WrongArch { .. } => ProblemCode::LibraryWrongArch,
             BinaryError::NoAbiTag { .. } => ProblemCode::LibraryNoAbiTag,
-            BinaryError::AbiMismatch { .. } => ProblemCode::LibraryAbiMajor,
+            BinaryError::BadAbiTag { .. } => ProblemCode::LibraryBadAbiTag,
+            BinaryError::AbiMajor { .. } => ProblemCode::LibraryAbiMajor,
+            BinaryError::WrongKind { .. } => ProblemCode::LibraryWrongKind,
             BinaryError::NoEntry { .. } => ProblemCode::LibraryNoEntry,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            BinaryError::Open { .. } => {
+                "re-import the package; if it persists, ask the vendor for a new build".into()
+            }
+            BinaryError::NotALibrary { .. } => {
+                "rebuild it as a shared library (.so for Linux, .dll for Windows)".into()
+            }
+            BinaryError::WrongArch { expected, .. } => format!(
+                "rebuild the plugin for {expected} (e.g. cargo build --target {expected}-unknown-linux-gnu) and re-import"
+            ),
+            BinaryError::NoAbiTag { .. } => {
+                "build it with XPLUGIN_DEFINE_ABI_TAG (C) or xplugin_abi::export_plugin! (Rust)"
+                    .into()
+            }
+            BinaryError::BadAbiTag { .. } => {
+                "rebuild the plugin against xplugin.h / xplugin-abi".into()
+            }
+            BinaryError::AbiMajor { expected_major, .. } => {
+                format!("rebuild the plugin against xplugin ABI {expected_major}.x and re-import")
+            }
+            BinaryError::WrongKind {
+                expected, found, ..
+            } => match (*expected, *found) {
+                (XPLUGIN_KIND_CONTROLLER, XPLUGIN_KIND_CLIENT) => {
+                    "put client plugins into client.zip, not controller.zip".into()
+                }
+                (XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER) => {
+                    "put controller plugins into controller.zip, not client.zip".into()
+                }
+                (XPLUGIN_KIND_RUNTIME, _) => {
+                    "ship the xplugin runtime library (libxplugin.so / xplugin.dll) under the runtime's name".into()
+                }
+                _ => "ship the plugin's own library under the plugin's name".into(),
+            },
+            BinaryError::NoEntry { .. } => "build it with xplugin_abi::export_plugin! or export `const xplugin_descriptor *xplugin_entry(void)`".into(),
+        }
+    }
+
+    /// The library concerned.
+    pub fn path(&self) -> &Path {
+        match self {
+            BinaryError::Open { path, .. }
+            | BinaryError::NotALibrary { path, .. }
+            | BinaryError::WrongArch { path, .. }
+            | BinaryError::NoAbiTag { path }
+            | BinaryError::BadAbiTag { path, .. }
+            | BinaryError::AbiMajor { path, .. }
+            | BinaryError::WrongKind { path, .. }
+            | BinaryError::NoEntry { path } => path,
         }
     }
 }
@@ -291,50 +392,63 @@ fn read_tag<'d, R: object::ReadRef<'d>>(
 /// of `expected_kind` (`XPLUGIN_KIND_*`) for this host's architecture.
 ///
 /// # Errors
-/// The first refusal: architecture, missing or wrong tag, wrong kind, no entry
-/// (the runtime library, kind RUNTIME, needs no entry).
+/// The first refusal, as [`check_library_for`].
 pub fn check_library(
     path: &Path,
     info: &LibraryInfo,
     expected_kind: u32,
 ) -> Result<(), BinaryError> {
-    let host = Arch::host();
-    if info.arch != host {
+    check_library_for(path, info, expected_kind, &Arch::host())
+}
+
+/// Checks that `info` is a loadable xplugin library of `expected_kind` for
+/// architecture `arch` (the vendor tool checks for the architecture a
+/// package declares, a device for its own).
+///
+/// # Errors
+/// The first refusal, in this order: architecture, missing tag, wrong magic,
+/// ABI major, kind, no entry (the runtime library, kind RUNTIME, needs no
+/// entry).
+pub fn check_library_for(
+    path: &Path,
+    info: &LibraryInfo,
+    expected_kind: u32,
+    arch: &Arch,
+) -> Result<(), BinaryError> {
+    let path = || path.to_path_buf();
+    if &info.arch != arch {
         return Err(BinaryError::WrongArch {
-            path: path.to_path_buf(),
-            expected: host,
+            path: path(),
+            expected: arch.clone(),
             found: info.arch.clone(),
         });
     }
-    let tag = info.abi_tag.ok_or_else(|| BinaryError::NoAbiTag {
-        path: path.to_path_buf(),
-    })?;
-    let expected = format!(
-        "magic XPLG, ABI {XPLUGIN_ABI_MAJOR}.x, {}",
-        kind_name(expected_kind)
-    );
-    if tag.magic != XPLUGIN_MAGIC || tag.abi_major != XPLUGIN_ABI_MAJOR || tag.kind != expected_kind
-    {
-        let magic = if tag.magic == XPLUGIN_MAGIC {
-            "XPLG".to_string()
-        } else {
-            format!("{:#010x}", tag.magic)
-        };
-        return Err(BinaryError::AbiMismatch {
-            path: path.to_path_buf(),
-            expected,
-            found: format!(
-                "magic {magic}, ABI {}.{}, {}",
-                tag.abi_major,
-                tag.abi_minor,
-                kind_name(tag.kind)
-            ),
+    let tag = info
+        .abi_tag
+        .ok_or_else(|| BinaryError::NoAbiTag { path: path() })?;
+    if tag.magic != XPLUGIN_MAGIC {
+        return Err(BinaryError::BadAbiTag {
+            path: path(),
+            found: tag.magic,
         });
     }
-    if expected_kind != xplugin_abi::XPLUGIN_KIND_RUNTIME && !info.has_entry {
-        return Err(BinaryError::NoEntry {
-            path: path.to_path_buf(),
+    if tag.abi_major != XPLUGIN_ABI_MAJOR {
+        return Err(BinaryError::AbiMajor {
+            path: path(),
+            expected_major: XPLUGIN_ABI_MAJOR,
+            found_major: tag.abi_major,
+            found_minor: tag.abi_minor,
         });
+    }
+    if tag.kind != expected_kind {
+        return Err(BinaryError::WrongKind {
+            path: path(),
+            expected: expected_kind,
+            found: tag.kind,
+        });
+    }
+    if expected_kind != XPLUGIN_KIND_RUNTIME && !info.has_entry {
+        return Err(BinaryError::NoEntry { path: path() });
     }
     Ok(())
 }
@@ -343,13 +457,75 @@ pub fn check_library(
 mod tests {
     use super::*;
 
+    fn info(kind: u32, major: u16) -> LibraryInfo {
+        LibraryInfo {
+            format: BinaryFormat::Elf,
+            arch: Arch::host(),
+            abi_tag: Some(AbiTag {
+                magic: XPLUGIN_MAGIC,
+                abi_major: major,
+                abi_minor: 3,
+                kind,
+                reserved: 0,
+            }),
+            has_entry: true,
+        }
+    }
+
+    #[test]
+    fn kind_and_major_are_told_apart() {
+        let p = Path::new("x/alpha.so");
+        let kind =
+            check_library(p, &info(XPLUGIN_KIND_CLIENT, 1), XPLUGIN_KIND_CONTROLLER).unwrap_err();
+        assert_eq!(kind.code(), ProblemCode::LibraryWrongKind);
+        let text = kind.to_string();
+        assert!(text.contains("this is a client plugin"), "{text}");
+        assert!(!text.contains("ABI"), "{text}");
+        assert!(kind.hint().contains("client.zip"), "{}", kind.hint());
+        let major = check_library(
+            p,
+            &info(XPLUGIN_KIND_CONTROLLER, 7),
+            XPLUGIN_KIND_CONTROLLER,
+        )
+        .unwrap_err();
+        assert_eq!(major.code(), ProblemCode::LibraryAbiMajor);
+        assert!(major.to_string().contains("ABI 7.3"), "{major}");
+        let other = if Arch::host() == Arch::Aarch64 {
+            Arch::X86_64
+        } else {
+            Arch::Aarch64
+        };
+        let arch = check_library_for(
+            p,
+            &info(XPLUGIN_KIND_CONTROLLER, 1),
+            XPLUGIN_KIND_CONTROLLER,
+            &other,
+        )
+        .unwrap_err();
+        assert_eq!(arch.code(), ProblemCode::LibraryWrongArch);
+        assert!(check_library(
+            p,
+            &info(XPLUGIN_KIND_CONTROLLER, 1),
+            XPLUGIN_KIND_CONTROLLER
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn architecture_names() {
+        assert_eq!(Arch::parse("arm64"), Arch::Aarch64);
+        assert_eq!(Arch::parse("aarch64").to_string(), "aarch64");
+        assert_eq!(Arch::parse("x86_64"), Arch::X86_64);
+        assert_eq!(Arch::parse("riscv64"), Arch::Other("riscv64".into()));
+    }
+
     #[test]
     fn a_text_file_is_not_a_library() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.so");
         std::fs::write(&p, b"hello").unwrap();
         let e = inspect_library(&p).unwrap_err();
-        assert!(matches!(e, BinaryError::NotALibrary { .. }), "{e}");
+        assert_eq!(e.code(), ProblemCode::LibraryNotALibrary, "{e}");
         assert!(e.to_string().contains("x.so"));
     }
 
@@ -364,6 +540,8 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let e = inspect_library(Path::new("/nonexistent/plugin.so")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/plugin.so"));
+        assert_eq!(e.code(), ProblemCode::LibraryUnreadable);
+        assert!(e.to_string().contains("plugin.so"), "{e}");
+        assert_eq!(e.path(), Path::new("/nonexistent/plugin.so"));
     }
 }

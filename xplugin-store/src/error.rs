@@ -1,16 +1,19 @@
 //! The one error type of the install store. Every variant names the path
-//! (or plugin, or root) concerned and carries a hint for a support engineer.
+//! (or plugin, or root) concerned; [`StoreError::hint`] says what to do and
+//! [`StoreError::code`] which problem it is. The text does not repeat the
+//! operating system's error: that is the source, shown once by whoever
+//! prints the chain.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use xplugin_model::Problems;
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A filesystem operation failed.
-    #[error("could not {action} {}: {source}; {hint}", path.display())]
+    #[error("could not {action} {}", path.display())]
     Io {
         /// What the store was doing, as a verb phrase ("create directory").
         action: &'static str,
@@ -25,7 +28,7 @@ pub enum StoreError {
 
     /// Another process holds the install lock.
     #[error(
-        "another import is running (pid {}) on {}; wait for it to finish",
+        "another import is running (pid {}) on {}",
         pid.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
         root.display()
     )]
@@ -37,7 +40,7 @@ pub enum StoreError {
     },
 
     /// A generation's `state.json` could not be parsed or written.
-    #[error("generation state {} is unreadable: {source}; {hint}", path.display())]
+    #[error("generation state {} is unreadable", path.display())]
     StateJson {
         /// The `state.json` concerned.
         path: PathBuf,
@@ -51,7 +54,7 @@ pub enum StoreError {
     /// The installation on disk is not in a shape this store ever writes
     /// (e.g. `current` is not a symlink to `generations/<N>`, or a
     /// generation's `state.json` names another number).
-    #[error("install root is inconsistent at {}: expected {expected}, found {found}; {hint}", path.display())]
+    #[error("install root is inconsistent at {}: expected {expected}, found {found}", path.display())]
     Inconsistent {
         /// The path that is wrong.
         path: PathBuf,
@@ -72,7 +75,7 @@ pub enum StoreError {
     },
 
     /// A plugin name cannot be used as a directory name in the store.
-    #[error("plugin name {name:?} is not usable: {reason}; {hint}")]
+    #[error("plugin name {name:?} is not usable: {reason}")]
     InvalidPluginName {
         /// The name as given.
         name: String,
@@ -83,7 +86,7 @@ pub enum StoreError {
     },
 
     /// The plugin is not installed in the current generation.
-    #[error("plugin {name:?} is not installed in {}; {hint}", root.display())]
+    #[error("plugin {name:?} is not installed in {}", root.display())]
     NotInstalled {
         /// The plugin asked for.
         name: String,
@@ -94,7 +97,7 @@ pub enum StoreError {
     },
 
     /// There is no generation to roll back to.
-    #[error("nothing to roll back to in {}: {reason}; {hint}", root.display())]
+    #[error("nothing to roll back to in {}: {reason}", root.display())]
     NoPreviousGeneration {
         /// The install root.
         root: PathBuf,
@@ -106,7 +109,7 @@ pub enum StoreError {
 
     /// A lock of another install root was passed in.
     #[error(
-        "the lock passed in belongs to {} but this store is {}; take the lock with this store's lock()",
+        "the lock passed in belongs to {} but this store is {}",
         lock_root.display(),
         store_root.display()
     )]
@@ -118,7 +121,7 @@ pub enum StoreError {
     },
 
     /// Another install transaction is open on this root.
-    #[error("another install is in progress on this root: transaction {id} ({state}) held by {holder}, open until {expires_unix} (unix time); wait for it to be committed or aborted (`xplugin-controller abort {id}` if it is abandoned)")]
+    #[error("another install is in progress on this root: transaction {id} ({state}) held by {holder}, open until {expires_unix} (unix time)")]
     TransactionOpen {
         /// Its id.
         id: String,
@@ -130,7 +133,7 @@ pub enum StoreError {
         expires_unix: u64,
     },
     /// No such transaction (never existed, or forgotten after its retention).
-    #[error("no install transaction {id} in {}; `xplugin-controller status` lists the open one", root.display())]
+    #[error("no install transaction {id} in {}", root.display())]
     TransactionNotFound {
         /// The id asked for.
         id: String,
@@ -138,20 +141,20 @@ pub enum StoreError {
         root: PathBuf,
     },
     /// The transaction is not prepared (already decided, or still preparing).
-    #[error("transaction {} is {}{}; nothing was changed", record.id, record.state, record.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    #[error("transaction {} is {}{}, not prepared; nothing was changed", record.id, record.state, record.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
     TransactionDecided {
         /// Its record.
         record: Box<crate::transaction::TransactionRecord>,
     },
     /// The installation changed since the transaction was prepared; it was
     /// aborted.
-    #[error("transaction {} was aborted: {}; prepare the install again", record.id, record.reason.as_deref().unwrap_or("the installation changed"))]
+    #[error("transaction {} was aborted: {}", record.id, record.reason.as_deref().unwrap_or("the installation changed"))]
     TransactionBaseChanged {
         /// Its record (now aborted).
         record: Box<crate::transaction::TransactionRecord>,
     },
     /// No more generation numbers (u64 exhausted): never expected in practice.
-    #[error("generation numbers are exhausted in {}; {hint}", root.display())]
+    #[error("generation numbers are exhausted in {}", root.display())]
     GenerationOverflow {
         /// The install root.
         root: PathBuf,
@@ -161,6 +164,80 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The problem code ([`StoreError::InvalidPlan`]: its first problem's).
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            StoreError::Io { .. } => ProblemCode::StoreIo,
+            StoreError::Busy { .. } => ProblemCode::StoreBusy,
+            StoreError::StateJson { .. } => ProblemCode::StoreStateCorrupt,
+            StoreError::Inconsistent { .. } => ProblemCode::StoreInconsistent,
+            StoreError::InvalidPlan { problems } => problems
+                .0
+                .first()
+                .map_or(ProblemCode::StorePlanInvalid, |p| p.code),
+            StoreError::InvalidPluginName { .. } => ProblemCode::StoreInvalidPluginName,
+            StoreError::NotInstalled { .. } => ProblemCode::StoreNotInstalled,
+            StoreError::NoPreviousGeneration { .. } => ProblemCode::StoreNoPreviousGeneration,
+            StoreError::WrongLock { .. } => ProblemCode::StoreWrongLock,
+            StoreError::GenerationOverflow { .. } => ProblemCode::StoreGenerationOverflow,
+            StoreError::TransactionOpen { .. } => ProblemCode::StoreTransactionOpen,
+            StoreError::TransactionNotFound { .. } => ProblemCode::StoreTransactionNotFound,
+            StoreError::TransactionDecided { .. } => ProblemCode::StoreTransactionDecided,
+            StoreError::TransactionBaseChanged { .. } => ProblemCode::StoreTransactionBaseChanged,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            StoreError::Io { hint, .. }
+            | StoreError::StateJson { hint, .. }
+            | StoreError::Inconsistent { hint, .. }
+            | StoreError::InvalidPluginName { hint, .. }
+            | StoreError::NotInstalled { hint, .. }
+            | StoreError::NoPreviousGeneration { hint, .. }
+            | StoreError::GenerationOverflow { hint, .. } => hint.clone(),
+            StoreError::Busy { .. } => "wait for it to finish, then retry".into(),
+            StoreError::InvalidPlan { .. } => "nothing was changed; see each problem".into(),
+            StoreError::WrongLock { .. } => "take the lock with this store's lock()".into(),
+            StoreError::TransactionOpen { id, .. } => format!(
+                "wait for it to be committed or aborted; if it is abandoned, `xplugin-controller abort {id}`"
+            ),
+            StoreError::TransactionNotFound { .. } => {
+                "check the id; `xplugin-controller status` shows the open transaction".into()
+            }
+            StoreError::TransactionDecided { .. } => {
+                "prepare a new install if this one was aborted".into()
+            }
+            StoreError::TransactionBaseChanged { .. } => {
+                "prepare the install again against the current installation".into()
+            }
+        }
+    }
+
+    /// The path, root or plugin the error is about.
+    fn subject(&self) -> String {
+        let shown = |p: &Path| p.display().to_string();
+        match self {
+            StoreError::Io { path, .. }
+            | StoreError::StateJson { path, .. }
+            | StoreError::Inconsistent { path, .. } => shown(path),
+            StoreError::Busy { root, .. }
+            | StoreError::NoPreviousGeneration { root, .. }
+            | StoreError::GenerationOverflow { root, .. } => shown(root),
+            StoreError::WrongLock { store_root, .. } => shown(store_root),
+            StoreError::InvalidPluginName { name, .. } | StoreError::NotInstalled { name, .. } => {
+                format!("plugin \"{name}\"")
+            }
+            StoreError::InvalidPlan { .. } => "commit plan".into(),
+            StoreError::TransactionOpen { id, .. } | StoreError::TransactionNotFound { id, .. } => {
+                format!("transaction {id}")
+            }
+            StoreError::TransactionDecided { record }
+            | StoreError::TransactionBaseChanged { record } => format!("transaction {}", record.id),
+        }
+    }
+
     /// An [`StoreError::Io`] with the given action, path and hint.
     pub(crate) fn io(
         action: &'static str,
@@ -173,6 +250,20 @@ impl StoreError {
             path: path.into(),
             source,
             hint: hint.into(),
+        }
+    }
+}
+
+impl Failure for StoreError {
+    fn problems(&self) -> Problems {
+        match self {
+            StoreError::InvalidPlan { problems } => problems.clone(),
+            other => Problems(vec![Problem::from_error(
+                other.code(),
+                other.subject(),
+                other,
+                other.hint(),
+            )]),
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct GenerationState {
     /// When it was committed, seconds since the Unix epoch (device clock).
     pub created_unix: u64,
     /// Installed plugins by name.
-    pub plugins: BTreeMap<String, PluginState>,
+    pub plugins: BTreeMap<String, PluginRecord>,
     /// The install transaction that committed this generation, if any (how
     /// recovery knows a transaction committed when the process died between
     /// the switch and its record).
@@ -40,9 +40,10 @@ pub struct GenerationState {
     pub transaction: Option<String>,
 }
 
-/// One plugin's entry in [`GenerationState::plugins`].
+/// One plugin's record in [`GenerationState::plugins`] (what `state.json`
+/// stores about it; the lifecycle state of a loaded plugin is another thing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginState {
+pub struct PluginRecord {
     /// The installed version, as the package declared it.
     pub version: String,
     /// Whether the loaders load it.

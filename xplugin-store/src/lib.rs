@@ -69,7 +69,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
 pub use fsutil::{DATA_DIR_MODE, DIR_MODE, FILE_MODE};
-pub use generation::{Generation, GenerationState, InstalledPlugin, PluginState};
+pub use generation::{Generation, GenerationState, InstalledPlugin, PluginRecord};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
 pub use recovery::RecoveryReport;
@@ -322,7 +322,7 @@ impl Store {
         for staged in plan.add_or_replace {
             plugins.insert(
                 staged.name.clone(),
-                PluginState {
+                PluginRecord {
                     version: staged.version,
                     enabled: staged.enabled,
                 },
@@ -492,7 +492,7 @@ impl Store {
     fn build_generation(
         &self,
         current: Option<&Generation>,
-        plugins: BTreeMap<String, PluginState>,
+        plugins: BTreeMap<String, PluginRecord>,
         sources: &[(String, PathBuf, Origin)],
         transaction: Option<&str>,
     ) -> Result<Generation, StoreError> {

@@ -10,8 +10,8 @@ use xplugin_license::armor::{armor, dearmor, signed_message};
 use xplugin_license::timestamp::system_time;
 use xplugin_license::{
     device_id, generate_keypair, issue, sha256_file, verify_plugin_dir, write_key_files,
-    ClockGuard, DeviceIdSource, LicenseError, LicensePayload, Side, TrustStore, VerifiedLicense,
-    VerifyContext,
+    ClockGuard, DeviceIdSource, LicenseError, LicensePayload, Side, ThisDevice, TrustStore,
+    VerifiedLicense, VerifyContext,
 };
 use xplugin_model::Version;
 
@@ -144,11 +144,25 @@ fn refused(
         causes.iter().any(|c| pred(c)),
         "unexpected cause(s): {err}\n{err:?}"
     );
-    let text = err.to_string();
+    // As a loader reports it: one problem per reason, each with its code,
+    // its hint, and this device's id and clock (SPEC section 4).
+    let device = ThisDevice {
+        id: "device-shown-in-refusals",
+        now: system_time(T0),
+    };
+    let problems = err.to_problems("controller plugin \"demo\"", &device);
+    for p in &problems.0 {
+        assert!(p.code.as_str().starts_with("license."), "{p}");
+        assert!(!p.hint.is_empty(), "no hint: {p}");
+        assert!(
+            p.message.contains("clock says") && p.message.contains("device"),
+            "the refusal does not show this device and its clock: {p}"
+        );
+    }
+    let text = problems.to_string();
     for f in fragments {
         assert!(text.contains(f), "message lacks {f:?}:\n{text}");
     }
-    assert!(text.contains("what to do:"), "no hint:\n{text}");
     text
 }
 
@@ -442,6 +456,77 @@ fn missing_and_unlicensed_files_are_all_reported() {
         |c| matches!(c, LicenseError::FileNotLicensed { file, .. } if file == "lib/libextra.so.1")
     ));
     assert!(err.to_string().contains("2 reasons"), "{err}");
+}
+
+#[test]
+fn code_files_are_covered_by_content_whatever_their_name() {
+    let fx = Fixture::new();
+    fx.issue_and_install(&fx.payload());
+    // An ELF file called helper.bin and a PE file called tool.dat, neither
+    // in the license: both refused, like an unlicensed x.so. The data file
+    // icon.png (not code) is not.
+    std::fs::write(fx.plugin_dir().join("helper.bin"), b"\x7fELF\x02\x01\x01\0").expect("elf");
+    let mut pe = vec![0u8; 0x48];
+    pe[..2].copy_from_slice(b"MZ");
+    pe[0x3c] = 0x40;
+    pe[0x40..0x44].copy_from_slice(b"PE\0\0");
+    std::fs::write(fx.plugin_dir().join("tool.dat"), pe).expect("pe");
+    let err = fx.check_at(T0, None).expect_err("refused");
+    let uncovered: Vec<&str> = err
+        .causes()
+        .into_iter()
+        .filter_map(|c| match c {
+            LicenseError::FileNotLicensed { file, .. } => Some(file.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uncovered, ["helper.bin", "tool.dat"], "{err}");
+    assert_eq!(
+        err.code(),
+        xplugin_model::ProblemCode::LicenseFileNotCovered
+    );
+    assert!(
+        err.to_string().contains("helper.bin is an ELF file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_covered_helper_binary_with_swapped_content_is_refused() {
+    let fx = Fixture::new();
+    let helper = fx.plugin_dir().join("helper.bin");
+    std::fs::write(&helper, b"\x7fELF original helper").expect("elf");
+    let mut p = fx.payload();
+    p.files.insert(
+        "helper.bin".to_string(),
+        sha256_file(&helper).expect("hash"),
+    );
+    fx.issue_and_install(&p);
+    fx.check_at(T0, None).expect("licensed helper verifies");
+    std::fs::write(&helper, b"\x7fELF swapped helper!!").expect("swap");
+    refused(
+        fx.check_at(T0, None),
+        |e| matches!(e, LicenseError::FileHashMismatch { file, .. } if file == "helper.bin"),
+        &["helper.bin does not match its license"],
+    );
+}
+
+#[test]
+fn an_empty_license_file_says_it_is_empty() {
+    let fx = Fixture::new();
+    fx.install("");
+    let text = refused(
+        fx.check_at(T0, None),
+        |e| matches!(e, LicenseError::Empty { size: 0, .. }),
+        &["demo.lic is empty"],
+    );
+    assert!(!text.contains("malformed"), "{text}");
+    fx.install(" \n\n");
+    refused(
+        fx.check_at(T0, None),
+        |e| matches!(e, LicenseError::Empty { size: 3, .. }),
+        &["all white space"],
+    );
 }
 
 #[test]
