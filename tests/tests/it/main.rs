@@ -5,4 +5,5 @@ mod hostile;
 mod hostile_cli;
 mod license;
 mod loading;
+mod powerloss;
 mod store;
