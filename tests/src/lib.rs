@@ -1,4 +1,6 @@
 //! shared test helpers
 pub mod build;
 pub mod hostile;
+#[cfg(target_os = "linux")]
+pub mod powerfs;
 pub mod scenario;

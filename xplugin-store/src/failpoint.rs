@@ -89,6 +89,54 @@ pub(crate) fn hit(operation: &str, step: &str) {
     let _ = (operation, step);
 }
 
+/// Test hook for the negative controls of the power-loss test
+/// (`tests/tests/it/powerloss.rs`): which fsyncs the store leaves out on the
+/// calling thread. Only in builds with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SkipFsync {
+    /// Leave out every directory fsync (`fsync_dir`).
+    pub dirs: bool,
+    /// Leave out the fsync of every installed plugin file (`fsync_file`;
+    /// `state.json` keeps its own).
+    pub files: bool,
+}
+
+#[cfg(feature = "failpoints")]
+thread_local! {
+    static SKIP_FSYNC: std::cell::Cell<SkipFsync> = const {
+        std::cell::Cell::new(SkipFsync { dirs: false, files: false })
+    };
+}
+
+/// Makes the store on this thread leave out the fsyncs `skip` names, so the
+/// power-loss test can prove that it sees the damage. Per thread, so other
+/// tests in the same process are not affected.
+#[cfg(feature = "failpoints")]
+pub fn set_skip_fsync(skip: SkipFsync) {
+    SKIP_FSYNC.with(|s| s.set(skip));
+}
+
+/// True when a negative control switched directory fsyncs off on this thread
+/// (always false without the `failpoints` feature).
+#[inline]
+pub(crate) fn skip_dir_fsync() -> bool {
+    #[cfg(feature = "failpoints")]
+    return SKIP_FSYNC.with(|s| s.get().dirs);
+    #[cfg(not(feature = "failpoints"))]
+    false
+}
+
+/// True when a negative control switched the fsync of installed files off on
+/// this thread (always false without the `failpoints` feature).
+#[inline]
+pub(crate) fn skip_file_fsync() -> bool {
+    #[cfg(feature = "failpoints")]
+    return SKIP_FSYNC.with(|s| s.get().files);
+    #[cfg(not(feature = "failpoints"))]
+    false
+}
+
 #[cfg(feature = "failpoints")]
 fn armed() -> Option<&'static str> {
     ARMED

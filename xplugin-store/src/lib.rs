@@ -46,8 +46,9 @@
 //! installation.
 //!
 //! Power loss is covered by fsync discipline (files, then directories, then
-//! the rename, then the root), which tests in this repository cannot exercise:
-//! the crash test kills the process, it does not cut power.
+//! the rename, then the root). The crash test kills the process; the
+//! power-loss test (`tests/tests/it/powerloss.rs`) cuts power on a FUSE file
+//! system that forgets what was not fsynced, after every fsync and rename.
 
 #![deny(missing_docs)]
 

@@ -6,4 +6,5 @@ mod hostile_cli;
 mod license;
 mod loading;
 mod messaging;
+mod powerloss;
 mod store;
