@@ -176,9 +176,7 @@ pub fn install(
             let record = store.abort_transaction(&lock, txn.id(), &reason)?;
             report.state = record.state;
             report.reason = record.reason;
-            return Err(InstallError::Refused {
-                report: Box::new(report),
-            });
+            return Err(InstallError::Refused { report });
         }
         Err(Prepare::Failed(e)) => {
             let _ = store.abort_transaction(&lock, txn.id(), &format!("failed: {e}"));
@@ -197,7 +195,7 @@ pub fn install(
 }
 
 enum Prepare {
-    Refused(InstallReport),
+    Refused(Box<InstallReport>),
     Failed(InstallError),
 }
 
@@ -229,7 +227,7 @@ fn prepare_in(
         Ok(u) => u,
         Err(problems) => {
             report.problems = problems.0;
-            return Err(Prepare::Refused(report));
+            return Err(Prepare::Refused(Box::new(report)));
         }
     };
     report.problems.extend(unpacked.warnings.0.iter().cloned());
@@ -240,7 +238,7 @@ fn prepare_in(
             "the package has no controller part (controller.zip)",
             "install the package on the pendant; a controller installs only controller plugins",
         ));
-        return Err(Prepare::Refused(report));
+        return Err(Prepare::Refused(Box::new(report)));
     };
     let side_host = SideHost {
         root: host.root.clone(),
@@ -253,13 +251,19 @@ fn prepare_in(
         base: store.current()?,
         controller_running: None,
     };
-    let mut verdict = verify_side(&side_host, part, request.policy, &request.label, &mut report.problems);
+    let mut verdict = verify_side(
+        &side_host,
+        part,
+        request.policy,
+        &request.label,
+        &mut report.problems,
+    );
     report.controller = Some(verdict.report(&host.root));
     if report.error_count() > 0 {
         if let Some(c) = report.controller.as_mut() {
             c.load_order.clear();
         }
-        return Err(Prepare::Refused(report));
+        return Err(Prepare::Refused(Box::new(report)));
     }
     let staged = txn.staged_dir();
     for a in verdict.changed() {
@@ -309,7 +313,10 @@ fn unpack_either(
         Err(PackageError::Refused(p)) => p,
         Err(e) => return Err(io_problem(label, &e)),
     };
-    let bare = first.0.iter().any(|p| p.code == ProblemCode::PackageNoSideArchive);
+    let bare = first
+        .0
+        .iter()
+        .any(|p| p.code == ProblemCode::PackageNoSideArchive);
     if !bare {
         return Err(first);
     }
@@ -348,7 +355,8 @@ fn wrap_as_controller_part(bare: &Path, out: &Path) -> std::io::Result<()> {
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(input.metadata()?.len() >= u64::from(u32::MAX));
-    zip.start_file("controller.zip", options).map_err(std::io::Error::other)?;
+    zip.start_file("controller.zip", options)
+        .map_err(std::io::Error::other)?;
     std::io::copy(&mut input, &mut zip)?;
     zip.finish().map_err(std::io::Error::other)?;
     Ok(())

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use xplugin_abi::{Host, Subscription, XPLUGIN_KIND_CONTROLLER};
 use xplugin_host::checks::check_plugin_file;
-use xplugin_host::lifecycle::{Lifecycle, PluginState, PluginToLoad};
+use xplugin_host::lifecycle::{Lifecycle, LifecycleState, PluginToLoad};
 use xplugin_host::services::{Bus, PluginHost};
 use xplugin_tests::build::c_fixture;
 
@@ -52,6 +52,7 @@ fn a_c_plugin_unsubscribes_itself_and_others_and_publishes_from_inside_its_callb
             config_json: config,
             depend: Vec::new(),
             data_dir,
+            cycle_budget_ns: 0,
             enable: true,
         };
         // SAFETY: a fixture the test helpers just compiled from this
@@ -68,7 +69,7 @@ fn a_c_plugin_unsubscribes_itself_and_others_and_publishes_from_inside_its_callb
         (outcome, running)
     });
     assert_eq!(running, ["msgcb"], "{outcome:?}");
-    assert_eq!(outcome, PluginState::Running);
+    assert_eq!(outcome, LifecycleState::Running);
     let lines = std::fs::read_to_string(&trace).unwrap();
     assert!(
         lines
