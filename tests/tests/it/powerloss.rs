@@ -380,7 +380,7 @@ impl CaseResult {
             .iter()
             .find(|(_, o)| *o == Outcome::New)
             .map_or_else(|| "never".to_string(), |(b, _)| format!("`{b}`"));
-        // Only fsyncs change the durable image (powerfs rule 2): the number
+        // Only fsyncs change the durable image (powerfs rules 1-3): the number
         // of different images checked.
         let fsyncs = self
             .cuts
@@ -697,6 +697,15 @@ impl Fixture {
 
     /// Commit (first install and upgrade), set_enabled (a commit that
     /// prunes), rollback.
+    ///
+    /// Another operation is one more entry: its start image (an image above,
+    /// or one made with [`Harness::build`], e.g. with a prepared
+    /// transaction), the closure, and the installations before and after.
+    /// Whatever else the operation leaves on disk (a transaction record) is
+    /// compared through the trees of the clean runs; names or contents that
+    /// differ from run to run (random ids, times) must be fixed by the
+    /// closure or normalized in [`read_tree`] like `created_unix`. Kills in
+    /// the middle of it become recovery cases in [`Fixture::recoveries`].
     fn operations(&self) -> Vec<Case<'_>> {
         let changed = model(&[("alpha", &self.v2["alpha"]), ("delta", &self.v2["delta"])]);
         vec![
