@@ -222,10 +222,34 @@ impl Mount {
     }
 
     fn unmount_now(&mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(session) => session.umount_and_join(),
-            None => Ok(()),
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        // A child that another test thread forks holds this mount's open
+        // descriptors until its exec: retry while the mount is busy.
+        let mut busy = 0;
+        loop {
+            match nix::mount::umount(&self.dir) {
+                Ok(()) => break,
+                Err(nix::errno::Errno::EBUSY) if busy < 400 => {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // Not root (EPERM), or busy for good: fuser's own unmount
+                // (through fusermount3) and its error.
+                Err(_) => return session.umount_and_join(),
+            }
         }
+        // Unmounted: the rest of the session goes first (its own unmount
+        // attempt finds a plain directory), then the serving thread, which
+        // ends with the connection, is joined.
+        let guard = {
+            let session = session;
+            session.guard
+        };
+        guard
+            .join()
+            .map_err(|_| io::Error::other("the powerfs thread panicked"))?
     }
 }
 

@@ -34,9 +34,11 @@
 //! Without FUSE (no `/dev/fuse`, mount refused) the tests say so and pass,
 //! unless `CI` is set: on CI a skip fails. Under qemu-user
 //! (`XPLUGIN_TEST_RUNNER` set) they are skipped with a message, unless
-//! `XPLUGIN_POWERLOSS_UNDER_EMULATOR` is set: the emulated store is
-//! exercised by the crash test, and what survives a power cut depends on the
-//! order of the store's calls, not on the architecture.
+//! `XPLUGIN_POWERLOSS_UNDER_EMULATOR` is set: FUSE does work under
+//! qemu-aarch64, but the three tests take about 100 s there (14 s on the
+//! host), the emulated store is exercised by the crash test, and what
+//! survives a power cut depends on the order of the store's calls, not on
+//! the architecture.
 //!
 //! Each test prints one summary line per operation (always, past the output
 //! capture); `-- --nocapture` also lists every cut point with its outcome.
@@ -380,7 +382,7 @@ impl CaseResult {
             .iter()
             .find(|(_, o)| *o == Outcome::New)
             .map_or_else(|| "never".to_string(), |(b, _)| format!("`{b}`"));
-        // Only fsyncs change the durable image (powerfs rule 2): the number
+        // Only fsyncs change the durable image (powerfs rules 1-3): the number
         // of different images checked.
         let fsyncs = self
             .cuts
@@ -697,6 +699,15 @@ impl Fixture {
 
     /// Commit (first install and upgrade), set_enabled (a commit that
     /// prunes), rollback.
+    ///
+    /// Another operation is one more entry: its start image (an image above,
+    /// or one made with [`Harness::build`], e.g. with a prepared
+    /// transaction), the closure, and the installations before and after.
+    /// Whatever else the operation leaves on disk (a transaction record) is
+    /// compared through the trees of the clean runs; names or contents that
+    /// differ from run to run (random ids, times) must be fixed by the
+    /// closure or normalized in [`read_tree`] like `created_unix`. Kills in
+    /// the middle of it become recovery cases in [`Fixture::recoveries`].
     fn operations(&self) -> Vec<Case<'_>> {
         let changed = model(&[("alpha", &self.v2["alpha"]), ("delta", &self.v2["delta"])]);
         vec![
