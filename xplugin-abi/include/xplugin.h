@@ -61,10 +61,8 @@
  *
  * Threads: which host thread calls into a plugin
  * ----------------------------------------------
- * As of this host version (xplugin M1). Later host versions add rows (a
- * real-time cycle thread calling `step`, a service thread delivering what
- * `step` published, admin and link threads); docs/abi.md keeps the same
- * table and says which host version brought each row.
+ * docs/abi.md keeps the same table and says which host version brought each
+ * row. Later M2 work adds rows (reconfigure, link threads).
  *
  *   call             controller host                  client (pendant) host
  *                    `xplugin-controller boot`/`run`  `xplugin-client run`
@@ -73,55 +71,71 @@
  *   init             main, every plugin in load order main, same
  *   start            main, load order, after every    main, same; only enabled
  *                    init returned                    plugins (manifest, `enable`)
- *   step             main, every cycle, in load order never
+ *   step             the cycle thread (xplugin-cycle; never
+ *                    SCHED_FIFO when configured),
+ *                    every cycle, in load order, only
+ *                    between start and stop
  *   idle             never                            main, every idle round, in
  *                                                     load order
- *   stop             main, reverse load order         main, same
+ *   stop             main, reverse load order, after  main, same
+ *                    the cycle thread stopped (or
+ *                    after the cycle took the plugin
+ *                    out: over budget)
  *   destroy          main, reverse load order, after  main, same
  *                    every stop
  *   reconfigure      not called by this host version  not called by this host
  *                                                     version
- *   message callback the thread that called `publish`, inside that call (a
- *                    plugin's lifecycle call on main, or a plugin's own
- *                    thread); the host itself publishes nothing in M1
+ *   message callback a message published from `step`: the service thread
+ *                    (xplugin-service), after `step` returned; any other
+ *                    publish: the publishing thread, inside its `publish`
  *
- * The host makes at most one call into an instance at a time: init, start,
- * step or idle, stop, destroy (and reconfigure, once it is called) never
- * overlap for one plugin. Message callbacks are not lifecycle calls: one can
- * run during another of the plugin's calls (a callback reached from a
- * publish made inside your own step) or, when some plugin publishes from a
- * thread of its own, on that thread at the same time as your lifecycle call
- * or as another delivery to the same callback. The host does not serialise
- * deliveries; a callback that can be reached from two threads must be
- * thread-safe.
+ * The host makes at most one lifecycle call into an instance at a time:
+ * init, start, step or idle, stop, destroy (and reconfigure, once it is
+ * called) never overlap for one plugin. Message callbacks are not lifecycle
+ * calls: one can run during another of the plugin's calls (on the service
+ * thread while your `step` runs on the cycle thread; or reached from a
+ * publish made inside your own lifecycle call) or, when some plugin
+ * publishes from a thread of its own, on that thread. The host does not
+ * serialise deliveries; a callback that can be reached from two threads
+ * must be thread-safe, and a controller plugin shares state between its
+ * callbacks and its `step` with atomics or lock-free structures, never with
+ * a lock `step` would wait on.
  *
  * Threads: which host function a plugin may call from where
  * ---------------------------------------------------------
- * Every function of xplugin_host_api is thread-safe and may be called from
- * any thread, including threads the plugin started, from the moment `init`
- * is entered until `destroy` returns. Never after a failed `init` returned,
- * and never after `destroy` returned. Inside particular calls:
+ * Every function of xplugin_host_api may be called from any thread,
+ * including threads the plugin started, from the moment `init` is entered
+ * until `destroy` returns. Never after a failed `init` returned, and never
+ * after `destroy` returned. Inside particular calls:
  *
- *   host function     in init/start/stop  in step (M1)   in idle  in a message   in destroy
- *                                                                 callback
- *   ----------------  ------------------  -------------  -------  -------------  -------------
- *   log               yes                 yes (*)        yes      yes            yes
- *   host_version      yes                 yes            yes      yes            yes
- *   data_dir          yes                 yes            yes      yes            yes
- *   publish           yes                 yes (*)        yes      yes (nested)   yes
- *   subscribe         yes                 yes (*)        yes      yes            no (**)
- *   unsubscribe       yes                 yes (*)        yes      yes, own too   NOT_FOUND
- *   register_service  yes (init: best)    yes (*)        yes      yes            no (**)
- *   find_service      yes                 yes (*)        yes      yes            yes
+ *   host function     in init/start/stop  in step          in idle  in a message   in destroy
+ *                                         (cycle thread)            callback
+ *   ----------------  ------------------  ---------------  -------  -------------  -------------
+ *   log               yes                 yes, queued (*)  yes      yes            yes
+ *   host_version      yes                 yes              yes      yes            yes
+ *   data_dir          yes                 yes              yes      yes            yes
+ *   publish           yes                 yes, queued (*)  yes      yes (nested)   yes
+ *   subscribe         yes                 NOT_READY (***)  yes      yes            no (**)
+ *   unsubscribe       yes                 NOT_READY (***)  yes      yes, own too   NOT_FOUND
+ *   register_service  yes (init: best)    NOT_READY (***)  yes      yes            no (**)
+ *   find_service      yes                 NOT_READY (***)  yes      yes            yes
+ *   set_busy (1.1)    yes                 yes              yes      yes            yes
  *
- *   (*)  Allowed, but no host function is real-time safe in this host
- *        version: they take locks and allocate, `log` writes to syslog or
- *        stderr, and `publish` runs every subscriber's callback inside your
- *        `step`. ABI 1.1 makes `log` and `publish`, called on the real-time
- *        thread, non-blocking queue pushes; call the others from init or
- *        start (docs/abi.md, 5.3). host_version and data_dir only read.
+ *   (*)  On the cycle thread `log` and `publish` never block, allocate or
+ *        make a system call: the line or message is copied into a
+ *        fixed-capacity ring created before the first cycle and handed to
+ *        the service thread, which writes the line and delivers the message
+ *        (so subscribers' callbacks run there, not inside your `step`). A
+ *        log line longer than 240 bytes is cut; a message payload over
+ *        1024 bytes is refused with XPLUGIN_ERR_NO_MEMORY; a full ring drops
+ *        the line or message and counts the drop (status, `timing.drops`;
+ *        publish still returns XPLUGIN_OK). host_version and data_dir only
+ *        read.
  *   (**) The host removed the plugin's subscriptions and services just before
  *        `destroy`; what `destroy` adds would not be removed again.
+ *   (***) These take the bus lock, so the cycle thread may not call them:
+ *        they return XPLUGIN_ERR_NOT_READY there and change nothing. Call
+ *        them from init or start and keep what you need.
  *   "nested": a publish from inside a callback is delivered before it
  *        returns, to every current subscriber (this callback included): up
  *        to 16 nested deliveries per thread, beyond which publish returns
@@ -161,7 +175,7 @@ extern "C" {
 /** "XPLG" in little-endian byte order: the first field of every tag and descriptor. */
 #define XPLUGIN_MAGIC 0x474C5058u
 #define XPLUGIN_ABI_MAJOR 1
-#define XPLUGIN_ABI_MINOR 0
+#define XPLUGIN_ABI_MINOR 1
 
 /** Name of the exported entry function (see xplugin_entry_fn). */
 #define XPLUGIN_ENTRY_SYMBOL "xplugin_entry"
@@ -445,6 +459,23 @@ typedef struct xplugin_host_api {
   xplugin_status (*find_service)(xplugin_host *host, const char *name,
                                  const void **out_iface,
                                  uint32_t *out_iface_version);
+
+  /* ---- ABI 1.1 (present when struct_size covers it) ---- */
+
+  /**
+   * Says whether the plugin is in the middle of something that must not be
+   * cut (a motion, a measurement, a write): `busy` non-zero sets the flag,
+   * zero clears it. A committed generation applied "when idle" waits until
+   * no plugin holds the flag (with a timeout that names who held it); "now"
+   * does not wait. Not a safety function: stopping plugins does not make a
+   * robot safe.
+   *
+   * A single atomic store: allowed everywhere, including `step` on the
+   * cycle thread. The flag is cleared when the plugin is stopped.
+   * Returns XPLUGIN_OK, or XPLUGIN_ERR_INVALID_ARG for a NULL `host`.
+   * Check `struct_size` before calling it: a 1.0 host does not have it.
+   */
+  xplugin_status (*set_busy)(xplugin_host *host, uint8_t busy);
 } xplugin_host_api;
 
 /* ---- the plugin descriptor --------------------------------------------- */

@@ -28,7 +28,7 @@ pub const XPLUGIN_MAGIC: u32 = 0x474C_5058;
 /// ABI major version. A host refuses a library built for another major.
 pub const XPLUGIN_ABI_MAJOR: u16 = 1;
 /// ABI minor version. Minors only append fields; older plugins keep working.
-pub const XPLUGIN_ABI_MINOR: u16 = 0;
+pub const XPLUGIN_ABI_MINOR: u16 = 1;
 /// Name of the exported entry function, without NUL.
 pub const XPLUGIN_ENTRY_SYMBOL: &str = "xplugin_entry";
 /// Name of the exported [`AbiTag`] data symbol, without NUL.
@@ -247,6 +247,8 @@ pub struct HostApi {
             out_iface_version: *mut u32,
         ) -> Status,
     >,
+    /// ABI 1.1: set (non-zero) or clear (zero) the plugin's busy flag.
+    pub set_busy: Option<unsafe extern "C" fn(host: *mut HostContext, busy: u8) -> Status>,
 }
 
 /// `init`: receives the host table and resolved config JSON, writes the instance.
@@ -393,6 +395,7 @@ pub fn layout_table() -> Vec<(&'static str, usize)> {
             "xplugin_host_api.find_service",
             offset_of!(HostApi, find_service),
         ),
+        ("xplugin_host_api.set_busy", offset_of!(HostApi, set_busy)),
         ("sizeof(xplugin_descriptor)", size_of::<Descriptor>()),
         (
             "xplugin_descriptor.abi_major",

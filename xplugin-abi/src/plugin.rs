@@ -193,7 +193,13 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let Some(f) = self.host.field(|a| a.unsubscribe) else {
+        let Some(f) = self
+            .host
+            .field(core::mem::offset_of!(HostApi, unsubscribe), |a| {
+                // SAFETY: `field` checked that the table covers this field.
+                unsafe { core::ptr::addr_of!((*a).unsubscribe).read() }
+            })
+        else {
             // A table without `unsubscribe`: the host may call the closure
             // for as long as the plugin lives. Leaking it keeps it valid.
             return;
@@ -290,24 +296,30 @@ impl Host {
         unsafe { (*self.api).host }
     }
 
-    /// Reads a function field of the table. ABI 1.0 hosts pass the full 1.0
-    /// table; a table whose `struct_size` does not cover it comes from a
-    /// broken host and gets no calls. Fields a later minor appends will be
-    /// read only when `struct_size` reaches past their offset.
-    fn field<T: Copy>(&self, get: impl Fn(&HostApi) -> Option<T>) -> Option<T> {
+    /// Reads a function field of the table, if the table's `struct_size`
+    /// covers it: a 1.0 host's table ends before the 1.1 fields, which then
+    /// read as absent. Only the field itself is read (by value), so no
+    /// reference to more of the table than the host provided is made.
+    fn field<T: Copy>(
+        &self,
+        offset: usize,
+        get: impl Fn(*const HostApi) -> Option<T>,
+    ) -> Option<T> {
         // SAFETY: `api` points to a valid, unchanging table (`from_raw`'s
-        // contract); a table shorter than this crate's `HostApi` is refused
-        // below before any field past the header is read.
-        let api = unsafe { &*self.api };
-        if (api.struct_size as usize) < core::mem::size_of::<HostApi>() {
+        // contract) whose leading `struct_size` every version has.
+        let size = unsafe { core::ptr::addr_of!((*self.api).struct_size).read() } as usize;
+        if offset + core::mem::size_of::<Option<T>>() > size {
             return None;
         }
-        get(api)
+        get(self.api)
     }
 
     /// Logs a line through the host at `level` (`XPLUGIN_LOG_*`).
     pub fn log(&self, level: u32, message: &str) {
-        if let Some(f) = self.field(|a| a.log) {
+        if let Some(f) = self.field(core::mem::offset_of!(HostApi, log), |a| {
+            // SAFETY: `field` checked that the table covers this field.
+            unsafe { core::ptr::addr_of!((*a).log).read() }
+        }) {
             let c = to_cstring(message);
             // SAFETY: `f` is the table's `log` with its own `host`; `c` is
             // NUL-terminated and outlives the call, as the ABI requires.
@@ -332,7 +344,10 @@ impl Host {
 
     /// The host's HMI or controller version.
     pub fn host_version(&self) -> Option<String> {
-        let f = self.field(|a| a.host_version)?;
+        let f = self.field(core::mem::offset_of!(HostApi, host_version), |a| {
+            // SAFETY: `field` checked that the table covers this field.
+            unsafe { core::ptr::addr_of!((*a).host_version).read() }
+        })?;
         // SAFETY: `f` is the table's `host_version` with its own `host`; the
         // ABI says it returns NULL or a NUL-terminated string valid until
         // `destroy`, and it is copied at once.
@@ -341,7 +356,10 @@ impl Host {
 
     /// This plugin's writable data directory.
     pub fn data_dir(&self) -> Option<PathBuf> {
-        let f = self.field(|a| a.data_dir)?;
+        let f = self.field(core::mem::offset_of!(HostApi, data_dir), |a| {
+            // SAFETY: `field` checked that the table covers this field.
+            unsafe { core::ptr::addr_of!((*a).data_dir).read() }
+        })?;
         // SAFETY: `f` is the table's `data_dir` with its own `host`; as for
         // `host_version`, NULL or a host-owned C string, copied at once.
         unsafe { cstr_to_string(f(self.ctx())) }.map(PathBuf::from)
@@ -353,7 +371,10 @@ impl Host {
     /// The host's status, e.g. [`XPLUGIN_ERR_INVALID_ARG`] for a bad topic.
     pub fn publish(&self, topic: &str, data: &[u8]) -> Result<(), Status> {
         let f = self
-            .field(|a| a.publish)
+            .field(core::mem::offset_of!(HostApi, publish), |a| {
+                // SAFETY: `field` checked that the table covers this field.
+                unsafe { core::ptr::addr_of!((*a).publish).read() }
+            })
             .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
         let t = CString::new(topic).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
         // SAFETY: `f` is the table's `publish` with its own `host`; `t` is
@@ -372,7 +393,10 @@ impl Host {
         F: Fn(&str, &[u8]) + Send + Sync + 'static,
     {
         let f = self
-            .field(|a| a.subscribe)
+            .field(core::mem::offset_of!(HostApi, subscribe), |a| {
+                // SAFETY: `field` checked that the table covers this field.
+                unsafe { core::ptr::addr_of!((*a).subscribe).read() }
+            })
             .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
         let t = CString::new(topic).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
         let closure: *mut Callback = Box::into_raw(Box::new(Box::new(callback) as Callback));
@@ -422,7 +446,10 @@ impl Host {
         iface: *const c_void,
     ) -> Result<(), Status> {
         let f = self
-            .field(|a| a.register_service)
+            .field(core::mem::offset_of!(HostApi, register_service), |a| {
+                // SAFETY: `field` checked that the table covers this field.
+                unsafe { core::ptr::addr_of!((*a).register_service).read() }
+            })
             .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
         let n = CString::new(name).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
         // SAFETY: `f` is the table's `register_service` with its own `host`;
@@ -437,7 +464,10 @@ impl Host {
     /// [`XPLUGIN_ERR_NOT_FOUND`] if no dependency registered it.
     pub fn find_service(&self, name: &str) -> Result<(*const c_void, u32), Status> {
         let f = self
-            .field(|a| a.find_service)
+            .field(core::mem::offset_of!(HostApi, find_service), |a| {
+                // SAFETY: `field` checked that the table covers this field.
+                unsafe { core::ptr::addr_of!((*a).find_service).read() }
+            })
             .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
         let n = CString::new(name).map_err(|_| XPLUGIN_ERR_INVALID_ARG)?;
         let mut iface: *const c_void = core::ptr::null();
@@ -446,6 +476,23 @@ impl Host {
         // outlives the call; the out pointers are locals the host may write.
         status_result(unsafe { f(self.ctx(), n.as_ptr(), &mut iface, &mut version) })?;
         Ok((iface, version))
+    }
+
+    /// ABI 1.1: says the plugin is (`true`) or is no longer (`false`) in the
+    /// middle of something that must not be cut; an apply "when idle" waits
+    /// for it. A single atomic store in the host: allowed in `step`.
+    ///
+    /// # Errors
+    /// [`XPLUGIN_ERR_NOT_IMPLEMENTED`] on a 1.0 host.
+    pub fn set_busy(&self, busy: bool) -> Result<(), Status> {
+        let f = self
+            .field(core::mem::offset_of!(HostApi, set_busy), |a| {
+                // SAFETY: `field` checked that the table covers this field.
+                unsafe { core::ptr::addr_of!((*a).set_busy).read() }
+            })
+            .ok_or(XPLUGIN_ERR_NOT_IMPLEMENTED)?;
+        // SAFETY: `f` is the table's `set_busy` with its own `host`.
+        status_result(unsafe { f(self.ctx(), u8::from(busy)) })
     }
 }
 

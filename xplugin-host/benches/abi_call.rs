@@ -107,6 +107,7 @@ fn empty_host_api() -> HostApi {
         unsubscribe: None,
         register_service: None,
         find_service: None,
+        set_busy: None,
     }
 }
 

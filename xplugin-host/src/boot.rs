@@ -480,6 +480,11 @@ impl Booted {
         Ok(())
     }
 
+    /// Running plugins that hold the host busy (`set_busy`).
+    pub fn busy(&self) -> Vec<String> {
+        self.lifecycle.busy()
+    }
+
     /// The running cycle, if any.
     pub fn cycle(&self) -> Option<&Cycle> {
         self.cycle.as_ref()

@@ -70,6 +70,49 @@ impl HostSide {
     }
 }
 
+/// How a committed generation reaches the running plugins (`--apply`,
+/// config `apply`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyPolicy {
+    /// Stop the plugins now (reverse order), restart the host, boot the new
+    /// set.
+    Now,
+    /// The same once no plugin holds the host busy (`set_busy`), with a
+    /// timeout that reports who held it.
+    #[default]
+    WhenIdle,
+    /// Leave the running set alone; the new set boots at the next start.
+    NextBoot,
+}
+
+impl ApplyPolicy {
+    /// The stable name (`when-idle`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyPolicy::Now => "now",
+            ApplyPolicy::WhenIdle => "when-idle",
+            ApplyPolicy::NextBoot => "next-boot",
+        }
+    }
+
+    /// Parses `now`, `when-idle` or `next-boot`.
+    pub fn parse(text: &str) -> Option<ApplyPolicy> {
+        match text {
+            "now" => Some(ApplyPolicy::Now),
+            "when-idle" => Some(ApplyPolicy::WhenIdle),
+            "next-boot" => Some(ApplyPolicy::NextBoot),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApplyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where this device's identity comes from.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +172,26 @@ pub struct HostConfig {
     /// Controller: step budget in microseconds of plugins whose manifest
     /// sets no `cycle_budget_us` (default: none).
     pub cycle_budget_us: Option<u64>,
+    /// Controller: the daemon's admin socket (`--admin-socket`; default
+    /// `/run/xplugin/controller.sock`).
+    pub admin_socket: Option<PathBuf>,
+    /// Controller: the pendant link's `ADDR:PORT` (`--listen`); no network
+    /// port is opened unless this is set.
+    pub listen: Option<String>,
+    /// How a committed generation is applied (default `when-idle`).
+    pub apply: Option<ApplyPolicy>,
+    /// Seconds `when-idle` waits for busy plugins before it gives up and
+    /// reports who held the controller (default 300).
+    pub apply_timeout_s: Option<u64>,
+    /// Controller: the user (name or uid) who may change plugins through the
+    /// admin socket, besides root and the daemon's own user.
+    pub admin_user: Option<String>,
+    /// Controller: the group (name or gid) whose members may read the
+    /// daemon's status through the admin socket.
+    pub admin_group: Option<String>,
+    /// Seconds a prepared install transaction waits for its commit or abort
+    /// before it is aborted (default 600).
+    pub transaction_timeout_s: Option<u64>,
 }
 
 impl Default for HostConfig {
@@ -147,6 +210,13 @@ impl Default for HostConfig {
             overrun_policy: None,
             overrun_limit: None,
             cycle_budget_us: None,
+            admin_socket: None,
+            listen: None,
+            apply: None,
+            apply_timeout_s: None,
+            admin_user: None,
+            admin_group: None,
+            transaction_timeout_s: None,
         }
     }
 }

@@ -441,6 +441,10 @@ impl Lifecycle {
             }
         }
         e.state = LifecycleState::Stopped;
+        // A stopped plugin holds nothing busy any more.
+        if let Some(h) = &e.host {
+            h.clear_busy();
+        }
         log::info!("plugin \"{}\" stopped", e.spec.name);
     }
 
@@ -488,6 +492,16 @@ impl Lifecycle {
                 state: e.state.clone(),
                 stop_error: e.stop_error.clone(),
             })
+            .collect()
+    }
+
+    /// Running plugins that hold the host busy (`set_busy`), in load order.
+    pub fn busy(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.state == LifecycleState::Running)
+            .filter(|e| e.host.as_ref().is_some_and(|h| h.is_busy()))
+            .map(|e| e.spec.name.clone())
             .collect()
     }
 

@@ -19,7 +19,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use xplugin_abi::*;
 
@@ -230,6 +230,9 @@ struct HostState {
     /// Plugins whose services this plugin may find: its transitive `depend`.
     visible_providers: BTreeSet<String>,
     bus: Arc<Bus>,
+    /// The plugin's busy flag (`set_busy`): a single atomic, so the cycle
+    /// thread may set it.
+    busy: AtomicBool,
 }
 
 impl PluginHost {
@@ -256,12 +259,14 @@ impl PluginHost {
                 unsubscribe: Some(host_unsubscribe),
                 register_service: Some(host_register_service),
                 find_service: Some(host_find_service),
+                set_busy: Some(host_set_busy),
             },
             name: name.to_string(),
             host_version: cstring(host_version),
             data_dir: cstring(&data_dir.to_string_lossy()),
             visible_providers,
             bus,
+            busy: AtomicBool::new(false),
         });
         let inner = NonNull::from(Box::leak(state));
         // SAFETY: `inner` was just made from a leaked `Box`, so it is valid,
@@ -276,6 +281,21 @@ impl PluginHost {
         // creates no reference, so it does not conflict with plugins reading
         // the table through earlier copies of this pointer.
         unsafe { &raw const (*self.inner.as_ptr()).api }
+    }
+}
+
+impl PluginHost {
+    /// True while the plugin says it must not be cut (`set_busy`).
+    pub fn is_busy(&self) -> bool {
+        // SAFETY: `inner` stays valid until `Drop`; the flag is an atomic,
+        // shared with plugin threads by design.
+        unsafe { (*self.inner.as_ptr()).busy.load(Ordering::Acquire) }
+    }
+
+    /// Clears the busy flag (the host does when it stops the plugin).
+    pub fn clear_busy(&self) {
+        // SAFETY: as in `is_busy`.
+        unsafe { (*self.inner.as_ptr()).busy.store(false, Ordering::Release) }
     }
 }
 
@@ -554,6 +574,22 @@ unsafe extern "C" fn host_register_service(
         );
         XPLUGIN_OK
     })
+}
+
+/// `set_busy` (ABI 1.1).
+///
+/// # Safety
+/// The ABI's contract for the table's functions (see above).
+unsafe extern "C" fn host_set_busy(host: *mut HostContext, busy: u8) -> Status {
+    // SAFETY: `host` is what the plugin got in its table (ABI contract).
+    // One atomic store: no lock, no allocation, allowed on the cycle thread.
+    match unsafe { ctx(host) } {
+        Some(h) => {
+            h.busy.store(busy != 0, Ordering::Release);
+            XPLUGIN_OK
+        }
+        None => XPLUGIN_ERR_INVALID_ARG,
+    }
 }
 
 /// `find_service`.
