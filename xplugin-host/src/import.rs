@@ -16,14 +16,14 @@
 //! the client commit lands); each commit is atomic, the pair is not (a
 //! two-phase commit across pendant and controller comes with the network link).
 
-use crate::checks::{check_plugin_folder, subject, HostFacts, PluginCheck};
+use crate::checks::{check_plugin_folder, subject, HostFacts, Origin, PluginCheck};
 use crate::config::HostConfig;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use xplugin_model::graph::{resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{Manifest, Side};
-use xplugin_model::{Problem, ProblemCode, Problems, Version};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems, Version};
 use xplugin_package::{unpack_package, PackageError, SideTree};
 use xplugin_store::{CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock};
 
@@ -97,7 +97,8 @@ pub struct SideReport {
     pub previous_generation: Option<u64>,
     /// Generation after the import (None if refused or nothing changed).
     pub new_generation: Option<u64>,
-    /// Load order of the resulting installed set.
+    /// Load order of the resulting installed set; empty when the import is
+    /// refused (nothing changes, and the order would list refused plugins).
     pub load_order: Vec<String>,
 }
 
@@ -148,7 +149,7 @@ pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Reading the package failed on our side (not the package's fault).
-    #[error("cannot read package {package}: {source}")]
+    #[error("cannot read package {}", package.display())]
     Package {
         /// The package.
         package: PathBuf,
@@ -156,6 +157,32 @@ pub enum ImportError {
         #[source]
         source: PackageError,
     },
+}
+
+impl Failure for ImportError {
+    fn problems(&self) -> Problems {
+        match self {
+            ImportError::Refused { report } => Problems(report.problems.clone()),
+            ImportError::Store(e) => e.problems(),
+            ImportError::Package { package, source } => match source {
+                PackageError::Refused(problems) => problems.clone(),
+                _ => Problems(vec![Problem::from_error(
+                    ProblemCode::PackageUnreadable,
+                    package.display().to_string(),
+                    self,
+                    "check that the file is readable and that the install root's filesystem has space and is writable",
+                )]),
+            },
+        }
+    }
+}
+
+/// `plugindemo.zip`: how problems name the package (as its entries do).
+fn package_label(package: &Path) -> String {
+    package
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| package.display().to_string())
 }
 
 struct SideWork<'a> {
@@ -232,7 +259,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
             }
             _ => report.problems.push(Problem::new(
                 ProblemCode::ImportNoControllerRoot,
-                format!("{}: controller.zip", opts.package.display()),
+                format!("{}: controller.zip", package_label(&opts.package)),
                 "the package has a controller part but no controller root is known",
                 "pass --controller-root DIR (or set controller_root in the client configuration)",
             )),
@@ -260,26 +287,15 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         sides.push((work, tree));
     }
 
+    let refused = report.error_count() > 0;
     for (w, _) in &sides {
-        let side_report = SideReport {
-            side: w.side,
-            root: w.host.root.clone(),
-            plugins: w.actions.clone(),
-            previous_generation: w.current.as_ref().map(|g| g.number),
-            new_generation: None,
-            load_order: w
-                .after
-                .as_ref()
-                .map(|r| r.load_order.clone())
-                .unwrap_or_default(),
-        };
+        let side_report = side_report(w, refused);
         match w.side {
             Side::Client => report.client = Some(side_report),
             Side::Controller => report.controller = Some(side_report),
         }
     }
-
-    if report.error_count() > 0 {
+    if refused {
         return Err(ImportError::Refused {
             report: Box::new(report),
         });
@@ -287,73 +303,16 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
 
     // Commit: controller first, then client.
     for (w, tree) in &mut sides {
-        let changed: Vec<&PluginAction> = w
-            .actions
-            .iter()
-            .filter(|a| !matches!(a.action, Action::Unchanged))
-            .collect();
-        if changed.is_empty() {
+        let Some(generation) = commit_side(w, tree)? else {
             continue;
-        }
-        // Staged files must be inside the root's own staging area.
-        let side_staging;
-        let base: PathBuf = if w.side == Side::Client {
-            tree.dir.clone()
-        } else {
-            side_staging = w.store.staging(w.lock)?;
-            for a in &changed {
-                move_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name)).map_err(
-                    |source| StoreError::Io {
-                        action: "move the staged controller plugin into",
-                        path: side_staging.path().to_path_buf(),
-                        source,
-                        hint: "check free space and permissions of the controller root".into(),
-                    },
-                )?;
-            }
-            side_staging.path().to_path_buf()
         };
-        let enabled_before: BTreeMap<String, bool> = w
-            .current
-            .as_ref()
-            .map(|g| {
-                g.plugins()
-                    .into_iter()
-                    .map(|p| (p.name, p.enabled))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let plan = CommitPlan {
-            add_or_replace: changed
-                .iter()
-                .map(|a| {
-                    let manifest_enable = w
-                        .checks
-                        .iter()
-                        .find(|c| c.name == a.name)
-                        .and_then(|c| c.manifest.as_ref())
-                        .is_none_or(|m| m.enable);
-                    StagedPlugin {
-                        name: a.name.clone(),
-                        version: a.to.clone(),
-                        enabled: enabled_before
-                            .get(&a.name)
-                            .copied()
-                            .unwrap_or(manifest_enable),
-                        dir: base.join(&a.name),
-                    }
-                })
-                .collect(),
-            remove: Vec::new(),
-        };
-        let gen = w.store.commit(w.lock, plan)?;
         report.committed = true;
         let r = match w.side {
             Side::Client => report.client.as_mut(),
             Side::Controller => report.controller.as_mut(),
         };
         if let Some(r) = r {
-            r.new_generation = Some(gen.number);
+            r.new_generation = Some(generation);
         }
         if let Some(facts) = w.facts.as_mut() {
             facts.record_clock();
@@ -361,6 +320,104 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     }
     drop(staging);
     Ok(report)
+}
+
+/// One side's line of the report. A refused import shows no load order:
+/// nothing changes, and the order would list the plugins it refused.
+fn side_report(w: &SideWork<'_>, refused: bool) -> SideReport {
+    SideReport {
+        side: w.side,
+        root: w.host.root.clone(),
+        plugins: w.actions.clone(),
+        previous_generation: w.current.as_ref().map(|g| g.number),
+        new_generation: None,
+        load_order: match (&w.after, refused) {
+            (Some(after), false) => after.load_order.clone(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// Commits the changed plugins of one side; returns the new generation, or
+/// `None` when nothing changed.
+fn commit_side(w: &mut SideWork<'_>, tree: &SideTree) -> Result<Option<u64>, ImportError> {
+    let changed: Vec<&PluginAction> = w
+        .actions
+        .iter()
+        .filter(|a| !matches!(a.action, Action::Unchanged))
+        .collect();
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    // Staged files must be inside the root's own staging area.
+    let side_staging;
+    let base: PathBuf = if w.side == Side::Client {
+        tree.dir.clone()
+    } else {
+        side_staging = w.store.staging(w.lock)?;
+        for a in &changed {
+            move_tree(&tree.dir.join(&a.name), &side_staging.path().join(&a.name)).map_err(
+                |source| StoreError::Io {
+                    action: "move the staged controller plugin into",
+                    path: side_staging.path().to_path_buf(),
+                    source,
+                    hint: "check free space and permissions of the controller root".into(),
+                },
+            )?;
+        }
+        side_staging.path().to_path_buf()
+    };
+    let enabled_before = enabled_flags(w.current.as_ref());
+    let plan = CommitPlan {
+        add_or_replace: changed
+            .iter()
+            .map(|a| {
+                let manifest_enable = w
+                    .checks
+                    .iter()
+                    .find(|c| c.name == a.name)
+                    .and_then(|c| c.manifest.as_ref())
+                    .is_none_or(|m| m.enable);
+                StagedPlugin {
+                    name: a.name.clone(),
+                    version: a.to.clone(),
+                    enabled: enabled_before
+                        .get(&a.name)
+                        .copied()
+                        .unwrap_or(manifest_enable),
+                    dir: base.join(&a.name),
+                }
+            })
+            .collect(),
+        remove: Vec::new(),
+    };
+    Ok(Some(w.store.commit(w.lock, plan)?.number))
+}
+
+/// The enabled flag of each plugin of `generation`.
+fn enabled_flags(generation: Option<&Generation>) -> BTreeMap<String, bool> {
+    generation
+        .map(|g| {
+            g.plugins()
+                .into_iter()
+                .map(|p| (p.name, p.enabled))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What happens to an incoming plugin of `version` when `installed` (if
+/// any) is there.
+fn action_for(version: &Version, installed: Option<&str>, opts: &ImportOptions<'_>) -> Action {
+    match installed.map(str::parse::<Version>) {
+        None => Action::Install,
+        Some(Err(_)) => Action::Upgrade,
+        Some(Ok(old)) if *version > old => Action::Upgrade,
+        Some(Ok(old)) if *version == old && opts.force => Action::Reinstall,
+        Some(Ok(old)) if *version == old => Action::Unchanged,
+        Some(Ok(_)) if opts.allow_downgrade => Action::Downgrade,
+        Some(Ok(_)) => Action::RefusedDowngrade,
+    }
 }
 
 fn check_side<'a>(
@@ -386,6 +443,7 @@ fn check_side<'a>(
         merged: Vec::new(),
         facts: None,
     };
+    let label = format!("{}: {}", package_label(&opts.package), side.archive_name());
     let Some(host_version) = host.host_version.clone() else {
         let flag = match side {
             Side::Client => "--hmi-version",
@@ -393,7 +451,7 @@ fn check_side<'a>(
         };
         report.problems.push(Problem::new(
             ProblemCode::ImportHostVersionUnknown,
-            format!("{}: {}.zip", opts.package.display(), side_name(side)),
+            label,
             format!(
                 "this host's {} version is unknown, so compatibility cannot be checked",
                 side_name(side)
@@ -406,14 +464,20 @@ fn check_side<'a>(
         return Ok(work);
     };
     let facts = HostFacts::gather(host.config, &host.root);
-    let ctx = facts.context(&host_version);
+    let ctx = crate::checks::CheckContext {
+        origin: Origin::Package { label: &label },
+        ..facts.context(&host_version)
+    };
     if let Err(e) = &facts.device {
         if !host.config.allow_unlicensed {
             report.problems.push(Problem::new(
                 ProblemCode::ImportDeviceIdUnknown,
                 format!("{} host", side_name(side)),
-                format!("this device's id cannot be determined: {e}"),
-                "configure device.machine_id_file or device.serial in the host configuration",
+                format!(
+                    "this device's id cannot be determined: {}",
+                    xplugin_model::error_chain(e)
+                ),
+                e.hint(),
             ));
         }
     }
@@ -432,15 +496,7 @@ fn check_side<'a>(
         report.problems.extend(check.problems.0.iter().cloned());
         if let Some(m) = &check.manifest {
             let from = installed_versions.get(&m.name).cloned();
-            let action = match from.as_deref().map(str::parse::<Version>) {
-                None => Action::Install,
-                Some(Err(_)) => Action::Upgrade,
-                Some(Ok(old)) if m.version > old => Action::Upgrade,
-                Some(Ok(old)) if m.version == old && opts.force => Action::Reinstall,
-                Some(Ok(old)) if m.version == old => Action::Unchanged,
-                Some(Ok(_)) if opts.allow_downgrade => Action::Downgrade,
-                Some(Ok(_)) => Action::RefusedDowngrade,
-            };
+            let action = action_for(&m.version, from.as_deref(), opts);
             if action == Action::RefusedDowngrade {
                 report.problems.push(Problem::new(
                     ProblemCode::ImportDowngrade,
@@ -494,16 +550,7 @@ fn resolve_side(
     opts: &ImportOptions<'_>,
     report: &mut ImportReport,
 ) {
-    let enabled: BTreeMap<String, bool> = w
-        .current
-        .as_ref()
-        .map(|g| {
-            g.plugins()
-                .into_iter()
-                .map(|p| (p.name, p.enabled))
-                .collect()
-        })
-        .unwrap_or_default();
+    let enabled = enabled_flags(w.current.as_ref());
     let incoming: Vec<Manifest> = w.checks.iter().filter_map(|c| c.manifest.clone()).collect();
     let incoming_names: BTreeSet<String> = incoming.iter().map(|m| m.name.clone()).collect();
     let before = resolve(&ResolveInput {
