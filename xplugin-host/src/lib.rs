@@ -23,6 +23,7 @@ pub mod boot;
 pub mod checks;
 pub mod config;
 pub mod device;
+mod failures;
 pub mod import;
 pub mod lifecycle;
 pub mod loader;

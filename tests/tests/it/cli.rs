@@ -524,3 +524,36 @@ fn killing_the_importer_at_every_commit_step_leaves_old_or_new() {
         "expected both outcomes over the commit steps: old {old}, new {new}"
     );
 }
+
+#[test]
+fn a_failing_command_reports_problems_with_codes_and_one_hint_convention() {
+    let s = Scenario::new();
+    // Not installed: one problem, its code in --json, its hint on stderr.
+    let r = s.client(&["remove", "nosuch", "--json"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let doc = r.json();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    let problems = doc["problems"].as_array().cloned().unwrap_or_default();
+    assert_eq!(problems.len(), 1, "{doc:#}");
+    assert_eq!(problems[0]["code"], "store.not_installed", "{doc:#}");
+    for key in ["subject", "field", "message", "hint"] {
+        assert!(problems[0].get(key).is_some(), "{key} missing: {doc:#}");
+    }
+    assert!(
+        r.stderr.contains(
+            "xplugin-client: error: plugin \"nosuch\": plugin \"nosuch\" is not installed"
+        ),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr.contains("\n  what to do: "), "{}", r.all());
+
+    // An unreadable configuration: the OS error appears once, as the cause.
+    let r = xplugin_tests::scenario::run_program(
+        "xplugin-client",
+        &["list", "--config", "/nonexistent/client.json", "--json"],
+    );
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["problems"][0]["code"], "config.unreadable");
+    assert_eq!(r.stderr.matches("No such file").count(), 1, "{}", r.all());
+}
