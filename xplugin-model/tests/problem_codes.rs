@@ -41,7 +41,9 @@ fn rendered() -> String {
 
 /// The document split around its generated table.
 fn sections(doc: &str) -> (&str, &str, &str) {
-    let begin = doc.find(BEGIN).expect("docs/problems.md has no BEGIN marker");
+    let begin = doc
+        .find(BEGIN)
+        .expect("docs/problems.md has no BEGIN marker");
     let end = doc.find(END).expect("docs/problems.md has no END marker");
     let table_start = begin + BEGIN.len();
     (
