@@ -4,7 +4,7 @@
 //! sizes and CRC the headers declared.
 
 use super::entry_name::{collision_key, display_raw, parse_entry_name, EntryName};
-use super::headers::{self, CentralRecord, Directory, HeaderError, FLAG_ENCRYPTED};
+use super::headers::{self, CentralRecord, Directory, HeaderError, LocalExtent, FLAG_ENCRYPTED};
 use super::limits::Limits;
 use std::collections::HashMap;
 use std::fs::File;
@@ -52,6 +52,31 @@ pub(crate) struct Entry {
     pub data_start: u64,
     /// `__MACOSX/`, `.DS_Store`, `Thumbs.db`…: checked, never written.
     pub litter: bool,
+}
+
+impl Entry {
+    fn new(
+        name: EntryName,
+        subject: String,
+        record: &CentralRecord,
+        extent: &LocalExtent,
+        litter: bool,
+    ) -> Entry {
+        Entry {
+            name,
+            subject,
+            method: if record.method == METHOD_STORED {
+                Method::Stored
+            } else {
+                Method::Deflated
+            },
+            crc32: record.crc32,
+            compressed_size: record.compressed_size,
+            uncompressed_size: record.uncompressed_size,
+            data_start: extent.data_start,
+            litter,
+        }
+    }
 }
 
 /// An archive whose metadata was read; `entries` holds only the entries that
@@ -374,20 +399,9 @@ impl<'a> Scan<'a> {
             check_collisions(&name, &mut records.seen, &subject, problems);
         }
         if problems.len() == before {
-            records.entries.push(Entry {
-                name,
-                subject,
-                method: if record.method == METHOD_STORED {
-                    Method::Stored
-                } else {
-                    Method::Deflated
-                },
-                crc32: record.crc32,
-                compressed_size: record.compressed_size,
-                uncompressed_size: record.uncompressed_size,
-                data_start: extent.data_start,
-                litter,
-            });
+            records
+                .entries
+                .push(Entry::new(name, subject, &record, &extent, litter));
         }
         Ok(Some(next))
     }
@@ -549,33 +563,7 @@ fn check_sizes(
     if litter {
         return;
     }
-    if size > limits.max_entry_uncompressed {
-        problems.push(Problem::new(
-            ProblemCode::PackageEntryTooLarge,
-            subject,
-            format!(
-                "the entry unpacks to {size} bytes, the limit for one file is {}",
-                limits.max_entry_uncompressed
-            ),
-            "raise max_entry_uncompressed in the host configuration if this file is genuine",
-        ));
-    }
-    if size >= limits.ratio_check_min_bytes {
-        let ratio_too_high = match size.checked_div(record.compressed_size) {
-            Some(ratio) => ratio > limits.max_ratio,
-            None => true,
-        };
-        if ratio_too_high {
-            problems.push(Problem::new(ProblemCode::PackageCompressionRatio,
-                subject,
-                format!(
-                    "the entry unpacks to {size} bytes from {} compressed bytes, a ratio above the limit of {} (a zip bomb?)",
-                    record.compressed_size, limits.max_ratio
-                ),
-                "raise max_ratio in the host configuration if this file is genuine",
-            ));
-        }
-    }
+    check_entry_size(record, subject, limits, problems);
     let is_json = name
         .components
         .last()
@@ -605,6 +593,43 @@ fn check_sizes(
                 ));
                 *total = u64::MAX;
             }
+        }
+    }
+}
+
+/// One entry's unpacked size and compression ratio against the limits.
+fn check_entry_size(
+    record: &CentralRecord,
+    subject: &str,
+    limits: &Limits,
+    problems: &mut Problems,
+) {
+    let size = record.uncompressed_size;
+    if size > limits.max_entry_uncompressed {
+        problems.push(Problem::new(
+            ProblemCode::PackageEntryTooLarge,
+            subject,
+            format!(
+                "the entry unpacks to {size} bytes, the limit for one file is {}",
+                limits.max_entry_uncompressed
+            ),
+            "raise max_entry_uncompressed in the host configuration if this file is genuine",
+        ));
+    }
+    if size >= limits.ratio_check_min_bytes {
+        let ratio_too_high = match size.checked_div(record.compressed_size) {
+            Some(ratio) => ratio > limits.max_ratio,
+            None => true,
+        };
+        if ratio_too_high {
+            problems.push(Problem::new(ProblemCode::PackageCompressionRatio,
+                subject,
+                format!(
+                    "the entry unpacks to {size} bytes from {} compressed bytes, a ratio above the limit of {} (a zip bomb?)",
+                    record.compressed_size, limits.max_ratio
+                ),
+                "raise max_ratio in the host configuration if this file is genuine",
+            ));
         }
     }
 }
@@ -775,92 +800,113 @@ pub(crate) fn copy_entry_data(
         .seek(SeekFrom::Start(entry.data_start))
         .map_err(DataError::Read)?;
     let mut raw = reader.take(entry.compressed_size);
-    let declared = entry.uncompressed_size;
-    let mut crc = crc32fast::Hasher::new();
-    let mut written = 0u64;
-    let mut in_buf = vec![0u8; COPY_BUFFER];
-    let too_big = || {
-        DataError::Bad(format!(
-            "the entry unpacks to more than its declared {declared} bytes"
-        ))
+    let mut sink = Sink {
+        out,
+        crc: crc32fast::Hasher::new(),
+        written: 0,
+        declared: entry.uncompressed_size,
     };
     match entry.method {
-        Method::Stored => loop {
-            let n = read_some(&mut raw, &mut in_buf)?;
-            if n == 0 {
-                break;
-            }
-            let chunk = in_buf.get(..n).unwrap_or_default();
-            if written + n as u64 > declared {
-                return Err(too_big());
-            }
-            crc.update(chunk);
-            out.write_all(chunk).map_err(DataError::Write)?;
-            written += n as u64;
-        },
-        Method::Deflated => {
-            let mut out_buf = vec![0u8; COPY_BUFFER];
-            let mut inflater = flate2::Decompress::new(false);
-            let (mut in_pos, mut in_len, mut input_done) = (0usize, 0usize, false);
-            loop {
-                if in_pos == in_len && !input_done {
-                    in_len = read_some(&mut raw, &mut in_buf)?;
-                    in_pos = 0;
-                    input_done = in_len == 0;
-                }
-                let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
-                let input = in_buf.get(in_pos..in_len).unwrap_or_default();
-                let status = inflater
-                    .decompress(input, &mut out_buf, flate2::FlushDecompress::None)
-                    .map_err(|e| DataError::Bad(format!("the compressed data is corrupt: {e}")))?;
-                let consumed = (inflater.total_in() - before_in) as usize;
-                let produced = (inflater.total_out() - before_out) as usize;
-                in_pos += consumed;
-                if produced > 0 {
-                    if written + produced as u64 > declared {
-                        return Err(too_big());
-                    }
-                    let chunk = out_buf.get(..produced).unwrap_or_default();
-                    crc.update(chunk);
-                    out.write_all(chunk).map_err(DataError::Write)?;
-                    written += produced as u64;
-                }
-                if status == flate2::Status::StreamEnd {
-                    break;
-                }
-                if consumed == 0 && produced == 0 {
-                    if input_done {
-                        return Err(DataError::Bad(format!(
-                            "the compressed data ends before the deflate stream does (after {written} of {declared} bytes): truncated or corrupt"
-                        )));
-                    }
-                    if in_pos < in_len {
-                        return Err(DataError::Bad(
-                            "the compressed data is corrupt (the decompressor makes no progress)"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-            if inflater.total_in() != entry.compressed_size {
-                return Err(DataError::Bad(format!(
-                    "the deflate stream ends after {} of the {} compressed bytes declared: other data is hidden after it",
-                    inflater.total_in(),
-                    entry.compressed_size
-                )));
-            }
-        }
+        Method::Stored => copy_stored(&mut raw, &mut sink)?,
+        Method::Deflated => copy_deflated(&mut raw, &mut sink, entry.compressed_size)?,
     }
+    let (written, declared) = (sink.written, sink.declared);
     if written != declared {
         return Err(DataError::Bad(format!(
             "the entry unpacks to {written} bytes, its headers declare {declared} (truncated or lying sizes)"
         )));
     }
-    let actual = crc.finalize();
+    let actual = sink.crc.finalize();
     if actual != entry.crc32 {
         return Err(DataError::Bad(format!(
             "CRC-32 mismatch: the headers declare {:#010x}, the data gives {actual:#010x} (corrupt or tampered)",
             entry.crc32
+        )));
+    }
+    Ok(())
+}
+
+/// Where unpacked bytes go: held to the declared size, CRC-summed.
+struct Sink<'o, W: Write> {
+    out: &'o mut W,
+    crc: crc32fast::Hasher,
+    written: u64,
+    declared: u64,
+}
+
+impl<W: Write> Sink<'_, W> {
+    fn put(&mut self, chunk: &[u8]) -> Result<(), DataError> {
+        if self.written + chunk.len() as u64 > self.declared {
+            return Err(DataError::Bad(format!(
+                "the entry unpacks to more than its declared {} bytes",
+                self.declared
+            )));
+        }
+        self.crc.update(chunk);
+        self.out.write_all(chunk).map_err(DataError::Write)?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+fn copy_stored(raw: &mut impl Read, sink: &mut Sink<'_, impl Write>) -> Result<(), DataError> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = read_some(raw, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.put(buf.get(..n).unwrap_or_default())?;
+    }
+}
+
+/// Inflates `raw` (exactly `compressed_size` bytes) into `sink`: the stream
+/// must end exactly where the compressed data does.
+fn copy_deflated(
+    raw: &mut impl Read,
+    sink: &mut Sink<'_, impl Write>,
+    compressed_size: u64,
+) -> Result<(), DataError> {
+    let mut in_buf = vec![0u8; COPY_BUFFER];
+    let mut out_buf = vec![0u8; COPY_BUFFER];
+    let mut inflater = flate2::Decompress::new(false);
+    let (mut in_pos, mut in_len, mut input_done) = (0usize, 0usize, false);
+    loop {
+        if in_pos == in_len && !input_done {
+            in_len = read_some(raw, &mut in_buf)?;
+            in_pos = 0;
+            input_done = in_len == 0;
+        }
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+        let input = in_buf.get(in_pos..in_len).unwrap_or_default();
+        let status = inflater
+            .decompress(input, &mut out_buf, flate2::FlushDecompress::None)
+            .map_err(|e| DataError::Bad(format!("the compressed data is corrupt: {e}")))?;
+        let consumed = (inflater.total_in() - before_in) as usize;
+        let produced = (inflater.total_out() - before_out) as usize;
+        in_pos += consumed;
+        sink.put(out_buf.get(..produced).unwrap_or_default())?;
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+        if consumed == 0 && produced == 0 {
+            if input_done {
+                return Err(DataError::Bad(format!(
+                    "the compressed data ends before the deflate stream does (after {} of {} bytes): truncated or corrupt",
+                    sink.written, sink.declared
+                )));
+            }
+            if in_pos < in_len {
+                return Err(DataError::Bad(
+                    "the compressed data is corrupt (the decompressor makes no progress)".into(),
+                ));
+            }
+        }
+    }
+    if inflater.total_in() != compressed_size {
+        return Err(DataError::Bad(format!(
+            "the deflate stream ends after {} of the {compressed_size} compressed bytes declared: other data is hidden after it",
+            inflater.total_in(),
         )));
     }
     Ok(())

@@ -154,9 +154,9 @@ fn every_hostile_package_is_refused_naming_the_entry() {
                     ));
                 }
                 let code = expected_code(attack.name);
-                let naming_problem = problems.errors().any(|p| {
-                    p.to_string().contains(&attack.expect_in_message) && p.code == code
-                });
+                let naming_problem = problems
+                    .errors()
+                    .any(|p| p.to_string().contains(&attack.expect_in_message) && p.code == code);
                 if !naming_problem {
                     let codes: Vec<&str> = problems.errors().map(|p| p.code.as_str()).collect();
                     fail(format!(
