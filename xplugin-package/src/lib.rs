@@ -72,7 +72,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, ProblemCode, Problems};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 /// The folder under the staging directory that holds a side's plugins.
 pub fn side_dir_name(side: Side) -> &'static str {
@@ -129,7 +129,7 @@ pub enum PackageError {
     /// Our side failed: reading the package file, or writing the staging
     /// directory (full disk, permissions, a staging directory that is not an
     /// empty real directory).
-    #[error("cannot unpack the package: {}: {source} (check that the file is readable and that the install root's filesystem has space and is writable)", path.display())]
+    #[error("cannot unpack the package: {}", path.display())]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
@@ -137,6 +137,20 @@ pub enum PackageError {
         #[source]
         source: io::Error,
     },
+}
+
+impl Failure for PackageError {
+    fn problems(&self) -> Problems {
+        match self {
+            PackageError::Refused(problems) => problems.clone(),
+            PackageError::Io { path, .. } => Problems(vec![Problem::from_error(
+                ProblemCode::PackageUnreadable,
+                path.display().to_string(),
+                self,
+                "check that the file is readable and that the install root's filesystem has space and is writable",
+            )]),
+        }
+    }
 }
 
 impl From<WriteFailure> for PackageError {
