@@ -233,7 +233,7 @@ fn run_plugins(
     ) {
         (Some(list), _) => match parse_running(&list) {
             Ok(m) => Some(m),
-            Err(e) => return fail(PROGRAM, &e, json),
+            Err(e) => return fail(PROGRAM, &xplugin_cli::UsageError::new(e), json),
         },
         (None, Some(croot)) => match xplugin_store::Store::open(&croot) {
             Ok(s) => Some(xplugin_host::admin::enabled_versions(&s)),

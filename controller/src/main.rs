@@ -1,34 +1,47 @@
-//! `xplugin-controller`: the controller's plugin host. `boot` verifies,
-//! resolves, loads, inits and starts the installed controller plugins, prints
-//! the report and stops them in reverse order; `run` does the same as a daemon
-//! (cyclic `step` until SIGTERM/SIGINT). The logic lives in `xplugin-host`.
+//! `xplugin-controller`: the controller's plugin host.
+//!
+//! * `run` is the daemon (`xplugin-daemon`): boots the installed plugins,
+//!   runs the real-time cycle, serves the admin socket until SIGTERM.
+//! * `boot` verifies, loads, inits and starts the installed plugins, runs
+//!   `--cycles N` cycles, stops them in reverse order and prints the report.
+//! * `status`, `list`, `enable`, `disable`, `remove`, `rollback`, `install`,
+//!   `commit`, `abort` go through the daemon's admin socket when a daemon
+//!   runs for the root, and act on the root directly otherwise ([`admin`]).
+//!
+//! The logic lives in the libraries; this is argument parsing and output.
+
+mod admin;
+mod cycle_args;
 
 use clap::{Parser, Subcommand};
+use cycle_args::CycleArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use xplugin_cli::{fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs};
+use xplugin_cli::{fail, host_version, report_boot, AdminCommand, GlobalArgs};
 use xplugin_host::boot::{boot, BootOptions};
 use xplugin_host::config::{HostConfig, HostSide};
-use xplugin_host::cycle::{CycleHooks, CycleSettings, OverrunPolicy};
+use xplugin_host::cycle::{CycleHooks, CycleSettings};
 use xplugin_model::manifest::Side;
 
 const PROGRAM: &str = "xplugin-controller";
 
 #[derive(Parser)]
-#[command(name = PROGRAM, version, about = "Robot controller plugin host: boot, list and manage controller plugins")]
+#[command(name = PROGRAM, version, about = "Robot controller plugin host: the daemon, boot, and the administration of controller plugins")]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    #[command(flatten)]
+    daemon: admin::DaemonArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Verify, resolve, load, init and start the installed plugins, print the
-    /// report, stop them in reverse order and exit.
+    /// Verify, resolve, load, init and start the installed plugins, run
+    /// --cycles N cycles, print the report, stop them in reverse order.
     Boot {
         /// This controller's version (overrides host_version in the configuration).
         #[arg(long)]
@@ -40,93 +53,82 @@ enum Command {
         #[command(flatten)]
         cycle: CycleArgs,
     },
-    /// Boot and keep running (cyclic step) until SIGTERM or SIGINT, then stop
-    /// in reverse order: the daemon mode for systemd.
+    /// The daemon: boot, run the cycle and serve the admin socket until
+    /// SIGTERM or SIGINT, then stop the plugins in reverse order (exit 0).
     Run {
         /// This controller's version.
         #[arg(long)]
         controller_version: Option<String>,
+        /// Serve the pendant link on ADDR:PORT (config `listen`).
+        #[arg(long)]
+        listen: Option<String>,
         #[command(flatten)]
         cycle: CycleArgs,
+    },
+    /// The running daemon's generation, plugins, quarantine and timing.
+    Status,
+    /// Install a package (plugindemo.zip or a bare controller.zip): the
+    /// controller verifies everything itself, then commits (and applies by
+    /// --apply), or with --prepare holds it for `commit ID` / `abort ID`.
+    Install {
+        /// The package.
+        package: PathBuf,
+        /// Only prepare: print the transaction id and hold the install.
+        #[arg(long)]
+        prepare: bool,
+        /// Reinstall plugins whose version is already installed.
+        #[arg(long)]
+        force: bool,
+        /// Accept versions older than the installed ones.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// This controller's version (without a daemon; a daemon uses its own).
+        #[arg(long)]
+        controller_version: Option<String>,
+    },
+    /// Commit a prepared install transaction (and apply it by --apply).
+    Commit {
+        /// The transaction id `install --prepare` printed.
+        id: String,
+    },
+    /// Abort an open install transaction.
+    Abort {
+        /// The transaction id.
+        id: String,
     },
     #[command(flatten)]
     Admin(AdminCommand),
 }
 
-/// How the real-time cycle runs; each flag overrides its configuration key.
-#[derive(Debug, clap::Args)]
-struct CycleArgs {
-    /// Cycle period in microseconds (config `cycle_us`; default 1000).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    cycle_us: Option<u64>,
-    /// Cycle period in milliseconds (older spelling of --cycle-us).
-    #[arg(long, conflicts_with = "cycle_us", value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    cycle_ms: Option<u64>,
-    /// SCHED_FIFO priority of the cycle thread, 1-99; 0 = normal scheduling
-    /// (config `rt_priority`).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=99))]
-    rt_priority: Option<u8>,
-    /// Pin the cycle thread to this CPU (config `cpu`).
-    #[arg(long)]
-    cpu: Option<usize>,
-    /// What a cycle that ends after the next deadline does: skip (jump to
-    /// the next whole period) or catch-up (config `overrun_policy`).
-    #[arg(long, value_parser = ["skip", "catch-up"])]
-    overrun_policy: Option<String>,
-}
-
-impl CycleArgs {
-    /// The cycle settings: flags, then configuration, then defaults.
-    fn settings(&self, config: &HostConfig, cycles: Option<u64>) -> CycleSettings {
-        let period_us = self
-            .cycle_us
-            .or(self.cycle_ms.map(|ms| ms * 1000))
-            .or(config.cycle_us)
-            .unwrap_or(1000);
-        let rt_priority = self.rt_priority.or(config.rt_priority).unwrap_or(0);
-        let policy = match self.overrun_policy.as_deref() {
-            Some("catch-up") => OverrunPolicy::CatchUp,
-            Some(_) => OverrunPolicy::Skip,
-            None => config.overrun_policy.unwrap_or_default(),
-        };
-        // Memory is locked once per process, before the cycle's threads start.
-        let memory_locked = if rt_priority > 0 {
-            xplugin_host::cycle::rt::lock_memory()
-        } else {
-            Err("memory not locked (normal scheduling requested)".into())
-        };
-        CycleSettings {
-            period_ns: period_us.saturating_mul(1000),
-            rt_priority,
-            cpu: self.cpu.or(config.cpu),
-            policy,
-            cycles,
-            overrun_limit: config.overrun_limit.unwrap_or(3),
-            memory_locked,
-            ..CycleSettings::default()
-        }
-    }
-}
-
 static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: nix::libc::c_int) {
+extern "C" fn on_stop(_: nix::libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn install_signal_handlers() {
+extern "C" fn on_reload(_: nix::libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers(with_reload: bool) {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: `on_signal` only does a store to a lock-free `AtomicBool`
-        // (no allocation, no lock, no errno), which is async-signal-safe, so
-        // it may interrupt any code of this process; nothing else here
-        // installs a SIGTERM/SIGINT handler, so replacing the previous
-        // disposition (the default: terminate) breaks no one.
+    let mut handlers: Vec<(Signal, extern "C" fn(nix::libc::c_int))> =
+        vec![(Signal::SIGTERM, on_stop), (Signal::SIGINT, on_stop)];
+    if with_reload {
+        handlers.push((Signal::SIGHUP, on_reload));
+    }
+    for (s, handler) in handlers {
+        let action = SigAction::new(
+            SigHandler::Handler(handler),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        // SAFETY: the handlers only store to a lock-free `AtomicBool` (no
+        // allocation, no lock, no errno), which is async-signal-safe, so they
+        // may interrupt any code of this process; nothing else here installs
+        // a handler for these signals, so replacing the previous disposition
+        // (the default: terminate) breaks no one.
         if let Err(e) = unsafe { sigaction(s, &action) } {
             log::warn!("cannot install a handler for {s}: {e}");
         }
@@ -136,38 +138,77 @@ fn install_signal_handlers() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
-    xplugin_cli::logging::init(PROGRAM, g.verbose, g.syslog);
+    // The daemon logs what it does (boot, applies, stops) by default.
+    let verbose = match cli.command {
+        Command::Run { .. } => g.verbose.max(1),
+        _ => g.verbose,
+    };
+    xplugin_cli::logging::init(PROGRAM, verbose, g.syslog);
     let config = match g.config(HostSide::Controller) {
         Ok(c) => c,
         Err(e) => return fail(PROGRAM, &e, g.json),
     };
     let root = config.root_or(g.root.as_deref(), HostSide::Controller);
+    let ctx = admin::Context {
+        json: g.json,
+        config: &config,
+        root: &root,
+        root_given: g.root.is_some() || config.root.is_some(),
+        daemon: &cli.daemon,
+    };
     match cli.command {
         Command::Boot {
             controller_version,
             cycles,
             cycle,
         } => {
+            if let Err(e) = admin::refuse_if_daemon(&root) {
+                return fail(PROGRAM, &e, g.json);
+            }
             let settings = cycle.settings(&config, Some(cycles));
-            run_host(g.json, &config, root, controller_version, settings)
+            run_boot(g.json, &config, root, controller_version, settings)
         }
         Command::Run {
             controller_version,
+            listen,
             cycle,
         } => {
-            install_signal_handlers();
-            let settings = cycle.settings(&config, None);
-            run_host(g.json, &config, root, controller_version, settings)
+            install_signal_handlers(true);
+            run_daemon(
+                &cli.daemon,
+                g,
+                config.clone(),
+                root,
+                controller_version,
+                listen,
+                &cycle,
+            )
         }
-        Command::Admin(admin) => {
-            run_admin(PROGRAM, admin, &config, &root, Side::Controller, g.json)
-        }
+        Command::Status => admin::status(&ctx),
+        Command::Install {
+            package,
+            prepare,
+            force,
+            allow_downgrade,
+            controller_version,
+        } => admin::install(
+            &ctx,
+            &package,
+            admin::InstallFlags {
+                prepare,
+                force,
+                allow_downgrade,
+                controller_version,
+            },
+        ),
+        Command::Commit { id } => admin::commit(&ctx, &id),
+        Command::Abort { id } => admin::abort(&ctx, &id),
+        Command::Admin(command) => admin::admin(&ctx, command),
     }
 }
 
-/// Boots; then runs the cycle for `settings.cycles` cycles (`Some(0)`: no
-/// cycle) or until a signal (`None`); then stops and prints the report.
-fn run_host(
+/// `boot`: runs `settings.cycles` cycles (none for 0), stops, prints the report.
+fn run_boot(
     json: bool,
     config: &HostConfig,
     root: PathBuf,
@@ -192,16 +233,11 @@ fn run_host(
         Err(e) => return fail(PROGRAM, &e, json),
     };
     if !json {
-        // Show what started before running, so a daemon's log has it.
         log::info!("booted:\n{}", booted.report);
     }
     if settings.cycles != Some(0) {
         if let Err(e) = booted.start_cycle(settings, CycleHooks::default()) {
-            return fail(
-                PROGRAM,
-                &format!("cannot start the cycle thread: {e}"),
-                json,
-            );
+            return fail(PROGRAM, &admin::cycle_failure(&e), json);
         }
         while booted.cycle().is_some_and(|c| !c.is_finished()) && !STOP.load(Ordering::SeqCst) {
             booted.poll_cycle();
@@ -210,4 +246,53 @@ fn run_host(
         booted.stop_cycle();
     }
     report_boot(&booted.shutdown(), json)
+}
+
+/// `run`: the daemon.
+fn run_daemon(
+    daemon: &admin::DaemonArgs,
+    g: &GlobalArgs,
+    mut config: HostConfig,
+    root: PathBuf,
+    version_flag: Option<String>,
+    listen: Option<String>,
+    cycle: &CycleArgs,
+) -> ExitCode {
+    let version = match host_version(version_flag.as_deref(), &config, HostSide::Controller) {
+        Ok(v) => v,
+        Err(e) => return fail(PROGRAM, &e, g.json),
+    };
+    if let Some(addr) = listen {
+        config.listen = Some(addr);
+    }
+    if let Some(addr) = &config.listen {
+        // The pendant link is the next piece of M2; refusing is better than
+        // pretending to listen.
+        return fail(
+            PROGRAM,
+            &admin::usage(&format!(
+                "the pendant link (listen {addr}) is not available in this build; run without --listen / `listen`"
+            )),
+            g.json,
+        );
+    }
+    let admin_socket = daemon.socket(&config);
+    let settings = cycle.settings(&config, None);
+    let opts = xplugin_daemon::daemon::DaemonOptions {
+        root,
+        config_path: g.config.clone(),
+        config,
+        host_version: version,
+        cycle: settings,
+        admin_socket,
+        argv: std::env::args_os().collect(),
+    };
+    let status = xplugin_daemon::daemon::run(
+        opts,
+        xplugin_daemon::daemon::Signals {
+            stop: &STOP,
+            reload: &RELOAD,
+        },
+    );
+    ExitCode::from(status)
 }

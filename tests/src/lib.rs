@@ -1,5 +1,6 @@
 //! shared test helpers
 pub mod build;
+pub mod daemon;
 pub mod hostile;
 #[cfg(target_os = "linux")]
 pub mod powerfs;

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use xplugin_host::config::{ConfigError, HostConfig, HostSide};
 use xplugin_model::manifest::Side;
-use xplugin_model::Version;
+use xplugin_model::{
+    failure_json, failure_text, Failure, Problem, ProblemCode, Problems, Version, VersionError,
+};
 
 /// Flags every subcommand of both hosts accepts.
 #[derive(Debug, clap::Args)]
@@ -163,50 +165,111 @@ pub fn report_boot(report: &xplugin_host::boot::BootReport, json: bool) -> ExitC
     }
 }
 
-/// Reports an error (stderr text, or a JSON document on stdout) and returns
-/// the exit code.
-pub fn fail(program: &str, error: &dyn Display, json: bool) -> ExitCode {
+/// Reports a failure and returns the exit code: on stderr in the convention
+/// of problems (each with its `what to do:` line, the cause chain shown
+/// once), and with `json` also as one JSON document on stdout,
+/// `{"ok": false, "error", "problems": [{code, subject, field, message, hint}]}`.
+pub fn fail(program: &str, error: &dyn Failure, json: bool) -> ExitCode {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "ok": false, "error": error.to_string() })
-            )
-            .unwrap_or_default()
+            serde_json::to_string_pretty(&failure_json(error)).unwrap_or_default()
         );
     }
-    eprintln!("{program}: error: {error}");
+    eprintln!("{}", failure_text(program, error));
     ExitCode::from(EXIT_REFUSED)
+}
+
+/// Why this host's version is not known.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostVersionError {
+    /// Neither the flag nor the configuration gives it.
+    #[error("this host's {} is unknown", side.version_name())]
+    Unknown {
+        /// Which host.
+        side: HostSide,
+    },
+    /// The version given is not a version.
+    #[error("{} from {from} is not a valid version", side.version_name())]
+    Invalid {
+        /// Which host.
+        side: HostSide,
+        /// Where it came from (the flag, or the configuration key).
+        from: String,
+        /// Why.
+        #[source]
+        source: VersionError,
+    },
+}
+
+impl Failure for HostVersionError {
+    fn problems(&self) -> Problems {
+        let (code, side) = match self {
+            HostVersionError::Unknown { side } => (ProblemCode::HostVersionUnknown, side),
+            HostVersionError::Invalid { side, .. } => (ProblemCode::HostVersionInvalid, side),
+        };
+        let hint = format!(
+            "pass {} V or set \"host_version\" in {}",
+            side.version_flag(),
+            side.default_config_path().display()
+        );
+        Problems(vec![Problem::from_error(
+            code,
+            side.version_name(),
+            self,
+            hint,
+        )])
+    }
 }
 
 /// The host version: the flag wins over `host_version` in the configuration.
 ///
 /// # Errors
-/// A message naming the flag and the configuration key when the version is
-/// missing or malformed.
+/// [`HostVersionError`] when the version is missing or malformed.
 pub fn host_version(
     flag: Option<&str>,
     config: &HostConfig,
     side: HostSide,
-) -> Result<Version, String> {
+) -> Result<Version, HostVersionError> {
     let (text, from) = match (flag, &config.host_version) {
         (Some(v), _) => (v.to_string(), side.version_flag().to_string()),
         (None, Some(v)) => (v.clone(), "host_version in the configuration".to_string()),
-        (None, None) => {
-            return Err(format!(
-                "this host's {} is unknown: pass {} V or set \"host_version\" in {}",
-                side.version_name(),
-                side.version_flag(),
-                side.default_config_path().display()
-            ))
-        }
+        (None, None) => return Err(HostVersionError::Unknown { side }),
     };
-    text.parse::<Version>().map_err(|e| {
-        format!(
-            "{} from {from} is not a valid version: {e}",
-            side.version_name()
-        )
-    })
+    text.parse::<Version>()
+        .map_err(|source| HostVersionError::Invalid { side, from, source })
+}
+
+/// An unusable command-line value (`usage.invalid_argument`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// What is wrong with the value.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+impl UsageError {
+    /// A usage error saying `message`, with the generic hint.
+    pub fn new(message: impl Into<String>) -> UsageError {
+        UsageError {
+            message: message.into(),
+            hint: "fix the value; --help lists the options".into(),
+        }
+    }
+}
+
+impl Failure for UsageError {
+    fn problems(&self) -> Problems {
+        Problems(vec![Problem::new(
+            ProblemCode::UsageInvalidArgument,
+            "command line",
+            self.message.clone(),
+            self.hint.clone(),
+        )])
+    }
 }
 
 /// A plain message that implements Display + Serialize for [`emit`].

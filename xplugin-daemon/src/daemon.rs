@@ -75,7 +75,10 @@ pub struct Signals {
 }
 
 enum MainRequest {
-    Apply { generation: u64, policy: ApplyPolicy },
+    Apply {
+        generation: u64,
+        policy: ApplyPolicy,
+    },
 }
 
 /// What the admin threads and the main loop share.
@@ -145,7 +148,10 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
     let mut booted = match boot(&boot_opts) {
         Ok(b) => b,
         Err(e) => {
-            log::error!("cannot boot the installed plugins: {}", xplugin_model::error_chain(&e));
+            log::error!(
+                "cannot boot the installed plugins: {}",
+                xplugin_model::error_chain(&e)
+            );
             return EXIT_FAILED;
         }
     };
@@ -299,7 +305,9 @@ fn main_loop(
 /// not busy; the next round tries again).
 fn expire_transactions(root: &Path) {
     let Ok(store) = Store::open(root) else { return };
-    let Ok(open) = store.open_transaction() else { return };
+    let Ok(open) = store.open_transaction() else {
+        return;
+    };
     let due = store
         .transactions()
         .map(|all| all.iter().any(|t| t.expired(now_unix())))
@@ -333,7 +341,10 @@ fn reload(opts: &DaemonOptions, shared: &Shared) {
     let new = match HostConfig::load(opts.config_path.as_deref(), HostSide::Controller) {
         Ok(c) => c,
         Err(e) => {
-            log::error!("SIGHUP: configuration not reloaded: {}", xplugin_model::error_chain(&e));
+            log::error!(
+                "SIGHUP: configuration not reloaded: {}",
+                xplugin_model::error_chain(&e)
+            );
             return;
         }
     };
@@ -348,13 +359,39 @@ fn reload(opts: &DaemonOptions, shared: &Shared) {
             } )*
         };
     }
-    compare!(live_changes, trusted_keys_dir, device, allow_unlicensed, limits, apply, apply_timeout_s, transaction_timeout_s);
-    compare!(restart, host_version, root, cycle_us, rt_priority, cpu, overrun_policy, overrun_limit, cycle_budget_us, admin_socket, listen, admin_user, admin_group);
+    compare!(
+        live_changes,
+        trusted_keys_dir,
+        device,
+        allow_unlicensed,
+        limits,
+        apply,
+        apply_timeout_s,
+        transaction_timeout_s
+    );
+    compare!(
+        restart,
+        host_version,
+        root,
+        cycle_us,
+        rt_priority,
+        cpu,
+        overrun_policy,
+        overrun_limit,
+        cycle_budget_us,
+        admin_socket,
+        listen,
+        admin_user,
+        admin_group
+    );
     if live_changes.is_empty() && restart.is_empty() {
         log::info!("SIGHUP: configuration re-read, nothing changed");
     } else {
         if !live_changes.is_empty() {
-            log::info!("SIGHUP: in effect now for new installs and applies: {}", live_changes.join(", "));
+            log::info!(
+                "SIGHUP: in effect now for new installs and applies: {}",
+                live_changes.join(", ")
+            );
         }
         if !restart.is_empty() {
             log::warn!(
@@ -412,7 +449,10 @@ impl Display for ApplyOutcome {
         let g = self.generation.map_or("none".into(), |g| g.to_string());
         match self.state {
             "scheduled" => writeln!(f, "applying generation {g} ({})", self.policy),
-            "next-boot" => writeln!(f, "generation {g} is committed; it runs from the next start of the controller"),
+            "next-boot" => writeln!(
+                f,
+                "generation {g} is committed; it runs from the next start of the controller"
+            ),
             _ => writeln!(f, "generation {g} runs already"),
         }
     }
@@ -439,8 +479,11 @@ fn respond<T: Serialize + Display>(value: &T, apply: Option<&ApplyOutcome>) -> R
     }
 }
 
+/// The program whose words the daemon answers in.
+const PROGRAM: &str = "xplugin-controller";
+
 fn problems_response(problems: &Problems, extra: Option<serde_json::Value>) -> Response {
-    let mut json = extra.unwrap_or_else(|| serde_json::json!({}));
+    let mut json = extra.unwrap_or_else(|| xplugin_model::failure_json(problems));
     if let serde_json::Value::Object(m) = &mut json {
         m.insert("ok".into(), false.into());
         m.insert(
@@ -451,7 +494,7 @@ fn problems_response(problems: &Problems, extra: Option<serde_json::Value>) -> R
     Response {
         ok: false,
         exit: 1,
-        text: problems.to_string(),
+        text: format!("{}\n", xplugin_model::failure_text(PROGRAM, problems)),
         json,
     }
 }
@@ -465,7 +508,7 @@ fn install_failure(e: &InstallError) -> Response {
         InstallError::Refused { report } => {
             let json = serde_json::to_value(&**report).ok();
             let mut r = problems_response(&Problems(report.problems.clone()), json);
-            r.text = report.to_string();
+            r.text = format!("{report}{PROGRAM}: error: {e}\n");
             r
         }
         InstallError::Store(s) => failure(s),
@@ -483,7 +526,8 @@ fn install_failure(e: &InstallError) -> Response {
 
 impl Admin {
     fn apply(&self, requested: Option<ApplyPolicy>) -> ApplyOutcome {
-        let policy = requested.unwrap_or_else(|| lock(&self.shared.config).apply.unwrap_or_default());
+        let policy =
+            requested.unwrap_or_else(|| lock(&self.shared.config).apply.unwrap_or_default());
         let committed = Store::open(&self.shared.root)
             .ok()
             .and_then(|s| s.current().ok().flatten())
@@ -494,8 +538,26 @@ impl Admin {
         } else if policy == ApplyPolicy::NextBoot {
             "next-boot"
         } else if let Some(generation) = committed {
-            match self.shared.main.try_send(MainRequest::Apply { generation, policy }) {
-                Ok(()) => "scheduled",
+            match self
+                .shared
+                .main
+                .try_send(MainRequest::Apply { generation, policy })
+            {
+                Ok(()) => {
+                    // Visible at once, so a caller polling status never sees
+                    // an earlier apply's outcome as this one's.
+                    let now = now_unix();
+                    let mut live = lock(&self.shared.live);
+                    live.apply.last_failure = None;
+                    live.apply.pending = Some(PendingApply {
+                        generation,
+                        policy,
+                        since_unix: now,
+                        deadline_unix: now,
+                        busy: Vec::new(),
+                    });
+                    "scheduled"
+                }
                 Err(_) => "next-boot",
             }
         } else {
@@ -508,7 +570,13 @@ impl Admin {
         }
     }
 
-    fn set_enabled(&self, root: &Path, name: &str, enabled: bool, apply: Option<ApplyPolicy>) -> Response {
+    fn set_enabled(
+        &self,
+        root: &Path,
+        name: &str,
+        enabled: bool,
+        apply: Option<ApplyPolicy>,
+    ) -> Response {
         match xplugin_host::admin::set_enabled(root, name, enabled) {
             Ok(g) => respond(
                 &Done {
@@ -530,7 +598,9 @@ impl Admin {
             .as_ref()
             .and_then(|s| s.current().ok().flatten())
             .map(|g| g.number);
-        let prepared = store.as_ref().and_then(|s| s.open_transaction().ok().flatten());
+        let prepared = store
+            .as_ref()
+            .and_then(|s| s.open_transaction().ok().flatten());
         let live = lock(&self.shared.live);
         let config = lock(&self.shared.config);
         Status {
@@ -582,24 +652,32 @@ impl Admin {
         let request = InstallRequest {
             holder: format!("admin {}", peer.describe()),
             policy: req.policy,
-            timeout: config
-                .transaction_timeout_s
-                .map_or(xplugin_store::transaction::DEFAULT_TIMEOUT, Duration::from_secs),
+            timeout: config.transaction_timeout_s.map_or(
+                xplugin_store::transaction::DEFAULT_TIMEOUT,
+                Duration::from_secs,
+            ),
             label: req.label,
         };
         match xplugin_host::install::install(&host, &mut file, &request, !req.prepare) {
             Ok(report) => {
-                let apply = (report.state == TransactionState::Committed).then(|| self.apply(req.apply));
+                let apply =
+                    (report.state == TransactionState::Committed).then(|| self.apply(req.apply));
                 respond(&report, apply.as_ref())
             }
             Err(e) => install_failure(&e),
         }
     }
 
-    fn decided(&self, result: Result<InstallReport, InstallError>, apply: Option<Option<ApplyPolicy>>) -> Response {
+    fn decided(
+        &self,
+        result: Result<InstallReport, InstallError>,
+        apply: Option<Option<ApplyPolicy>>,
+    ) -> Response {
         match result {
             Ok(report) => {
-                let outcome = apply.filter(|_| report.state == TransactionState::Committed).map(|a| self.apply(a));
+                let outcome = apply
+                    .filter(|_| report.state == TransactionState::Committed)
+                    .map(|a| self.apply(a));
                 respond(&report, outcome.as_ref())
             }
             Err(e) => install_failure(&e),
@@ -638,7 +716,7 @@ impl Handler for Admin {
         if let Some(root) = &envelope.root {
             if !same_root(root, &self.shared.root) {
                 return refusal(
-                    ProblemCode::UsageInvalidArgument,
+                    ProblemCode::DaemonWrongRoot,
                     "admin socket",
                     &format!(
                         "this daemon serves {}, not {}",
@@ -703,10 +781,16 @@ impl Handler for Admin {
                 self.decided(xplugin_host::install::commit(&root, &id), Some(apply))
             }
             Request::Abort { id } => self.decided(
-                xplugin_host::install::abort(&root, &id, &format!("aborted by {}", peer.describe())),
+                xplugin_host::install::abort(
+                    &root,
+                    &id,
+                    &format!("aborted by {}", peer.describe()),
+                ),
                 None,
             ),
-            Request::Outcome { id } => self.decided(xplugin_host::install::outcome(&root, &id), None),
+            Request::Outcome { id } => {
+                self.decided(xplugin_host::install::outcome(&root, &id), None)
+            }
         }
     }
 }

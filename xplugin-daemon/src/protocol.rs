@@ -159,6 +159,10 @@ pub enum FrameError {
     /// The peer closed the connection before the frame was complete.
     #[error("the peer closed the connection in the middle of a frame")]
     Truncated,
+    /// The peer closed the connection before sending anything (a probe
+    /// whether a daemon answers).
+    #[error("the peer closed the connection without a request")]
+    Closed,
     /// The frame is not the JSON expected.
     #[error("the frame is not a valid message")]
     Json(#[from] serde_json::Error),
@@ -227,7 +231,7 @@ fn read_prefix(
         (msg.bytes, fd)
     };
     if received == 0 {
-        return Err(FrameError::Truncated);
+        return Err(FrameError::Closed);
     }
     if received < 4 {
         read_exact_by(stream, &mut prefix[received..], deadline)?;

@@ -42,12 +42,17 @@ pub fn refusal(
     message: &str,
     hint: &str,
 ) -> Response {
-    let problem = xplugin_model::Problem::new(code, subject, message, hint);
+    let problems = xplugin_model::Problems(vec![xplugin_model::Problem::new(
+        code, subject, message, hint,
+    )]);
     Response {
         ok: false,
         exit: 1,
-        text: format!("{problem}\n"),
-        json: serde_json::json!({ "ok": false, "problems": [problem] }),
+        text: format!(
+            "{}\n",
+            xplugin_model::failure_text("xplugin-controller", &problems)
+        ),
+        json: xplugin_model::failure_json(&problems),
     }
 }
 
@@ -180,15 +185,20 @@ fn serve(mut stream: UnixStream, access: &Access, handler: &dyn Handler) {
         }
     };
     let response = match read_frame::<Envelope>(&mut stream, Instant::now() + READ_DEADLINE) {
+        // Someone checked whether a daemon answers: nothing to answer.
+        Err(crate::protocol::FrameError::Closed) => return,
         Err(e) => {
             log::warn!(
                 "admin socket: request from {} dropped: {e}",
                 peer.describe()
             );
             refusal(
-                xplugin_model::ProblemCode::UsageInvalidArgument,
+                xplugin_model::ProblemCode::DaemonBadRequest,
                 "admin socket",
-                &format!("the request could not be read: {e}"),
+                &format!(
+                    "the request could not be read: {}",
+                    xplugin_model::error_chain(&e)
+                ),
                 "use xplugin-controller of the same release as the daemon",
             )
         }
@@ -196,7 +206,7 @@ fn serve(mut stream: UnixStream, access: &Access, handler: &dyn Handler) {
             Err(why) => {
                 log::warn!("admin socket: {} refused: {why}", envelope.request.op());
                 refusal(
-                    xplugin_model::ProblemCode::UsageInvalidArgument,
+                    xplugin_model::ProblemCode::DaemonAccessDenied,
                     "admin socket",
                     &why,
                     "run the command as root or as the configured admin_user (admin_group members may read status)",

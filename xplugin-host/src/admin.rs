@@ -17,7 +17,7 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// No such plugin installed.
-    #[error("plugin \"{name}\" is not installed in {root}; `list` shows what is installed")]
+    #[error("plugin \"{name}\" is not installed in {}", root.display())]
     NotInstalled {
         /// The name asked for.
         name: String,
@@ -25,7 +25,7 @@ pub enum AdminError {
         root: PathBuf,
     },
     /// Other installed plugins depend on it.
-    #[error("cannot remove \"{name}\": installed plugins depend on it: {}; remove them first or pass --cascade to remove them too", .dependents.join(", "))]
+    #[error("cannot remove \"{name}\": installed plugins depend on it: {}", .dependents.join(", "))]
     HasDependents {
         /// The plugin to remove.
         name: String,

@@ -24,6 +24,7 @@ use crate::cycle::OverrunPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xplugin_license::DeviceIdSource;
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 use xplugin_package::Limits;
 
 /// Which host a configuration is for.
@@ -226,7 +227,7 @@ impl Default for HostConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration {path}: {source}; check the path given with --config")]
+    #[error("cannot read configuration {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -235,13 +236,61 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid.
-    #[error("configuration {path} is invalid: {detail}; see the example in the README (section Configuration)")]
+    #[error("configuration {} is invalid", path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        detail: String,
+        #[source]
+        source: ConfigParseError,
     },
+}
+
+/// What is wrong with configuration text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigParseError {
+    /// Not JSON (comments allowed).
+    #[error(transparent)]
+    Syntax(#[from] xplugin_model::jsonc::JsoncError),
+    /// A key appears twice, so it could be read two ways.
+    #[error("key \"{0}\" appears more than once")]
+    DuplicateKey(String),
+    /// Valid JSON, but an unknown key or a value of the wrong type.
+    #[error(transparent)]
+    Schema(#[from] serde_json::Error),
+}
+
+impl ConfigError {
+    /// The problem code.
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            ConfigError::Read { .. } => ProblemCode::ConfigUnreadable,
+            ConfigError::Invalid { .. } => ProblemCode::ConfigInvalid,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "check the path given with --config",
+            ConfigError::Invalid { .. } => {
+                "fix the file; see the example in the README (section Configuration)"
+            }
+        }
+    }
+}
+
+impl Failure for ConfigError {
+    fn problems(&self) -> Problems {
+        let (ConfigError::Read { path, .. } | ConfigError::Invalid { path, .. }) = self;
+        Problems(vec![Problem::from_error(
+            self.code(),
+            path.display().to_string(),
+            self,
+            self.hint(),
+        )])
+    }
 }
 
 /// Largest configuration file accepted.
@@ -275,19 +324,19 @@ impl HostConfig {
             }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Self::parse(&bytes).map_err(|detail| ConfigError::Invalid { path, detail })
+        Self::parse(&bytes).map_err(|source| ConfigError::Invalid { path, source })
     }
 
     /// Parses configuration text (JSON with comments).
     ///
     /// # Errors
-    /// A description of the first problem.
-    pub fn parse(bytes: &[u8]) -> Result<HostConfig, String> {
-        let parsed = xplugin_model::jsonc::parse(bytes).map_err(|e| e.to_string())?;
+    /// [`ConfigParseError`]: the first problem found.
+    pub fn parse(bytes: &[u8]) -> Result<HostConfig, ConfigParseError> {
+        let parsed = xplugin_model::jsonc::parse(bytes)?;
         if let Some(dup) = parsed.duplicate_keys.first() {
-            return Err(format!("key \"{dup}\" appears more than once"));
+            return Err(ConfigParseError::DuplicateKey(dup.clone()));
         }
-        serde_json::from_value(parsed.value).map_err(|e| e.to_string())
+        Ok(serde_json::from_value(parsed.value)?)
     }
 
     /// Applies the command-line overrides `--trusted-keys` and
@@ -332,13 +381,22 @@ mod tests {
     #[test]
     fn typos_are_refused() {
         let e = HostConfig::parse(br#"{"allow_unlicenced": true}"#).unwrap_err();
-        assert!(e.contains("allow_unlicenced"), "{e}");
+        assert!(matches!(e, ConfigParseError::Schema(_)), "{e}");
+        assert!(e.to_string().contains("allow_unlicenced"), "{e}");
     }
 
     #[test]
     fn missing_default_file_means_defaults_but_missing_given_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.json");
-        assert!(HostConfig::load(Some(&missing), HostSide::Client).is_err());
+        let e = HostConfig::load(Some(&missing), HostSide::Client).unwrap_err();
+        let problems = e.problems();
+        assert_eq!(problems.0[0].code, ProblemCode::ConfigUnreadable);
+        // The OS error is shown once: as the cause, not also in the text.
+        assert_eq!(
+            problems.0[0].message.matches("No such file").count(),
+            1,
+            "{problems}"
+        );
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, ProblemCode, Problems, Version};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems, Version};
 use xplugin_package::{unpack_package, PackageError, SideTree};
 use xplugin_store::{CommitPlan, StagingDir, Store, StoreError, StoreLock};
 
@@ -83,7 +83,7 @@ pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Reading the package failed on our side (not the package's fault).
-    #[error("cannot read package {package}: {source}")]
+    #[error("cannot read package {}", package.display())]
     Package {
         /// The package.
         package: PathBuf,
@@ -91,6 +91,32 @@ pub enum ImportError {
         #[source]
         source: PackageError,
     },
+}
+
+impl Failure for ImportError {
+    fn problems(&self) -> Problems {
+        match self {
+            ImportError::Refused { report } => Problems(report.problems.clone()),
+            ImportError::Store(e) => e.problems(),
+            ImportError::Package { package, source } => match source {
+                PackageError::Refused(problems) => problems.clone(),
+                _ => Problems(vec![Problem::from_error(
+                    ProblemCode::PackageUnreadable,
+                    package.display().to_string(),
+                    self,
+                    "check that the file is readable and that the install root's filesystem has space and is writable",
+                )]),
+            },
+        }
+    }
+}
+
+/// `plugindemo.zip`: how problems name the package (as its entries do).
+pub fn package_label(package: &Path) -> String {
+    package
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| package.display().to_string())
 }
 
 /// Where a package is unpacked and verified: the client root's own staging
@@ -174,7 +200,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
                 })?,
         ),
     };
-    let label = opts.package.display().to_string();
+    let label = package_label(&opts.package);
     let unpacked = match unpack_package(&opts.package, scratch.path(), &opts.client.config.limits) {
         Ok(u) => u,
         Err(PackageError::Refused(problems)) => {

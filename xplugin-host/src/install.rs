@@ -147,6 +147,21 @@ pub enum InstallError {
     },
 }
 
+impl xplugin_model::Failure for InstallError {
+    fn problems(&self) -> Problems {
+        match self {
+            InstallError::Refused { report } => Problems(report.problems.clone()),
+            InstallError::Store(e) => xplugin_model::Failure::problems(e),
+            InstallError::Io { path, .. } => Problems(vec![Problem::from_error(
+                ProblemCode::PackageUnreadable,
+                path.display().to_string(),
+                self,
+                "check that the package is readable and that the controller's install root has space",
+            )]),
+        }
+    }
+}
+
 /// How long an install waits for another holder of the root's lock (a boot
 /// or an admin command) before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -167,7 +182,7 @@ pub fn install(
 ) -> Result<InstallReport, InstallError> {
     let store = Store::open(&host.root)?;
     let lock = store.lock_wait(LOCK_WAIT)?;
-    let mut txn = store.begin_transaction(&lock, &request.holder, request.timeout)?;
+    let mut txn = store.begin_transaction(&lock, &request.holder, request.timeout, commit)?;
     let outcome = prepare_in(host, &store, &lock, &mut txn, source, request);
     let mut report = match outcome {
         Ok(report) => report,

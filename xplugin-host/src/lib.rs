@@ -29,6 +29,7 @@ pub mod config;
 pub mod cycle;
 pub mod delivery;
 pub mod device;
+mod failures;
 pub mod import;
 pub mod install;
 pub mod lifecycle;

@@ -15,7 +15,9 @@
 //! loading is refused, naming the broken chain. A plugin's enabled flag is
 //! taken from its manifest on first install and kept across upgrades.
 
-use crate::checks::{check_plugin_folder, subject, HostFacts, LicenseStatus, PluginCheck};
+use crate::checks::{
+    check_plugin_folder, subject, CheckContext, HostFacts, LicenseStatus, Origin, PluginCheck,
+};
 use crate::config::HostConfig;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,7 +165,7 @@ pub fn verify_side(
         };
         problems.push(Problem::new(
             ProblemCode::ImportHostVersionUnknown,
-            format!("{label}: {}.zip", side_name(side)),
+            format!("{label}: {}", side.archive_name()),
             format!(
                 "this host's {} version is unknown, so compatibility cannot be checked",
                 side_name(side)
@@ -176,14 +178,24 @@ pub fn verify_side(
         return v;
     };
     let facts = HostFacts::gather(host.config, &host.root);
-    let ctx = facts.context(&host_version);
+    // Files are named by their package entry, never by the staging path.
+    let origin_label = format!("{label}: {}", side.archive_name());
+    let ctx = CheckContext {
+        origin: Origin::Package {
+            label: &origin_label,
+        },
+        ..facts.context(&host_version)
+    };
     if let Err(e) = &facts.device {
         if !host.config.allow_unlicensed {
             problems.push(Problem::new(
                 ProblemCode::ImportDeviceIdUnknown,
                 format!("{} host", side_name(side)),
-                format!("this device's id cannot be determined: {e}"),
-                "configure device.machine_id_file or device.serial in the host configuration",
+                format!(
+                    "this device's id cannot be determined: {}",
+                    xplugin_model::error_chain(e)
+                ),
+                e.hint(),
             ));
         }
     }

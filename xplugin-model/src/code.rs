@@ -576,6 +576,32 @@ problem_codes! {
     UsageInvalidArgument = "usage.invalid_argument", Error,
         "A command-line value is unusable.",
         "Fix the value as the message says; --help lists the options.";
+    HostCycleStartFailed = "host.cycle_start_failed", Error,
+        "The real-time cycle's threads could not be started.",
+        "Check the service's thread and memory limits (LimitNPROC, LimitMEMLOCK) and the --cpu given.";
+
+    // --- daemon: the controller daemon and its admin socket (xplugin-daemon) ---
+    DaemonNotRunning = "daemon.not_running", Error,
+        "No xplugin-controller daemon answers on the admin socket.",
+        "Start it (systemctl start xplugin-controller), or pass the --admin-socket it serves.";
+    DaemonRunning = "daemon.running", Error,
+        "A daemon runs for this install root, so the command may not change the root directly.",
+        "Run the command with the daemon's --admin-socket (it goes through the daemon), or stop the daemon first.";
+    DaemonStartFailed = "daemon.start_failed", Error,
+        "The daemon could not start: its root is locked by another daemon, its admin socket is in use, or boot failed.",
+        "See the message; stop the other daemon or choose another --admin-socket.";
+    DaemonAccessDenied = "daemon.access_denied", Error,
+        "The caller may not make this request on the admin socket.",
+        "Run it as root or as the configured admin_user; members of admin_group may read the status.";
+    DaemonWrongRoot = "daemon.wrong_root", Error,
+        "The daemon answering on this admin socket serves another install root.",
+        "Pass the --admin-socket of the daemon that serves that root.";
+    DaemonBadRequest = "daemon.bad_request", Error,
+        "The admin socket received a request it cannot read (too large, too slow, malformed, or from another release).",
+        "Use xplugin-controller of the same release as the daemon.";
+    DaemonApplyTimeout = "daemon.apply_timeout", Error,
+        "A committed generation was not applied in time: plugins held the controller busy, or the daemon did not come back.",
+        "See who held it in the message; apply with --apply now, or at the next start.";
 
     // --- pack: the vendor tool (xplugin-pack) ---
     PackStrayFile = "pack.stray_file", Error,

@@ -53,5 +53,7 @@ pub use graph::{
 pub use manifest::{
     check_name, parse_manifest, Dependency, Manifest, ManifestOutcome, NameError, Side,
 };
-pub use problem::{error_chain, Failure, Problem, Problems, Severity, HINT_SEPARATOR};
+pub use problem::{
+    error_chain, failure_json, failure_text, Failure, Problem, Problems, Severity, HINT_SEPARATOR,
+};
 pub use version::{Version, VersionError, VersionReq, VersionReqError};

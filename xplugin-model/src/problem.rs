@@ -152,6 +152,39 @@ pub trait Failure: std::error::Error {
     fn problems(&self) -> Problems;
 }
 
+/// The text a program prints on stderr for `failure`, in the one convention
+/// of problems: a single problem as `PROGRAM: error: SUBJECT: MESSAGE` with
+/// its `  what to do: HINT` line; several as the failure's first line, then
+/// each problem as `- ...`.
+pub fn failure_text(program: &str, failure: &dyn Failure) -> String {
+    let problems = failure.problems();
+    match problems.0.as_slice() {
+        [] => format!("{program}: error: {}", error_chain(failure)),
+        [one] => format!("{program}: {one}"),
+        many => {
+            let summary = failure.to_string();
+            let headline = summary.lines().next().unwrap_or_default();
+            let mut out = format!("{program}: error: {headline}");
+            for p in many {
+                out.push_str("\n- ");
+                out.push_str(&p.to_string());
+            }
+            out
+        }
+    }
+}
+
+/// The `--json` document of `failure`:
+/// `{"ok": false, "error": FIRST LINE, "problems": [...]}`.
+pub fn failure_json(failure: &dyn Failure) -> serde_json::Value {
+    let summary = failure.to_string();
+    serde_json::json!({
+        "ok": false,
+        "error": summary.lines().next().unwrap_or_default(),
+        "problems": failure.problems(),
+    })
+}
+
 /// A list of problems that refuses an operation when it holds any error.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -270,6 +303,33 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
         }
+    }
+
+    #[test]
+    fn failures_print_in_the_problem_convention() {
+        let one = Problems(vec![Problem::new(
+            ProblemCode::StoreBusy,
+            "/r",
+            "locked",
+            "wait",
+        )]);
+        assert_eq!(
+            failure_text("prog", &one),
+            "prog: error: /r: locked\n  what to do: wait"
+        );
+        let two = Problems(vec![
+            Problem::new(ProblemCode::GraphCycle, "a", "m1", "h1"),
+            Problem::new(ProblemCode::ManifestUnknownField, "b", "m2", ""),
+        ]);
+        let text = failure_text("prog", &two);
+        assert!(
+            text.starts_with("prog: error: 1 error(s), 1 warning(s):\n- error: a: m1"),
+            "{text}"
+        );
+        assert!(text.ends_with("- warning: b: m2"), "{text}");
+        let doc = failure_json(&two);
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["problems"][1]["code"], "manifest.unknown_field");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! sizes and CRC the headers declared.
 
 use super::entry_name::{collision_key, display_raw, parse_entry_name, EntryName};
-use super::headers::{self, CentralRecord, HeaderError, FLAG_ENCRYPTED};
+use super::headers::{self, CentralRecord, Directory, HeaderError, LocalExtent, FLAG_ENCRYPTED};
 use super::limits::Limits;
 use std::collections::HashMap;
 use std::fs::File;
@@ -54,6 +54,31 @@ pub(crate) struct Entry {
     pub litter: bool,
 }
 
+impl Entry {
+    fn new(
+        name: EntryName,
+        subject: String,
+        record: &CentralRecord,
+        extent: &LocalExtent,
+        litter: bool,
+    ) -> Entry {
+        Entry {
+            name,
+            subject,
+            method: if record.method == METHOD_STORED {
+                Method::Stored
+            } else {
+                Method::Deflated
+            },
+            crc32: record.crc32,
+            compressed_size: record.compressed_size,
+            uncompressed_size: record.uncompressed_size,
+            data_start: extent.data_start,
+            litter,
+        }
+    }
+}
+
 /// An archive whose metadata was read; `entries` holds only the entries that
 /// passed (the others are in the problems).
 #[derive(Debug)]
@@ -83,6 +108,10 @@ const HINT_REBUILD: &str =
 /// `plugindemo.zip: client.zip`). `total` accumulates the declared sizes of the
 /// files that will be written, against [`Limits::max_total_uncompressed`].
 ///
+/// In four passes, each bounding what the next may cost: our own end record
+/// (the entry count), every record's size (before the zip crate holds them
+/// in memory), the zip crate's reading, then record by record cross-checks.
+///
 /// Returns `Ok(None)` when the archive is unreadable as a whole (problem recorded).
 pub(crate) fn scan(
     file: File,
@@ -91,202 +120,31 @@ pub(crate) fn scan(
     total: &mut u64,
     problems: &mut Problems,
 ) -> Result<Option<Archive>, ReadFailure> {
-    let file_len = file.metadata().map_err(ReadFailure)?.len();
-    let archive_problem = |code, msg: String| Problem::new(code, label, msg, HINT_REBUILD);
-
-    // 1. Our own end record, so the entry count is bounded before the zip
-    //    crate builds its index.
-    let directory = match headers::read_directory(&file, file_len) {
-        Ok(d) => d,
-        Err(HeaderError::Bad(msg)) => {
-            problems.push(archive_problem(
-                ProblemCode::PackageNotAZip,
-                format!("not a readable zip archive: {msg}"),
-            ));
-            return Ok(None);
-        }
-        Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
+    let scan = Scan {
+        file: &file,
+        label,
+        limits,
     };
-    if directory.entries > limits.max_entries {
-        problems.push(Problem::new(
-            ProblemCode::PackageTooManyEntries,
-            label,
-            format!(
-                "the archive has {} entries, the limit is {}",
-                directory.entries, limits.max_entries
-            ),
-            "split the package or raise max_entries in the host configuration",
-        ));
+    let Some(directory) = scan.directory(problems)? else {
         return Ok(None);
-    }
-    if directory.entries == 0 {
-        problems.push(archive_problem(
-            ProblemCode::PackageEmptyArchive,
-            "the archive is empty".into(),
-        ));
-        return Ok(None);
-    }
-
-    // 2. Every record's size, before the zip crate holds them all in
-    //    memory: extra fields and comments are bounded per record, and the
-    //    records must fill the directory exactly.
-    let mut offset = directory.start;
-    let mut oversized = false;
-    for _ in 0..directory.entries {
-        let lengths = match headers::central_record_lengths(&file, offset, directory.end) {
-            Ok(l) => l,
-            Err(HeaderError::Bad(msg)) => {
-                problems.push(archive_problem(ProblemCode::PackageMalformedDirectory, msg));
-                return Ok(None);
-            }
-            Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
-        };
-        if lengths.extra + lengths.comment > MAX_RECORD_EXTRA {
-            let name =
-                headers::read_name(&file, offset, lengths, directory.end).unwrap_or_default();
-            problems.push(Problem::new(ProblemCode::PackageOversizedExtra,
-                format!("{label}: {}", display_raw(&name)),
-                format!(
-                    "the entry carries {} bytes of extra fields and comment; at most {MAX_RECORD_EXTRA} are accepted",
-                    lengths.extra + lengths.comment
-                ),
-                HINT_REBUILD,
-            ));
-            oversized = true;
-        }
-        if lengths.name > limits.max_name_len {
-            // Reported by the name check below; refusing here keeps a
-            // directory of 64 KiB names out of memory.
-            oversized = true;
-            let name =
-                headers::read_name(&file, offset, lengths, directory.end).unwrap_or_default();
-            problems.push(Problem::new(ProblemCode::PackageNameTooLong,
-                format!("{label}: {}", display_raw(&name)),
-                format!(
-                    "the name is {} bytes long, the limit is {}",
-                    lengths.name, limits.max_name_len
-                ),
-                "shorten the file or folder names (or raise max_name_len in the host configuration)",
-            ));
-        }
-        offset += lengths.total();
-    }
-    if offset != directory.end {
-        problems.push(archive_problem(ProblemCode::PackageMalformedDirectory, format!(
-            "the central directory records end at offset {offset}, the directory ends at {}: there are records the entry count hides",
-            directory.end
-        )));
-        return Ok(None);
-    }
-    if oversized {
-        return Ok(None);
-    }
-
-    // 3. The zip crate's reading of the central directory.
-    let mut zip = match zip::ZipArchive::new(&file) {
-        Ok(z) => z,
-        Err(e) => {
-            problems.push(archive_problem(
-                ProblemCode::PackageNotAZip,
-                format!("not a readable zip archive (corrupt or truncated): {e}"),
-            ));
-            return Ok(None);
-        }
     };
-    if zip.offset() != 0 {
-        problems.push(archive_problem(
-            ProblemCode::PackagePrependedData,
-            format!(
-            "{} bytes of other data come before the archive (a self-extractor or a polyglot file)",
-            zip.offset()
-        ),
-        ));
+    if !scan.record_sizes(&directory, problems)? {
         return Ok(None);
     }
-
-    // 4. Walk the directory ourselves, record by record, and cross-check.
-    let mut entries = Vec::new();
-    let mut extents: Vec<(u64, u64, String)> = Vec::new();
-    let mut seen: HashMap<String, (String, bool)> = HashMap::new();
-    let mut offset = directory.start;
+    let Some(mut zip) = scan.zip_crate(problems) else {
+        return Ok(None);
+    };
     let errors_before = problems.errors().count();
+    let mut records = Records::default();
+    let mut offset = directory.start;
     for _ in 0..directory.entries {
-        let record = headers::read_central_record(&file, offset, directory.end).and_then(|r| {
-            Ok((
-                r,
-                headers::central_record_lengths(&file, offset, directory.end)?.total(),
-            ))
-        });
-        let (record, record_len) = match record {
-            Ok(r) => r,
-            Err(HeaderError::Bad(msg)) => {
-                problems.push(archive_problem(
-                    ProblemCode::PackageMalformedDirectory,
-                    format!("central directory record at offset {offset}: {msg}"),
-                ));
-                return Ok(None);
-            }
-            Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
-        };
-        let record_start = offset;
-        offset = offset.saturating_add(record_len);
-        let shown = display_raw(&record.raw_name);
-        let subject = format!("{label}: {shown}");
-        let before = problems.len();
-        let entry_problem = |code, msg: String, hint: &str| {
-            Problem::new(code, subject.clone(), msg, hint.to_string())
-        };
-
-        if let Err((code, msg)) = cross_check_with_zip_crate(&mut zip, &record, record_start) {
-            problems.push(entry_problem(code, msg, HINT_REBUILD));
-        }
-        let name = match parse_entry_name(&record.raw_name, limits) {
-            Ok(n) => Some(n),
-            Err(refusal) => {
-                problems.push(entry_problem(refusal.code, refusal.message, &refusal.hint));
-                None
-            }
-        };
-        check_attributes(&record, name.as_ref(), &subject, problems);
-
-        match headers::check_local_header(&file, &record, directory.start) {
-            Ok(extent) => {
-                extents.push((extent.header_start, extent.end, shown.clone()));
-                if let Some(name) = name {
-                    let litter = is_litter(&name);
-                    check_sizes(&record, &name, litter, &subject, limits, total, problems);
-                    if !litter {
-                        check_collisions(&name, &mut seen, &subject, problems);
-                    }
-                    if problems.len() == before {
-                        let method = if record.method == METHOD_STORED {
-                            Method::Stored
-                        } else {
-                            Method::Deflated
-                        };
-                        entries.push(Entry {
-                            name,
-                            subject,
-                            method,
-                            crc32: record.crc32,
-                            compressed_size: record.compressed_size,
-                            uncompressed_size: record.uncompressed_size,
-                            data_start: extent.data_start,
-                            litter,
-                        });
-                    }
-                }
-            }
-            Err(HeaderError::Bad(msg)) => problems.push(entry_problem(
-                ProblemCode::PackageHeaderMismatch,
-                msg,
-                HINT_REBUILD,
-            )),
-            Err(HeaderError::Io(e)) => return Err(ReadFailure(e)),
+        match scan.record(&mut zip, &directory, offset, &mut records, total, problems)? {
+            Some(next) => offset = next,
+            None => return Ok(None),
         }
     }
     if zip.len() as u64 != directory.entries && problems.errors().count() == errors_before {
-        problems.push(archive_problem(
+        problems.push(scan.archive_problem(
             ProblemCode::PackageDuplicateEntry,
             format!(
                 "the central directory has {} records but only {} distinct names",
@@ -295,8 +153,258 @@ pub(crate) fn scan(
             ),
         ));
     }
-    check_extents(&file, &mut extents, directory.start, label, problems);
-    Ok(Some(Archive { file, entries }))
+    check_extents(
+        &file,
+        &mut records.extents,
+        directory.start,
+        label,
+        problems,
+    );
+    Ok(Some(Archive {
+        file,
+        entries: records.entries,
+    }))
+}
+
+/// What one [`scan`] works on.
+struct Scan<'a> {
+    file: &'a File,
+    label: &'a str,
+    limits: &'a Limits,
+}
+
+/// What the record pass of a [`scan`] collects.
+#[derive(Default)]
+struct Records {
+    /// Entries that passed every check.
+    entries: Vec<Entry>,
+    /// Byte ranges of every entry with a sound local header, for
+    /// [`check_extents`].
+    extents: Vec<(u64, u64, String)>,
+    /// Collision keys seen so far ([`check_collisions`]).
+    seen: HashMap<String, (String, bool)>,
+}
+
+impl<'a> Scan<'a> {
+    fn archive_problem(&self, code: ProblemCode, message: String) -> Problem {
+        Problem::new(code, self.label, message, HINT_REBUILD)
+    }
+
+    fn entry_subject(&self, raw_name: &[u8]) -> String {
+        format!("{}: {}", self.label, display_raw(raw_name))
+    }
+
+    /// A header refusal about the whole archive, or our own read failure.
+    fn refuse(
+        &self,
+        e: HeaderError,
+        truncated: ProblemCode,
+        context: impl FnOnce(String) -> String,
+        problems: &mut Problems,
+    ) -> Result<(), ReadFailure> {
+        let (code, message) = e.refusal(truncated).map_err(ReadFailure)?;
+        problems.push(self.archive_problem(code, context(message)));
+        Ok(())
+    }
+
+    /// Pass 1: our own end record, so the entry count is bounded before the
+    /// zip crate builds its index.
+    fn directory(&self, problems: &mut Problems) -> Result<Option<Directory>, ReadFailure> {
+        let file_len = self.file.metadata().map_err(ReadFailure)?.len();
+        let directory = match headers::read_directory(self.file, file_len) {
+            Ok(d) => d,
+            Err(e) => {
+                let context = |m| format!("not a readable zip archive: {m}");
+                self.refuse(e, ProblemCode::PackageNotAZip, context, problems)?;
+                return Ok(None);
+            }
+        };
+        if directory.entries > self.limits.max_entries {
+            problems.push(Problem::new(
+                ProblemCode::PackageTooManyEntries,
+                self.label,
+                format!(
+                    "the archive has {} entries, the limit is {}",
+                    directory.entries, self.limits.max_entries
+                ),
+                "split the package or raise max_entries in the host configuration",
+            ));
+            return Ok(None);
+        }
+        if directory.entries == 0 {
+            problems.push(self.archive_problem(
+                ProblemCode::PackageEmptyArchive,
+                "the archive is empty".into(),
+            ));
+            return Ok(None);
+        }
+        Ok(Some(directory))
+    }
+
+    /// Pass 2: every record's size, before the zip crate holds them all in
+    /// memory: extra fields and comments are bounded per record, names by
+    /// the name limit, and the records must fill the directory exactly.
+    /// False when the archive is refused.
+    fn record_sizes(
+        &self,
+        directory: &Directory,
+        problems: &mut Problems,
+    ) -> Result<bool, ReadFailure> {
+        let mut offset = directory.start;
+        let mut oversized = false;
+        for _ in 0..directory.entries {
+            let lengths = match headers::central_record_lengths(self.file, offset, directory.end) {
+                Ok(l) => l,
+                Err(e) => {
+                    let malformed = ProblemCode::PackageMalformedDirectory;
+                    self.refuse(e, malformed, |m| m, problems)?;
+                    return Ok(false);
+                }
+            };
+            let subject = || {
+                let name = headers::read_name(self.file, offset, lengths, directory.end);
+                self.entry_subject(&name.unwrap_or_default())
+            };
+            if lengths.extra + lengths.comment > MAX_RECORD_EXTRA {
+                problems.push(Problem::new(
+                    ProblemCode::PackageOversizedExtra,
+                    subject(),
+                    format!(
+                        "the entry carries {} bytes of extra fields and comment; at most {MAX_RECORD_EXTRA} are accepted",
+                        lengths.extra + lengths.comment
+                    ),
+                    HINT_REBUILD,
+                ));
+                oversized = true;
+            }
+            if lengths.name > self.limits.max_name_len {
+                // Refusing here keeps a directory of 64 KiB names out of memory.
+                problems.push(Problem::new(
+                    ProblemCode::PackageNameTooLong,
+                    subject(),
+                    format!(
+                        "the name is {} bytes long, the limit is {}",
+                        lengths.name, self.limits.max_name_len
+                    ),
+                    "shorten the file or folder names (or raise max_name_len in the host configuration)",
+                ));
+                oversized = true;
+            }
+            offset += lengths.total();
+        }
+        if offset != directory.end {
+            problems.push(self.archive_problem(
+                ProblemCode::PackageMalformedDirectory,
+                format!(
+                    "the central directory records end at offset {offset}, the directory ends at {}: there are records the entry count hides",
+                    directory.end
+                ),
+            ));
+            return Ok(false);
+        }
+        Ok(!oversized)
+    }
+
+    /// Pass 3: the zip crate's reading of the central directory.
+    fn zip_crate(&self, problems: &mut Problems) -> Option<zip::ZipArchive<&'a File>> {
+        let zip = match zip::ZipArchive::new(self.file) {
+            Ok(z) => z,
+            Err(e) => {
+                problems.push(self.archive_problem(
+                    ProblemCode::PackageNotAZip,
+                    format!("not a readable zip archive (corrupt or truncated): {e}"),
+                ));
+                return None;
+            }
+        };
+        if zip.offset() != 0 {
+            problems.push(self.archive_problem(
+                ProblemCode::PackagePrependedData,
+                format!(
+                    "{} bytes of other data come before the archive (a self-extractor or a polyglot file)",
+                    zip.offset()
+                ),
+            ));
+            return None;
+        }
+        Some(zip)
+    }
+
+    /// Pass 4, one record: our reading cross-checked with the zip crate's,
+    /// the name, attributes, local header, sizes and collisions. Returns
+    /// the offset of the next record, or `None` when the directory itself
+    /// is unreadable (the archive is refused).
+    fn record(
+        &self,
+        zip: &mut zip::ZipArchive<&File>,
+        directory: &Directory,
+        offset: u64,
+        records: &mut Records,
+        total: &mut u64,
+        problems: &mut Problems,
+    ) -> Result<Option<u64>, ReadFailure> {
+        let record = match headers::read_central_record(self.file, offset, directory.end) {
+            Ok(r) => r,
+            Err(e) => {
+                let context = |m| format!("central directory record at offset {offset}: {m}");
+                self.refuse(e, ProblemCode::PackageMalformedDirectory, context, problems)?;
+                return Ok(None);
+            }
+        };
+        let next = offset.saturating_add(record.record_len);
+        let shown = display_raw(&record.raw_name);
+        let subject = self.entry_subject(&record.raw_name);
+        let before = problems.len();
+        let entry_problem =
+            |code, msg: String, hint: &str| Problem::new(code, subject.clone(), msg, hint);
+
+        if let Err((code, msg)) = cross_check_with_zip_crate(zip, &record, offset) {
+            problems.push(entry_problem(code, msg, HINT_REBUILD));
+        }
+        let name = match parse_entry_name(&record.raw_name, self.limits) {
+            Ok(n) => Some(n),
+            Err(refusal) => {
+                problems.push(entry_problem(refusal.code, refusal.message, &refusal.hint));
+                None
+            }
+        };
+        check_attributes(&record, name.as_ref(), &subject, problems);
+        let extent = match headers::check_local_header(self.file, &record, directory.start) {
+            Ok(extent) => extent,
+            Err(e) => {
+                let (code, msg) = e
+                    .refusal(ProblemCode::PackageMalformedEntry)
+                    .map_err(ReadFailure)?;
+                problems.push(entry_problem(code, msg, HINT_REBUILD));
+                return Ok(Some(next));
+            }
+        };
+        records
+            .extents
+            .push((extent.header_start, extent.end, shown));
+        let Some(name) = name else {
+            return Ok(Some(next));
+        };
+        let litter = is_litter(&name);
+        check_sizes(
+            &record,
+            &name,
+            litter,
+            &subject,
+            self.limits,
+            total,
+            problems,
+        );
+        if !litter {
+            check_collisions(&name, &mut records.seen, &subject, problems);
+        }
+        if problems.len() == before {
+            records
+                .entries
+                .push(Entry::new(name, subject, &record, &extent, litter));
+        }
+        Ok(Some(next))
+    }
 }
 
 /// Compares our reading of a central record with the zip crate's.
@@ -455,33 +563,7 @@ fn check_sizes(
     if litter {
         return;
     }
-    if size > limits.max_entry_uncompressed {
-        problems.push(Problem::new(
-            ProblemCode::PackageEntryTooLarge,
-            subject,
-            format!(
-                "the entry unpacks to {size} bytes, the limit for one file is {}",
-                limits.max_entry_uncompressed
-            ),
-            "raise max_entry_uncompressed in the host configuration if this file is genuine",
-        ));
-    }
-    if size >= limits.ratio_check_min_bytes {
-        let ratio_too_high = match size.checked_div(record.compressed_size) {
-            Some(ratio) => ratio > limits.max_ratio,
-            None => true,
-        };
-        if ratio_too_high {
-            problems.push(Problem::new(ProblemCode::PackageCompressionRatio,
-                subject,
-                format!(
-                    "the entry unpacks to {size} bytes from {} compressed bytes, a ratio above the limit of {} (a zip bomb?)",
-                    record.compressed_size, limits.max_ratio
-                ),
-                "raise max_ratio in the host configuration if this file is genuine",
-            ));
-        }
-    }
+    check_entry_size(record, subject, limits, problems);
     let is_json = name
         .components
         .last()
@@ -511,6 +593,43 @@ fn check_sizes(
                 ));
                 *total = u64::MAX;
             }
+        }
+    }
+}
+
+/// One entry's unpacked size and compression ratio against the limits.
+fn check_entry_size(
+    record: &CentralRecord,
+    subject: &str,
+    limits: &Limits,
+    problems: &mut Problems,
+) {
+    let size = record.uncompressed_size;
+    if size > limits.max_entry_uncompressed {
+        problems.push(Problem::new(
+            ProblemCode::PackageEntryTooLarge,
+            subject,
+            format!(
+                "the entry unpacks to {size} bytes, the limit for one file is {}",
+                limits.max_entry_uncompressed
+            ),
+            "raise max_entry_uncompressed in the host configuration if this file is genuine",
+        ));
+    }
+    if size >= limits.ratio_check_min_bytes {
+        let ratio_too_high = match size.checked_div(record.compressed_size) {
+            Some(ratio) => ratio > limits.max_ratio,
+            None => true,
+        };
+        if ratio_too_high {
+            problems.push(Problem::new(ProblemCode::PackageCompressionRatio,
+                subject,
+                format!(
+                    "the entry unpacks to {size} bytes from {} compressed bytes, a ratio above the limit of {} (a zip bomb?)",
+                    record.compressed_size, limits.max_ratio
+                ),
+                "raise max_ratio in the host configuration if this file is genuine",
+            ));
         }
     }
 }
@@ -648,25 +767,13 @@ fn check_extents(
 /// If unlisted bytes start with a local file header, names the entry it
 /// hides (what a streaming unzipper would extract).
 fn hidden_header_note(file: &File, start: u64, end: u64) -> String {
-    const FIXED: u64 = 30;
-    let mut fixed = [0u8; FIXED as usize];
-    if end.saturating_sub(start) < FIXED || headers::read_exact_at(file, &mut fixed, start).is_err()
-    {
-        return String::new();
+    match headers::local_header_name(file, start, end) {
+        Some(name) => format!(
+            ", holding a hidden local header for \"{}\"",
+            display_raw(&name)
+        ),
+        None => String::new(),
     }
-    if fixed[..4] != [0x50, 0x4b, 0x03, 0x04] {
-        return String::new();
-    }
-    let name_len = u64::from(u16::from_le_bytes([fixed[26], fixed[27]]));
-    let shown_len = name_len.min(end - start - FIXED).min(512);
-    let mut name = vec![0u8; shown_len as usize];
-    if headers::read_exact_at(file, &mut name, start + FIXED).is_err() {
-        return String::new();
-    }
-    format!(
-        ", holding a hidden local header for \"{}\"",
-        display_raw(&name)
-    )
 }
 
 /// Why an entry's data was refused, or our own I/O failed.
@@ -693,92 +800,113 @@ pub(crate) fn copy_entry_data(
         .seek(SeekFrom::Start(entry.data_start))
         .map_err(DataError::Read)?;
     let mut raw = reader.take(entry.compressed_size);
-    let declared = entry.uncompressed_size;
-    let mut crc = crc32fast::Hasher::new();
-    let mut written = 0u64;
-    let mut in_buf = vec![0u8; COPY_BUFFER];
-    let too_big = || {
-        DataError::Bad(format!(
-            "the entry unpacks to more than its declared {declared} bytes"
-        ))
+    let mut sink = Sink {
+        out,
+        crc: crc32fast::Hasher::new(),
+        written: 0,
+        declared: entry.uncompressed_size,
     };
     match entry.method {
-        Method::Stored => loop {
-            let n = read_some(&mut raw, &mut in_buf)?;
-            if n == 0 {
-                break;
-            }
-            let chunk = in_buf.get(..n).unwrap_or_default();
-            if written + n as u64 > declared {
-                return Err(too_big());
-            }
-            crc.update(chunk);
-            out.write_all(chunk).map_err(DataError::Write)?;
-            written += n as u64;
-        },
-        Method::Deflated => {
-            let mut out_buf = vec![0u8; COPY_BUFFER];
-            let mut inflater = flate2::Decompress::new(false);
-            let (mut in_pos, mut in_len, mut input_done) = (0usize, 0usize, false);
-            loop {
-                if in_pos == in_len && !input_done {
-                    in_len = read_some(&mut raw, &mut in_buf)?;
-                    in_pos = 0;
-                    input_done = in_len == 0;
-                }
-                let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
-                let input = in_buf.get(in_pos..in_len).unwrap_or_default();
-                let status = inflater
-                    .decompress(input, &mut out_buf, flate2::FlushDecompress::None)
-                    .map_err(|e| DataError::Bad(format!("the compressed data is corrupt: {e}")))?;
-                let consumed = (inflater.total_in() - before_in) as usize;
-                let produced = (inflater.total_out() - before_out) as usize;
-                in_pos += consumed;
-                if produced > 0 {
-                    if written + produced as u64 > declared {
-                        return Err(too_big());
-                    }
-                    let chunk = out_buf.get(..produced).unwrap_or_default();
-                    crc.update(chunk);
-                    out.write_all(chunk).map_err(DataError::Write)?;
-                    written += produced as u64;
-                }
-                if status == flate2::Status::StreamEnd {
-                    break;
-                }
-                if consumed == 0 && produced == 0 {
-                    if input_done {
-                        return Err(DataError::Bad(format!(
-                            "the compressed data ends before the deflate stream does (after {written} of {declared} bytes): truncated or corrupt"
-                        )));
-                    }
-                    if in_pos < in_len {
-                        return Err(DataError::Bad(
-                            "the compressed data is corrupt (the decompressor makes no progress)"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-            if inflater.total_in() != entry.compressed_size {
-                return Err(DataError::Bad(format!(
-                    "the deflate stream ends after {} of the {} compressed bytes declared: other data is hidden after it",
-                    inflater.total_in(),
-                    entry.compressed_size
-                )));
-            }
-        }
+        Method::Stored => copy_stored(&mut raw, &mut sink)?,
+        Method::Deflated => copy_deflated(&mut raw, &mut sink, entry.compressed_size)?,
     }
+    let (written, declared) = (sink.written, sink.declared);
     if written != declared {
         return Err(DataError::Bad(format!(
             "the entry unpacks to {written} bytes, its headers declare {declared} (truncated or lying sizes)"
         )));
     }
-    let actual = crc.finalize();
+    let actual = sink.crc.finalize();
     if actual != entry.crc32 {
         return Err(DataError::Bad(format!(
             "CRC-32 mismatch: the headers declare {:#010x}, the data gives {actual:#010x} (corrupt or tampered)",
             entry.crc32
+        )));
+    }
+    Ok(())
+}
+
+/// Where unpacked bytes go: held to the declared size, CRC-summed.
+struct Sink<'o, W: Write> {
+    out: &'o mut W,
+    crc: crc32fast::Hasher,
+    written: u64,
+    declared: u64,
+}
+
+impl<W: Write> Sink<'_, W> {
+    fn put(&mut self, chunk: &[u8]) -> Result<(), DataError> {
+        if self.written + chunk.len() as u64 > self.declared {
+            return Err(DataError::Bad(format!(
+                "the entry unpacks to more than its declared {} bytes",
+                self.declared
+            )));
+        }
+        self.crc.update(chunk);
+        self.out.write_all(chunk).map_err(DataError::Write)?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+fn copy_stored(raw: &mut impl Read, sink: &mut Sink<'_, impl Write>) -> Result<(), DataError> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = read_some(raw, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.put(buf.get(..n).unwrap_or_default())?;
+    }
+}
+
+/// Inflates `raw` (exactly `compressed_size` bytes) into `sink`: the stream
+/// must end exactly where the compressed data does.
+fn copy_deflated(
+    raw: &mut impl Read,
+    sink: &mut Sink<'_, impl Write>,
+    compressed_size: u64,
+) -> Result<(), DataError> {
+    let mut in_buf = vec![0u8; COPY_BUFFER];
+    let mut out_buf = vec![0u8; COPY_BUFFER];
+    let mut inflater = flate2::Decompress::new(false);
+    let (mut in_pos, mut in_len, mut input_done) = (0usize, 0usize, false);
+    loop {
+        if in_pos == in_len && !input_done {
+            in_len = read_some(raw, &mut in_buf)?;
+            in_pos = 0;
+            input_done = in_len == 0;
+        }
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+        let input = in_buf.get(in_pos..in_len).unwrap_or_default();
+        let status = inflater
+            .decompress(input, &mut out_buf, flate2::FlushDecompress::None)
+            .map_err(|e| DataError::Bad(format!("the compressed data is corrupt: {e}")))?;
+        let consumed = (inflater.total_in() - before_in) as usize;
+        let produced = (inflater.total_out() - before_out) as usize;
+        in_pos += consumed;
+        sink.put(out_buf.get(..produced).unwrap_or_default())?;
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+        if consumed == 0 && produced == 0 {
+            if input_done {
+                return Err(DataError::Bad(format!(
+                    "the compressed data ends before the deflate stream does (after {} of {} bytes): truncated or corrupt",
+                    sink.written, sink.declared
+                )));
+            }
+            if in_pos < in_len {
+                return Err(DataError::Bad(
+                    "the compressed data is corrupt (the decompressor makes no progress)".into(),
+                ));
+            }
+        }
+    }
+    if inflater.total_in() != compressed_size {
+        return Err(DataError::Bad(format!(
+            "the deflate stream ends after {} of the {compressed_size} compressed bytes declared: other data is hidden after it",
+            inflater.total_in(),
         )));
     }
     Ok(())

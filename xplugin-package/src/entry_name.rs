@@ -111,6 +111,38 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
             "rebuild the package with a zip tool that stores UTF-8 file names",
         )
     })?;
+    check_characters(text)?;
+    let (body, is_dir) = match text.strip_suffix('/') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let mut components = Vec::new();
+    for component in body.split('/') {
+        check_component(component)?;
+        components.push(component.to_string());
+    }
+    if components.len() as u64 > limits.max_depth {
+        return Err(refuse(
+            ProblemCode::PackageTooDeep,
+            format!(
+                "the name is {} folders deep, the limit is {}",
+                components.len(),
+                limits.max_depth
+            ),
+            "flatten the folder structure (or raise max_depth in the host configuration)",
+        ));
+    }
+    Ok(EntryName {
+        text: text.to_string(),
+        components,
+        is_dir,
+    })
+}
+
+/// Characters a name may not hold anywhere: control and invisible
+/// characters, and the separators and drive or stream markers of other
+/// systems.
+fn check_characters(text: &str) -> Result<(), NameRefusal> {
     if let Some(c) = text.chars().find(|c| c.is_control()) {
         let what = if c == '\0' {
             "a NUL byte".to_string()
@@ -154,31 +186,7 @@ pub(crate) fn parse_entry_name(raw: &[u8], limits: &Limits) -> Result<EntryName,
             REPACK,
         ));
     }
-    let (body, is_dir) = match text.strip_suffix('/') {
-        Some(body) => (body, true),
-        None => (text, false),
-    };
-    let mut components = Vec::new();
-    for component in body.split('/') {
-        check_component(component)?;
-        components.push(component.to_string());
-    }
-    if components.len() as u64 > limits.max_depth {
-        return Err(refuse(
-            ProblemCode::PackageTooDeep,
-            format!(
-                "the name is {} folders deep, the limit is {}",
-                components.len(),
-                limits.max_depth
-            ),
-            "flatten the folder structure (or raise max_depth in the host configuration)",
-        ));
-    }
-    Ok(EntryName {
-        text: text.to_string(),
-        components,
-        is_dir,
-    })
+    Ok(())
 }
 
 fn check_component(component: &str) -> Result<(), NameRefusal> {

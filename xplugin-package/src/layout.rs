@@ -78,94 +78,118 @@ fn check_folder(
     files: BTreeSet<String>,
     problems: &mut Problems,
 ) -> FolderLayout {
-    let subject = format!("{label}: {name}/");
-    // Only files directly in the folder count for the required ones.
-    let top: Vec<&str> = files
-        .iter()
-        .map(String::as_str)
-        .filter(|f| !f.contains('/'))
-        .collect();
-    let find = |wanted: &str| top.contains(&wanted).then(|| wanted.to_string());
-    let mut require = |extension: &str, why: &str| -> Option<String> {
-        let wanted = format!("{name}.{extension}");
-        if let Some(found) = find(&wanted) {
+    let folder = Folder {
+        subject: format!("{label}: {name}/"),
+        // Only files directly in the folder count for the required ones.
+        top: files
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !f.contains('/'))
+            .collect(),
+        name: &name,
+    };
+    let _manifest = folder.require("json", "the plugin manifest", problems);
+    let _license = folder.require("lic", "the plugin license", problems);
+    let mut libraries = Libraries {
+        runtime_so: folder
+            .find("xplugin.so")
+            .or_else(|| folder.find("libxplugin.so")),
+        runtime_dll: folder.find("xplugin.dll"),
+        ..Libraries::default()
+    };
+    match side {
+        Side::Controller => {
+            libraries.so = folder.require("so", "the controller plugin library", problems);
+            libraries.dll = folder.find(&format!("{name}.dll"));
+        }
+        Side::Client => folder.client_libraries(&mut libraries, problems),
+    }
+    FolderLayout {
+        name,
+        files: files.into_iter().collect(),
+        libraries,
+    }
+}
+
+/// One plugin folder's top-level files, for the checks of the format.
+struct Folder<'a> {
+    name: &'a str,
+    subject: String,
+    top: Vec<&'a str>,
+}
+
+impl Folder<'_> {
+    fn find(&self, wanted: &str) -> Option<String> {
+        self.top.contains(&wanted).then(|| wanted.to_string())
+    }
+
+    /// `NAME.extension`, or a problem saying what was found instead (the
+    /// same name in other case, or another stem with that extension).
+    fn require(&self, extension: &str, why: &str, problems: &mut Problems) -> Option<String> {
+        let wanted = format!("{}.{extension}", self.name);
+        if let Some(found) = self.find(&wanted) {
             return Some(found);
         }
-        let same_ignoring_case = top.iter().find(|f| f.eq_ignore_ascii_case(&wanted));
-        let same_extension: Vec<&&str> = top
-            .iter()
-            .filter(|f| {
-                f.rsplit_once('.')
-                    .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case(extension))
-            })
-            .collect();
-        let (code, message, hint) = match (same_ignoring_case, same_extension.as_slice()) {
+        let same_ignoring_case = self.top.iter().find(|f| f.eq_ignore_ascii_case(&wanted));
+        let same_extension = self.top.iter().find(|f| {
+            f.rsplit_once('.')
+                .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case(extension))
+        });
+        let (code, message, hint) = match (same_ignoring_case, same_extension) {
             (Some(found), _) => (
                 ProblemCode::LayoutWrongCase,
                 format!("expected {wanted} ({why}), found {found}: names are case-sensitive"),
                 format!("rename {found} to {wanted}"),
             ),
-            (None, [found, ..]) => (
+            (None, Some(found)) => (
                 ProblemCode::LayoutStemMismatch,
                 format!(
                     "expected {wanted} ({why}), found {found}: the file stem must equal the folder name"
                 ),
                 format!("rename {found} to {wanted}, or the folder to match it"),
             ),
-            (None, []) => (
+            (None, None) => (
                 ProblemCode::LayoutMissingFile,
                 format!("missing {wanted} ({why})"),
                 HINT_FORMAT.to_string(),
             ),
         };
-        problems.push(Problem::new(code, subject.clone(), message, hint));
+        problems.push(Problem::new(code, self.subject.clone(), message, hint));
         None
-    };
-    let _manifest = require("json", "the plugin manifest");
-    let _license = require("lic", "the plugin license");
-    let mut libraries = Libraries {
-        runtime_so: find("xplugin.so").or_else(|| find("libxplugin.so")),
-        runtime_dll: find("xplugin.dll"),
-        ..Libraries::default()
-    };
-    match side {
-        Side::Controller => {
-            libraries.so = require("so", "the controller plugin library");
-            libraries.dll = find(&format!("{name}.dll"));
-        }
-        Side::Client => {
-            libraries.so = find(&format!("{name}.so"));
-            libraries.dll = find(&format!("{name}.dll"));
-            if libraries.so.is_none() && libraries.dll.is_none() {
-                // Reported once, with the case/stem diagnosis for .so.
-                let so = require("so", "the Linux build; or ship NAME.dll, the Windows build");
-                libraries.so = so;
-            }
-            if libraries.so.is_some() && libraries.runtime_so.is_none() {
-                problems.push(Problem::new(
-                    ProblemCode::LayoutRuntimeMissing,
-                    subject.clone(),
-                    format!(
-                        "{name}.so is present but the Linux ABI runtime is missing: expected xplugin.so or libxplugin.so next to it"
-                    ),
-                    "add the xplugin runtime the plugin was linked against to the plugin folder",
-                ));
-            }
-            if libraries.dll.is_some() && libraries.runtime_dll.is_none() {
-                problems.push(Problem::new(
-                    ProblemCode::LayoutRuntimeMissing,
-                    subject.clone(),
-                    format!(
-                        "{name}.dll is present but the Windows ABI runtime is missing: expected xplugin.dll next to it"
-                    ),
-                    "add the xplugin runtime the plugin was linked against to the plugin folder",
-                ));
-            }
-        }
     }
-    FolderLayout {
-        name,
-        files: files.into_iter().collect(),
-        libraries,
+
+    /// A client plugin: NAME.so and/or NAME.dll, each with its ABI runtime.
+    fn client_libraries(&self, libraries: &mut Libraries, problems: &mut Problems) {
+        let name = self.name;
+        libraries.so = self.find(&format!("{name}.so"));
+        libraries.dll = self.find(&format!("{name}.dll"));
+        if libraries.so.is_none() && libraries.dll.is_none() {
+            // Reported once, with the case/stem diagnosis for .so.
+            libraries.so = self.require(
+                "so",
+                "the Linux build; or ship NAME.dll, the Windows build",
+                problems,
+            );
+        }
+        let missing_runtime = |library: &str, runtimes: &str| {
+            Problem::new(
+                ProblemCode::LayoutRuntimeMissing,
+                self.subject.clone(),
+                format!("{library} is present but the {runtimes} next to it"),
+                "add the xplugin runtime the plugin was linked against to the plugin folder",
+            )
+        };
+        if libraries.so.is_some() && libraries.runtime_so.is_none() {
+            problems.push(missing_runtime(
+                &format!("{name}.so"),
+                "Linux ABI runtime is missing: expected xplugin.so or libxplugin.so",
+            ));
+        }
+        if libraries.dll.is_some() && libraries.runtime_dll.is_none() {
+            problems.push(missing_runtime(
+                &format!("{name}.dll"),
+                "Windows ABI runtime is missing: expected xplugin.dll",
+            ));
+        }
     }
 }

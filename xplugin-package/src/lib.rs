@@ -72,7 +72,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, ProblemCode, Problems};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 /// The folder under the staging directory that holds a side's plugins.
 pub fn side_dir_name(side: Side) -> &'static str {
@@ -129,7 +129,7 @@ pub enum PackageError {
     /// Our side failed: reading the package file, or writing the staging
     /// directory (full disk, permissions, a staging directory that is not an
     /// empty real directory).
-    #[error("cannot unpack the package: {}: {source} (check that the file is readable and that the install root's filesystem has space and is writable)", path.display())]
+    #[error("cannot unpack the package: {}", path.display())]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
@@ -137,6 +137,20 @@ pub enum PackageError {
         #[source]
         source: io::Error,
     },
+}
+
+impl Failure for PackageError {
+    fn problems(&self) -> Problems {
+        match self {
+            PackageError::Refused(problems) => problems.clone(),
+            PackageError::Io { path, .. } => Problems(vec![Problem::from_error(
+                ProblemCode::PackageUnreadable,
+                path.display().to_string(),
+                self,
+                "check that the file is readable and that the install root's filesystem has space and is writable",
+            )]),
+        }
+    }
 }
 
 impl From<WriteFailure> for PackageError {
@@ -199,39 +213,8 @@ fn unpack_into(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| package.display().to_string());
-    let io_error = |source| PackageError::Io {
-        path: package.to_path_buf(),
-        source,
-    };
-    // Opening a FIFO or a device would block or read forever.
-    let meta = std::fs::metadata(package).map_err(io_error)?;
-    if !meta.is_file() {
-        return Err(io_error(io::Error::other(
-            "the package is not a regular file",
-        )));
-    }
-    let file = File::open(package).map_err(io_error)?;
-    let len = file
-        .metadata()
-        .map_err(|source| PackageError::Io {
-            path: package.to_path_buf(),
-            source,
-        })?
-        .len();
     let mut problems = Problems::default();
-    if len > limits.max_package_bytes {
-        problems.push(Problem::new(
-            ProblemCode::PackageTooLarge,
-            label.as_str(),
-            format!(
-                "the package is {len} bytes, the limit is {}",
-                limits.max_package_bytes
-            ),
-            "raise max_package_bytes in the host configuration if the package is genuine",
-        ));
-        return Err(PackageError::Refused(problems));
-    }
-
+    let file = open_package(package, &label, limits, &mut problems)?;
     // The outer entries are archives, bounded by the package limit rather
     // than the per-file one, and not counted in the unpacked total.
     let outer_limits = Limits {
@@ -249,28 +232,7 @@ fn unpack_into(
         // A structurally bad outer archive: nothing in it can be trusted.
         return Err(PackageError::Refused(problems));
     }
-
-    let mut found: Vec<(Side, &Entry)> = Vec::new();
-    for entry in &outer.entries {
-        if entry.litter {
-            problems.push(litter_warning(entry));
-            continue;
-        }
-        match classify_outer(entry) {
-            Ok(side) if found.iter().all(|(s, _)| *s != side) => found.push((side, entry)),
-            Ok(_) => {} // duplicates were refused by the scan already
-            Err(problem) => problems.push(problem),
-        }
-    }
-    if found.is_empty() {
-        problems.push(Problem::new(
-            ProblemCode::PackageNoSideArchive,
-            label.as_str(),
-            "the package contains neither client.zip nor controller.zip",
-            "put client.zip and/or controller.zip at the top of the package (not inside a folder)",
-        ));
-    }
-    found.sort_by_key(|(side, _)| *side);
+    let found = side_archives(&outer, &label, &mut problems);
 
     let mut total = 0u64;
     let mut unpacked = UnpackedPackage {
@@ -303,6 +265,72 @@ fn unpack_into(
     stage.sync_dirs()?;
     unpacked.warnings = problems;
     Ok(unpacked)
+}
+
+/// Opens the package file, refusing anything but a regular file within
+/// the package size limit (a FIFO or a device would block or read forever).
+fn open_package(
+    package: &Path,
+    label: &str,
+    limits: &Limits,
+    problems: &mut Problems,
+) -> Result<File, PackageError> {
+    let io_error = |source| PackageError::Io {
+        path: package.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(package).map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(io_error(io::Error::other(
+            "the package is not a regular file",
+        )));
+    }
+    let file = File::open(package).map_err(io_error)?;
+    let len = file.metadata().map_err(io_error)?.len();
+    if len > limits.max_package_bytes {
+        problems.push(Problem::new(
+            ProblemCode::PackageTooLarge,
+            label,
+            format!(
+                "the package is {len} bytes, the limit is {}",
+                limits.max_package_bytes
+            ),
+            "raise max_package_bytes in the host configuration if the package is genuine",
+        ));
+        return Err(PackageError::Refused(std::mem::take(problems)));
+    }
+    Ok(file)
+}
+
+/// The inner archives of the outer one, sorted by side; litter and anything
+/// else is reported to `problems`.
+fn side_archives<'a>(
+    outer: &'a Archive,
+    label: &str,
+    problems: &mut Problems,
+) -> Vec<(Side, &'a Entry)> {
+    let mut found: Vec<(Side, &Entry)> = Vec::new();
+    for entry in &outer.entries {
+        if entry.litter {
+            problems.push(litter_warning(entry));
+            continue;
+        }
+        match classify_outer(entry) {
+            Ok(side) if found.iter().all(|(s, _)| *s != side) => found.push((side, entry)),
+            Ok(_) => {} // duplicates were refused by the scan already
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if found.is_empty() {
+        problems.push(Problem::new(
+            ProblemCode::PackageNoSideArchive,
+            label,
+            "the package contains neither client.zip nor controller.zip",
+            "put client.zip and/or controller.zip at the top of the package (not inside a folder)",
+        ));
+    }
+    found.sort_by_key(|(side, _)| *side);
+    found
 }
 
 fn litter_warning(entry: &Entry) -> Problem {

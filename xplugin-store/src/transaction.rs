@@ -145,6 +145,11 @@ pub struct TransactionRecord {
     /// The plugins it installs (set when prepared).
     #[serde(default)]
     pub plugins: Vec<TransactionPlugin>,
+    /// Set when the preparing process decides it itself before it releases
+    /// the install lock (an install that commits at once): if recovery finds
+    /// it still open, that process died, and the transaction is aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_pid: Option<u32>,
 }
 
 impl TransactionRecord {
@@ -277,7 +282,9 @@ impl Store {
     }
 
     /// Begins a transaction against the current generation: creates its
-    /// directory and a durable `preparing` record.
+    /// directory and a durable `preparing` record. With `decided_here`, this
+    /// process commits or aborts it before it releases `lock` (an install
+    /// that commits at once), so recovery aborts it if it is found open.
     ///
     /// # Errors
     /// [`StoreError::TransactionOpen`] naming the holder while another one is
@@ -287,6 +294,7 @@ impl Store {
         lock: &StoreLock,
         holder: &str,
         timeout: Duration,
+        decided_here: bool,
     ) -> Result<Transaction, StoreError> {
         self.check_lock(lock)?;
         if let Some(open) = self.open_transaction()? {
@@ -327,6 +335,7 @@ impl Store {
             new_generation: None,
             reason: None,
             plugins: Vec::new(),
+            holder_pid: decided_here.then(std::process::id),
         };
         write_record(&dir, &record)?;
         fsutil::fsync_dir(&root)
@@ -568,6 +577,16 @@ impl Store {
                     Some("interrupted while it was being prepared".to_string()),
                     None,
                 )),
+                // Its holder meant to decide it under the lock recovery now
+                // holds: it died in between.
+                TransactionState::Prepared if record.holder_pid.is_some() => Some((
+                    TransactionState::Aborted,
+                    Some(format!(
+                        "the process that prepared it (pid {}) stopped before committing it",
+                        record.holder_pid.unwrap_or_default()
+                    )),
+                    None,
+                )),
                 TransactionState::Prepared if record.expired(now) => Some((
                     TransactionState::Aborted,
                     Some("not decided before its deadline".to_string()),
@@ -671,7 +690,7 @@ mod tests {
 
     fn prepared(store: &Store, lock: &StoreLock, holder: &str) -> String {
         let mut txn = store
-            .begin_transaction(lock, holder, DEFAULT_TIMEOUT)
+            .begin_transaction(lock, holder, DEFAULT_TIMEOUT, false)
             .unwrap();
         let p = stage(&txn, "alpha", "{}");
         store.mark_prepared(lock, &mut txn, vec![p]).unwrap();
@@ -710,7 +729,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let lock = store.lock().unwrap();
         let id = prepared(&store, &lock, "pendant 3f2a");
-        match store.begin_transaction(&lock, "mender", DEFAULT_TIMEOUT) {
+        match store.begin_transaction(&lock, "mender", DEFAULT_TIMEOUT, false) {
             Err(StoreError::TransactionOpen {
                 id: open, holder, ..
             }) => {
@@ -724,7 +743,7 @@ mod tests {
         let aborted = store.abort_transaction(&lock, &id, "operator").unwrap();
         assert_eq!(aborted.state, TransactionState::Aborted);
         assert!(store
-            .begin_transaction(&lock, "mender", DEFAULT_TIMEOUT)
+            .begin_transaction(&lock, "mender", DEFAULT_TIMEOUT, false)
             .is_ok());
     }
 
@@ -758,7 +777,7 @@ mod tests {
         let preparing = {
             let lock = store.lock().unwrap();
             let txn = store
-                .begin_transaction(&lock, "a", DEFAULT_TIMEOUT)
+                .begin_transaction(&lock, "a", DEFAULT_TIMEOUT, false)
                 .unwrap();
             txn.id().to_string()
         };

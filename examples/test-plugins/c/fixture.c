@@ -46,15 +46,31 @@
  *                             start fails with that text unless it is
  *                             "self=2 other=0 late=1 status=0,0,0,0".
  *
+ *   FIXTURE_STEP              the plugin has a `step` (it counts its steps).
+ *   FIXTURE_STEP_CHATTY       (with FIXTURE_STEP) every step logs a line and
+ *                             publishes the cycle number (8 bytes) on
+ *                             "NAME/step": a plugin whose step uses the host.
+ *   FIXTURE_STEP_SPIN_US=n    (with FIXTURE_STEP) every step busy-waits n
+ *                             microseconds on CLOCK_MONOTONIC (over a budget).
+ *   FIXTURE_BUSY              start sets the busy flag (ABI 1.1 `set_busy`);
+ *                             with FIXTURE_BUSY_STEPS=n (and FIXTURE_STEP) the
+ *                             n-th step clears it; otherwise it stays set
+ *                             until the plugin is stopped.
+ *
  * Example: cc -std=c99 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden
  *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
  *   -o libfailinit.so examples/test-plugins/c/fixture.c
  */
+#if defined(FIXTURE_STEP_SPIN_US) && !defined(_POSIX_C_SOURCE)
+/* clock_gettime under -std=c99. */
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "xplugin.h"
 
@@ -89,6 +105,7 @@ typedef struct fixture_messaging {
 
 typedef struct fixture {
   const xplugin_host_api *host;
+  uint64_t steps;
   char trace_file[FIXTURE_PATH_MAX]; /* empty: not recording */
 #ifdef FIXTURE_MESSAGING
   fixture_messaging messaging;
@@ -382,9 +399,25 @@ static int fixture_messaging_run(fixture *self, char *err, size_t err_cap) {
 #define FIXTURE_STOP_FAILS 0
 #endif
 
+#ifdef FIXTURE_BUSY
+/* ABI 1.1: only when the host's table has the field. */
+static void fixture_set_busy(fixture *self, uint8_t busy) {
+  const xplugin_host_api *host = self->host;
+  if (host->struct_size >= offsetof(xplugin_host_api, set_busy) + sizeof host->set_busy &&
+      host->set_busy != NULL) {
+    (void)host->set_busy(host->host, busy);
+  }
+}
+#endif
+
 static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
   xplugin_status status =
       fixture_stage(instance, "start", FIXTURE_START_FAILS, err, err_cap);
+#ifdef FIXTURE_BUSY
+  if (status == XPLUGIN_OK) {
+    fixture_set_busy((fixture *)instance, 1);
+  }
+#endif
 #ifdef FIXTURE_MESSAGING
   if (status == XPLUGIN_OK &&
       fixture_messaging_run((fixture *)instance, err, err_cap) != 0) {
@@ -397,6 +430,55 @@ static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
 static xplugin_status fixture_stop(void *instance, char *err, size_t err_cap) {
   return fixture_stage(instance, "stop", FIXTURE_STOP_FAILS, err, err_cap);
 }
+
+#ifdef FIXTURE_STEP
+#ifdef FIXTURE_STEP_SPIN_US
+static uint64_t fixture_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+#endif
+
+static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_ns) {
+  fixture *self = (fixture *)instance;
+  (void)now_ns;
+  if (self == NULL) {
+    return XPLUGIN_ERR_INVALID_ARG;
+  }
+  self->steps++;
+#ifdef FIXTURE_STEP_CHATTY
+  {
+    uint8_t payload[8];
+    size_t i;
+    for (i = 0; i < 8; i++) {
+      payload[i] = (uint8_t)(cycle >> (8 * i));
+    }
+    self->host->log(self->host->host, XPLUGIN_LOG_DEBUG, FIXTURE_NAME ": step");
+    (void)self->host->publish(self->host->host, FIXTURE_NAME "/step", payload,
+                              sizeof payload);
+  }
+#else
+  (void)cycle;
+#endif
+#ifdef FIXTURE_STEP_SPIN_US
+  {
+    uint64_t until = fixture_now_ns() + (uint64_t)(FIXTURE_STEP_SPIN_US) * 1000u;
+    while (fixture_now_ns() < until) {
+    }
+  }
+#endif
+#if defined(FIXTURE_BUSY) && defined(FIXTURE_BUSY_STEPS)
+  if (self->steps == (uint64_t)(FIXTURE_BUSY_STEPS)) {
+    fixture_set_busy(self, 0);
+  }
+#endif
+  return XPLUGIN_OK;
+}
+#define FIXTURE_STEP_FN fixture_step
+#else
+#define FIXTURE_STEP_FN NULL
+#endif
 
 static xplugin_status fixture_reconfigure(void *instance,
                                           const char *config_json,
@@ -428,7 +510,7 @@ static const xplugin_descriptor fixture_descriptor = {
     fixture_stop,
     fixture_destroy,
     fixture_reconfigure,
-    NULL, /* step */
+    FIXTURE_STEP_FN,
     NULL, /* idle */
 };
 

@@ -1,8 +1,16 @@
 //! End to end through the three programs: license, pack, import, boot, run,
 //! and the refusals an integrator meets. Real example plugins, real keys.
 
-use xplugin_tests::build::c_fixture;
+use xplugin_tests::build::{c_fixture, cdylib_path};
 use xplugin_tests::scenario::Scenario;
+
+/// The problems of a `--json` report with code `code`.
+fn problems_with<'a>(report: &'a serde_json::Value, code: &str) -> Vec<&'a serde_json::Value> {
+    report["problems"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["code"] == code).collect())
+        .unwrap_or_default()
+}
 
 fn plugin<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["plugins"]
@@ -89,12 +97,91 @@ fn an_unlicensed_package_is_refused_and_changes_nothing() {
         "{}",
         r.all()
     );
-    assert!(r.stderr.contains("license refused"), "{}", r.all());
+    // Nothing changes, so no load order is shown: it would list motionlog.
+    assert!(!r.stdout.contains("load order"), "{}", r.all());
+    let r = s.import(&bad, &["--force", "--json"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let report = r.json();
+    let malformed = problems_with(&report, "license.malformed");
+    assert_eq!(malformed.len(), 1, "{report:#}");
+    assert_eq!(malformed[0]["subject"], "controller plugin \"motionlog\"");
+    assert_eq!(malformed[0]["field"], "license");
+    assert!(!malformed[0]["hint"].as_str().unwrap_or("").is_empty());
+    assert_eq!(report["controller"]["load_order"], serde_json::json!([]));
     assert_eq!(
         s.roots_digest(),
         before,
         "a refused import changed the install roots"
     );
+}
+
+#[test]
+fn an_elf_helper_outside_the_license_is_refused_at_import_and_a_swapped_one_too() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("good"), &[]).ok();
+    let before = s.roots_digest();
+    // Real code under a data-looking name, added after licensing.
+    let helper = s.folder("controller", "motionlog").join("helper.bin");
+    std::fs::copy(cdylib_path("uikit_client"), &helper).unwrap();
+    let r = s.import(&s.pack("helper"), &["--force", "--json"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let report = r.json();
+    let uncovered = problems_with(&report, "license.file_not_covered");
+    assert_eq!(uncovered.len(), 1, "{report:#}");
+    assert!(
+        uncovered[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("helper.bin is an ELF file"),
+        "{report:#}"
+    );
+
+    // Licensed with the helper (xplugin-pack covers it by content), then
+    // the helper's content swapped: refused as a changed file.
+    s.license("controller", "motionlog", &[]).ok();
+    std::fs::copy(
+        s.folder("controller", "plugindemo").join("plugindemo.so"),
+        &helper,
+    )
+    .unwrap();
+    let r = s.import(&s.pack("swapped"), &["--force", "--json"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let report = r.json();
+    let swapped = problems_with(&report, "license.file_hash_mismatch");
+    assert_eq!(swapped.len(), 1, "{}", r.all());
+    assert!(
+        swapped[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("helper.bin"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(s.roots_digest(), before);
+}
+
+#[test]
+fn a_library_refusal_names_the_package_entry_not_a_staging_path() {
+    let s = Scenario::new();
+    // A client plugin's library where the controller plugin's belongs.
+    let lib = s.folder("controller", "motionlog").join("motionlog.so");
+    std::fs::copy(cdylib_path("uikit_client"), &lib).unwrap();
+    s.license_all();
+    let r = s.import(&s.pack("kind"), &["--json"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let report = r.json();
+    let wrong = problems_with(&report, "library.wrong_kind");
+    assert_eq!(wrong.len(), 1, "{report:#}");
+    assert_eq!(
+        wrong[0]["subject"], "kind.zip: controller.zip: motionlog/motionlog.so",
+        "{report:#}"
+    );
+    let message = wrong[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("this is a client plugin"), "{message}");
+    assert!(!message.contains("staging"), "{message}");
+    let text = s.import(&s.pack("kind"), &[]);
+    assert!(!text.all().contains("/staging"), "{}", text.all());
 }
 
 #[test]
@@ -436,4 +523,37 @@ fn killing_the_importer_at_every_commit_step_leaves_old_or_new() {
         old > 0 && new > 0,
         "expected both outcomes over the commit steps: old {old}, new {new}"
     );
+}
+
+#[test]
+fn a_failing_command_reports_problems_with_codes_and_one_hint_convention() {
+    let s = Scenario::new();
+    // Not installed: one problem, its code in --json, its hint on stderr.
+    let r = s.client(&["remove", "nosuch", "--json"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let doc = r.json();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    let problems = doc["problems"].as_array().cloned().unwrap_or_default();
+    assert_eq!(problems.len(), 1, "{doc:#}");
+    assert_eq!(problems[0]["code"], "store.not_installed", "{doc:#}");
+    for key in ["subject", "field", "message", "hint"] {
+        assert!(problems[0].get(key).is_some(), "{key} missing: {doc:#}");
+    }
+    assert!(
+        r.stderr.contains(
+            "xplugin-client: error: plugin \"nosuch\": plugin \"nosuch\" is not installed"
+        ),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr.contains("\n  what to do: "), "{}", r.all());
+
+    // An unreadable configuration: the OS error appears once, as the cause.
+    let r = xplugin_tests::scenario::run_program(
+        "xplugin-client",
+        &["list", "--config", "/nonexistent/client.json", "--json"],
+    );
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["problems"][0]["code"], "config.unreadable");
+    assert_eq!(r.stderr.matches("No such file").count(), 1, "{}", r.all());
 }

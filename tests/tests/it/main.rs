@@ -1,6 +1,7 @@
 mod abi_layout;
 mod cli;
 mod crash;
+mod daemon;
 mod hostile;
 mod hostile_cli;
 mod license;
