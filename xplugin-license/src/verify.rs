@@ -139,9 +139,9 @@ pub fn check_signature(
             limit: MAX_LICENSE_BYTES as u64,
         });
     }
-    let parts = dearmor(text).map_err(|reason| LicenseError::Malformed {
+    let parts = dearmor(text).map_err(|e| LicenseError::Malformed {
         plugin: plugin.to_string(),
-        reason,
+        reason: e.to_string(),
     })?;
     let Some(key) = trust.get(&parts.key_id) else {
         return Err(LicenseError::UnknownKey {

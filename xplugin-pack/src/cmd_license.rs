@@ -194,7 +194,12 @@ fn validity(args: &LicenseArgs, now: u64, problems: &mut Problems) -> (Option<u6
         match parse_date(text) {
             Ok(t) => Some(t),
             Err(e) => {
-                usage(problems, flag, e, "use YYYY-MM-DD or RFC 3339 UTC");
+                usage(
+                    problems,
+                    flag,
+                    e.to_string(),
+                    "use YYYY-MM-DD or RFC 3339 UTC",
+                );
                 None
             }
         }
