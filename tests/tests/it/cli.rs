@@ -2,15 +2,8 @@
 //! and the refusals an integrator meets. Real example plugins, real keys.
 
 use xplugin_tests::build::{c_fixture, cdylib_path};
+use xplugin_tests::problems::problems_with;
 use xplugin_tests::scenario::Scenario;
-
-/// The problems of a `--json` report with code `code`.
-fn problems_with<'a>(report: &'a serde_json::Value, code: &str) -> Vec<&'a serde_json::Value> {
-    report["problems"]
-        .as_array()
-        .map(|a| a.iter().filter(|p| p["code"] == code).collect())
-        .unwrap_or_default()
-}
 
 fn plugin<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["plugins"]

@@ -14,6 +14,7 @@ use xplugin_license::{
     VerifiedLicense, VerifyContext,
 };
 use xplugin_model::Version;
+use xplugin_tests::problems::problems_with;
 
 const DAY: u64 = 86_400;
 const YEAR: u64 = 365 * DAY;
@@ -726,6 +727,22 @@ fn keygen_writes_a_0600_private_key_and_refuses_to_overwrite() {
     assert_eq!(std::fs::read(&private).expect("read"), before);
 }
 
+/// `xplugin-pack license` of `client/uidemo` (from [`vendor_tree`]) for
+/// any device, with the key `keys/acme-1.key`.
+const UIDEMO_LICENSE: &[&str] = &[
+    "license",
+    "--key",
+    "keys/acme-1.key",
+    "--plugin-dir",
+    "client/uidemo",
+    "--side",
+    "client",
+    "--devices",
+    "any",
+    "--versions",
+    "*",
+];
+
 /// Lays out `client/uidemo` and `controller/demo` plugin folders.
 fn vendor_tree(dir: &Path) {
     let ctl = dir.join("controller/demo");
@@ -794,22 +811,7 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
         ],
         d,
     ));
-    ok(&run(
-        &[
-            "license",
-            "--key",
-            "keys/acme-1.key",
-            "--plugin-dir",
-            "client/uidemo",
-            "--side",
-            "client",
-            "--devices",
-            "any",
-            "--versions",
-            "*",
-        ],
-        d,
-    ));
+    ok(&run(UIDEMO_LICENSE, d));
     ok(&run(
         &[
             "pack",
@@ -1031,14 +1033,6 @@ fn inspect_shows_architecture_and_abi_of_a_real_plugin() {
     assert_eq!(plugin["license"]["device_checked"], false);
 }
 
-/// The problems of a JSON document with code `code`.
-fn problems_with<'a>(doc: &'a serde_json::Value, code: &str) -> Vec<&'a serde_json::Value> {
-    doc["problems"]
-        .as_array()
-        .map(|a| a.iter().filter(|p| p["code"] == code).collect())
-        .unwrap_or_default()
-}
-
 #[test]
 fn vendor_tool_refuses_the_libraries_a_device_refuses() {
     use xplugin_tests::build;
@@ -1147,23 +1141,7 @@ fn license_warns_about_the_files_it_does_not_cover() {
     assert!(run(&["keygen", "--out", "keys", "--key-id", "acme-1"], d)
         .status
         .success());
-    let out = run(
-        &[
-            "license",
-            "--key",
-            "keys/acme-1.key",
-            "--plugin-dir",
-            "client/uidemo",
-            "--side",
-            "client",
-            "--devices",
-            "any",
-            "--versions",
-            "*",
-            "--json",
-        ],
-        d,
-    );
+    let out = run(&[UIDEMO_LICENSE, &["--json"]].concat(), d);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let warnings = problems_with(&doc, "pack.file_not_covered");
