@@ -4,4 +4,5 @@ pub mod daemon;
 pub mod hostile;
 #[cfg(target_os = "linux")]
 pub mod powerfs;
+pub mod problems;
 pub mod scenario;

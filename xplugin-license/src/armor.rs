@@ -60,12 +60,30 @@ pub fn armor(key_id: &str, payload: &[u8], signature: &[u8]) -> String {
     )
 }
 
+/// Why a text is not a license's armor: which line is wrong and what was
+/// expected there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{reason}", line.map(|n| format!("line {n}: ")).unwrap_or_default())]
+pub struct ArmorError {
+    /// The line (1-based, counting empty lines), if one is at fault.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn at(line: usize, reason: String) -> ArmorError {
+    ArmorError {
+        line: Some(line),
+        reason,
+    }
+}
+
 /// Splits a license text into its parts.
 ///
 /// # Errors
 ///
-/// A sentence saying which line is wrong and what was expected there.
-pub fn dearmor(text: &str) -> Result<Armored, String> {
+/// [`ArmorError`] saying which line is wrong and what was expected there.
+pub fn dearmor(text: &str) -> Result<Armored, ArmorError> {
     let lines: Vec<(usize, &str)> = text
         .lines()
         .map(str::trim_end)
@@ -73,53 +91,65 @@ pub fn dearmor(text: &str) -> Result<Armored, String> {
         .filter(|(_, l)| !l.is_empty())
         .map(|(i, l)| (i + 1, l))
         .collect();
-    let exact = |index: usize, want: &str| -> Result<(), String> {
+    let exact = |index: usize, want: &str| -> Result<(), ArmorError> {
         match lines.get(index) {
             Some((_, l)) if *l == want => Ok(()),
-            Some((n, l)) => Err(format!(
-                "line {n}: expected \"{want}\", found \"{}\"",
-                shorten(l)
+            Some((n, l)) => Err(at(
+                *n,
+                format!("expected \"{want}\", found \"{}\"", shorten(l)),
             )),
-            None => Err(format!("the text ends before \"{want}\"")),
+            None => Err(ArmorError {
+                line: None,
+                reason: format!("the text ends before \"{want}\""),
+            }),
         }
     };
-    let field = |index: usize, name: &str| -> Result<(usize, String), String> {
+    let field = |index: usize, name: &str| -> Result<(usize, String), ArmorError> {
         match lines.get(index) {
             Some((n, l)) => match l.strip_prefix(name).and_then(|r| r.strip_prefix(':')) {
                 Some(v) => Ok((*n, v.trim().to_string())),
-                None => Err(format!(
-                    "line {n}: expected \"{name}: ...\", found \"{}\"",
-                    shorten(l)
+                None => Err(at(
+                    *n,
+                    format!("expected \"{name}: ...\", found \"{}\"", shorten(l)),
                 )),
             },
-            None => Err(format!("the text ends before the \"{name}:\" line")),
+            None => Err(ArmorError {
+                line: None,
+                reason: format!("the text ends before the \"{name}:\" line"),
+            }),
         }
     };
     exact(0, BEGIN)?;
     let (n, format) = field(1, "format")?;
     if format != FORMAT_LINE {
-        return Err(format!(
-            "line {n}: this program reads license format \"{FORMAT_LINE}\", the file says \"{}\"",
-            shorten(&format)
+        return Err(at(
+            n,
+            format!(
+                "this program reads license format \"{FORMAT_LINE}\", the file says \"{}\"",
+                shorten(&format)
+            ),
         ));
     }
     let (n, key_id) = field(2, "key-id")?;
     if key_id.is_empty() {
-        return Err(format!("line {n}: the key id is empty"));
+        return Err(at(n, "the key id is empty".into()));
     }
     let (n, payload) = field(3, "payload")?;
     let payload = STANDARD
         .decode(payload.as_bytes())
-        .map_err(|e| format!("line {n}: the payload is not valid base64 ({e})"))?;
+        .map_err(|e| at(n, format!("the payload is not valid base64 ({e})")))?;
     let (n, signature) = field(4, "signature")?;
     let signature = STANDARD
         .decode(signature.as_bytes())
-        .map_err(|e| format!("line {n}: the signature is not valid base64 ({e})"))?;
+        .map_err(|e| at(n, format!("the signature is not valid base64 ({e})")))?;
     exact(5, END)?;
     if let Some((n, l)) = lines.get(6) {
-        return Err(format!(
-            "line {n}: unexpected text after the end of the license: \"{}\"",
-            shorten(l)
+        return Err(at(
+            *n,
+            format!(
+                "unexpected text after the end of the license: \"{}\"",
+                shorten(l)
+            ),
         ));
     }
     Ok(Armored {
@@ -162,16 +192,16 @@ mod tests {
     fn refuses_extra_missing_or_reordered_lines() {
         let text = armor("k1", b"{}", &[7u8; 64]);
         let extra = format!("{text}junk\n");
-        assert!(dearmor(&extra).is_err_and(|e| e.contains("after the end")));
+        assert!(dearmor(&extra).is_err_and(|e| e.to_string().contains("after the end")));
         let missing: String = text
             .lines()
             .filter(|l| !l.starts_with("signature"))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert!(dearmor(&missing).is_err_and(|e| e.contains("signature")));
+        assert!(dearmor(&missing).is_err_and(|e| e.to_string().contains("signature")));
         let bad_b64 = text.replace("payload: ", "payload: !");
-        assert!(dearmor(&bad_b64).is_err_and(|e| e.contains("base64")));
+        assert!(dearmor(&bad_b64).is_err_and(|e| e.to_string().contains("base64")));
         let other_format = text.replace("xplugin-license-v1", "xplugin-license-v9");
-        assert!(dearmor(&other_format).is_err_and(|e| e.contains("v9")));
+        assert!(dearmor(&other_format).is_err_and(|e| e.to_string().contains("v9")));
     }
 }

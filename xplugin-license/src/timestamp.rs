@@ -68,16 +68,24 @@ fn number(s: &str, digits: usize) -> Option<u32> {
     s.parse().ok()
 }
 
+/// A text that is not a date [`parse_date`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a date like 2027-01-31 or 2027-01-31T12:00:00Z (UTC), found \"{found}\"")]
+pub struct DateError {
+    /// The text given.
+    pub found: String,
+}
+
 /// Parses `YYYY-MM-DD` (midnight UTC), `YYYY-MM-DDTHH:MM:SSZ` or
 /// `YYYY-MM-DDTHH:MM:SS+HH:MM` into unix seconds.
 ///
 /// # Errors
 ///
-/// A message saying which form is expected, if `text` is none of these or
-/// names a date before 1970.
-pub fn parse_date(text: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("expected a date like 2027-01-31 or 2027-01-31T12:00:00Z (UTC), found \"{text}\"")
+/// [`DateError`], saying which form is expected, if `text` is none of
+/// these or names a date before 1970.
+pub fn parse_date(text: &str) -> Result<u64, DateError> {
+    let bad = || DateError {
+        found: text.to_string(),
     };
     let t = text.trim();
     let (date, time) = match t.split_once(['T', 't', ' ']) {

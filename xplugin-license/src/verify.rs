@@ -139,9 +139,9 @@ pub fn check_signature(
             limit: MAX_LICENSE_BYTES as u64,
         });
     }
-    let parts = dearmor(text).map_err(|reason| LicenseError::Malformed {
+    let parts = dearmor(text).map_err(|e| LicenseError::Malformed {
         plugin: plugin.to_string(),
-        reason,
+        reason: e.to_string(),
     })?;
     let Some(key) = trust.get(&parts.key_id) else {
         return Err(LicenseError::UnknownKey {
@@ -259,9 +259,19 @@ fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseErro
             device_id: device(),
         });
     }
-    if p.is_perpetual() {
-        return errors;
+    if !p.is_perpetual() {
+        check_clock(p, ctx, &mut errors);
     }
+    errors
+}
+
+/// The time limits of a license against this device's clock and its
+/// high-water mark: a clock behind the issue time or set back is the root
+/// cause (nothing else is said about the limits then), a clock far ahead is
+/// suspicious.
+fn check_clock(p: &LicensePayload, ctx: &VerifyContext<'_>, errors: &mut Vec<LicenseError>) {
+    let plugin = || ctx.plugin.to_string();
+    let device = || ctx.device_id.to_string();
     let now = unix_seconds(ctx.now);
     let hwm = ctx.high_water_mark.map(unix_seconds);
     if now.saturating_add(ISSUE_SKEW_SECS) < p.issued_at {
@@ -272,7 +282,7 @@ fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseErro
             now,
             device_id: device(),
         });
-        return errors;
+        return;
     }
     if let Some(h) = hwm {
         if now.saturating_add(HIGH_WATER_TOLERANCE_SECS) < h {
@@ -282,7 +292,7 @@ fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseErro
                 now,
                 device_id: device(),
             });
-            return errors;
+            return;
         }
     }
     let far_reference = if now > p.issued_at.saturating_add(FAR_FUTURE_SECS) {
@@ -318,7 +328,6 @@ fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseErro
         }),
         _ => {}
     }
-    errors
 }
 
 /// Checks the files of the plugin folder `plugin_dir` against a verified

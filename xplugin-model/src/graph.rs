@@ -49,6 +49,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Most plugins named in one dependency chain; longer chains keep the first
@@ -768,62 +769,10 @@ fn check_node(
 ) -> Option<Box<Block>> {
     let node = g.nodes[i];
     let name = g.name(i);
-    let own = |reason: BlockReason, phrase: String, hint: String, cause: String| {
-        Box::new(Block {
-            reason,
-            phrases: vec![phrase],
-            hint,
-            tail: Tail {
-                names: Vec::new(),
-                elided: 0,
-                cause: Arc::from(cause),
-            },
-        })
+    let block = match own_block(g, i, cycle) {
+        ControlFlow::Break(decided) => return Some(decided),
+        ControlFlow::Continue(block) => block,
     };
-    if g.copies[i] > 1 {
-        let count = g.copies[i];
-        return Some(own(
-            BlockReason::DuplicateName { count },
-            format!("{count} plugins named {name} are in the set"),
-            format!("keep exactly one plugin named {name}"),
-            "is installed more than once".into(),
-        ));
-    }
-    if !node.load {
-        return Some(own(
-            BlockReason::Disabled,
-            "it is disabled (enable: false)".into(),
-            format!("set \"enable\": true in {name}.json if it should run"),
-            "is disabled (enable: false)".into(),
-        ));
-    }
-    let mut block = None;
-    if let Some(f) = &node.failure {
-        block = Some(own(
-            BlockReason::Failed(f.clone()),
-            f.clone(),
-            format!("fix {name}'s problem shown above"),
-            format!("failed: {f}"),
-        ));
-    }
-    if let Some(cycle) = cycle {
-        let (members, text) = cycle_text(g, cycle);
-        let phrase = format!("it is in a dependency cycle: {text}");
-        match &mut block {
-            Some(b) => b.phrases.push(phrase),
-            None => {
-                block = Some(own(
-                    BlockReason::Cycle {
-                        members,
-                        length: cycle.len(),
-                    },
-                    phrase,
-                    "break the cycle by removing one of its \"depend\" entries".into(),
-                    format!("is in a dependency cycle: {text}"),
-                ))
-            }
-        }
-    }
     let mut issues = Vec::new();
     for (dep, &t) in node.depend.iter().zip(g.deps(i)) {
         if t != NONE && comp[t as usize] == id {
@@ -849,6 +798,75 @@ fn check_node(
         .phrases
         .extend(issues.map(|issue| short_phrase(g, blocks, name, &issue)));
     Some(block)
+}
+
+/// Plugin `i`'s own reasons not to load, before its dependencies: a
+/// duplicate name or being disabled decide alone (`Break`); a pre-failure
+/// and cycle membership start the block its dependency problems are added
+/// to (`Continue`).
+fn own_block(
+    g: &Graph<'_>,
+    i: usize,
+    cycle: Option<&[u32]>,
+) -> ControlFlow<Box<Block>, Option<Box<Block>>> {
+    let node = g.nodes[i];
+    let name = g.name(i);
+    let own = |reason: BlockReason, phrase: String, hint: String, cause: String| {
+        Box::new(Block {
+            reason,
+            phrases: vec![phrase],
+            hint,
+            tail: Tail {
+                names: Vec::new(),
+                elided: 0,
+                cause: Arc::from(cause),
+            },
+        })
+    };
+    if g.copies[i] > 1 {
+        let count = g.copies[i];
+        return ControlFlow::Break(own(
+            BlockReason::DuplicateName { count },
+            format!("{count} plugins named {name} are in the set"),
+            format!("keep exactly one plugin named {name}"),
+            "is installed more than once".into(),
+        ));
+    }
+    if !node.load {
+        return ControlFlow::Break(own(
+            BlockReason::Disabled,
+            "it is disabled (enable: false)".into(),
+            format!("set \"enable\": true in {name}.json if it should run"),
+            "is disabled (enable: false)".into(),
+        ));
+    }
+    let mut block = node.failure.as_ref().map(|f| {
+        own(
+            BlockReason::Failed(f.clone()),
+            f.clone(),
+            format!("fix {name}'s problem shown above"),
+            format!("failed: {f}"),
+        )
+    });
+    if let Some(cycle) = cycle {
+        let (members, text) = cycle_text(g, cycle);
+        let phrase = format!("it is in a dependency cycle: {text}");
+        match &mut block {
+            Some(b) => b.phrases.push(phrase),
+            None => {
+                block = Some(own(
+                    BlockReason::Cycle {
+                        members,
+                        length: cycle.len(),
+                    },
+                    phrase,
+                    "break the cycle by removing one of its \"depend\" entries".into(),
+                    format!("is in a dependency cycle: {text}"),
+                ))
+            }
+        }
+    }
+    ControlFlow::Continue(block)
 }
 
 fn depend_issue<'a>(
@@ -963,34 +981,7 @@ fn spell_out(g: &Graph<'_>, blocks: &[Option<Box<Block>>], name: &str, issue: Is
                 terminal(d, cause),
             )
         }
-        Issue::Blocked(dep, t) => {
-            let empty = Tail {
-                names: Vec::new(),
-                elided: 0,
-                cause: Arc::from("cannot load"),
-            };
-            let target_tail = blocks[t as usize].as_ref().map_or(&empty, |b| &b.tail);
-            let (chain, elided) = extend_chain(g.name(t as usize), target_tail);
-            let root = chain
-                .last()
-                .map_or_else(|| dep.name.clone(), |r| r.to_string());
-            let cause = target_tail.cause.clone();
-            (
-                BlockReason::DependencyFailed {
-                    dep: dep.name.clone(),
-                    chain: strings(&chain),
-                    elided,
-                    cause: cause.to_string(),
-                },
-                format!("depends on {}", chain_text(&chain, elided, &cause)),
-                format!("fix {root} first: the chain starts there"),
-                Tail {
-                    names: chain,
-                    elided,
-                    cause,
-                },
-            )
-        }
+        Issue::Blocked(dep, t) => blocked_dependency(g, blocks, dep, t),
         Issue::CtrlUnknown(dep) => {
             let d = &dep.name;
             (
@@ -1045,6 +1036,42 @@ fn spell_out(g: &Graph<'_>, blocks: &[Option<Box<Block>>], name: &str, issue: Is
         hint,
         tail,
     }
+}
+
+/// The reason, phrase, hint and chain of a plugin whose dependency `dep`
+/// (node `t`) cannot load: the chain runs from `dep` to the root cause.
+fn blocked_dependency(
+    g: &Graph<'_>,
+    blocks: &[Option<Box<Block>>],
+    dep: &Dependency,
+    t: u32,
+) -> (BlockReason, String, String, Tail) {
+    let empty = Tail {
+        names: Vec::new(),
+        elided: 0,
+        cause: Arc::from("cannot load"),
+    };
+    let target_tail = blocks[t as usize].as_ref().map_or(&empty, |b| &b.tail);
+    let (chain, elided) = extend_chain(g.name(t as usize), target_tail);
+    let root = chain
+        .last()
+        .map_or_else(|| dep.name.clone(), |r| r.to_string());
+    let cause = target_tail.cause.clone();
+    (
+        BlockReason::DependencyFailed {
+            dep: dep.name.clone(),
+            chain: strings(&chain),
+            elided,
+            cause: cause.to_string(),
+        },
+        format!("depends on {}", chain_text(&chain, elided, &cause)),
+        format!("fix {root} first: the chain starts there"),
+        Tail {
+            names: chain,
+            elided,
+            cause,
+        },
+    )
 }
 
 /// Installed manifests with `incoming` ones replacing those of the same

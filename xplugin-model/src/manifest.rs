@@ -997,6 +997,7 @@ impl Checker {
 mod tests {
     use super::*;
     use crate::problem::Severity;
+    use crate::ProblemCode;
 
     /// The vendor's documented example, byte for byte including comments.
     const VENDOR_CLIENT: &str = r#"{
@@ -1158,6 +1159,29 @@ mod tests {
         }
         // ctrlDepend naming the package's own controller part is normal.
         assert!(!errors.iter().any(|f| f.starts_with("ctrlDepend")), "{p}");
+        // Which problem each is, by its code.
+        let code_of = |field: &str| -> Vec<ProblemCode> {
+            p.0.iter()
+                .filter(|q| q.field.as_deref() == Some(field))
+                .map(|q| q.code)
+                .collect()
+        };
+        for (field, code) in [
+            ("name", ProblemCode::ManifestNameMismatch),
+            ("enable", ProblemCode::ManifestWrongType),
+            ("version", ProblemCode::ManifestBadVersion),
+            ("min_hmi_version", ProblemCode::ManifestWrongType),
+            ("depend[0]", ProblemCode::ManifestSelfDependency),
+            ("depend[2]", ProblemCode::ManifestDuplicateDependency),
+            ("depend[4].version", ProblemCode::ManifestBadRange),
+            ("depend[5]", ProblemCode::ManifestInvalidName),
+            ("Description", ProblemCode::ManifestUnknownField),
+        ] {
+            assert!(
+                code_of(field).contains(&code),
+                "{field}: {code} expected:\n{p}"
+            );
+        }
         // Every problem names the plugin and has a hint.
         for problem in &p.0 {
             assert_eq!(problem.subject, "client plugin \"plugindemo\"");

@@ -123,6 +123,16 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A problem is also an error a program can fail with: an ad-hoc failure
+/// is written `Problem::new(code, subject, message, hint)`, code first.
+impl std::error::Error for Problem {}
+
+impl Failure for Problem {
+    fn problems(&self) -> Problems {
+        Problems(vec![self.clone()])
+    }
+}
+
 /// What separates a message from its hint in text output.
 pub const HINT_SEPARATOR: &str = "\n  what to do: ";
 
@@ -327,6 +337,11 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("- warning: b: m2"), "{text}");
+        let single = Problem::new(ProblemCode::UsageInvalidArgument, "cmd", "bad", "fix");
+        assert_eq!(
+            failure_text("prog", &single),
+            "prog: error: cmd: bad\n  what to do: fix"
+        );
         let doc = failure_json(&two);
         assert_eq!(doc["ok"], false);
         assert_eq!(doc["problems"][1]["code"], "manifest.unknown_field");

@@ -11,13 +11,15 @@
 
 use crate::error::PackError;
 use crate::folder::{is_litter, join, list_files, read_plugin_folder, PluginFolder};
+use crate::libraries::check_libraries;
 use crate::report::{check_license_for_vendor, normalize_device_arg, LicenseCheck};
 use clap::Args;
 use std::collections::BTreeSet;
 use std::io::{Cursor, Seek, Write};
 use std::path::{Path, PathBuf};
 use xplugin_license::TrustStore;
-use xplugin_model::{Problem, ProblemCode, Problems, Side};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems, Side};
+use xplugin_package::binary::Arch;
 use xplugin_package::{unpack_package, Limits, PackageError};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
@@ -41,6 +43,14 @@ pub struct PackArgs {
     /// With --trust: also check the device binding for this device id.
     #[arg(long, requires = "trust")]
     pub device_id: Option<String>,
+    /// The architecture the controllers run (e.g. aarch64): controller
+    /// libraries built for another one are refused.
+    #[arg(long)]
+    pub controller_arch: Option<String>,
+    /// The architecture the Linux pendants run: client `.so` libraries built
+    /// for another one are refused (`.dll` files are checked for kind and ABI).
+    #[arg(long)]
+    pub client_arch: Option<String>,
     /// Print one JSON document describing the package written.
     #[arg(long)]
     pub json: bool,
@@ -56,8 +66,9 @@ struct SideInput {
 ///
 /// # Errors
 ///
-/// [`PackError::Refused`] listing every bad plugin folder, or
-/// [`PackError::Package`] when the importer's reader refuses the result.
+/// [`PackError::Refused`] listing every bad plugin folder (format, and the
+/// libraries a device would refuse), or [`PackError::Package`] when the
+/// importer's reader refuses the result.
 pub fn run(args: &PackArgs) -> Result<(), PackError> {
     if args.client.is_none() && args.controller.is_none() {
         return Err(PackError::Usage(
@@ -67,12 +78,13 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
     }
     let mut problems = Problems::default();
     let mut sides = Vec::new();
-    for (side, dir) in [
-        (Side::Client, &args.client),
-        (Side::Controller, &args.controller),
+    for (side, dir, arch) in [
+        (Side::Client, &args.client, &args.client_arch),
+        (Side::Controller, &args.controller, &args.controller_arch),
     ] {
         if let Some(dir) = dir {
-            sides.push(collect_side(side, dir, &mut problems)?);
+            let arch = arch.as_deref().map(Arch::parse);
+            sides.push(collect_side(side, dir, arch.as_ref(), &mut problems)?);
         }
     }
     if problems.has_errors() {
@@ -81,30 +93,7 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
             problems,
         });
     }
-    let mut warnings = Vec::new();
-    if let Some(trust_dir) = &args.trust {
-        let trust = TrustStore::load(trust_dir)?;
-        let device = args
-            .device_id
-            .as_deref()
-            .map(normalize_device_arg)
-            .transpose()?;
-        for input in &sides {
-            for (folder, _) in &input.plugins {
-                let check = check_license_for_vendor(folder, &trust, device.as_deref(), None);
-                if let LicenseCheck::Refused(e) = check {
-                    let warning = format!(
-                        "{}: its license does not verify against {}: {e}",
-                        folder.subject(),
-                        trust_dir.display()
-                    );
-                    eprintln!("xplugin-pack: warning: {warning}");
-                    warnings.push(warning);
-                }
-            }
-        }
-    }
-
+    let warnings = license_warnings(args, &sides)?;
     let mut outer = ZipWriter::new(Cursor::new(Vec::new()));
     let stored = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Stored)
@@ -118,10 +107,51 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
             .map_err(zip_error(&args.out))?;
     }
     let bytes = outer.finish().map_err(zip_error(&args.out))?.into_inner();
+    write_checked(&args.out, &bytes)?;
+    print_outcome(args, &sides, bytes.len(), &warnings);
+    Ok(())
+}
 
-    // Write next to the destination, check with the importer's reader, then
-    // rename into place.
-    let dir = match args.out.parent() {
+/// With `--trust`: a warning for every license that does not verify (for
+/// `--device-id`, when given) as a device would check it.
+fn license_warnings(args: &PackArgs, sides: &[SideInput]) -> Result<Problems, PackError> {
+    let mut warnings = Problems::default();
+    let Some(trust_dir) = &args.trust else {
+        return Ok(warnings);
+    };
+    let trust = TrustStore::load(trust_dir)?;
+    let device = args
+        .device_id
+        .as_deref()
+        .map(normalize_device_arg)
+        .transpose()?;
+    for (folder, _) in sides.iter().flat_map(|input| &input.plugins) {
+        if let LicenseCheck::Refused(e) =
+            check_license_for_vendor(folder, &trust, device.as_deref(), None)
+        {
+            let warning = Problem::new(
+                ProblemCode::PackLicenseNotVerified,
+                folder.subject(),
+                format!(
+                    "its license does not verify against {}: {}",
+                    trust_dir.display(),
+                    xplugin_model::error_chain(&e)
+                ),
+                "issue the license again for the folder as packed (xplugin-pack license)",
+            )
+            .with_field("license");
+            eprintln!("xplugin-pack: {warning}");
+            warnings.push(warning);
+        }
+    }
+    Ok(warnings)
+}
+
+/// Writes `bytes` next to `out`, checks them with the importer's own reader
+/// and limits, then renames them into place: a package this tool writes is
+/// one a device accepts (licenses aside).
+fn write_checked(out: &Path, bytes: &[u8]) -> Result<(), PackError> {
+    let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -131,25 +161,22 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
         .suffix(".zip")
         .tempfile_in(&dir)
         .map_err(PackError::io("cannot create a file in", &dir, hint))?;
-    tmp.write_all(&bytes)
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
-        .map_err(PackError::io(
-            "cannot write",
-            tmp.path().to_path_buf(),
-            hint,
-        ))?;
+        .map_err(PackError::io("cannot write", &tmp_path, hint))?;
     let staging = tempfile::tempdir().map_err(PackError::io(
         "cannot create a temporary folder in",
         std::env::temp_dir(),
         hint,
     ))?;
-    match unpack_package(tmp.path(), staging.path(), &Limits::default()) {
+    match unpack_package(&tmp_path, staging.path(), &Limits::default()) {
         Ok(_) => {}
         Err(PackageError::Refused(p)) => {
             return Err(PackError::Refused {
                 what: format!(
                     "the package built for {} would be refused by devices; nothing was written",
-                    args.out.display()
+                    out.display()
                 ),
                 problems: p,
             })
@@ -161,14 +188,14 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(PackError::io(
-                "cannot write",
-                tmp.path().to_path_buf(),
-                hint,
-            ))?;
+            .map_err(PackError::io("cannot write", &tmp_path, hint))?;
     }
-    tmp.persist(&args.out)
-        .map_err(|e| PackError::io("cannot write", &args.out, hint)(e.error))?;
+    tmp.persist(out)
+        .map_err(|e| PackError::io("cannot write", out, hint)(e.error))?;
+    Ok(())
+}
+
+fn print_outcome(args: &PackArgs, sides: &[SideInput], size: usize, warnings: &Problems) {
     if args.json {
         let plugins: Vec<serde_json::Value> = sides
             .iter()
@@ -185,15 +212,15 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
             .collect();
         let doc = serde_json::json!({
             "package": args.out,
-            "bytes": bytes.len(),
+            "bytes": size,
             "plugins": plugins,
-            "license_warnings": warnings,
+            "problems": warnings,
         });
         println!("{doc:#}");
-        return Ok(());
+        return;
     }
-    println!("wrote {} ({} bytes)", args.out.display(), bytes.len());
-    for input in &sides {
+    println!("wrote {} ({size} bytes)", args.out.display());
+    for input in sides {
         for (folder, files) in &input.plugins {
             println!(
                 "  {}: {} {} ({} files)",
@@ -204,7 +231,6 @@ pub fn run(args: &PackArgs) -> Result<(), PackError> {
             );
         }
     }
-    Ok(())
 }
 
 fn zip_error(path: &Path) -> impl Fn(zip::result::ZipError) -> PackError + '_ {
@@ -216,8 +242,52 @@ fn zip_error(path: &Path) -> impl Fn(zip::result::ZipError) -> PackError + '_ {
     }
 }
 
-/// Reads and checks every plugin folder of one side; problems go to `problems`.
-fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideInput, PackError> {
+/// Reads and checks every plugin folder of one side; problems go to
+/// `problems`.
+fn collect_side(
+    side: Side,
+    dir: &Path,
+    arch: Option<&Arch>,
+    problems: &mut Problems,
+) -> Result<SideInput, PackError> {
+    let mut plugins = Vec::new();
+    for name in plugin_folder_names(side, dir, problems)? {
+        let plugin_dir = dir.join(&name);
+        let folder = match read_plugin_folder(&plugin_dir, Some(side)) {
+            Ok(f) => f,
+            Err(PackError::Refused { problems: p, .. }) => {
+                problems.extend(p.0);
+                continue;
+            }
+            Err(e) => {
+                problems.extend(e.problems().0);
+                continue;
+            }
+        };
+        let files = match list_files(&plugin_dir) {
+            Ok(f) => f,
+            Err(PackError::Refused { problems: p, .. }) => {
+                problems.extend(p.0);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        check_required_files(&folder, &files, problems);
+        let prefix = format!("{}/", plugin_dir.display());
+        let (_, library_problems) =
+            check_libraries(&plugin_dir, &name, side, &files, arch, &prefix);
+        problems.extend(library_problems.0);
+        plugins.push((folder, files));
+    }
+    Ok(SideInput { side, plugins })
+}
+
+/// The plugin folders in `dir` (sorted); files next to them are problems.
+fn plugin_folder_names(
+    side: Side,
+    dir: &Path,
+    problems: &mut Problems,
+) -> Result<Vec<String>, PackError> {
     let label = format!("--{side} {}", dir.display());
     let hint = "check the folder and its permissions";
     let mut names = Vec::new();
@@ -244,74 +314,48 @@ fn collect_side(side: Side, dir: &Path, problems: &mut Problems) -> Result<SideI
     }
     names.sort();
     if names.is_empty() {
-        problems.push(Problem::new(ProblemCode::PackNoPluginFolder,
-            label.clone(),
+        problems.push(Problem::new(
+            ProblemCode::PackNoPluginFolder,
+            label,
             "no plugin folder found",
             "give a folder that holds one folder per plugin (NAME/NAME.json, NAME/NAME.lic, NAME/NAME.so)",
         ));
     }
-    let mut plugins = Vec::new();
-    for name in names {
-        let plugin_dir = dir.join(&name);
-        let subject = side.subject(&name);
-        let folder = match read_plugin_folder(&plugin_dir, Some(side)) {
-            Ok(f) => f,
-            Err(PackError::Refused { problems: p, .. }) => {
-                problems.extend(p.0);
-                continue;
-            }
-            Err(e) => {
-                problems.push(Problem::new(
-                    ProblemCode::PackIo,
-                    subject,
-                    e.to_string(),
-                    "",
-                ));
-                continue;
-            }
-        };
-        let files = match list_files(&plugin_dir) {
-            Ok(f) => f,
-            Err(PackError::Refused { problems: p, .. }) => {
-                problems.extend(p.0);
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let has = |f: String| files.contains(&f);
-        if !has(format!("{name}.lic")) {
-            problems.push(Problem::new(
-                ProblemCode::PackMissingLicense,
-                subject.clone(),
-                format!("missing {name}.lic in {}", plugin_dir.display()),
-                format!(
-                    "issue it with `xplugin-pack license --plugin-dir {} ...`",
-                    plugin_dir.display()
-                ),
-            ));
-        }
-        let library_ok = match side {
-            Side::Controller => has(format!("{name}.so")),
-            Side::Client => has(format!("{name}.so")) || has(format!("{name}.dll")),
-        };
-        if !library_ok {
-            let wanted = match side {
-                Side::Controller => format!("{name}.so"),
-                Side::Client => format!("{name}.so or {name}.dll"),
-            };
-            problems.push(Problem::new(
-                ProblemCode::PackMissingLibrary,
-                subject.clone(),
-                format!(
-                    "missing the plugin library {wanted} in {}",
-                    plugin_dir.display()
-                ),
-                "build the plugin and copy its library into the folder, named after the folder",
-            ));
-        }
-        plugins.push((folder, files));
+    Ok(names)
+}
+
+/// NAME.lic and the plugin's library must be in the folder.
+fn check_required_files(folder: &PluginFolder, files: &[String], problems: &mut Problems) {
+    let (name, dir) = (&folder.name, &folder.dir);
+    let side = folder.manifest.side;
+    let has = |f: String| files.contains(&f);
+    if !has(format!("{name}.lic")) {
+        problems.push(Problem::new(
+            ProblemCode::PackMissingLicense,
+            folder.subject(),
+            format!("missing {name}.lic in {}", dir.display()),
+            format!(
+                "issue it with `xplugin-pack license --plugin-dir {} ...`",
+                dir.display()
+            ),
+        ));
     }
-    Ok(SideInput { side, plugins })
+    let library_ok = match side {
+        Side::Controller => has(format!("{name}.so")),
+        Side::Client => has(format!("{name}.so")) || has(format!("{name}.dll")),
+    };
+    if !library_ok {
+        let wanted = match side {
+            Side::Controller => format!("{name}.so"),
+            Side::Client => format!("{name}.so or {name}.dll"),
+        };
+        problems.push(Problem::new(
+            ProblemCode::PackMissingLibrary,
+            folder.subject(),
+            format!("missing the plugin library {wanted} in {}", dir.display()),
+            "build the plugin and copy its library into the folder, named after the folder",
+        ));
+    }
 }
 
 /// The bytes of `client.zip` / `controller.zip`.

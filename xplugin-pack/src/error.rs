@@ -1,9 +1,10 @@
 //! Why an `xplugin-pack` command failed. Every message names the file,
-//! folder or plugin and says what to do; `main` prints it to stderr and
-//! exits non-zero.
+//! folder or plugin; [`Failure::problems`] gives each its code and what to
+//! do, and `main` prints them to stderr (and as JSON with `--json`) in the
+//! convention every xplugin program uses, then exits non-zero.
 
 use std::path::PathBuf;
-use xplugin_model::Problems;
+use xplugin_model::{Failure, Problem, ProblemCode, Problems};
 
 /// A refusal or failure of one command.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +23,7 @@ pub enum PackError {
     #[error(transparent)]
     Package(#[from] xplugin_package::PackageError),
     /// A file or folder cannot be read or written.
-    #[error("{action} {}: {source}\n  what to do: {hint}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done ("cannot read").
         action: &'static str,
@@ -48,6 +49,34 @@ pub enum PackError {
     /// Some checked items failed; the details were already printed.
     #[error("{0}")]
     Failed(String),
+}
+
+impl Failure for PackError {
+    fn problems(&self) -> Problems {
+        let one = |code, subject: String, hint: &str| {
+            Problems(vec![Problem::from_error(code, subject, self, hint)])
+        };
+        match self {
+            PackError::Key(e) => e.problems(),
+            PackError::License(e) => e.problems(),
+            PackError::Device(e) => e.problems(),
+            PackError::Package(e) => e.problems(),
+            PackError::Io { path, hint, .. } => {
+                one(ProblemCode::PackIo, path.display().to_string(), hint)
+            }
+            PackError::Refused { problems, .. } => problems.clone(),
+            PackError::Usage(_) => one(
+                ProblemCode::UsageInvalidArgument,
+                "command line".into(),
+                "fix the value; `xplugin-pack help` lists the options",
+            ),
+            PackError::Failed(_) => one(
+                ProblemCode::PackChecksFailed,
+                "xplugin-pack".into(),
+                "fix each plugin's problems as listed above",
+            ),
+        }
+    }
 }
 
 impl PackError {

@@ -3,8 +3,9 @@
 //! verifies or inspects packages the way a device will.
 //!
 //! Exit status: 0 on success, 1 on any refusal or failed check, 2 on a
-//! command-line usage error. Errors go to stderr; `--json` prints one JSON
-//! document on stdout.
+//! command-line usage error. Errors go to stderr as problems (each with its
+//! `what to do:` line); `--json` prints one JSON document on stdout, for a
+//! failure `{"ok": false, "error", "problems": [...]}`.
 
 mod cmd_device;
 mod cmd_keygen;
@@ -12,6 +13,7 @@ mod cmd_license;
 mod cmd_pack;
 mod error;
 mod folder;
+mod libraries;
 mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -88,12 +90,32 @@ fn run(cli: Cli) -> Result<(), PackError> {
     }
 }
 
+impl Command {
+    /// Whether the command was asked for one JSON document.
+    fn json(&self) -> bool {
+        match self {
+            Command::Keygen { json, .. } => *json,
+            Command::License(a) => a.json,
+            Command::Pack(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::DeviceId(a) => a.json,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.command.json();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xplugin-pack: error: {e}");
+            // A failed verify/inspect has printed its report document already.
+            if json && !matches!(e, PackError::Failed(_)) {
+                let doc = xplugin_model::failure_json(&e);
+                println!("{doc:#}");
+            }
+            eprintln!("{}", xplugin_model::failure_text("xplugin-pack", &e));
             ExitCode::from(1)
         }
     }

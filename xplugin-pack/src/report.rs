@@ -8,6 +8,7 @@
 
 use crate::error::PackError;
 use crate::folder::{list_files, read_plugin_folder, PluginFolder};
+use crate::libraries::{check_libraries, LibraryReport};
 use crate::SideArg;
 use clap::Args;
 use serde::Serialize;
@@ -17,10 +18,11 @@ use xplugin_license::armor::dearmor;
 use xplugin_license::timestamp::{format_rfc3339, parse_date, system_time, unix_seconds};
 use xplugin_license::{
     check_signature, device_id, normalize_device_id, read_license_file, verify, verify_files,
-    DeviceIdSource, LicenseError, LicensePayload, TrustStore, VerifyContext, ANY_DEVICE,
+    DeviceIdSource, LicenseError, LicensePayload, ThisDevice, TrustStore, VerifyContext,
+    ANY_DEVICE,
 };
-use xplugin_model::{Problems, Side};
-use xplugin_package::binary::inspect_library;
+use xplugin_model::{Failure, Problem, Side};
+use xplugin_package::binary::Arch;
 use xplugin_package::{unpack_package, Limits, PackageError};
 
 /// Arguments of `verify`.
@@ -64,6 +66,14 @@ pub struct InspectArgs {
     /// Side of a plugin folder whose manifest does not make it clear.
     #[arg(long, value_enum)]
     pub side: Option<SideArg>,
+    /// The architecture the controllers run (e.g. aarch64): controller
+    /// libraries built for another one are refused.
+    #[arg(long)]
+    pub controller_arch: Option<String>,
+    /// The architecture the Linux pendants run: client `.so` libraries built
+    /// for another one are refused.
+    #[arg(long)]
+    pub client_arch: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -131,31 +141,16 @@ pub fn check_license_for_vendor(
     }
 }
 
-/// What a report says about one library.
-#[derive(Debug, Serialize)]
-struct LibraryReport {
-    file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    format: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    abi: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    entry_point: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// What a report says about one license.
+/// What a report says about one license (its refusals are problems of
+/// the plugin).
 #[derive(Debug, Serialize)]
 struct LicenseReport {
-    /// `valid`, `refused` or `unverified` (no trust store given).
+    /// `valid`, `refused`, `unverified` (no trust store given) or
+    /// `not_checked` (the manifest is refused, so the version is unknown).
     status: &'static str,
     device_checked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<LicenseContent>,
-    errors: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,14 +197,15 @@ struct PluginReport {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<String>,
-    problems: Vec<String>,
+    /// Manifest, library and license problems, each with its code.
+    problems: Vec<Problem>,
     libraries: Vec<LibraryReport>,
     license: LicenseReport,
 }
 
 impl PluginReport {
     fn ok(&self) -> bool {
-        self.problems.is_empty() && self.license.status != "refused"
+        !self.problems.iter().any(Problem::is_error) && self.license.status != "refused"
     }
 }
 
@@ -222,7 +218,10 @@ struct Report {
     checked_at: String,
     trust: Option<PathBuf>,
     plugins: Vec<PluginReport>,
-    warnings: Vec<String>,
+    /// The package's warnings (ignored litter).
+    warnings: Vec<Problem>,
+    /// Every problem of the report: the package's and each plugin's.
+    problems: Vec<Problem>,
     ok: bool,
 }
 
@@ -233,7 +232,25 @@ struct Options<'a> {
     device: Option<String>,
     now: Option<SystemTime>,
     side: Option<Side>,
-    libraries: bool,
+    /// Inspect and check libraries (inspect), for these declared
+    /// architectures.
+    libraries: Option<DeclaredArch>,
+}
+
+/// The architectures `--client-arch` / `--controller-arch` declare.
+#[derive(Debug, Default)]
+struct DeclaredArch {
+    client: Option<Arch>,
+    controller: Option<Arch>,
+}
+
+impl DeclaredArch {
+    fn of(&self, side: Side) -> Option<&Arch> {
+        match side {
+            Side::Client => self.client.as_ref(),
+            Side::Controller => self.controller.as_ref(),
+        }
+    }
 }
 
 /// The canonical form of a `--device-id` value.
@@ -272,9 +289,9 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(), PackError> {
         device: Some(device),
         now: parse_at(args.at.as_ref())?,
         side: args.side.map(Into::into),
-        libraries: false,
+        libraries: None,
     };
-    let report = json_on_refusal(build_report(&opts), &args.path, args.json)?;
+    let report = build_report(&opts)?;
     print_report(&report, args.json, false);
     finish(&report)
 }
@@ -295,32 +312,14 @@ pub fn run_inspect(args: &InspectArgs) -> Result<(), PackError> {
             .transpose()?,
         now: parse_at(args.at.as_ref())?,
         side: args.side.map(Into::into),
-        libraries: true,
+        libraries: Some(DeclaredArch {
+            client: args.client_arch.as_deref().map(Arch::parse),
+            controller: args.controller_arch.as_deref().map(Arch::parse),
+        }),
     };
-    let report = json_on_refusal(build_report(&opts), &args.path, args.json)?;
+    let report = build_report(&opts)?;
     print_report(&report, args.json, true);
     finish(&report)
-}
-
-/// With `--json`, a refused package still yields one JSON document on
-/// stdout (`ok: false` and the problems); the error goes to stderr as usual.
-fn json_on_refusal(
-    result: Result<Report, PackError>,
-    path: &Path,
-    json: bool,
-) -> Result<Report, PackError> {
-    if json {
-        if let Err(PackError::Refused { what, problems }) = &result {
-            let doc = serde_json::json!({
-                "path": path,
-                "ok": false,
-                "refused": what,
-                "problems": problems,
-            });
-            println!("{doc:#}");
-        }
-    }
-    result
 }
 
 fn finish(report: &Report) -> Result<(), PackError> {
@@ -345,7 +344,8 @@ fn build_report(opts: &Options<'_>) -> Result<Report, PackError> {
         std::env::temp_dir(),
         "check free space in the temporary folder",
     ))?;
-    let mut folders: Vec<(Side, PathBuf)> = Vec::new();
+    // (side, folder, how problems name its files)
+    let mut folders: Vec<(Side, PathBuf, String)> = Vec::new();
     if opts.path.is_dir() {
         let side = match opts.side {
             Some(s) => Some(s),
@@ -353,7 +353,12 @@ fn build_report(opts: &Options<'_>) -> Result<Report, PackError> {
                 .ok()
                 .map(|f| f.manifest.side),
         };
-        folders.push((side.unwrap_or(Side::Controller), opts.path.to_path_buf()));
+        let prefix = format!("{}/", opts.path.display());
+        folders.push((
+            side.unwrap_or(Side::Controller),
+            opts.path.to_path_buf(),
+            prefix,
+        ));
     } else {
         let unpacked = match unpack_package(opts.path, staging.path(), &Limits::default()) {
             Ok(u) => u,
@@ -365,21 +370,35 @@ fn build_report(opts: &Options<'_>) -> Result<Report, PackError> {
             }
             Err(e) => return Err(e.into()),
         };
-        warnings.extend(unpacked.warnings.0.iter().map(ToString::to_string));
+        warnings.extend(unpacked.warnings.0.iter().cloned());
+        // Files are named by their package entry, not the temporary folder.
+        let package = opts
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for (side, tree) in [
             (Side::Client, &unpacked.client),
             (Side::Controller, &unpacked.controller),
         ] {
             if let Some(tree) = tree {
-                folders.extend(tree.plugins.iter().map(|p| (side, p.dir.clone())));
+                folders.extend(tree.plugins.iter().map(|p| {
+                    let prefix = format!("{package}: {}: {}/", side.archive_name(), p.name);
+                    (side, p.dir.clone(), prefix)
+                }));
             }
         }
     }
     let mut plugins = Vec::new();
-    for (side, dir) in folders {
-        plugins.push(plugin_report(side, &dir, trust.as_ref(), opts));
+    for (side, dir, prefix) in folders {
+        plugins.push(plugin_report(side, &dir, &prefix, trust.as_ref(), opts));
     }
     let ok = plugins.iter().all(PluginReport::ok);
+    let problems = warnings
+        .iter()
+        .chain(plugins.iter().flat_map(|p| &p.problems))
+        .cloned()
+        .collect();
     Ok(Report {
         path: opts.path.to_path_buf(),
         device_id: opts.device.clone(),
@@ -387,6 +406,7 @@ fn build_report(opts: &Options<'_>) -> Result<Report, PackError> {
         trust: opts.trust.map(Path::to_path_buf),
         plugins,
         warnings,
+        problems,
         ok,
     })
 }
@@ -394,6 +414,7 @@ fn build_report(opts: &Options<'_>) -> Result<Report, PackError> {
 fn plugin_report(
     side: Side,
     dir: &Path,
+    subject_prefix: &str,
     trust: Option<&TrustStore>,
     opts: &Options<'_>,
 ) -> PluginReport {
@@ -408,58 +429,66 @@ fn plugin_report(
         problems: Vec::new(),
         libraries: Vec::new(),
         license: LicenseReport {
-            status: "refused",
+            status: "not_checked",
             device_checked: false,
             content: None,
-            errors: Vec::new(),
         },
     };
-    if opts.libraries {
-        report.libraries = library_reports(dir);
+    if let Some(declared) = &opts.libraries {
+        match list_files(dir) {
+            Ok(files) => {
+                let arch = declared.of(side);
+                let (libraries, problems) =
+                    check_libraries(dir, &name, side, &files, arch, subject_prefix);
+                report.libraries = libraries;
+                report.problems.extend(problems.0);
+            }
+            Err(e) => report.problems.extend(e.problems().0),
+        }
     }
     let folder = match read_plugin_folder(dir, Some(side)) {
         Ok(f) => f,
-        Err(PackError::Refused { problems, .. }) => {
-            report.problems = problems_text(&problems);
-            report.license.errors.push(
-                "not checked: the manifest is refused, so the plugin's version is unknown"
-                    .to_string(),
-            );
-            return report;
-        }
         Err(e) => {
-            report.problems.push(e.to_string());
+            // The license is not checked: without a manifest the plugin's
+            // version is unknown.
+            report.problems.extend(e.problems().0);
             return report;
         }
     };
     report.version = Some(folder.manifest.version.to_string());
-    report.license = match trust {
-        Some(trust) => {
-            match check_license_for_vendor(&folder, trust, opts.device.as_deref(), opts.now) {
-                LicenseCheck::Valid {
-                    payload,
-                    device_checked,
-                } => LicenseReport {
-                    status: "valid",
-                    device_checked,
-                    content: Some(LicenseContent::from(payload.as_ref())),
-                    errors: Vec::new(),
-                },
-                LicenseCheck::Refused(e) => LicenseReport {
-                    status: "refused",
-                    device_checked: opts.device.is_some(),
-                    content: unverified_content(&folder),
-                    errors: e.causes().iter().map(|c| c.to_string()).collect(),
-                },
-            }
-        }
-        None => LicenseReport {
+    let Some(trust) = trust else {
+        report.license = LicenseReport {
             status: "unverified",
             device_checked: false,
             content: unverified_content(&folder),
-            errors: Vec::new(),
-        },
+        };
+        return report;
     };
+    report.license =
+        match check_license_for_vendor(&folder, trust, opts.device.as_deref(), opts.now) {
+            LicenseCheck::Valid {
+                payload,
+                device_checked,
+            } => LicenseReport {
+                status: "valid",
+                device_checked,
+                content: Some(LicenseContent::from(payload.as_ref())),
+            },
+            LicenseCheck::Refused(e) => {
+                let device = ThisDevice {
+                    id: opts.device.as_deref().unwrap_or("not given (--device-id)"),
+                    now: opts.now.unwrap_or_else(SystemTime::now),
+                };
+                report
+                    .problems
+                    .extend(e.to_problems(&folder.subject(), &device).0);
+                LicenseReport {
+                    status: "refused",
+                    device_checked: opts.device.is_some(),
+                    content: unverified_content(&folder),
+                }
+            }
+        };
     report
 }
 
@@ -470,66 +499,6 @@ fn unverified_content(folder: &PluginFolder) -> Option<LicenseContent> {
     let parts = dearmor(&text).ok()?;
     let payload: LicensePayload = serde_json::from_slice(&parts.payload).ok()?;
     Some(LicenseContent::from(&payload))
-}
-
-fn library_reports(dir: &Path) -> Vec<LibraryReport> {
-    let files = match list_files(dir) {
-        Ok(f) => f,
-        Err(e) => {
-            return vec![LibraryReport {
-                file: dir.display().to_string(),
-                format: None,
-                arch: None,
-                abi: None,
-                entry_point: None,
-                error: Some(e.to_string()),
-            }]
-        }
-    };
-    let mut out = Vec::new();
-    for file in &files {
-        let path = crate::folder::join(dir, file);
-        let leaf = file.rsplit('/').next().unwrap_or(file);
-        // Libraries by content or name; scripts and Wasm are code but not
-        // libraries this host inspects.
-        let library = matches!(
-            xplugin_license::code_kind(&path, leaf),
-            Ok(Some(
-                xplugin_license::CodeKind::Elf
-                    | xplugin_license::CodeKind::Pe
-                    | xplugin_license::CodeKind::MachO
-                    | xplugin_license::CodeKind::LibraryName
-            ))
-        );
-        if !library {
-            continue;
-        }
-        out.push(match inspect_library(&path) {
-            Ok(info) => LibraryReport {
-                file: file.clone(),
-                format: serde_json::to_value(info.format)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_uppercase)),
-                arch: Some(info.arch.to_string()),
-                abi: Some(info.abi_version()),
-                entry_point: Some(info.has_entry),
-                error: None,
-            },
-            Err(e) => LibraryReport {
-                file: file.clone(),
-                format: None,
-                arch: None,
-                abi: None,
-                entry_point: None,
-                error: Some(e.to_string()),
-            },
-        });
-    }
-    out
-}
-
-fn problems_text(problems: &Problems) -> Vec<String> {
-    problems.0.iter().map(ToString::to_string).collect()
 }
 
 fn print_report(report: &Report, json: bool, details: bool) {
@@ -550,7 +519,7 @@ fn print_report(report: &Report, json: bool, details: bool) {
         None => println!("  trusted keys: none given (licenses shown, not verified)"),
     }
     for w in &report.warnings {
-        println!("  warning: {w}");
+        println!("  {}", indented(w));
     }
     for p in &report.plugins {
         println!(
@@ -561,65 +530,77 @@ fn print_report(report: &Report, json: bool, details: bool) {
             p.version.as_deref().unwrap_or("(version unknown)")
         );
         for problem in &p.problems {
-            eprintln!("  {}", problem.replace('\n', "\n  "));
+            eprintln!("  {}", indented(problem));
         }
         if details {
-            for lib in &p.libraries {
-                match &lib.error {
-                    Some(e) => println!("    library {}: cannot inspect: {e}", lib.file),
-                    None => println!(
-                        "    library {}: {} {}, ABI {}, entry point {}",
-                        lib.file,
-                        lib.format.as_deref().unwrap_or("?"),
-                        lib.arch.as_deref().unwrap_or("?"),
-                        lib.abi.as_deref().unwrap_or("?"),
-                        if lib.entry_point == Some(true) {
-                            "present"
-                        } else {
-                            "missing"
-                        }
-                    ),
+            print_libraries(&p.libraries);
+        }
+        print_license(&p.license, details);
+    }
+}
+
+/// A problem on lines indented under its plugin.
+fn indented(problem: &Problem) -> String {
+    problem.to_string().replace('\n', "\n  ")
+}
+
+fn print_libraries(libraries: &[LibraryReport]) {
+    for lib in libraries {
+        match &lib.error {
+            Some(e) => println!("    library {} ({}): refused: {e}", lib.file, lib.role),
+            None => println!(
+                "    library {} ({}): {} {}, ABI {}, entry point {}",
+                lib.file,
+                lib.role,
+                lib.format.as_deref().unwrap_or("?"),
+                lib.arch.as_deref().unwrap_or("?"),
+                lib.abi.as_deref().unwrap_or("?"),
+                if lib.entry_point == Some(true) {
+                    "present"
+                } else {
+                    "missing"
                 }
-            }
+            ),
         }
-        let l = &p.license;
-        let status = match (l.status, l.device_checked) {
-            ("valid", true) => "valid for this device",
-            ("valid", false) => "valid (device binding not checked: give --device-id)",
-            ("unverified", _) => "NOT VERIFIED (give --trust DIR); content as the file claims",
-            _ => "REFUSED",
-        };
-        println!("    license: {status}");
-        if let Some(c) = &l.content {
-            if details || l.status != "valid" {
-                println!(
-                    "      key {}, license {}, for {} plugin \"{}\" versions \"{}\"",
-                    c.key_id, c.license_id, c.side, c.plugin, c.versions
-                );
-                println!(
-                    "      devices: {}; issued {}; expires {}{}",
-                    c.devices.join(", "),
-                    c.issued_at,
-                    c.expires,
-                    c.not_before
-                        .as_ref()
-                        .map(|n| format!("; not before {n}"))
-                        .unwrap_or_default()
-                );
-                if !c.features.is_empty() {
-                    println!("      features: {}", c.features.join(", "));
-                }
-            } else {
-                println!(
-                    "      key {}, expires {}, devices {}",
-                    c.key_id,
-                    c.expires,
-                    c.devices.join(", ")
-                );
-            }
+    }
+}
+
+fn print_license(l: &LicenseReport, details: bool) {
+    let status = match (l.status, l.device_checked) {
+        ("valid", true) => "valid for this device",
+        ("valid", false) => "valid (device binding not checked: give --device-id)",
+        ("unverified", _) => "NOT VERIFIED (give --trust DIR); content as the file claims",
+        ("not_checked", _) => "not checked (the manifest is refused)",
+        _ => "REFUSED",
+    };
+    println!("    license: {status}");
+    let Some(c) = &l.content else {
+        return;
+    };
+    if details || l.status != "valid" {
+        println!(
+            "      key {}, license {}, for {} plugin \"{}\" versions \"{}\"",
+            c.key_id, c.license_id, c.side, c.plugin, c.versions
+        );
+        println!(
+            "      devices: {}; issued {}; expires {}{}",
+            c.devices.join(", "),
+            c.issued_at,
+            c.expires,
+            c.not_before
+                .as_ref()
+                .map(|n| format!("; not before {n}"))
+                .unwrap_or_default()
+        );
+        if !c.features.is_empty() {
+            println!("      features: {}", c.features.join(", "));
         }
-        for e in &l.errors {
-            eprintln!("  {}: {}", p.name, e.replace('\n', "\n  "));
-        }
+    } else {
+        println!(
+            "      key {}, expires {}, devices {}",
+            c.key_id,
+            c.expires,
+            c.devices.join(", ")
+        );
     }
 }

@@ -14,6 +14,7 @@ use xplugin_license::{
     VerifiedLicense, VerifyContext,
 };
 use xplugin_model::Version;
+use xplugin_tests::problems::problems_with;
 
 const DAY: u64 = 86_400;
 const YEAR: u64 = 365 * DAY;
@@ -726,6 +727,22 @@ fn keygen_writes_a_0600_private_key_and_refuses_to_overwrite() {
     assert_eq!(std::fs::read(&private).expect("read"), before);
 }
 
+/// `xplugin-pack license` of `client/uidemo` (from [`vendor_tree`]) for
+/// any device, with the key `keys/acme-1.key`.
+const UIDEMO_LICENSE: &[&str] = &[
+    "license",
+    "--key",
+    "keys/acme-1.key",
+    "--plugin-dir",
+    "client/uidemo",
+    "--side",
+    "client",
+    "--devices",
+    "any",
+    "--versions",
+    "*",
+];
+
 /// Lays out `client/uidemo` and `controller/demo` plugin folders.
 fn vendor_tree(dir: &Path) {
     let ctl = dir.join("controller/demo");
@@ -735,7 +752,15 @@ fn vendor_tree(dir: &Path) {
         r#"{"controller_plugin": {"demo": {"name": "demo", "enable": true, "version": "1.0.2"}}}"#,
     )
     .expect("manifest");
-    std::fs::write(ctl.join("demo.so"), vec![0x5au8; 100_000]).expect("lib");
+    // Real libraries: the vendor tool refuses what a device refuses, and a
+    // device refuses a file that is not an xplugin library of its side.
+    let copy = |from: std::path::PathBuf, to: std::path::PathBuf| {
+        std::fs::copy(from, to).expect("copy library");
+    };
+    copy(
+        xplugin_tests::build::cdylib_path("plugindemo_controller"),
+        ctl.join("demo.so"),
+    );
     let cli = dir.join("client/uidemo");
     std::fs::create_dir_all(cli.join("i18n")).expect("mkdir");
     std::fs::write(
@@ -743,8 +768,14 @@ fn vendor_tree(dir: &Path) {
         r#"{"client_plugin": {"name": "uidemo", "enable": true, "version": "2.1"}}"#,
     )
     .expect("manifest");
-    std::fs::write(cli.join("uidemo.so"), b"client code").expect("lib");
-    std::fs::write(cli.join("xplugin.so"), b"runtime").expect("runtime");
+    copy(
+        xplugin_tests::build::cdylib_path("uikit_client"),
+        cli.join("uidemo.so"),
+    );
+    copy(
+        xplugin_tests::build::runtime_library_path(),
+        cli.join("xplugin.so"),
+    );
     std::fs::write(cli.join("i18n/de.txt"), b"Hallo").expect("data");
 }
 
@@ -780,22 +811,7 @@ fn vendor_tool_licenses_packs_and_verifies_end_to_end() {
         ],
         d,
     ));
-    ok(&run(
-        &[
-            "license",
-            "--key",
-            "keys/acme-1.key",
-            "--plugin-dir",
-            "client/uidemo",
-            "--side",
-            "client",
-            "--devices",
-            "any",
-            "--versions",
-            "*",
-        ],
-        d,
-    ));
+    ok(&run(UIDEMO_LICENSE, d));
     ok(&run(
         &[
             "pack",
@@ -1015,4 +1031,134 @@ fn inspect_shows_architecture_and_abi_of_a_real_plugin() {
     assert_eq!(library["entry_point"], true, "{library}");
     assert_eq!(plugin["license"]["status"], "valid");
     assert_eq!(plugin["license"]["device_checked"], false);
+}
+
+#[test]
+fn vendor_tool_refuses_the_libraries_a_device_refuses() {
+    use xplugin_tests::build;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let controller = |name: &str, lib: &Path| {
+        build::plugin_folder(
+            &d.join("controller"),
+            name,
+            lib,
+            &build::controller_manifest(name, "1.0.0", &[], None),
+        );
+    };
+    // A client plugin where a controller plugin belongs, and a library
+    // built against ABI 2.
+    controller("kind", &build::cdylib_path("uikit_client"));
+    controller("abi", &build::c_fixture("abi2", &["FIXTURE_ABI_MAJOR=2"]));
+    let out = run(
+        &[
+            "pack",
+            "--controller",
+            "controller",
+            "-o",
+            "p.zip",
+            "--json",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    assert!(!d.join("p.zip").exists());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let kind = problems_with(&doc, "library.wrong_kind");
+    assert_eq!(kind.len(), 1, "{doc:#}");
+    let subject = kind[0]["subject"].as_str().unwrap_or("");
+    assert!(subject.ends_with("controller/kind/kind.so"), "{subject}");
+    // Wording matters: the fix is moving the plugin, not rebuilding it.
+    let message = kind[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("this is a client plugin"), "{message}");
+    assert!(!message.contains("rebuild"), "{message}");
+    assert_eq!(problems_with(&doc, "library.abi_major").len(), 1, "{doc:#}");
+    assert!(
+        text(&out.stderr).contains("this is a client plugin"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // inspect says the same of a folder.
+    let inspect = run(&["inspect", "controller/kind", "--json"], d);
+    assert!(!inspect.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    assert_eq!(
+        problems_with(&doc, "library.wrong_kind").len(),
+        1,
+        "{doc:#}"
+    );
+    assert_eq!(doc["plugins"][0]["libraries"][0]["role"], "plugin");
+
+    // A declared architecture other than the library's.
+    std::fs::remove_dir_all(d.join("controller")).expect("clean");
+    controller("good", &build::cdylib_path("plugindemo_controller"));
+    let other = if cfg!(target_arch = "aarch64") {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let inspect = run(
+        &[
+            "inspect",
+            "controller/good",
+            "--controller-arch",
+            other,
+            "--json",
+        ],
+        d,
+    );
+    assert!(!inspect.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    assert_eq!(
+        problems_with(&doc, "library.wrong_arch").len(),
+        1,
+        "{doc:#}"
+    );
+    let here = std::env::consts::ARCH;
+    let inspect = run(
+        &[
+            "inspect",
+            "controller/good",
+            "--controller-arch",
+            here,
+            "--json",
+        ],
+        d,
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    assert!(
+        problems_with(&doc, "library.wrong_arch").is_empty(),
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn license_warns_about_the_files_it_does_not_cover() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    vendor_tree(d);
+    assert!(run(&["keygen", "--out", "keys", "--key-id", "acme-1"], d)
+        .status
+        .success());
+    let out = run(&[UIDEMO_LICENSE, &["--json"]].concat(), d);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let warnings = problems_with(&doc, "pack.file_not_covered");
+    assert_eq!(warnings.len(), 1, "{doc:#}");
+    assert!(
+        warnings[0]["subject"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("i18n/de.txt"),
+        "{doc:#}"
+    );
+    let files = doc["license"]["files"].as_object().expect("files");
+    assert!(files.contains_key("uidemo.so") && files.contains_key("xplugin.so"));
+    assert!(!files.contains_key("i18n/de.txt"), "{doc:#}");
+    assert!(
+        text(&out.stderr).contains("warning:") && text(&out.stderr).contains("i18n/de.txt"),
+        "{}",
+        text(&out.stderr)
+    );
 }

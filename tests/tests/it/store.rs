@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use xplugin_model::ProblemCode;
 
 use xplugin_store::{
     CommitPlan, Generation, StagedPlugin, Store, StoreError, StoreLock, DATA_DIR_MODE,
@@ -493,11 +494,22 @@ fn invalid_plan_lists_every_problem_and_changes_nothing() {
         assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
     }
     assert!(problems.len() >= 8, "{text}");
+    let codes: Vec<ProblemCode> = problems.0.iter().map(|p| p.code).collect();
+    for code in [
+        ProblemCode::StoreStagedSpecialFile,
+        ProblemCode::StorePlanInvalid,
+        ProblemCode::StoreInvalidPluginName,
+        ProblemCode::StoreStagedOutside,
+        ProblemCode::StoreNotInstalled,
+    ] {
+        assert!(codes.contains(&code), "no {code}:\n{text}");
+    }
     assert_eq!(installed(&store).unwrap(), before);
     drop(staging);
     assert_clean(&store);
 
     let empty = store.commit(&lock, CommitPlan::default()).unwrap_err();
+    assert_eq!(empty.code(), ProblemCode::StorePlanInvalid, "{empty}");
     assert!(empty.to_string().contains("changes nothing"), "{empty}");
 }
 
@@ -574,13 +586,16 @@ fn second_locker_is_told_who_holds_the_lock() {
         matches!(err, StoreError::Busy { pid: Some(p), .. } if p == pid),
         "{err:?}"
     );
+    // The message says who; the hint (printed on its own line) what to do.
     assert_eq!(
         err.to_string(),
         format!(
-            "another import is running (pid {pid}) on {}; wait for it to finish",
+            "another import is running (pid {pid}) on {}",
             store.root().display()
         )
     );
+    assert_eq!(err.hint(), "wait for it to finish, then retry");
+    assert_eq!(err.code(), ProblemCode::StoreBusy);
     let err = store.lock_wait(Duration::from_millis(200)).unwrap_err();
     assert!(matches!(err, StoreError::Busy { .. }), "{err}");
 

@@ -1,0 +1,11 @@
+//! Problems in the `--json` documents of the programs, looked up by code:
+//! tests assert on which problem was found by its stable code, and on the
+//! wording only where it matters to a user.
+
+/// The problems of `doc` (its top-level `problems` list) with code `code`.
+pub fn problems_with<'a>(doc: &'a serde_json::Value, code: &str) -> Vec<&'a serde_json::Value> {
+    doc["problems"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["code"] == code).collect())
+        .unwrap_or_default()
+}
