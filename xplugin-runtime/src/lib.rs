@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn version_and_abi_are_this_build() {
         assert_eq!(text(xplugin_runtime_version()), env!("CARGO_PKG_VERSION"));
-        assert_eq!(xplugin_runtime_abi_version(), 0x0001_0000);
+        assert_eq!(xplugin_runtime_abi_version(), 0x0001_0001);
         assert_eq!(xplugin_abi.kind, XPLUGIN_KIND_RUNTIME);
     }
 

@@ -241,7 +241,7 @@ fn wrong_abi_major_is_refused_before_loading() {
         "{e}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("ABI 2.0") && msg.contains("ABI 1.x"), "{msg}");
+    assert!(msg.contains("ABI 2.") && msg.contains("ABI 1.x"), "{msg}");
 }
 
 #[test]
