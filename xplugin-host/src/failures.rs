@@ -1,12 +1,11 @@
-//! The host's error types as [`Failure`]s, so the programs report every
-//! error the same way (problems with a code, subject and hint). The errors
-//! of configuration and devices implement it where they are defined.
+//! The host's remaining error types as [`Failure`]s, so the programs report
+//! every error the same way (problems with a code, subject and hint).
+//! The errors of checks, import, configuration and devices implement it
+//! where they are defined.
 
 use crate::admin::AdminError;
 use crate::boot::BootError;
-use crate::import::ImportError;
 use xplugin_model::{Failure, Problem, ProblemCode, Problems};
-use xplugin_package::PackageError;
 
 impl Failure for AdminError {
     fn problems(&self) -> Problems {
@@ -31,24 +30,6 @@ impl Failure for BootError {
     fn problems(&self) -> Problems {
         match self {
             BootError::Store(e) => e.problems(),
-        }
-    }
-}
-
-impl Failure for ImportError {
-    fn problems(&self) -> Problems {
-        match self {
-            ImportError::Refused { report } => Problems(report.problems.clone()),
-            ImportError::Store(e) => e.problems(),
-            ImportError::Package { package, source } => match source {
-                PackageError::Refused(problems) => problems.clone(),
-                _ => Problems(vec![Problem::from_error(
-                    ProblemCode::PackageUnreadable,
-                    package.display().to_string(),
-                    self,
-                    "check that the file is readable and that the install root's filesystem has space and is writable",
-                )]),
-            },
         }
     }
 }

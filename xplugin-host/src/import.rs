@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, ProblemCode, Problems, Version};
+use xplugin_model::{Failure, Problem, ProblemCode, Problems, Version};
 use xplugin_package::{unpack_package, PackageError, SideTree};
 use xplugin_store::{CommitPlan, StagingDir, Store, StoreError, StoreLock};
 
@@ -91,6 +91,24 @@ pub enum ImportError {
         #[source]
         source: PackageError,
     },
+}
+
+impl Failure for ImportError {
+    fn problems(&self) -> Problems {
+        match self {
+            ImportError::Refused { report } => Problems(report.problems.clone()),
+            ImportError::Store(e) => e.problems(),
+            ImportError::Package { package, source } => match source {
+                PackageError::Refused(problems) => problems.clone(),
+                _ => Problems(vec![Problem::from_error(
+                    ProblemCode::PackageUnreadable,
+                    package.display().to_string(),
+                    self,
+                    "check that the file is readable and that the install root's filesystem has space and is writable",
+                )]),
+            },
+        }
+    }
 }
 
 /// `plugindemo.zip`: how problems name the package (as its entries do).
