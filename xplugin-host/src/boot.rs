@@ -345,10 +345,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
 /// The configuration passed to `init`: the manifest's `config` defaults, as
 /// JSON (`{}` when there is none).
 fn config_json(m: &xplugin_model::manifest::Manifest) -> String {
-    match &m.config {
-        Some(v) => crate::plugin_config::resolve_defaults(v).to_string(),
-        None => "{}".to_string(),
-    }
+    m.config.defaults().to_json().to_string()
 }
 
 /// A running plugin set and its report.

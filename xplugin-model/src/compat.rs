@@ -230,7 +230,7 @@ mod tests {
             must_controller_versions: must,
             author: None,
             description: None,
-            config: None,
+            config: Default::default(),
         }
     }
 

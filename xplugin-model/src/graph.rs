@@ -1267,7 +1267,7 @@ mod tests {
             must_controller_versions: Vec::new(),
             author: None,
             description: None,
-            config: None,
+            config: Default::default(),
         };
         assert!(Node::from_manifest(&m).load);
         let controller = Manifest {
@@ -1601,7 +1601,7 @@ mod tests {
             must_controller_versions: Vec::new(),
             author: None,
             description: None,
-            config: None,
+            config: Default::default(),
         }
     }
 
