@@ -411,6 +411,7 @@ impl SideVerdict {
                 version: a.to.clone(),
                 enabled: self.enabled_after(&a.name, &before),
                 dir: dir.join(&a.name),
+                values: None,
             })
             .collect()
     }

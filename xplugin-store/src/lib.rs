@@ -14,8 +14,9 @@
 //! ROOT/generations/<N>.trash/        a generation being removed
 //! ROOT/staging/<unique>/             where an import unpacks and verifies (same filesystem)
 //! ROOT/data/<NAME>/                  a plugin's persistent data (0700), kept across upgrades and rollbacks
-//! ROOT/transactions/<ID>/           an install transaction: record.json, staged/ (see [`transaction`])
-//! ROOT/state/                        host state (not written by the store)
+//! ROOT/transactions/<ID>/           an install transaction: record.json, staged/, config/ (see [`transaction`])
+//! ROOT/state/config/<N>/<NAME>.json  the configuration values generation N runs with (0600, see [`values`])
+//! ROOT/state/                        other host state (not written by the store)
 //! ```
 //!
 //! # Commit protocol
@@ -61,6 +62,7 @@ mod lock;
 mod plan;
 pub mod recovery;
 pub mod transaction;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -75,11 +77,13 @@ pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
 pub use recovery::RecoveryReport;
 pub use transaction::{Transaction, TransactionPlugin, TransactionRecord, TransactionState};
+pub use values::ValuesFile;
 
 use build::Origin;
 use error::HINT_DISK;
 use failpoint::hit;
 use generation::{PLUGINS_DIR, TMP_SUFFIX};
+use values::ValuesSource;
 
 /// Name of the symlink naming the current generation.
 pub const CURRENT_LINK: &str = "current";
@@ -309,6 +313,7 @@ impl Store {
             plugins.remove(name);
         }
         let mut sources = Vec::new();
+        let mut values = Vec::new();
         if let Some(current) = &current {
             for name in plugins.keys() {
                 if !plan.add_or_replace.iter().any(|s| &s.name == name) {
@@ -317,6 +322,7 @@ impl Store {
                         current.dir.join(PLUGINS_DIR).join(name),
                         Origin::Carried,
                     ));
+                    values.push((name.clone(), self.carried_values(current, name)));
                 }
             }
         }
@@ -328,9 +334,12 @@ impl Store {
                     enabled: staged.enabled,
                 },
             );
+            if let Some(file) = staged.values {
+                values.push((staged.name.clone(), ValuesSource::Staged(file)));
+            }
             sources.push((staged.name, staged.dir, Origin::Staged));
         }
-        self.build_generation(current.as_ref(), plugins, &sources, transaction)
+        self.build_generation(current.as_ref(), plugins, &sources, &values, transaction)
     }
 
     /// Enables or disables an installed plugin: a new generation with the same
@@ -370,7 +379,11 @@ impl Store {
                 )
             })
             .collect();
-        self.build_generation(Some(&current), plugins, &sources, None)
+        let values: Vec<_> = plugins
+            .keys()
+            .map(|n| (n.clone(), self.carried_values(&current, n)))
+            .collect();
+        self.build_generation(Some(&current), plugins, &sources, &values, None)
     }
 
     /// Switches `current` back to the previous generation (its plugins and
@@ -489,12 +502,15 @@ impl Store {
         }
     }
 
-    /// Builds, renames into place and switches to a new generation.
+    /// Builds, renames into place and switches to a new generation, with
+    /// the configuration values of its plugins (`values`, written before
+    /// the generation is renamed into place: see [`values`]).
     fn build_generation(
         &self,
         current: Option<&Generation>,
         plugins: BTreeMap<String, PluginRecord>,
         sources: &[(String, PathBuf, Origin)],
+        values: &[(String, ValuesSource)],
         transaction: Option<&str>,
     ) -> Result<Generation, StoreError> {
         let number = self.next_number(current)?;
@@ -509,7 +525,9 @@ impl Store {
             plugins,
             transaction: transaction.map(str::to_string),
         };
-        if let Err(e) = build::fill_tmp_generation(&tmp, &state, sources) {
+        let built = build::fill_tmp_generation(&tmp, &state, sources)
+            .and_then(|()| self.build_values(number, values));
+        if let Err(e) = built {
             // Nothing refers to it; recovery would remove it too.
             let _ = fsutil::remove_tree(&tmp);
             return Err(e);

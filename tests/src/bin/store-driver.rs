@@ -155,6 +155,7 @@ fn commit(store: &Store, fixture: &Path) -> Result<(), Failure> {
                     version,
                     enabled,
                     dir,
+                    values: None,
                 });
             }
             Change::Remove(name) => plan.remove.push(name),

@@ -622,6 +622,7 @@ fn commit(root: &Path, add: &Model, remove: &[&str]) -> Result<(), String> {
             version: m.version.clone(),
             enabled: m.enabled,
             dir,
+            values: None,
         });
     }
     plan.remove = remove.iter().map(|s| (*s).to_string()).collect();

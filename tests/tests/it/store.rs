@@ -59,6 +59,7 @@ fn stage(staging: &xplugin_store::StagingDir<'_>, name: &str, model: &PluginMode
         version: model.version.clone(),
         enabled: model.enabled,
         dir,
+        values: None,
     }
 }
 
@@ -464,12 +465,14 @@ fn invalid_plan_lists_every_problem_and_changes_nothing() {
                 version: "1".into(),
                 enabled: true,
                 dir: staging.plugin_dir("ok").unwrap(),
+                values: None,
             },
             StagedPlugin {
                 name: "out".into(),
                 version: "1".into(),
                 enabled: true,
                 dir: outside,
+                values: None,
             },
         ],
         remove: vec!["not-installed".into()],
