@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use xplugin_cli::{emit, fail, host_version, run_admin, AdminCommand, EXIT_PARTIAL};
+use xplugin_cli::{emit, fail, host_version, run_admin, AdminCommand, ConfigCommand, EXIT_PARTIAL};
 use xplugin_daemon::client::{self, Route};
 use xplugin_daemon::daemon::DEFAULT_ADMIN_SOCKET;
 use xplugin_daemon::protocol::{Request, Response};
@@ -387,7 +387,8 @@ pub fn abort(ctx: &Context<'_>, id: &str) -> ExitCode {
     }
 }
 
-/// `list`, `device-id`, `enable`, `disable`, `remove`, `rollback`.
+/// `list`, `device-id`, `enable`, `disable`, `remove`, `rollback`,
+/// `config show`, `config set`.
 pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
     let apply = ctx.daemon.apply();
     let request = match &command {
@@ -408,6 +409,15 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
             apply,
         }),
         AdminCommand::Rollback => Some(Request::Rollback { apply }),
+        AdminCommand::Config(ConfigCommand::Show { name }) => {
+            Some(Request::ConfigShow { name: name.clone() })
+        }
+        AdminCommand::Config(ConfigCommand::Set { name, assignments }) => {
+            Some(Request::ConfigSet {
+                name: name.clone(),
+                assignments: assignments.clone(),
+            })
+        }
     };
     let Some(request) = request else {
         return run_admin(
@@ -430,7 +440,11 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
             ctx.json,
         ),
         Ok(Route::Daemon(socket)) => {
-            let reads = matches!(request, Request::List);
+            // Answered as they are: nothing to apply afterwards.
+            let reads = matches!(
+                request,
+                Request::List | Request::ConfigShow { .. } | Request::ConfigSet { .. }
+            );
             match ctx.send(&socket, request, None) {
                 Ok(r) if reads => print(&r, ctx.json),
                 Ok(r) => finish(ctx, &socket, r),

@@ -749,7 +749,7 @@ impl Handler for Admin {
                 ),
                 Err(e) => failure(&e),
             },
-            Request::Rollback { apply } => match xplugin_host::admin::rollback(&root) {
+            Request::Rollback { apply } => match xplugin_host::admin::rollback(&root, Side::Controller) {
                 Ok(g) => respond(
                     &Done {
                         message: format!("rolled back to generation {}", g.number),
@@ -791,6 +791,21 @@ impl Handler for Admin {
             Request::Outcome { id } => {
                 self.decided(xplugin_host::install::outcome(&root, &id), None)
             }
+            Request::ConfigShow { name } => {
+                match xplugin_host::plugin_config::show(&root, Side::Controller, &name) {
+                    Ok(shown) => respond(&shown, None),
+                    Err(e) => failure(&e),
+                }
+            }
+            // The live path (validate, offer to the running plugin's
+            // `reconfigure`, swap between two steps) is not built yet: refuse
+            // rather than store values the running plugin would not get.
+            Request::ConfigSet { name, .. } => refusal(
+                ProblemCode::ConfigLiveUnavailable,
+                &format!("controller plugin \"{name}\""),
+                "live configuration through the daemon is not available yet; stop the daemon to change stored values",
+                "stop the daemon (systemctl stop xplugin-controller), run `xplugin-controller config set` again, and start it: the plugin gets the values at its start",
+            ),
         }
     }
 }

@@ -95,6 +95,19 @@ pub enum Request {
         /// Transaction id.
         id: String,
     },
+    /// A plugin's configuration items and stored values (passwords masked).
+    ConfigShow {
+        /// Plugin name.
+        name: String,
+    },
+    /// Change configuration items of a plugin (`KEY=VALUE` each, parsed
+    /// per the item's type by the daemon).
+    ConfigSet {
+        /// Plugin name.
+        name: String,
+        /// The changes.
+        assignments: Vec<String>,
+    },
 }
 
 impl Request {
@@ -102,7 +115,7 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Request::Status | Request::List | Request::Outcome { .. }
+            Request::Status | Request::List | Request::Outcome { .. } | Request::ConfigShow { .. }
         )
     }
 
@@ -119,6 +132,8 @@ impl Request {
             Request::Commit { .. } => "commit",
             Request::Abort { .. } => "abort",
             Request::Outcome { .. } => "outcome",
+            Request::ConfigShow { .. } => "config-show",
+            Request::ConfigSet { .. } => "config-set",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Loading an installed plugin set: the controller's boot and the pendant's
 //! `run`. Verify every installed plugin again (files may have changed on disk
-//! since install), resolve the dependency graph, then load, init and start in
-//! order through [`Lifecycle`].
+//! since install), read the configuration values of the generation booted
+//! ([`crate::plugin_config::values_for`]), resolve the dependency graph, then
+//! load, init (with those values) and start in order through [`Lifecycle`].
 //!
 //! This is a library so that the controller daemon embeds the same code the
 //! command-line `boot` runs.
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, Version};
+use xplugin_model::{Problem, Problems, Version};
 use xplugin_store::{Store, StoreError};
 
 /// What a boot needs to know.
@@ -220,14 +221,21 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     let verify_started = std::time::Instant::now();
     let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
     let mut checks: Vec<(PluginCheck, bool)> = Vec::new();
+    // The values each plugin runs with: the booted generation's own.
+    let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
     for p in &installed {
-        let Some(dir) = generation.as_ref().and_then(|g| g.plugin_dir(&p.name)) else {
+        let (Some(g), Some(dir)) = (
+            generation.as_ref(),
+            generation.as_ref().and_then(|g| g.plugin_dir(&p.name)),
+        ) else {
             continue;
         };
-        checks.push((
-            check_plugin_folder(&dir, &p.name, opts.side, &ctx),
-            p.enabled,
-        ));
+        let check = check_plugin_folder(&dir, &p.name, opts.side, &ctx);
+        if let Some(m) = &check.manifest {
+            let resolved = crate::plugin_config::values_for(&store, g.number, m);
+            values.insert(p.name.clone(), resolved.map(|v| v.to_json().to_string()));
+        }
+        checks.push((check, p.enabled));
     }
     drop(lock);
     facts.record_clock();
@@ -241,6 +249,11 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         let Some(m) = &c.manifest else { continue };
         let mut node = Node::from_manifest(m);
         node.failure = c.failure();
+        if let Some(Err(problems)) = values.get(&c.name) {
+            if node.failure.is_none() {
+                node.failure = problems.errors().next().map(|p| p.message.clone());
+            }
+        }
         if c.no_platform_library {
             node.failure = Some("no library for this platform".into());
         }
@@ -266,12 +279,20 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         checks.iter().map(|c| (c.0.name.as_str(), c)).collect();
     for (c, _) in &checks {
         problems.extend(c.problems.0.iter().cloned());
+        if let Some(Err(p)) = values.get(&c.name) {
+            problems.extend(p.0.iter().cloned());
+        }
     }
     for name in &resolution.load_order {
         let Some((c, enabled)) = by_name.get(name.as_str()).copied() else {
             continue;
         };
         let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
+            continue;
+        };
+        // A plugin whose values do not fit was refused by the resolver
+        // above (its failure); never loaded.
+        let Some(Ok(config_json)) = values.get(name) else {
             continue;
         };
         if *enabled {
@@ -284,7 +305,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             name: name.clone(),
             version: m.version.to_string(),
             library: lib.clone(),
-            config_json: config_json(m),
+            config_json: config_json.clone(),
             depend: m.depend.iter().map(|d| d.name.clone()).collect(),
             data_dir: store.data_dir(name)?,
             cycle_budget_ns: opts.cycle_budget_us.unwrap_or(0).saturating_mul(1000),
@@ -340,12 +361,6 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         enabled: enabled_set,
         runtimes,
     })
-}
-
-/// The configuration passed to `init`: the manifest's `config` defaults, as
-/// JSON (`{}` when there is none).
-fn config_json(m: &xplugin_model::manifest::Manifest) -> String {
-    m.config.defaults().to_json().to_string()
 }
 
 /// A running plugin set and its report.

@@ -69,6 +69,9 @@ pub const MAX_OPTIONS: usize = 256;
 /// Largest value (a string's bytes, a list's or JSON value's JSON text), in
 /// bytes, whatever the item says.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Largest set of values of one plugin (its JSON text), in bytes: what a
+/// host stores per plugin stays small and bounded.
+pub const MAX_TOTAL_BYTES: usize = 960 * 1024;
 
 /// The scalar types, as items and as elements of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -833,6 +836,18 @@ pub fn parse_schema(subject: &str, value: &Value, problems: &mut Problems) -> Co
             schema.items.insert(name.clone(), item);
         }
     }
+    let total = json_len(&schema.defaults().to_json());
+    if total > MAX_TOTAL_BYTES {
+        problems.push(
+            Problem::new(
+                ProblemCode::ConfigTooManyItems,
+                subject,
+                format!("the defaults of \"config\" take {total} bytes; a plugin's values may take at most {MAX_TOTAL_BYTES}"),
+                "keep large data in a file of the plugin folder, not in configuration items",
+            )
+            .with_field("config"),
+        );
+    }
     schema
 }
 
@@ -985,6 +1000,14 @@ impl ItemParser<'_> {
                 "has no \"description\"; operators see only its name".into(),
                 "add \"description\": \"what it does, with its unit\"".into(),
             );
+        }
+        if self.errors {
+            // The item's rules are wrong already: checking the default
+            // against them would only add a misleading second problem.
+            if !obj.contains_key("default") {
+                self.default(obj, &item);
+            }
+            return None;
         }
         item.default = self.default(obj, &item)?;
         (!self.errors).then_some(item)
@@ -1627,6 +1650,15 @@ impl ConfigSchema {
                     problems.push(stored_value_problem(subject, item, &e));
                 }
             }
+        }
+        let total = json_len(&values.to_json());
+        if total > MAX_TOTAL_BYTES {
+            problems.push(Problem::new(
+                ProblemCode::ConfigTooLong,
+                subject,
+                format!("the values would take {total} bytes; a plugin's values may take at most {MAX_TOTAL_BYTES}"),
+                "give shorter values",
+            ));
         }
         if !problems.is_empty() {
             return Err(problems);

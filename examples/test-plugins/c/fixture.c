@@ -27,6 +27,12 @@
  *                             {"trace_file": "/tmp/x/trace.log"}); without it,
  *                             "trace.log" in the plugin's own data directory.
  *                             A failing stage is recorded before it fails.
+ *   FIXTURE_RECORD_CONFIG     (with FIXTURE_RECORD) init and reconfigure also
+ *                             append "NAME:config-init JSON\n" and
+ *                             "NAME:config-reconfigure JSON\n" with the
+ *                             configuration JSON the host passed (one line:
+ *                             the host writes it without newlines), so a test
+ *                             can see which typed values a C plugin got.
  *   FIXTURE_REGISTER_SERVICE="s"  init registers a service named s (iface version
  *                             1, a static table holding the plugin name).
  *   FIXTURE_REQUIRE_SERVICE="s"   init fails with XPLUGIN_ERR_DEPENDENCY unless
@@ -173,6 +179,27 @@ static int record(const fixture *self, const char *stage) {
   ok = fprintf(f, "%s:%s\n", FIXTURE_NAME, stage) > 0;
   return (fclose(f) == 0 && ok) ? 0 : -1;
 }
+#ifdef FIXTURE_RECORD_CONFIG
+/* Appends "NAME:config-WHEN JSON\n" to the trace file; returns 0 on success. */
+static int record_config(const fixture *self, const char *when,
+                         const char *json, size_t len) {
+  FILE *f;
+  int ok;
+  if (self->trace_file[0] == '\0') {
+    return 0;
+  }
+  if (len > 65536u) {
+    len = 65536u; /* a test's configuration is small; the rest is cut */
+  }
+  f = fopen(self->trace_file, "a");
+  if (f == NULL) {
+    return -1;
+  }
+  ok = fprintf(f, "%s:config-%s %.*s\n", FIXTURE_NAME, when, (int)len,
+               json != NULL ? json : "") > 0;
+  return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+#endif
 #else
 static int record(const fixture *self, const char *stage) {
   (void)self;
@@ -234,7 +261,11 @@ static xplugin_status fixture_init(const xplugin_host_api *host,
         return XPLUGIN_ERR_CONFIG;
       }
     }
-    if (record(self, "init") != 0) {
+    if (record(self, "init") != 0
+#ifdef FIXTURE_RECORD_CONFIG
+        || record_config(self, "init", config_json, config_len) != 0
+#endif
+    ) {
       snprintf(line, sizeof line, FIXTURE_NAME ": cannot append to trace file %s",
                self->trace_file);
       set_error(err, err_cap, line);
@@ -486,6 +517,14 @@ static xplugin_status fixture_reconfigure(void *instance,
                                           size_t err_cap) {
   (void)config_json;
   (void)config_len;
+#ifdef FIXTURE_RECORD_CONFIG
+  if (instance != NULL &&
+      record_config((const fixture *)instance, "reconfigure", config_json,
+                    config_len) != 0) {
+    set_error(err, err_cap, FIXTURE_NAME ": cannot append to the trace file");
+    return XPLUGIN_ERR_IO;
+  }
+#endif
   return fixture_stage(instance, "reconfigure", 0, err, err_cap);
 }
 

@@ -1,5 +1,6 @@
 mod abi_layout;
 mod cli;
+mod config;
 mod crash;
 mod daemon;
 mod hostile;
