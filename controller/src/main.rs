@@ -5,8 +5,9 @@
 //! * `boot` verifies, loads, inits and starts the installed plugins, runs
 //!   `--cycles N` cycles, stops them in reverse order and prints the report.
 //! * `status`, `list`, `enable`, `disable`, `remove`, `rollback`, `install`,
-//!   `commit`, `abort` go through the daemon's admin socket when a daemon
-//!   runs for the root, and act on the root directly otherwise ([`admin`]).
+//!   `commit`, `abort`, `config show`, `config set` go through the daemon's
+//!   admin socket when a daemon runs for the root, and act on the root
+//!   directly otherwise ([`admin`]).
 //!
 //! The logic lives in the libraries; this is argument parsing and output.
 
