@@ -751,3 +751,58 @@ fn through_a_running_daemon_show_answers_and_set_is_refused_for_now() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert_eq!(d.stop(), 0);
 }
+
+/// plugindemo's manifest (Rust) with `items` as its `config` (the license
+/// covers the manifest: license it afterwards).
+fn plugindemo_with(s: &Scenario, items: &str) {
+    let path = s.folder("controller", "plugindemo").join("plugindemo.json");
+    std::fs::write(
+        &path,
+        controller_manifest("plugindemo", "1.0.0", &[], Some(items)),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+#[test]
+fn a_rust_plugin_reinstalled_with_changed_items_gets_migrated_values() {
+    let s = Scenario::new();
+    plugindemo_with(
+        &s,
+        r#"{"speed_override": {"type": "float", "default": 1.0, "minimum": 0.0, "maximum": 1.0,
+                               "description": "factor"},
+            "legacy_mode": {"type": "boolean", "default": false, "description": "old"}}"#,
+    );
+    s.license_all();
+    s.import(&s.pack("v1"), &[]).ok();
+    set(
+        &s,
+        &["plugindemo", "speed_override=0.8", "legacy_mode=true"],
+    )
+    .ok();
+    boot_ok(&s);
+    assert_eq!(plugindemo_speed(&s), 0.8);
+
+    plugindemo_with(
+        &s,
+        r#"{"speed_override": {"type": "float", "default": 0.5, "minimum": 0.0, "maximum": 0.5,
+                               "description": "factor"},
+            "ramp_ms": {"type": "integer", "default": 200, "minimum": 0, "description": "ramp"}}"#,
+    );
+    s.license("controller", "plugindemo", &[]).ok();
+    let report = s.import(&s.pack("v2"), &["--force", "--json"]).ok().json();
+    let mut changes = config_changes(&report, "plugindemo");
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            ("legacy_mode".to_string(), "dropped".to_string()),
+            ("ramp_ms".to_string(), "added".to_string()),
+            ("speed_override".to_string(), "reset".to_string()),
+        ],
+        "{report:#}"
+    );
+    boot_ok(&s);
+    assert_eq!(plugindemo_speed(&s), 0.5);
+    let shown = show(&s, "plugindemo");
+    assert_eq!(value(&shown, "ramp_ms"), 200);
+}
