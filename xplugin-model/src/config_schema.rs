@@ -2385,149 +2385,144 @@ mod tests {
 
     #[test]
     fn every_validation_refusal_has_its_code_and_names_the_item() {
+        use ProblemCode as C;
         let s = demo();
-        let t = set_refused(
-            &s,
-            &["nope=1"],
-            ProblemCode::ConfigUnknownItem,
-            "config.nope",
-        );
-        assert!(t.contains("the plugin's items are"), "{t}");
-        let t = set_refused(
-            &s,
-            &["serial=X"],
-            ProblemCode::ConfigReadonly,
-            "config.serial",
-        );
-        assert!(t.contains("read-only"), "{t}");
-        let t = set_refused(
-            &s,
-            &["count=three"],
-            ProblemCode::ConfigWrongType,
-            "config.count",
-        );
-        assert!(
-            t.contains("expected an integer such as 42, found \"three\""),
-            "{t}"
-        );
-        set_refused(
-            &s,
-            &["count=2.0"],
-            ProblemCode::ConfigWrongType,
-            "config.count",
-        );
-        set_refused(
-            &s,
-            &["speed=fast"],
-            ProblemCode::ConfigWrongType,
-            "config.speed",
-        );
-        set_refused(
-            &s,
-            &["speed=NaN"],
-            ProblemCode::ConfigWrongType,
-            "config.speed",
-        );
-        set_refused(
-            &s,
-            &["speed=inf"],
-            ProblemCode::ConfigWrongType,
-            "config.speed",
-        );
-        set_refused(&s, &["on=yes"], ProblemCode::ConfigWrongType, "config.on");
-        set_refused(
-            &s,
-            &["joints=1,2"],
-            ProblemCode::ConfigWrongType,
-            "config.joints",
-        );
-        set_refused(
-            &s,
-            &["joints={}"],
-            ProblemCode::ConfigWrongType,
-            "config.joints",
-        );
-        set_refused(
-            &s,
-            &["extra={"],
-            ProblemCode::ConfigWrongType,
-            "config.extra",
-        );
-        let t = set_refused(
-            &s,
-            &["speed=1.5"],
-            ProblemCode::ConfigOutOfRange,
-            "config.speed",
-        );
-        assert!(t.contains("1.5 is above the maximum 1.0"), "{t}");
-        assert!(
-            t.contains("give a number from 0.0 to 1.0 in steps of 0.05"),
-            "{t}"
-        );
-        let t = set_refused(
-            &s,
-            &["count=0"],
-            ProblemCode::ConfigOutOfRange,
-            "config.count",
-        );
-        assert!(t.contains("0 is below the minimum 1"), "{t}");
-        set_refused(
-            &s,
-            &["joints=[0]"],
-            ProblemCode::ConfigOutOfRange,
-            "config.joints",
-        );
-        let t = set_refused(&s, &["count=4"], ProblemCode::ConfigOffStep, "config.count");
-        assert!(t.contains("4 is not on the step 2 (counted from 1)"), "{t}");
-        set_refused(
-            &s,
-            &["speed=0.33"],
-            ProblemCode::ConfigOffStep,
-            "config.speed",
-        );
-        let t = set_refused(
-            &s,
-            &["mode=Auto"],
-            ProblemCode::ConfigNotAnOption,
-            "config.mode",
-        );
-        assert!(
-            t.contains("\"Auto\" is not one of the options \"auto\", \"manual\""),
-            "{t}"
-        );
-        let t = set_refused(
-            &s,
-            &["label=waytoolong"],
-            ProblemCode::ConfigTooLong,
-            "config.label",
-        );
-        assert!(t.contains("10 characters, at most 8"), "{t}");
-        set_refused(
-            &s,
-            &["joints=[1,2,3,4]"],
-            ProblemCode::ConfigTooLong,
-            "config.joints",
-        );
         let big = format!("extra=\"{}\"", "x".repeat(MAX_VALUE_BYTES));
-        set_refused(&s, &[&big], ProblemCode::ConfigTooLong, "config.extra");
-        set_refused(
-            &s,
-            &["label="],
-            ProblemCode::ConfigMandatoryBlank,
-            "config.label",
-        );
-        set_refused(&s, &["speed"], ProblemCode::ConfigBadAssignment, "");
-        set_refused(&s, &["=1"], ProblemCode::ConfigBadAssignment, "");
-        set_refused(
-            &s,
-            &["speed=0.1", "speed=0.2"],
-            ProblemCode::ConfigBadAssignment,
-            "config.speed",
-        );
-        set_refused(&s, &[], ProblemCode::ConfigBadAssignment, "");
+        let cases: &[(&[&str], ProblemCode, &str, &str)] = &[
+            (
+                &["nope=1"],
+                C::ConfigUnknownItem,
+                "config.nope",
+                "the plugin's items are",
+            ),
+            (
+                &["serial=X"],
+                C::ConfigReadonly,
+                "config.serial",
+                "read-only",
+            ),
+            (
+                &["count=three"],
+                C::ConfigWrongType,
+                "config.count",
+                "expected an integer such as 42, found \"three\"",
+            ),
+            (&["count=2.0"], C::ConfigWrongType, "config.count", ""),
+            (&["speed=fast"], C::ConfigWrongType, "config.speed", ""),
+            (&["speed=NaN"], C::ConfigWrongType, "config.speed", ""),
+            (&["speed=inf"], C::ConfigWrongType, "config.speed", ""),
+            (
+                &["on=yes"],
+                C::ConfigWrongType,
+                "config.on",
+                "true or false",
+            ),
+            (
+                &["joints=1,2"],
+                C::ConfigWrongType,
+                "config.joints",
+                "a JSON list",
+            ),
+            (&["joints={}"], C::ConfigWrongType, "config.joints", ""),
+            (&["extra={"], C::ConfigWrongType, "config.extra", ""),
+            (
+                &["speed=1.5"],
+                C::ConfigOutOfRange,
+                "config.speed",
+                "1.5 is above the maximum 1.0",
+            ),
+            (
+                &["speed=1.5"],
+                C::ConfigOutOfRange,
+                "config.speed",
+                "give a number from 0.0 to 1.0 in steps of 0.05",
+            ),
+            (
+                &["count=0"],
+                C::ConfigOutOfRange,
+                "config.count",
+                "0 is below the minimum 1",
+            ),
+            (
+                &["joints=[0]"],
+                C::ConfigOutOfRange,
+                "config.joints",
+                "element 0",
+            ),
+            (
+                &["count=4"],
+                C::ConfigOffStep,
+                "config.count",
+                "4 is not on the step 2 (counted from 1)",
+            ),
+            (&["speed=0.33"], C::ConfigOffStep, "config.speed", ""),
+            (
+                &["mode=Auto"],
+                C::ConfigNotAnOption,
+                "config.mode",
+                "\"Auto\" is not one of the options \"auto\", \"manual\"",
+            ),
+            (
+                &["label=waytoolong"],
+                C::ConfigTooLong,
+                "config.label",
+                "10 characters, at most 8",
+            ),
+            (
+                &["joints=[1,2,3,4]"],
+                C::ConfigTooLong,
+                "config.joints",
+                "4 elements, at most 3",
+            ),
+            (&[&big], C::ConfigTooLong, "config.extra", "bytes"),
+            (
+                &["label="],
+                C::ConfigMandatoryBlank,
+                "config.label",
+                "mandatory",
+            ),
+            (&["speed"], C::ConfigBadAssignment, "", "has no '='"),
+            (&["=1"], C::ConfigBadAssignment, "", "empty KEY"),
+            (
+                &["speed=0.1", "speed=0.2"],
+                C::ConfigBadAssignment,
+                "config.speed",
+                "given twice",
+            ),
+            (&[], C::ConfigBadAssignment, "", "nothing to set"),
+        ];
+        for (args, code, field, text) in cases {
+            let t = set_refused(&s, args, *code, field);
+            assert!(t.contains(text), "{args:?}: {text}:\n{t}");
+        }
         // Several problems at once, every one reported.
         let p = set(&s, &["speed=2", "count=x", "nope=1", "serial=1"]).expect_err("accepted");
         assert_eq!(p.len(), 4, "{p}");
+        // The values of all items together are bounded too.
+        let many = ok(Value::Object(
+            (0..20)
+                .map(|i| {
+                    (
+                        format!("t{i}"),
+                        json!({"type": "string", "default": "", "description": "d"}),
+                    )
+                })
+                .collect(),
+        ));
+        let long = "x".repeat(60 * 1024);
+        let args: Vec<String> = (0..20).map(|i| format!("t{i}={long}")).collect();
+        let p = many
+            .prepare_change(
+                SUBJECT,
+                &many.defaults(),
+                &parse_assignments(SUBJECT, &args).unwrap_or_default(),
+            )
+            .expect_err("accepted");
+        assert_eq!(
+            codes(&p),
+            [(ProblemCode::ConfigTooLong, String::new())],
+            "{p}"
+        );
     }
 
     #[test]
@@ -2643,41 +2638,31 @@ mod tests {
                 .find(|c| c.item == item)
                 .unwrap_or_else(|| panic!("{item}"))
         };
-        assert_eq!(line("speed").action, MigrationAction::Reset);
-        assert!(line("speed")
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("0.9 is above the maximum 0.8"));
-        assert_eq!(line("count").action, MigrationAction::Reset);
-        assert!(line("count")
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("type changed from integer to string"));
-        assert_eq!(line("mode").action, MigrationAction::Reset);
-        assert!(line("mode")
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("not one of the options"));
-        assert_eq!(line("gain").action, MigrationAction::Kept);
-        assert!(line("gain")
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("default is 2.0"));
-        assert_eq!(line("legacy").action, MigrationAction::Dropped);
+        use MigrationAction::{Added, Dropped, Kept, Reset};
+        for (item, action, reason) in [
+            ("speed", Reset, Some("0.9 is above the maximum 0.8")),
+            ("count", Reset, Some("type changed from integer to string")),
+            ("mode", Reset, Some("not one of the options")),
+            ("gain", Kept, Some("default is 2.0")),
+            ("legacy", Dropped, None),
+            ("serial", Reset, Some("read-only")),
+            ("pin", Kept, None),
+            ("same", Kept, None),
+            ("fresh", Added, None),
+        ] {
+            let c = line(item);
+            assert_eq!(c.action, action, "{item}");
+            match reason {
+                Some(r) => assert!(
+                    c.reason.as_deref().unwrap_or("").contains(r),
+                    "{item}: {c:?}"
+                ),
+                None => assert_eq!(c.reason, None, "{item}"),
+            }
+        }
         assert_eq!(line("legacy").previous, Some(json!("y")));
-        assert_eq!(line("serial").action, MigrationAction::Reset);
-        assert_eq!(line("pin").action, MigrationAction::Kept);
         assert_eq!(line("pin").value, Some(json!(MASK)));
         assert_eq!(line("pin").previous, Some(json!(MASK)));
-        assert_eq!(
-            (line("same").action, line("same").reason.clone()),
-            (MigrationAction::Kept, None)
-        );
-        assert_eq!(line("fresh").action, MigrationAction::Added);
         assert_eq!(
             m.values.to_json(),
             json!({"speed": 0.5, "count": "three", "mode": "b", "gain": 1.5, "serial": "S2",

@@ -436,27 +436,14 @@ fn an_upgrade_keeps_resets_and_drops_values_and_reports_each() {
     };
     assert_eq!(line("gain")["previous"], 3.5);
     assert_eq!(line("gain")["value"], 1.0);
-    assert!(
-        line("gain")["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("3.5 is above the maximum 2.0"),
-        "{tuner:#}"
-    );
-    assert!(
-        line("retries")["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("type changed from integer to string"),
-        "{tuner:#}"
-    );
-    assert!(
-        line("mode")["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("not one of the options"),
-        "{tuner:#}"
-    );
+    for (item, reason) in [
+        ("gain", "3.5 is above the maximum 2.0"),
+        ("retries", "type changed from integer to string"),
+        ("mode", "not one of the options"),
+    ] {
+        let why = line(item)["reason"].as_str().unwrap_or("").to_string();
+        assert!(why.contains(reason), "{item}: {tuner:#}");
+    }
     assert_eq!(line("legacy")["previous"], true);
     assert_eq!(line("pin")["value"], "********");
     // The text report says the same (the same upgrade again, after a
