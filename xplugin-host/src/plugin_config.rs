@@ -413,6 +413,8 @@ pub struct ConfigShow {
     pub file: PathBuf,
     /// False when none are stored yet (every item at its default).
     pub stored: bool,
+    /// Every item's value by name (passwords masked), for scripts.
+    pub values: serde_json::Map<String, serde_json::Value>,
     /// The items, in display order, with their values.
     pub items: Vec<ShownItem>,
 }
@@ -478,7 +480,7 @@ pub fn show(root: &Path, side: Side, name: &str) -> Result<ConfigShow, ConfigErr
         problems: Problems(vec![p]),
     })?;
     let schema: &ConfigSchema = &t.manifest.config;
-    let items = schema
+    let items: Vec<ShownItem> = schema
         .ordered()
         .into_iter()
         .map(|item| {
@@ -501,6 +503,10 @@ pub fn show(root: &Path, side: Side, name: &str) -> Result<ConfigShow, ConfigErr
         generation: number,
         file: t.store.values_path(number, name)?,
         stored: stored.is_some(),
+        values: items
+            .iter()
+            .map(|i| (i.item.name.clone(), i.value.clone()))
+            .collect(),
         items,
     })
 }

@@ -209,6 +209,8 @@ fn first_install_gives_every_item_its_default_in_a_private_file() {
     assert_eq!(value(&shown, "gain"), 1.0);
     assert_eq!(value(&shown, "joints"), &serde_json::json!([1, 2]));
     assert_eq!(value(&shown, "pin"), "********");
+    assert_eq!(shown["values"]["retries"], 3, "{shown:#}");
+    assert_eq!(shown["values"]["pin"], "********", "{shown:#}");
 
     boot_ok(&s);
     assert_eq!(
