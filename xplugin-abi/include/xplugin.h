@@ -528,9 +528,11 @@ typedef struct xplugin_descriptor {
    * - `host`: the host services table; see xplugin_host_api for its
    *   lifetime (until `destroy` returns). Keep this pointer.
    * - `config_json`, `config_len`: the resolved configuration, a JSON
-   *   object: the defaults of the manifest's `config` items as
-   *   {"item": value} with each value of the item's `type`, or exactly "{}"
-   *   when the manifest declares no `config`. `config_len` bytes,
+   *   object {"item": value} holding every item of the manifest's `config`
+   *   with the value stored for it (its default until a user sets one),
+   *   already checked by the host against the item's `type`, range, step,
+   *   options and length (docs/config.md); or exactly "{}" when the
+   *   manifest declares no `config`. `config_len` bytes,
    *   NUL-terminated as well (the NUL not counted); never NULL from this
    *   host. Borrowed for the call: parse or copy it.
    * - `out_instance`: never NULL; on success write the instance pointer,
