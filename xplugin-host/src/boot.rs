@@ -287,7 +287,12 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             config_json: config_json(m),
             depend: m.depend.iter().map(|d| d.name.clone()).collect(),
             data_dir: store.data_dir(name)?,
-            cycle_budget_ns: opts.cycle_budget_us.unwrap_or(0).saturating_mul(1000),
+            // The manifest's budget, else the host default, else none.
+            cycle_budget_ns: m
+                .cycle_budget_us
+                .or(opts.cycle_budget_us)
+                .unwrap_or(0)
+                .saturating_mul(1000),
             enable: true,
         });
     }

@@ -50,6 +50,8 @@
  *   FIXTURE_STEP_CHATTY       (with FIXTURE_STEP) every step logs a line and
  *                             publishes the cycle number (8 bytes) on
  *                             "NAME/step": a plugin whose step uses the host.
+ *   FIXTURE_STEP_FAIL         (with FIXTURE_STEP) every step returns
+ *                             XPLUGIN_ERR_FAILED.
  *   FIXTURE_STEP_SPIN_US=n    (with FIXTURE_STEP) every step busy-waits n
  *                             microseconds on CLOCK_MONOTONIC (over a budget).
  *   FIXTURE_BUSY              start sets the busy flag (ABI 1.1 `set_busy`);
@@ -473,7 +475,11 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     fixture_set_busy(self, 0);
   }
 #endif
+#ifdef FIXTURE_STEP_FAIL
+  return XPLUGIN_ERR_FAILED;
+#else
   return XPLUGIN_OK;
+#endif
 }
 #define FIXTURE_STEP_FN fixture_step
 #else

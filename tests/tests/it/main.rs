@@ -8,4 +8,5 @@ mod license;
 mod loading;
 mod messaging;
 mod powerloss;
+mod realtime;
 mod store;

@@ -87,13 +87,15 @@ pub struct CyclePlugin {
 
 /// Test and tooling hooks, run on the cycle thread outside the measured
 /// path: `on_start` after the real-time setup, just before the first cycle;
-/// `on_exit` after the last cycle.
+/// `on_exit` after the last cycle. They are called through `&mut` (not
+/// consumed), so calling one frees nothing on the cycle thread: a hook that
+/// arms an allocation counter sees only the cycle's own allocations.
 #[derive(Default)]
 pub struct CycleHooks {
     /// Runs before the first cycle.
-    pub on_start: Option<Box<dyn FnOnce() + Send>>,
+    pub on_start: Option<Box<dyn FnMut() + Send>>,
     /// Runs after the last cycle.
-    pub on_exit: Option<Box<dyn FnOnce() + Send>>,
+    pub on_exit: Option<Box<dyn FnMut() + Send>>,
 }
 
 /// What the cycle tells its owner.
@@ -418,11 +420,11 @@ impl CycleThread {
                 current: 0,
             });
         }
-        if let Some(f) = self.hooks.on_start.take() {
+        if let Some(f) = self.hooks.on_start.as_mut() {
             f();
         }
         self.cycles();
-        if let Some(f) = self.hooks.on_exit.take() {
+        if let Some(f) = self.hooks.on_exit.as_mut() {
             f();
         }
         outbox::uninstall();
