@@ -439,3 +439,45 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
         }
     }
 }
+
+/// `quarantine list`.
+pub fn quarantine_list(ctx: &Context<'_>) -> ExitCode {
+    match ctx.route() {
+        Err(e) => fail(PROGRAM, &e, ctx.json),
+        Ok(Route::Daemon(socket)) => match ctx.send(&socket, Request::QuarantineList, None) {
+            Ok(r) => print(&r, ctx.json),
+            Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
+        },
+        Ok(Route::Local) => match xplugin_host::quarantine::list(ctx.root) {
+            Ok(l) => {
+                emit(&l, ctx.json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, ctx.json),
+        },
+    }
+}
+
+/// `quarantine clear NAME` / `--all`.
+pub fn quarantine_clear(ctx: &Context<'_>, name: Option<&str>, all: bool) -> ExitCode {
+    match ctx.route() {
+        Err(e) => fail(PROGRAM, &e, ctx.json),
+        Ok(Route::Daemon(socket)) => {
+            let request = Request::QuarantineClear {
+                name: name.map(str::to_string),
+                all,
+            };
+            match ctx.send(&socket, request, None) {
+                Ok(r) => print(&r, ctx.json),
+                Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
+            }
+        }
+        Ok(Route::Local) => match xplugin_host::quarantine::clear(ctx.root, name, all) {
+            Ok(message) => {
+                emit(&xplugin_cli::Message { message }, ctx.json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, ctx.json),
+        },
+    }
+}

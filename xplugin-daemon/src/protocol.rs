@@ -95,6 +95,15 @@ pub enum Request {
         /// Transaction id.
         id: String,
     },
+    /// The quarantined plugins.
+    QuarantineList,
+    /// Lifts a quarantine (`name`), or every quarantine and safe mode (`all`).
+    QuarantineClear {
+        /// The plugin.
+        name: Option<String>,
+        /// Everything, safe mode included.
+        all: bool,
+    },
 }
 
 impl Request {
@@ -102,7 +111,7 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Request::Status | Request::List | Request::Outcome { .. }
+            Request::Status | Request::List | Request::Outcome { .. } | Request::QuarantineList
         )
     }
 
@@ -119,6 +128,8 @@ impl Request {
             Request::Commit { .. } => "commit",
             Request::Abort { .. } => "abort",
             Request::Outcome { .. } => "outcome",
+            Request::QuarantineList => "quarantine list",
+            Request::QuarantineClear { .. } => "quarantine clear",
         }
     }
 }

@@ -580,6 +580,14 @@ problem_codes! {
         "The real-time cycle's threads could not be started.",
         "Check the service's thread and memory limits (LimitNPROC, LimitMEMLOCK) and the --cpu given.";
 
+    // --- quarantine: fault containment (xplugin-host) ---
+    QuarantineNotQuarantined = "quarantine.not_quarantined", Error,
+        "The plugin named is not quarantined.",
+        "`xplugin-controller quarantine list` shows what is.";
+    QuarantineUnusable = "quarantine.unusable", Error,
+        "The quarantine file (ROOT/state/quarantine.json) cannot be read or written.",
+        "Check the disk and the file's permissions; if it is damaged, remove it (the evidence in it is lost).";
+
     // --- daemon: the controller daemon and its admin socket (xplugin-daemon) ---
     DaemonNotRunning = "daemon.not_running", Error,
         "No xplugin-controller daemon answers on the admin socket.",

@@ -2,6 +2,7 @@ mod abi_layout;
 mod cli;
 mod crash;
 mod daemon;
+mod faults;
 mod hostile;
 mod hostile_cli;
 mod license;

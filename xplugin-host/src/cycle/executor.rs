@@ -72,6 +72,8 @@ impl Default for CycleSettings {
 
 /// One plugin in the cycle.
 pub struct CyclePlugin {
+    /// Its index in the journal (the lifecycle's load order).
+    pub journal_index: u32,
     /// Plugin name.
     pub name: String,
     /// Its step function.
@@ -195,6 +197,7 @@ pub struct Cycle {
 
 /// A step function and instance moved to the cycle thread.
 struct Slot {
+    journal_index: u32,
     step: StepFn,
     instance: *mut c_void,
     budget_ns: u64,
@@ -281,6 +284,7 @@ impl Cycle {
             .into_iter()
             .zip(deps)
             .map(|(p, dependents)| Slot {
+                journal_index: p.journal_index,
                 step: p.step,
                 instance: p.instance,
                 budget_ns: p.budget_ns,
@@ -441,6 +445,13 @@ impl CycleThread {
         let stats_arc = self.stats.clone();
         let stats = &*stats_arc;
         let counter = self.counter;
+        // Which plugin the cycle thread is in, for the supervisor and the
+        // crash record: three relaxed stores per step into the journal's
+        // mapped page, no system call.
+        let journal = crate::journal::get();
+        if let Some(j) = journal {
+            j.register_thread(crate::journal::Role::Cycle);
+        }
         let mut deadline = monotonic_ns() + period;
         let mut cycle = 0u64;
         let mut last_overrun_report = 0u64;
@@ -452,14 +463,27 @@ impl CycleThread {
             let start = counter.read();
             let mut t = start;
             for i in 0..self.slots.len() {
-                if !self.slots[i].active {
+                // A stop requested mid-cycle (a safe stop after a hang) steps
+                // nobody any more: the others may be stopped at once.
+                if !self.slots[i].active || self.stop.load(Relaxed) {
                     continue;
                 }
                 outbox::set_current(i as u16);
                 let slot = &self.slots[i];
+                if let Some(j) = journal {
+                    j.enter(
+                        crate::journal::Role::Cycle,
+                        slot.journal_index,
+                        crate::stage::Stage::Step,
+                        cycle,
+                    );
+                }
                 // SAFETY: the instance is live and only this thread calls its
                 // step (the contract of `Cycle::spawn`).
                 let status = unsafe { (slot.step)(slot.instance, cycle, now) };
+                if let Some(j) = journal {
+                    j.leave(crate::journal::Role::Cycle);
+                }
                 let t2 = counter.read();
                 let step_ns = counter.to_ns(t2.wrapping_sub(t));
                 t = t2;
@@ -600,6 +624,7 @@ mod tests {
 
     fn plugin(name: &str, deps: &[usize]) -> CyclePlugin {
         CyclePlugin {
+            journal_index: 0,
             name: name.into(),
             step: noop,
             instance: std::ptr::null_mut(),

@@ -30,6 +30,9 @@ pub(crate) struct ServiceContext {
 
 impl ServiceContext {
     pub(crate) fn run(mut self) {
+        if let Some(j) = crate::journal::get() {
+            j.register_thread(crate::journal::Role::Service);
+        }
         loop {
             // Read `finished` before draining: what the cycle queued before
             // it finished is then drained by this round at the latest.
