@@ -96,6 +96,14 @@ enum Command {
         /// The transaction id.
         id: String,
     },
+    /// Write one archive for a support engineer: versions, configuration
+    /// (secrets redacted), status, the crash record and quarantine evidence,
+    /// recent log lines, timing.
+    Diagnostics {
+        /// The archive to write (a zip file).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Plugins kept from loading because they crashed or hung the controller.
     Quarantine {
         #[command(subcommand)]
@@ -194,6 +202,11 @@ fn main() -> ExitCode {
             cycle,
         } => {
             install_signal_handlers(true);
+            // Recent lines survive a crash for `diagnostics`.
+            let log = xplugin_host::diagnostics::log_path(&root);
+            if let Err(e) = xplugin_cli::logging::log_to_file(&log, 512 * 1024) {
+                log::warn!("cannot keep recent log lines in {}: {e}", log.display());
+            }
             run_daemon(
                 &cli.daemon,
                 g,
@@ -223,6 +236,7 @@ fn main() -> ExitCode {
         ),
         Command::Commit { id } => admin::commit(&ctx, &id),
         Command::Abort { id } => admin::abort(&ctx, &id),
+        Command::Diagnostics { output } => admin::diagnostics(&ctx, &output),
         Command::Quarantine { action } => match action {
             QuarantineAction::List => admin::quarantine_list(&ctx),
             QuarantineAction::Clear { name, all } => {

@@ -138,7 +138,7 @@ impl DeviceConfig {
 }
 
 /// The host settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
     /// This host's HMI or controller version.

@@ -29,6 +29,7 @@ pub mod config;
 pub mod cycle;
 pub mod delivery;
 pub mod device;
+pub mod diagnostics;
 mod failures;
 pub mod fault;
 pub mod import;

@@ -356,3 +356,49 @@ fn a_daemon_dying_repeatedly_with_nothing_to_blame_boots_in_safe_mode() {
     assert!(status["safe_mode"].is_null(), "{status}");
     assert_eq!(d.stop(), 0);
 }
+
+#[test]
+fn diagnostics_holds_the_crash_record_quarantine_and_logs() {
+    let (s, cfg) = crash_scenario("start", How::Abort, &[]);
+    let (status, run) = boot(&s, &cfg);
+    expect_death(How::Abort, status, &run, "abort in start");
+    let (_, _) = boot(&s, &cfg);
+    let d = Daemon::start_with(&s, &cfg, &[]);
+    let out = s.tmp.path().join("diag.zip");
+    d.cli(&["diagnostics", "-o", out.to_str().unwrap()]).ok();
+    let file = std::fs::File::open(&out).unwrap();
+    let mut zip = zip_reader(file);
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(Result::ok)
+        .map(|n| n.into_owned())
+        .collect();
+    for want in [
+        "versions.json",
+        "config.json",
+        "status.json",
+        "last-run.json",
+        "quarantine.json",
+        "timing.json",
+        "log/controller.log",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+    let read = |zip: &mut zip::ZipArchive<std::fs::File>, name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let q = read(&mut zip, "quarantine.json");
+    assert!(q.contains("crashy") && q.contains("SIGABRT"), "{q}");
+    let status = read(&mut zip, "status.json");
+    assert!(status.contains("quarantined"), "{status}");
+    assert_eq!(d.stop(), 0);
+}
+
+fn zip_reader(file: std::fs::File) -> zip::ZipArchive<std::fs::File> {
+    zip::ZipArchive::new(file).unwrap()
+}
