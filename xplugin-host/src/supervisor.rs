@@ -170,7 +170,8 @@ fn place(rt: (u8, Option<usize>)) {
     let (priority, cpu) = rt;
     if priority > 0 {
         if let Err(e) = crate::cycle::rt::set_fifo(priority.saturating_add(1).min(99)) {
-            log::warn!("supervisor: {e}");
+            // The cycle thread says once what is missing; this is the same.
+            log::debug!("supervisor: {e}");
         }
     }
     if let Some(cpu) = cpu {

@@ -200,7 +200,10 @@ struct Slot {
     journal_index: u32,
     step: StepFn,
     instance: *mut c_void,
-    budget_ns: u64,
+    /// The budget in counter ticks (0 = none), so the cycle compares ticks.
+    budget_ticks: u64,
+    /// The warning threshold (a share of the budget), in ticks.
+    warn_ticks: u64,
     dependents: Box<[u16]>,
     active: bool,
     consecutive: u32,
@@ -280,6 +283,7 @@ impl Cycle {
                 .collect(),
         ));
         let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+        let counter = Counter::calibrate();
         let slots: Vec<Slot> = plugins
             .into_iter()
             .zip(deps)
@@ -287,7 +291,9 @@ impl Cycle {
                 journal_index: p.journal_index,
                 step: p.step,
                 instance: p.instance,
-                budget_ns: p.budget_ns,
+                budget_ticks: counter.from_ns(p.budget_ns),
+                warn_ticks: counter
+                    .from_ns(p.budget_ns.saturating_mul(settings.budget_warn_percent) / 100),
                 dependents,
                 active: true,
                 consecutive: 0,
@@ -302,10 +308,7 @@ impl Cycle {
         let (events, event_rx) = rtrb::RingBuffer::new(EVENT_RING);
         let (notice_tx, notices) = crossbeam_channel::bounded(64);
         let stop = Arc::new(AtomicBool::new(false));
-        let counter = Counter::calibrate();
-        let _ = stats
-            .counter
-            .set((counter.source(), counter.read_cost_ns()));
+        let _ = stats.counter.set(counter);
         let stack_size = settings.stack_size;
         let ctx = CycleThread {
             settings,
@@ -421,7 +424,6 @@ impl CycleThread {
                 logs,
                 messages,
                 stats: self.stats.clone(),
-                current: 0,
             });
         }
         if let Some(f) = self.hooks.on_start.as_mut() {
@@ -484,18 +486,22 @@ impl CycleThread {
                 if let Some(j) = journal {
                     j.leave(crate::journal::Role::Cycle);
                 }
+                // Durations stay in counter ticks on the cycle path (the
+                // report converts); budgets were converted to ticks.
                 let t2 = counter.read();
-                let step_ns = counter.to_ns(t2.wrapping_sub(t));
+                let step_ticks = t2.wrapping_sub(t);
                 t = t2;
-                let ps = &stats.plugins[i];
-                ps.step.record(step_ns);
+                stats.plugins[i].step.record(step_ticks);
                 if status != XPLUGIN_OK {
                     self.step_failed(i, status, cycle, now);
                 }
-                self.check_budget(i, step_ns, cycle, now);
+                if self.slots[i].budget_ticks != 0 {
+                    self.check_budget(i, step_ticks, cycle, now);
+                }
             }
-            let busy_ns = counter.to_ns(t.wrapping_sub(start));
-            stats.cycle.record(busy_ns);
+            let busy_ticks = t.wrapping_sub(start);
+            stats.cycle.record(busy_ticks);
+            let busy_ns = counter.to_ns(busy_ticks);
             cycle += 1;
             stats.cycles.store(cycle, Relaxed);
             deadline += period;
@@ -557,22 +563,21 @@ impl CycleThread {
     }
 
     #[inline]
-    fn check_budget(&mut self, i: usize, step_ns: u64, cycle: u64, now: u64) {
-        let budget = self.slots[i].budget_ns;
-        if budget == 0 {
-            return;
-        }
-        if step_ns > budget {
+    fn check_budget(&mut self, i: usize, step_ticks: u64, cycle: u64, now: u64) {
+        let (budget, warn) = (self.slots[i].budget_ticks, self.slots[i].warn_ticks);
+        if step_ticks > budget {
             let o = &self.stats.plugins[i].overruns;
             o.store(o.load(Relaxed) + 1, Relaxed);
             self.slots[i].consecutive += 1;
             if self.slots[i].consecutive >= self.settings.overrun_limit.max(1) {
-                self.take_out(i, cycle, step_ns);
+                let last_ns = self.counter.to_ns(step_ticks);
+                self.take_out(i, cycle, last_ns);
             }
             return;
         }
         self.slots[i].consecutive = 0;
-        if step_ns.saturating_mul(100) >= budget.saturating_mul(self.settings.budget_warn_percent) {
+        if step_ticks >= warn {
+            let step_ns = self.counter.to_ns(step_ticks);
             let slot = &mut self.slots[i];
             if now.saturating_sub(slot.last_warn_report) >= REPORT_INTERVAL_NS {
                 let suppressed = slot.warn_suppressed;

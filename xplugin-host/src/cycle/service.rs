@@ -156,11 +156,14 @@ impl ServiceContext {
                 consecutive,
             } => {
                 let i = usize::from(slot);
-                let (budget_ns, max_ns) = self
+                let report = self.stats.report();
+                let budget_ns = self.stats.plugins.get(i).map_or(0, |p| p.budget_ns);
+                let max_ns = self
                     .stats
                     .plugins
                     .get(i)
-                    .map_or((0, 0), |p| (p.budget_ns, p.step.summary().max));
+                    .and_then(|p| report.plugins.get(&p.name))
+                    .map_or(0, |t| t.step_ns.max);
                 let dependents = self
                     .stats
                     .plugins
