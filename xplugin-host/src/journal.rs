@@ -303,6 +303,9 @@ impl Journal {
         if JOURNAL.get().is_some() {
             return Ok(false);
         }
+        // A fresh file: the previous run's was read already (quarantine), and
+        // one left by another user (a root command) may not be writable.
+        let _ = std::fs::remove_file(path);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
