@@ -250,6 +250,7 @@ fn run_plugins(
         controller_running: running,
         lock_timeout: Duration::from_secs(60),
         cycle_budget_us: None,
+        guard: None,
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,

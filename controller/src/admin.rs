@@ -453,3 +453,85 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
         }
     }
 }
+
+/// `quarantine list`.
+pub fn quarantine_list(ctx: &Context<'_>) -> ExitCode {
+    match ctx.route() {
+        Err(e) => fail(PROGRAM, &e, ctx.json),
+        Ok(Route::Daemon(socket)) => match ctx.send(&socket, Request::QuarantineList, None) {
+            Ok(r) => print(&r, ctx.json),
+            Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
+        },
+        Ok(Route::Local) => match xplugin_host::quarantine::list(ctx.root) {
+            Ok(l) => {
+                emit(&l, ctx.json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, ctx.json),
+        },
+    }
+}
+
+/// `quarantine clear NAME` / `--all`.
+pub fn quarantine_clear(ctx: &Context<'_>, name: Option<&str>, all: bool) -> ExitCode {
+    match ctx.route() {
+        Err(e) => fail(PROGRAM, &e, ctx.json),
+        Ok(Route::Daemon(socket)) => {
+            let request = Request::QuarantineClear {
+                name: name.map(str::to_string),
+                all,
+            };
+            match ctx.send(&socket, request, None) {
+                Ok(r) => print(&r, ctx.json),
+                Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
+            }
+        }
+        Ok(Route::Local) => match xplugin_host::quarantine::clear(ctx.root, name, all) {
+            Ok(message) => {
+                emit(&xplugin_cli::Message { message }, ctx.json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, ctx.json),
+        },
+    }
+}
+
+/// `diagnostics -o FILE`.
+pub fn diagnostics(ctx: &Context<'_>, output: &Path) -> ExitCode {
+    use xplugin_host::diagnostics::{local_parts, write, Part};
+    let mut parts = local_parts(ctx.root, ctx.config, PROGRAM);
+    let status = match ctx.route() {
+        Ok(Route::Daemon(socket)) => match ctx.send(&socket, Request::Status, None) {
+            Ok(r) => r.json,
+            Err(e) => serde_json::json!({ "error": xplugin_model::error_chain(&e) }),
+        },
+        Ok(Route::Local) => serde_json::json!({ "daemon": "not running" }),
+        Err(e) => serde_json::json!({ "error": xplugin_model::error_chain(&e) }),
+    };
+    parts.push(Part::json("status.json", &status));
+    if let Some(t) = status.get("timing") {
+        parts.push(Part::json("timing.json", t));
+    }
+    match write(output, &parts) {
+        Ok(()) => {
+            let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+            emit(
+                &xplugin_cli::Message {
+                    message: format!("wrote {} ({})", output.display(), names.join(", ")),
+                },
+                ctx.json,
+                true,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let p = Problems(vec![Problem::from_error(
+                ProblemCode::UsageInvalidArgument,
+                output.display().to_string(),
+                &e,
+                "give a writable path for the archive",
+            )]);
+            fail(PROGRAM, &p, ctx.json)
+        }
+    }
+}

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use xplugin_host::boot::{boot, BootOptions, BootReport, Booted};
+use xplugin_host::boot::{boot, BootOptions, BootReport, Booted, Guard};
 use xplugin_host::config::{ApplyPolicy, HostConfig, HostSide};
 use xplugin_host::cycle::{CycleHooks, CycleSettings, CycleStats};
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
@@ -144,6 +144,11 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         controller_running: None,
         lock_timeout: Duration::from_secs(60),
         cycle_budget_us: opts.config.cycle_budget_us,
+        guard: Some(Guard::from_config(
+            &opts.config.faults,
+            opts.cycle.period_ns,
+            (opts.cycle.rt_priority, opts.cycle.cpu),
+        )),
     };
     let mut booted = match boot(&boot_opts) {
         Ok(b) => b,
@@ -239,6 +244,10 @@ fn main_loop(
         }
         if signals.reload.swap(false, Ordering::SeqCst) {
             reload(opts, shared);
+        }
+        if let Some(hang) = booted.hang() {
+            // Stops the others and exits with the hang status.
+            booted.safe_stop(&hang);
         }
         if !booted.poll_cycle().is_empty() {
             lock(&shared.live).report = booted.report.clone();
@@ -604,6 +613,8 @@ impl Admin {
         let live = lock(&self.shared.live);
         let config = lock(&self.shared.config);
         Status {
+            safe_mode: live.report.safe_mode.clone(),
+            previous_end: live.report.previous_end.clone(),
             pid: std::process::id(),
             root: self.shared.root.clone(),
             started_unix: self.shared.started_unix,
@@ -626,7 +637,7 @@ impl Admin {
                     reason: p.reason.clone(),
                 })
                 .collect(),
-            quarantine: Vec::new(),
+            quarantine: live.report.quarantine.clone(),
             apply: live.apply.clone(),
             timing: self.shared.cycle.as_ref().map(|c| c.report()),
             development_mode: config.allow_unlicensed,
@@ -806,6 +817,16 @@ impl Handler for Admin {
                 "live configuration through the daemon is not available yet; stop the daemon to change stored values",
                 "stop the daemon (systemctl stop xplugin-controller), run `xplugin-controller config set` again, and start it: the plugin gets the values at its start",
             ),
+            Request::QuarantineList => match xplugin_host::quarantine::list(&root) {
+                Ok(l) => respond(&l, None),
+                Err(e) => failure(&e),
+            },
+            Request::QuarantineClear { name, all } => {
+                match xplugin_host::quarantine::clear(&root, name.as_deref(), all) {
+                    Ok(message) => respond(&Done { message }, None),
+                    Err(e) => failure(&e),
+                }
+            }
         }
     }
 }

@@ -108,6 +108,15 @@ pub enum Request {
         /// The changes.
         assignments: Vec<String>,
     },
+    /// The quarantined plugins.
+    QuarantineList,
+    /// Lifts a quarantine (`name`), or every quarantine and safe mode (`all`).
+    QuarantineClear {
+        /// The plugin.
+        name: Option<String>,
+        /// Everything, safe mode included.
+        all: bool,
+    },
 }
 
 impl Request {
@@ -115,7 +124,11 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Request::Status | Request::List | Request::Outcome { .. } | Request::ConfigShow { .. }
+            Request::Status
+                | Request::List
+                | Request::Outcome { .. }
+                | Request::ConfigShow { .. }
+                | Request::QuarantineList
         )
     }
 
@@ -134,6 +147,8 @@ impl Request {
             Request::Outcome { .. } => "outcome",
             Request::ConfigShow { .. } => "config-show",
             Request::ConfigSet { .. } => "config-set",
+            Request::QuarantineList => "quarantine list",
+            Request::QuarantineClear { .. } => "quarantine clear",
         }
     }
 }

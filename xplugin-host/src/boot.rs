@@ -16,6 +16,7 @@ use crate::stage::Stage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
 use xplugin_model::manifest::Side;
@@ -40,6 +41,55 @@ pub struct BootOptions<'a> {
     /// Controller: the step budget of plugins whose manifest sets none
     /// (`None` = no budget).
     pub cycle_budget_us: Option<u64>,
+    /// Controller: fault containment (journal, quarantine, supervisor);
+    /// `None` runs without (tests that load plugins in-process).
+    pub guard: Option<Guard>,
+}
+
+/// Fault containment settings of a boot.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// When crashes quarantine.
+    pub policy: crate::quarantine::Policy,
+    /// How long each call into a plugin may take.
+    pub timeouts: crate::supervisor::Timeouts,
+    /// `(priority, cpu)` of the cycle, to place the supervisor.
+    pub rt: (u8, Option<usize>),
+}
+
+impl Guard {
+    /// The guard the configuration asks for, for a cycle of `period_ns` at
+    /// `(priority, cpu)`.
+    pub fn from_config(
+        f: &crate::config::FaultConfig,
+        period_ns: u64,
+        rt: (u8, Option<usize>),
+    ) -> Guard {
+        let d = crate::quarantine::Policy::default();
+        let t = crate::supervisor::Timeouts::default();
+        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        let step_default =
+            Duration::from_nanos(period_ns.saturating_mul(20)).max(Duration::from_millis(100));
+        Guard {
+            policy: crate::quarantine::Policy {
+                step_crashes: f.step_crashes.unwrap_or(d.step_crashes).max(1),
+                unattributed_crashes: f.crash_loop_limit.unwrap_or(d.unattributed_crashes).max(1),
+                window: secs(f.window_s, d.window),
+            },
+            timeouts: crate::supervisor::Timeouts {
+                init: secs(f.init_timeout_s, t.init),
+                start: secs(f.start_timeout_s, t.start),
+                stop: secs(f.stop_timeout_s, t.stop),
+                destroy: secs(f.destroy_timeout_s, t.destroy),
+                reconfigure: secs(f.reconfigure_timeout_s, t.reconfigure),
+                message: t.message,
+                step: f
+                    .step_timeout_ms
+                    .map_or(step_default, Duration::from_millis),
+            },
+            rt,
+        }
+    }
 }
 
 /// Why a boot could not even begin.
@@ -95,6 +145,9 @@ pub enum BootState {
     LoadedNotEnabled,
     /// No library for this platform in the plugin folder.
     NotForThisPlatform,
+    /// Not loaded: it crashed or hung the controller (see the reason and
+    /// `quarantine list`).
+    Quarantined,
 }
 
 impl BootState {
@@ -112,6 +165,7 @@ impl BootState {
             BootState::Disabled => "disabled",
             BootState::LoadedNotEnabled => "loaded-not-enabled",
             BootState::NotForThisPlatform => "not-for-this-platform",
+            BootState::Quarantined => "quarantined",
         }
     }
 
@@ -163,6 +217,15 @@ pub struct BootReport {
     /// The real-time cycle's timing, when a cycle ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<TimingReport>,
+    /// How the previous run ended, when it did not stop cleanly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_end: Option<String>,
+    /// Quarantined plugins (not loaded), with the evidence.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantine: BTreeMap<String, crate::quarantine::Entry>,
+    /// Why no plugin is loaded, in safe mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safe_mode: Option<String>,
 }
 
 /// Time spent per boot stage, in microseconds (wall clock).
@@ -199,6 +262,7 @@ pub struct PreparedBoot {
     to_load: Vec<PluginToLoad>,
     enabled: BTreeSet<String>,
     runtimes: Vec<crate::loader::CheckedLibrary>,
+    guard: Option<Guard>,
 }
 
 /// Verifies and resolves the installed set. Loads nothing.
@@ -239,6 +303,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     }
     drop(lock);
     facts.record_clock();
+    let (quarantine, previous_end) = settle_quarantine(opts, generation.as_ref());
 
     let verify_us = micros(verify_started);
     let resolve_started = std::time::Instant::now();
@@ -256,6 +321,11 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         }
         if c.no_platform_library {
             node.failure = Some("no library for this platform".into());
+        }
+        if let Some(why) = &quarantine.safe_mode {
+            node.failure = Some(format!("safe mode: {why}"));
+        } else if let Some(q) = quarantine.plugins.get(&c.name) {
+            node.failure = Some(q.reason(&c.name));
         }
         // The store's enabled flag (set by import, enable, disable) decides.
         // Controller: disabled = not loaded. Client: loaded, not enabled.
@@ -308,7 +378,12 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             config_json: config_json.clone(),
             depend: m.depend.iter().map(|d| d.name.clone()).collect(),
             data_dir: store.data_dir(name)?,
-            cycle_budget_ns: opts.cycle_budget_us.unwrap_or(0).saturating_mul(1000),
+            // The manifest's budget, else the host default, else none.
+            cycle_budget_ns: m
+                .cycle_budget_us
+                .or(opts.cycle_budget_us)
+                .unwrap_or(0)
+                .saturating_mul(1000),
             enable: true,
         });
     }
@@ -318,6 +393,8 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         if let Some(b) = resolution.blocked.get(&c.name) {
             state = if c.no_platform_library {
                 BootState::NotForThisPlatform
+            } else if quarantine.plugins.contains_key(&c.name) && quarantine.safe_mode.is_none() {
+                BootState::Quarantined
             } else if matches!(b.reason, xplugin_model::graph::BlockReason::Disabled) {
                 BootState::Disabled
             } else {
@@ -356,11 +433,56 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 ..BootTimings::default()
             },
             timing: None,
+            previous_end,
+            quarantine: quarantine.plugins.clone(),
+            safe_mode: quarantine.safe_mode.clone(),
         },
         to_load,
         enabled: enabled_set,
         runtimes,
+        guard: opts.guard.clone(),
     })
+}
+
+/// Settles the previous run (controller boots with a guard): quarantines
+/// who crashed it; returns the quarantine in force and how the previous run
+/// ended. Without a guard, or when the file is unusable (logged), nothing is
+/// quarantined.
+fn settle_quarantine(
+    opts: &BootOptions<'_>,
+    generation: Option<&xplugin_store::Generation>,
+) -> (crate::quarantine::Quarantine, Option<String>) {
+    let Some(guard) = &opts.guard else {
+        return Default::default();
+    };
+    let installed: BTreeMap<String, String> = generation
+        .map(|g| {
+            g.plugins()
+                .into_iter()
+                .map(|p| (p.name, p.version))
+                .collect()
+        })
+        .unwrap_or_default();
+    match crate::quarantine::settle_previous_run(&opts.root, &installed, guard.policy) {
+        Ok((q, settled)) => {
+            if let Some(end) = &settled.previous_end {
+                log::warn!("{end}");
+            }
+            for name in &settled.quarantined {
+                if let Some(e) = q.plugins.get(name) {
+                    log::error!("plugin \"{name}\" {}", e.reason(name));
+                }
+            }
+            if let Some(why) = &q.safe_mode {
+                log::error!("SAFE MODE: {why}");
+            }
+            (q, settled.previous_end)
+        }
+        Err(e) => {
+            log::error!("quarantine not applied: {e}");
+            Default::default()
+        }
+    }
 }
 
 /// A running plugin set and its report.
@@ -373,6 +495,10 @@ pub struct Booted {
     /// instances it steps cannot be stopped or destroyed before it is
     /// joined ([`Booted::shutdown`] joins it first).
     cycle: Option<Cycle>,
+    /// The supervisor, when the boot is guarded.
+    supervisor: Option<crate::supervisor::Supervisor>,
+    /// Where the supervisor finds the cycle's counter.
+    cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
 }
 
 /// Loads, initialises and starts a prepared set.
@@ -392,6 +518,16 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
             log::error!("{e}");
         }
     }
+    // Fault containment, before the first call into a plugin: the journal
+    // records who is running, fatal signals are blamed, the supervisor
+    // times every call.
+    let names: Arc<Vec<String>> =
+        Arc::new(prepared.to_load.iter().map(|p| p.name.clone()).collect());
+    let cycle_stats = Arc::new(std::sync::OnceLock::new());
+    let supervisor = prepared
+        .guard
+        .as_ref()
+        .and_then(|g| guard_up(&prepared.report, g, names.clone(), cycle_stats.clone()));
     let mut lifecycle = Lifecycle::new(&prepared.report.host_version, Bus::new());
     let mut to_load = prepared.to_load;
     for p in &mut to_load {
@@ -418,9 +554,45 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         report,
         enabled: prepared.enabled,
         cycle: None,
+        supervisor,
+        cycle_stats,
     };
     booted.refresh();
     booted
+}
+
+/// Opens this run's journal, installs the fault handlers and starts the
+/// supervisor. Without a journal (it cannot be written) the host runs
+/// unguarded and says so.
+fn guard_up(
+    report: &BootReport,
+    guard: &Guard,
+    names: Arc<Vec<String>>,
+    cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
+) -> Option<crate::supervisor::Supervisor> {
+    let path = crate::quarantine::journal_path(&report.root);
+    match crate::journal::Journal::open(&path, report.generation.unwrap_or(0)) {
+        Ok(_) => {}
+        Err(e) => {
+            log::error!(
+                "no crash journal ({}: {e}): a plugin that crashes the controller will not be quarantined",
+                path.display()
+            );
+            return None;
+        }
+    }
+    crate::fault::install();
+    if let Some(j) = crate::journal::get() {
+        j.register_thread(crate::journal::Role::Main);
+    }
+    match crate::supervisor::Supervisor::start(guard.timeouts.clone(), names, cycle_stats, guard.rt)
+    {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error!("cannot start the supervisor thread: {e}; hung plugins are not detected");
+            None
+        }
+    }
 }
 
 impl Booted {
@@ -488,6 +660,8 @@ impl Booted {
         // already taken out, so it never stops a plugin the cycle steps.
         let cycle =
             unsafe { Cycle::spawn(settings, plugins, self.lifecycle.bus().clone(), hooks)? };
+        // The supervisor now watches the cycle's counter too.
+        let _ = self.cycle_stats.set(cycle.stats().clone());
         self.cycle = Some(cycle);
         Ok(())
     }
@@ -542,11 +716,48 @@ impl Booted {
         self.report.timing.as_ref()
     }
 
+    /// A hang the supervisor found, if any (the caller then makes the safe
+    /// stop: [`Booted::safe_stop`]).
+    pub fn hang(&self) -> Option<crate::supervisor::Hang> {
+        self.supervisor.as_ref()?.hangs().try_recv().ok()
+    }
+
+    /// The safe stop after `hang`: stops the cycle from stepping anyone,
+    /// stops every other running plugin in reverse order (not the hung one:
+    /// its call cannot be cancelled) and ends the process with
+    /// [`crate::supervisor::EXIT_HANG`]. Nothing is destroyed. The journal
+    /// already holds the hang; the next boot quarantines the plugin.
+    pub fn safe_stop(&mut self, hang: &crate::supervisor::Hang) -> ! {
+        log::error!("safe stop: {hang}");
+        if let Some(c) = &self.cycle {
+            c.request_stop();
+        }
+        self.lifecycle.emergency_stop(&hang.plugin);
+        log::error!(
+            "safe stop done: exiting with status {} (the other plugins were stopped; \"{}\" is quarantined at the next boot)",
+            crate::supervisor::EXIT_HANG,
+            hang.plugin
+        );
+        if let Some(j) = crate::journal::get() {
+            j.sync();
+        }
+        // SAFETY: _exit ends the process without running destructors or
+        // atexit handlers that could call into the hung plugin.
+        unsafe { nix::libc::_exit(crate::supervisor::EXIT_HANG) }
+    }
+
     /// Stops in reverse order, destroys, and returns the final report.
     pub fn shutdown(mut self) -> BootReport {
         self.stop_cycle();
         let stop_started = std::time::Instant::now();
         self.lifecycle.shutdown();
+        if let Some(mut s) = self.supervisor.take() {
+            s.stop();
+            // Every plugin is stopped and destroyed: a clean end.
+            if let Some(j) = crate::journal::get() {
+                j.clean_stop();
+            }
+        }
         self.report.timings_us.stop = micros(stop_started);
         self.refresh();
         self.report

@@ -647,6 +647,13 @@ problem_codes! {
     ConfigLiveUnavailable = "config.live_unavailable", Error,
         "The running daemon cannot change configuration values yet (the live path is not built).",
         "Stop the daemon, change the stored values with `config set`, and start it again.";
+    // --- quarantine: fault containment (xplugin-host) ---
+    QuarantineNotQuarantined = "quarantine.not_quarantined", Error,
+        "The plugin named is not quarantined.",
+        "`xplugin-controller quarantine list` shows what is.";
+    QuarantineUnusable = "quarantine.unusable", Error,
+        "The quarantine file (ROOT/state/quarantine.json) cannot be read or written.",
+        "Check the disk and the file's permissions; if it is damaged, remove it (the evidence in it is lost).";
 
     // --- daemon: the controller daemon and its admin socket (xplugin-daemon) ---
     DaemonNotRunning = "daemon.not_running", Error,

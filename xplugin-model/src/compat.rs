@@ -231,6 +231,7 @@ mod tests {
             author: None,
             description: None,
             config: Default::default(),
+            cycle_budget_us: None,
         }
     }
 

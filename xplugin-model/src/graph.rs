@@ -1268,6 +1268,7 @@ mod tests {
             author: None,
             description: None,
             config: Default::default(),
+            cycle_budget_us: None,
         };
         assert!(Node::from_manifest(&m).load);
         let controller = Manifest {
@@ -1602,6 +1603,7 @@ mod tests {
             author: None,
             description: None,
             config: Default::default(),
+            cycle_budget_us: None,
         }
     }
 

@@ -198,6 +198,9 @@ pub struct Manifest {
     pub description: Option<String>,
     /// `config`: the plugin's configuration items (empty without one).
     pub config: ConfigSchema,
+    /// `cycle_budget_us` (controller only, an extension of this product):
+    /// the step budget in microseconds.
+    pub cycle_budget_us: Option<u64>,
 }
 
 impl Manifest {
@@ -308,6 +311,7 @@ const CONTROLLER_FIELDS: &[&str] = &[
     "author",
     "description",
     "config",
+    "cycle_budget_us",
 ];
 
 /// Parses and validates the manifest of the plugin in folder `expected_name`
@@ -603,6 +607,10 @@ impl Checker {
             None | Some(Value::Null) => ConfigSchema::default(),
             Some(v) => parse_schema(&self.subject, v, &mut self.problems),
         };
+        let cycle_budget_us = match side {
+            Side::Controller => self.cycle_budget(obj.get("cycle_budget_us")),
+            Side::Client => None,
+        };
         self.unknown_fields(obj);
         let (custom_hmi_versions, must_controller_versions) = match side {
             Side::Client => (host_list, Vec::new()),
@@ -623,6 +631,28 @@ impl Checker {
             author,
             description,
             config,
+            cycle_budget_us,
+        }
+    }
+
+    /// `cycle_budget_us`: a whole number of microseconds, 1 to 10 s.
+    fn cycle_budget(&mut self, value: Option<&Value>) -> Option<u64> {
+        const MAX_US: u64 = 10_000_000;
+        match value {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| (1..=MAX_US).contains(&v)) => {
+                n.as_u64()
+            }
+            Some(other) => {
+                let found = describe(other);
+                self.report(
+                    ProblemCode::ManifestWrongType,
+                    Some("cycle_budget_us"),
+                    format!("\"cycle_budget_us\" must be a whole number of microseconds from 1 to {MAX_US}, found {found}"),
+                    "give the longest time one step may take, e.g. \"cycle_budget_us\": 200".into(),
+                );
+                None
+            }
         }
     }
 

@@ -202,3 +202,25 @@ fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
         other => other,
     }
 }
+
+/// The owner of `root` when this process is root and `root` belongs to
+/// someone else (the daemon's user): `(uid, gid)`.
+pub fn foreign_owner(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let meta = fs::metadata(root).ok()?;
+    (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
+}
+
+/// `lchown -R path uid:gid` (symlinks themselves, never followed).
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}

@@ -71,7 +71,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
-pub use fsutil::{DATA_DIR_MODE, DIR_MODE, FILE_MODE};
+pub use fsutil::{replace_file, DATA_DIR_MODE, DIR_MODE, FILE_MODE};
 pub use generation::{Generation, GenerationState, InstalledPlugin, PluginRecord};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
@@ -103,6 +103,10 @@ pub const STATE_DIR: &str = "state";
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// When this process runs as root on a root owned by another user (the
+    /// daemon's), that owner: what this process creates is given to it, so
+    /// the daemon can read and later remove it.
+    owner: Option<(u32, u32)>,
 }
 
 impl Store {
@@ -129,7 +133,19 @@ impl Store {
             fsutil::ensure_dir(&path, DIR_MODE)
                 .map_err(|e| StoreError::io("create directory", &path, e, hint))?;
         }
-        Ok(Store { root })
+        let owner = fsutil::foreign_owner(&root);
+        let store = Store { root, owner };
+        for dir in [GENERATIONS_DIR, STAGING_DIR, DATA_DIR, STATE_DIR] {
+            // The layout directories (made now or by an earlier root run).
+            if let Some((uid, _)) = store.owner {
+                use std::os::unix::fs::MetadataExt;
+                let path = store.root.join(dir);
+                if std::fs::metadata(&path).is_ok_and(|m| m.uid() != uid) {
+                    store.adopt(&path);
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// Opens `root` only if it is an install root already (its
@@ -143,6 +159,28 @@ impl Store {
             Store::open(root).map(Some)
         } else {
             Ok(None)
+        }
+    }
+
+    /// Gives `path` (recursively) to the root's owner when this process
+    /// runs as root on a root owned by another user; does nothing otherwise.
+    /// Best effort: a file that cannot be given is logged.
+    pub fn adopt(&self, path: &Path) {
+        if let Some(owner) = self.owner {
+            give(path, owner);
+        }
+    }
+
+    /// As [`Store::adopt`] for `path` alone (a directory whose entries are
+    /// given one by one as they are made).
+    pub(crate) fn adopt_one(&self, path: &Path) {
+        if let Some((uid, gid)) = self.owner {
+            if let Err(e) = std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+                log::warn!(
+                    "cannot give {} to the install root's owner (uid {uid}): {e}",
+                    path.display()
+                );
+            }
         }
     }
 
@@ -178,6 +216,7 @@ impl Store {
     }
 
     fn recover_under(&self, mut lock: StoreLock) -> Result<StoreLock, StoreError> {
+        self.adopt(&self.root.join(LOCK_FILE));
         let report = recovery::recover(self)?;
         lock.set_recovery(report);
         Ok(lock)
@@ -449,6 +488,7 @@ impl Store {
         let path = self.data_root().join(name);
         fsutil::ensure_dir(&path, DATA_DIR_MODE)
             .map_err(|e| StoreError::io("create data directory", &path, e, HINT_DISK))?;
+        self.adopt(&path);
         Ok(path)
     }
 
@@ -532,6 +572,7 @@ impl Store {
             let _ = fsutil::remove_tree(&tmp);
             return Err(e);
         }
+        self.adopt(&tmp);
 
         let dir = generations.join(number.to_string());
         std::fs::rename(&tmp, &dir).map_err(|e| {
@@ -561,6 +602,7 @@ impl Store {
         let target = Path::new(GENERATIONS_DIR).join(number.to_string());
         std::os::unix::fs::symlink(&target, &tmp_link)
             .map_err(|e| StoreError::io("create symlink", &tmp_link, e, HINT_DISK))?;
+        self.adopt(&tmp_link);
         hit(operation, "after-tmp-symlink");
         let link = self.current_link();
         std::fs::rename(&tmp_link, &link).map_err(|e| {
@@ -641,5 +683,24 @@ impl Drop for StagingDir<'_> {
     fn drop(&mut self) {
         // Best effort: the next recovery removes whatever is left.
         let _ = fsutil::remove_tree(&self.path);
+    }
+}
+
+/// Gives `path` (recursively) to the owner of install root `root` when this
+/// process runs as root on a root owned by another user (the daemon's);
+/// does nothing otherwise. For files the host writes into a root outside a
+/// [`Store`] (the clock mark). Best effort: a failure is logged.
+pub fn adopt_into(root: &Path, path: &Path) {
+    if let Some(owner) = fsutil::foreign_owner(root) {
+        give(path, owner);
+    }
+}
+
+fn give(path: &Path, (uid, gid): (u32, u32)) {
+    if let Err(e) = fsutil::chown_tree(path, uid, gid) {
+        log::warn!(
+            "cannot give {} to the install root's owner (uid {uid}): {e}; the daemon may not be able to read it",
+            path.display()
+        );
     }
 }

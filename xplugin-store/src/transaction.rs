@@ -324,6 +324,7 @@ impl Store {
         let root = self.transactions_root();
         fsutil::ensure_dir(&root, fsutil::DIR_MODE)
             .map_err(|e| StoreError::io("create directory", &root, e, HINT_DISK))?;
+        self.adopt_one(&root);
         let (id, dir) = loop {
             let id = new_id();
             let dir = root.join(&id);
@@ -353,6 +354,7 @@ impl Store {
             holder_pid: decided_here.then(std::process::id),
         };
         write_record(&dir, &record)?;
+        self.adopt(&dir);
         fsutil::fsync_dir(&root)
             .map_err(|e| StoreError::io("fsync directory", &root, e, HINT_DISK))?;
         hit("txn", "after-begin");
@@ -373,8 +375,10 @@ impl Store {
         plugins: Vec<TransactionPlugin>,
     ) -> Result<(), StoreError> {
         self.check_lock(lock)?;
+        // What the preparing process unpacked belongs to the root's owner.
         for dir in [txn.staged_dir(), txn.values_dir()] {
             if dir.is_dir() {
+                self.adopt(&dir);
                 fsync_tree(&dir)
                     .map_err(|e| StoreError::io("fsync staged files in", &dir, e, HINT_DISK))?;
             }
@@ -388,6 +392,7 @@ impl Store {
         record.state = TransactionState::Prepared;
         record.plugins = plugins;
         write_record(&txn.dir, &record)?;
+        self.adopt(&txn.dir.join(RECORD_FILE));
         txn.record = record;
         hit("txn", "after-prepared");
         Ok(())
@@ -630,6 +635,7 @@ impl Store {
         record.new_generation = new_generation;
         record.decided_unix = Some(now_unix());
         write_record(dir, record)?;
+        self.adopt(&dir.join(RECORD_FILE));
         hit("txn", "after-decided-record");
         // What is left is garbage now; recovery removes it if this fails.
         let _ = fsutil::remove_tree(&dir.join(STAGED_DIR));

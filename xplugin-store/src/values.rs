@@ -200,7 +200,9 @@ impl Store {
         let dir = self.values_root().join(generation.to_string());
         self.ensure_values_dir(&dir)?;
         fsutil::replace_file_with_mode(&path, bytes, VALUES_FILE_MODE)
-            .map_err(|e| StoreError::io("write configuration values", &path, e, HINT_DISK))
+            .map_err(|e| StoreError::io("write configuration values", &path, e, HINT_DISK))?;
+        self.adopt(&path);
+        Ok(())
     }
 
     /// Creates `dir` (a values directory) and `state/config/` if missing,
@@ -216,6 +218,7 @@ impl Store {
             }
             fsutil::ensure_dir(&path, VALUES_DIR_MODE)
                 .map_err(|e| StoreError::io("create directory", &path, e, HINT_DISK))?;
+            self.adopt_one(&path);
             fsutil::fsync_dir(&parent)
                 .map_err(|e| StoreError::io("fsync directory", &parent, e, HINT_DISK))?;
         }
@@ -264,6 +267,8 @@ impl Store {
                 ))
             })?;
         }
+        // Written by a root command: the daemon's user must read them.
+        self.adopt(&tmp);
         fsutil::fsync_dir(&tmp)
             .map_err(|e| fail(StoreError::io("fsync directory", &tmp, e, HINT_DISK)))?;
         hit("commit", "after-values-written");

@@ -56,8 +56,24 @@
  *   FIXTURE_STEP_CHATTY       (with FIXTURE_STEP) every step logs a line and
  *                             publishes the cycle number (8 bytes) on
  *                             "NAME/step": a plugin whose step uses the host.
+ *   FIXTURE_STEP_FAIL         (with FIXTURE_STEP) every step returns
+ *                             XPLUGIN_ERR_FAILED.
  *   FIXTURE_STEP_SPIN_US=n    (with FIXTURE_STEP) every step busy-waits n
  *                             microseconds on CLOCK_MONOTONIC (over a budget).
+ *   FIXTURE_CRASH_HOW=n       how the crash points below end the process: 1
+ *                             SIGSEGV (a write through NULL), 2 abort(), 3
+ *                             exit(3), 4 hang (sleep forever).
+ *   FIXTURE_CRASH_INIT, FIXTURE_CRASH_START, FIXTURE_CRASH_STOP
+ *                             crash (as FIXTURE_CRASH_HOW says) in that call.
+ *   FIXTURE_CRASH_STEP=n      (with FIXTURE_STEP) crash in the n-th step; with
+ *                             FIXTURE_CRASH_RANDOM instead at a cycle picked
+ *                             from the start time (so each boot differs).
+ *   FIXTURE_SERVICE_CRASHES   (with FIXTURE_REGISTER_SERVICE and
+ *                             FIXTURE_CRASH_HOW) the service's poke() crashes
+ *                             on its 5th call: code of this plugin reached
+ *                             through another plugin's call.
+ *   FIXTURE_STEP_POKES        (with FIXTURE_REQUIRE_SERVICE and FIXTURE_STEP)
+ *                             every step calls the required service's poke().
  *   FIXTURE_BUSY              start sets the busy flag (ABI 1.1 `set_busy`);
  *                             with FIXTURE_BUSY_STEPS=n (and FIXTURE_STEP) the
  *                             n-th step clears it; otherwise it stays set
@@ -67,8 +83,8 @@
  *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
  *   -o libfailinit.so examples/test-plugins/c/fixture.c
  */
-#if defined(FIXTURE_STEP_SPIN_US) && !defined(_POSIX_C_SOURCE)
-/* clock_gettime under -std=c99. */
+#if (defined(FIXTURE_STEP_SPIN_US) || defined(FIXTURE_CRASH_HOW)) && !defined(_POSIX_C_SOURCE)
+/* clock_gettime and sleep under -std=c99. */
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include <stddef.h>
@@ -112,11 +128,35 @@ typedef struct fixture_messaging {
 typedef struct fixture {
   const xplugin_host_api *host;
   uint64_t steps;
+  uint64_t crash_at;
+  const void *required; /* FIXTURE_REQUIRE_SERVICE's table */
   char trace_file[FIXTURE_PATH_MAX]; /* empty: not recording */
 #ifdef FIXTURE_MESSAGING
   fixture_messaging messaging;
 #endif
 } fixture;
+
+#ifdef FIXTURE_CRASH_HOW
+#include <unistd.h>
+/* Ends the process the way FIXTURE_CRASH_HOW says; for the fault
+ * containment tests. */
+static void fixture_crash(void) {
+#if FIXTURE_CRASH_HOW == 1
+  volatile int *volatile nowhere = NULL;
+  *nowhere = 42;
+#elif FIXTURE_CRASH_HOW == 2
+  abort();
+#elif FIXTURE_CRASH_HOW == 3
+  exit(3);
+#elif FIXTURE_CRASH_HOW == 4
+  for (;;) {
+    sleep(1000);
+  }
+#else
+#error "FIXTURE_CRASH_HOW must be 1 (SIGSEGV), 2 (abort), 3 (exit) or 4 (hang)"
+#endif
+}
+#endif
 
 static void set_error(char *err, size_t err_cap, const char *text) {
   if (err != NULL && err_cap > 0) {
@@ -208,14 +248,26 @@ static int record(const fixture *self, const char *stage) {
 }
 #endif
 
-#ifdef FIXTURE_REGISTER_SERVICE
+/* The service table a FIXTURE_REGISTER_SERVICE plugin registers and a
+ * FIXTURE_REQUIRE_SERVICE plugin finds (same source, same layout). */
 typedef struct fixture_service {
   uint32_t struct_size;
   uint32_t version;
   const char *provider;
+  void (*poke)(void);
 } fixture_service;
+
+#ifdef FIXTURE_REGISTER_SERVICE
+static void fixture_poke(void) {
+#ifdef FIXTURE_SERVICE_CRASHES
+  static int pokes;
+  if (++pokes == 5) {
+    fixture_crash();
+  }
+#endif
+}
 static const fixture_service fixture_service_table = {
-    (uint32_t)sizeof(fixture_service), 1u, FIXTURE_NAME};
+    (uint32_t)sizeof(fixture_service), 1u, FIXTURE_NAME, fixture_poke};
 #endif
 
 static xplugin_status fixture_init(const xplugin_host_api *host,
@@ -231,6 +283,9 @@ static xplugin_status fixture_init(const xplugin_host_api *host,
     set_error(err, err_cap, FIXTURE_NAME ": init called with NULL arguments");
     return XPLUGIN_ERR_INVALID_ARG;
   }
+#ifdef FIXTURE_CRASH_INIT
+  fixture_crash();
+#endif
   self = (fixture *)calloc(1, sizeof *self);
   if (self == NULL) {
     set_error(err, err_cap, FIXTURE_NAME ": out of memory");
@@ -289,6 +344,7 @@ static xplugin_status fixture_init(const xplugin_host_api *host,
       free(self);
       return XPLUGIN_ERR_DEPENDENCY;
     }
+    self->required = iface;
   }
 #endif
 
@@ -442,6 +498,9 @@ static void fixture_set_busy(fixture *self, uint8_t busy) {
 #endif
 
 static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
+#ifdef FIXTURE_CRASH_START
+  fixture_crash();
+#endif
   xplugin_status status =
       fixture_stage(instance, "start", FIXTURE_START_FAILS, err, err_cap);
 #ifdef FIXTURE_BUSY
@@ -459,6 +518,9 @@ static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
 }
 
 static xplugin_status fixture_stop(void *instance, char *err, size_t err_cap) {
+#ifdef FIXTURE_CRASH_STOP
+  fixture_crash();
+#endif
   return fixture_stage(instance, "stop", FIXTURE_STOP_FAILS, err, err_cap);
 }
 
@@ -478,6 +540,21 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     return XPLUGIN_ERR_INVALID_ARG;
   }
   self->steps++;
+#if defined(FIXTURE_CRASH_STEP) && defined(FIXTURE_CRASH_RANDOM)
+  if (self->steps == 1) {
+    self->crash_at = 1 + (now_ns / 1000u) % (uint64_t)(FIXTURE_CRASH_STEP);
+  }
+  if (self->steps == self->crash_at) {
+    fixture_crash();
+  }
+#elif defined(FIXTURE_CRASH_STEP)
+  if (self->steps == (uint64_t)(FIXTURE_CRASH_STEP)) {
+    fixture_crash();
+  }
+#endif
+#if defined(FIXTURE_STEP_POKES) && defined(FIXTURE_REQUIRE_SERVICE)
+  ((const fixture_service *)self->required)->poke();
+#endif
 #ifdef FIXTURE_STEP_CHATTY
   {
     uint8_t payload[8];
@@ -504,7 +581,11 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     fixture_set_busy(self, 0);
   }
 #endif
+#ifdef FIXTURE_STEP_FAIL
+  return XPLUGIN_ERR_FAILED;
+#else
   return XPLUGIN_OK;
+#endif
 }
 #define FIXTURE_STEP_FN fixture_step
 #else

@@ -41,5 +41,7 @@ pub mod stats;
 mod executor;
 mod service;
 
-pub use executor::{Cycle, CycleHooks, CycleNotice, CyclePlugin, CycleSettings, OverrunPolicy};
+pub use executor::{
+    Cycle, CycleHooks, CycleNotice, CyclePlugin, CycleSettings, OverrunPolicy, StepFn,
+};
 pub use stats::{CycleStats, TimingReport};

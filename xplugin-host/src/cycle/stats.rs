@@ -2,7 +2,7 @@
 //! no locked instructions), read at any time by other threads (`status`,
 //! the end-of-run report). See [`super::histogram`] for the concurrency rule.
 
-use super::counter::CounterSource;
+use super::counter::{Counter, CounterSource};
 use super::histogram::{Histogram, Summary};
 use super::rt::RtStatus;
 use serde::Serialize;
@@ -50,7 +50,7 @@ pub struct PluginStats {
     pub name: String,
     /// The step budget in nanoseconds (0 = none).
     pub budget_ns: u64,
-    /// Step durations.
+    /// Step durations, in counter ticks (see [`CycleStats::report`]).
     pub step: Histogram,
     /// Steps over budget.
     pub overruns: AtomicU64,
@@ -88,7 +88,7 @@ pub struct CycleStats {
     pub overruns: AtomicU64,
     /// Wake-up latency: actual wake-up minus deadline.
     pub wakeup: Histogram,
-    /// Duration of a whole cycle (all steps), from wake-up.
+    /// Duration of a whole cycle (all steps), in counter ticks.
     pub cycle: Histogram,
     /// Per plugin, in cycle order.
     pub plugins: Vec<PluginStats>,
@@ -102,8 +102,9 @@ pub struct CycleStats {
     recent_next: AtomicU64,
     /// What the real-time setup achieved (set by the cycle thread once).
     pub rt: OnceLock<RtStatus>,
-    /// Timestamp source and the cost of one reading.
-    pub counter: OnceLock<(CounterSource, u64)>,
+    /// The timestamp counter (step and cycle durations are recorded in its
+    /// ticks and converted when reported).
+    pub counter: OnceLock<Counter>,
     /// True once the cycle thread has left its loop.
     pub finished: AtomicBool,
 }
@@ -147,18 +148,18 @@ impl CycleStats {
 
     /// A snapshot for `status` and `--json` (`timing`).
     pub fn report(&self) -> TimingReport {
-        let (source, cost) = self
-            .counter
-            .get()
-            .copied()
-            .unwrap_or((CounterSource::Monotonic, 0));
+        let counter = self.counter.get().copied();
+        let (source, cost) = counter.map_or((CounterSource::Monotonic, 0), |c| {
+            (c.source(), c.read_cost_ns())
+        });
+        let to_ns = |ticks: u64| counter.map_or(ticks, |c| c.to_ns(ticks));
         TimingReport {
             cycles: self.cycles.load(Relaxed),
             period_ns: self.period_ns,
             overruns: self.overruns.load(Relaxed),
             recent_overruns: self.recent_overruns(),
             wakeup_latency_ns: self.wakeup.summary(),
-            cycle_ns: self.cycle.summary(),
+            cycle_ns: self.cycle.summary_scaled(to_ns),
             plugins: self
                 .plugins
                 .iter()
@@ -166,7 +167,7 @@ impl CycleStats {
                     (
                         p.name.clone(),
                         PluginTiming {
-                            step_ns: p.step.summary(),
+                            step_ns: p.step.summary_scaled(to_ns),
                             overruns: p.overruns.load(Relaxed),
                             failures: p.failures.load(Relaxed),
                             budget_ns: (p.budget_ns > 0).then_some(p.budget_ns),
