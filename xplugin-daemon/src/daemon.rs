@@ -79,6 +79,13 @@ enum MainRequest {
         generation: u64,
         policy: ApplyPolicy,
     },
+    /// Offer a running plugin its new configuration (the main thread owns
+    /// the boot, so it makes the call; see `Booted::reconfigure`).
+    Reconfigure {
+        name: String,
+        config_json: String,
+        reply: Sender<xplugin_host::boot::LiveReconfigure>,
+    },
 }
 
 /// What the admin threads and the main loop share.
@@ -274,6 +281,15 @@ fn main_loop(
                 }
                 ApplyPolicy::NextBoot => {}
             },
+            Ok(MainRequest::Reconfigure {
+                name,
+                config_json,
+                reply,
+            }) => {
+                let answer = booted.reconfigure(&name, &config_json);
+                // The caller may have given up waiting: nothing to do then.
+                let _ = reply.send(answer);
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Exit::Stop,
         }
@@ -722,6 +738,59 @@ fn same_root(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// How long an admin thread waits for the main thread to answer a live
+/// configuration change: the gap between two steps plus `reconfigure`,
+/// which the supervisor bounds by `reconfigure_timeout_s`.
+const RECONFIGURE_WAIT: Duration = Duration::from_secs(60);
+
+impl Admin {
+    /// `config set` through the daemon: validated here, offered to the
+    /// running plugin by the main thread, stored when the plugin took it.
+    fn config_set(&self, root: &Path, name: &str, assignments: &[String]) -> Response {
+        let running = lock(&self.shared.live).running_generation;
+        let Some(running) = running else {
+            // Nothing runs: what is stored is what the next start gets.
+            return match xplugin_host::plugin_config::set_local(
+                root,
+                Side::Controller,
+                name,
+                assignments,
+            ) {
+                Ok(r) => respond(&r, None),
+                Err(e) => failure(&e),
+            };
+        };
+        let main = self.shared.main.clone();
+        let mut offer = |config_json: &str| -> xplugin_host::plugin_config::LiveAnswer {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            main.send_timeout(
+                MainRequest::Reconfigure {
+                    name: name.to_string(),
+                    config_json: config_json.to_string(),
+                    reply: tx,
+                },
+                Duration::from_secs(5),
+            )
+            .map_err(|_| {
+                "the daemon's main thread does not take requests (it is stopping)".to_string()
+            })?;
+            rx.recv_timeout(RECONFIGURE_WAIT).map_err(|_| {
+                format!(
+                    "no answer from the daemon's main thread within {} s",
+                    RECONFIGURE_WAIT.as_secs()
+                )
+            })
+        };
+        match xplugin_host::plugin_config::set_live(root, name, assignments, running, &mut offer) {
+            Ok(r) => {
+                log::info!("{}", r.to_string().trim_end());
+                respond(&r, None)
+            }
+            Err(e) => failure(&e),
+        }
+    }
+}
+
 impl Handler for Admin {
     fn handle(&self, envelope: Envelope, fd: Option<OwnedFd>, peer: &Peer) -> Response {
         if let Some(root) = &envelope.root {
@@ -760,15 +829,17 @@ impl Handler for Admin {
                 ),
                 Err(e) => failure(&e),
             },
-            Request::Rollback { apply } => match xplugin_host::admin::rollback(&root, Side::Controller) {
-                Ok(g) => respond(
-                    &Done {
-                        message: format!("rolled back to generation {}", g.number),
-                    },
-                    Some(&self.apply(apply)),
-                ),
-                Err(e) => failure(&e),
-            },
+            Request::Rollback { apply } => {
+                match xplugin_host::admin::rollback(&root, Side::Controller) {
+                    Ok(g) => respond(
+                        &Done {
+                            message: format!("rolled back to generation {}", g.number),
+                        },
+                        Some(&self.apply(apply)),
+                    ),
+                    Err(e) => failure(&e),
+                }
+            }
             Request::Install {
                 prepare,
                 force,
@@ -808,15 +879,7 @@ impl Handler for Admin {
                     Err(e) => failure(&e),
                 }
             }
-            // The live path (validate, offer to the running plugin's
-            // `reconfigure`, swap between two steps) is not built yet: refuse
-            // rather than store values the running plugin would not get.
-            Request::ConfigSet { name, .. } => refusal(
-                ProblemCode::ConfigLiveUnavailable,
-                &format!("controller plugin \"{name}\""),
-                "live configuration through the daemon is not available yet; stop the daemon to change stored values",
-                "stop the daemon (systemctl stop xplugin-controller), run `xplugin-controller config set` again, and start it: the plugin gets the values at its start",
-            ),
+            Request::ConfigSet { name, assignments } => self.config_set(&root, &name, &assignments),
             Request::QuarantineList => match xplugin_host::quarantine::list(&root) {
                 Ok(l) => respond(&l, None),
                 Err(e) => failure(&e),

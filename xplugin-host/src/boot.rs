@@ -10,7 +10,7 @@
 use crate::checks::{check_plugin_folder, HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
 use crate::cycle::{Cycle, CycleHooks, CycleNotice, CycleSettings, TimingReport};
-use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad};
+use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad, Reconfigured};
 use crate::services::Bus;
 use crate::stage::Stage;
 use serde::Serialize;
@@ -485,6 +485,18 @@ fn settle_quarantine(
     }
 }
 
+/// What [`Booted::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveReconfigure {
+    /// The plugin's answer.
+    pub outcome: Reconfigured,
+    /// Its steps skipped while `reconfigure` ran.
+    pub paused_steps: u64,
+    /// True when the host could not get between two steps (the plugin was
+    /// not called; `outcome` says why).
+    pub unreachable: bool,
+}
+
 /// A running plugin set and its report.
 pub struct Booted {
     lifecycle: Lifecycle,
@@ -674,6 +686,51 @@ impl Booted {
     /// The running cycle, if any.
     pub fn cycle(&self) -> Option<&Cycle> {
         self.cycle.as_ref()
+    }
+
+    /// Offers running plugin `name` its whole new configuration
+    /// `config_json` through `reconfigure`, never while its `step` runs: the
+    /// step gate gives a gap after its current step, and its turns in the
+    /// cycle are skipped (counted) until `reconfigure` returns; the other
+    /// plugins keep their cycle. Call on the thread that owns the boot (the
+    /// daemon's main thread).
+    pub fn reconfigure(&mut self, name: &str, config_json: &str) -> LiveReconfigure {
+        let paused = |c: Option<&Cycle>| {
+            c.and_then(|c| {
+                c.stats()
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.paused_steps.load(std::sync::atomic::Ordering::Relaxed))
+            })
+            .unwrap_or(0)
+        };
+        let before = paused(self.cycle.as_ref());
+        let period_ns = self.cycle.as_ref().map_or(0, |c| c.stats().period_ns);
+        // Time for the current step to return: two periods and a second.
+        let timeout = std::time::Duration::from_nanos(period_ns.saturating_mul(2))
+            + std::time::Duration::from_secs(1);
+        let guard = match self.cycle.as_ref().map(|c| c.close_gate(name, timeout)) {
+            Some(Err(_)) => {
+                return LiveReconfigure {
+                    outcome: Reconfigured::Refused(format!(
+                        "its step did not return within {} ms, so the host could not call reconfigure between two steps",
+                        timeout.as_millis()
+                    )),
+                    paused_steps: 0,
+                    unreachable: true,
+                }
+            }
+            Some(Ok(g)) => g,
+            None => None,
+        };
+        let outcome = self.lifecycle.reconfigure(name, config_json);
+        drop(guard);
+        LiveReconfigure {
+            outcome,
+            paused_steps: paused(self.cycle.as_ref()).saturating_sub(before),
+            unreachable: false,
+        }
     }
 
     /// Acts on what the cycle reported since the last call: plugins taken

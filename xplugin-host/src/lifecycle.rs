@@ -109,6 +109,21 @@ struct Entry {
     was_started: bool,
 }
 
+/// What [`Lifecycle::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconfigured {
+    /// The plugin took the new configuration.
+    Applied,
+    /// The plugin has no `reconfigure` (or it said
+    /// `XPLUGIN_ERR_NOT_IMPLEMENTED`): it gets the values at its next start.
+    NotSupported,
+    /// The plugin is not running: it gets the values at its next start.
+    NotRunning,
+    /// The plugin refused; its status and text. It keeps its old
+    /// configuration.
+    Refused(String),
+}
+
 /// A plugin set going through its lifecycle. Dropping it without
 /// [`Lifecycle::shutdown`] still stops and destroys what runs.
 pub struct Lifecycle {
@@ -525,6 +540,56 @@ impl Lifecycle {
                 stop_error: e.stop_error.clone(),
             })
             .collect()
+    }
+
+    /// Calls running plugin `name`'s `reconfigure` with the whole new
+    /// configuration `config_json` (an object, as `init` got) and, when it
+    /// accepts, makes that its configuration for a later restart too.
+    ///
+    /// The caller must make sure the plugin's `step` cannot run meanwhile
+    /// (the cycle's step gate, [`crate::cycle::Cycle::close_gate`]); `&mut
+    /// self` keeps every other lifecycle call out.
+    pub fn reconfigure(&mut self, name: &str, config_json: &str) -> Reconfigured {
+        let Some(i) = self.entries.iter().position(|e| e.spec.name == name) else {
+            return Reconfigured::NotRunning;
+        };
+        let e = &mut self.entries[i];
+        if e.state != LifecycleState::Running {
+            return Reconfigured::NotRunning;
+        }
+        let Some(reconfigure) = e.loaded.as_ref().and_then(|l| l.descriptor().reconfigure) else {
+            return Reconfigured::NotSupported;
+        };
+        let config = format!("{config_json}\0");
+        let mut err = [0u8; ERR_BUF];
+        // SAFETY: the state is `Running`, so `init` returned OK with this
+        // instance and nothing destroyed it; `&mut self` serialises lifecycle
+        // calls and our caller keeps the plugin's `step` from running, so no
+        // other call into the instance runs now. `config` is NUL-terminated
+        // with `config_json.len()` bytes before the NUL and outlives the call;
+        // `err` is a local buffer of `err.len()` bytes.
+        let status = crate::journal::around(i, Stage::Reconfigure, || unsafe {
+            reconfigure(
+                e.instance,
+                config.as_ptr().cast::<c_char>(),
+                config_json.len(),
+                err.as_mut_ptr().cast::<c_char>(),
+                err.len(),
+            )
+        });
+        match status {
+            XPLUGIN_OK => {
+                e.spec.config_json = config_json.to_string();
+                log::info!("plugin \"{name}\" reconfigured");
+                Reconfigured::Applied
+            }
+            xplugin_abi::XPLUGIN_ERR_NOT_IMPLEMENTED => Reconfigured::NotSupported,
+            other => {
+                let why = status_text(other, &err);
+                log::warn!("plugin \"{name}\" refused its new configuration: {why}");
+                Reconfigured::Refused(why)
+            }
+        }
     }
 
     /// Running plugins that hold the host busy (`set_busy`), in load order.

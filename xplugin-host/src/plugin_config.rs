@@ -49,6 +49,7 @@
 //! every message shows [`MASK`].
 
 use crate::checks::{read_bounded, subject};
+use crate::lifecycle::Reconfigured;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use xplugin_model::config_schema::{
@@ -435,11 +436,25 @@ fn open(root: &Path, name: &str) -> Result<Store, ConfigError> {
 }
 
 fn target(store: Store, side: Side, name: &str) -> Result<Target, ConfigError> {
+    let Some(generation) = store.current()? else {
+        return Err(ConfigError::NotInstalled {
+            name: name.to_string(),
+            root: store.root().to_path_buf(),
+        });
+    };
+    target_in(store, generation, side, name)
+}
+
+fn target_in(
+    store: Store,
+    generation: Generation,
+    side: Side,
+    name: &str,
+) -> Result<Target, ConfigError> {
     let not_installed = || ConfigError::NotInstalled {
         name: name.to_string(),
         root: store.root().to_path_buf(),
     };
-    let generation = store.current()?.ok_or_else(not_installed)?;
     let dir = generation.plugin_dir(name).ok_or_else(not_installed)?;
     let path = dir.join(format!("{name}.json"));
     let outcome = match read_bounded(&path, 1 << 20) {
@@ -580,8 +595,20 @@ pub struct ConfigSetReport {
     pub file: PathBuf,
     /// The items whose value changed (masked for passwords).
     pub changes: Vec<ValueChange>,
-    /// When the plugin gets them: `next-start` (stored without a daemon).
+    /// When the plugin gets them: `now` (the running plugin took them
+    /// through `reconfigure`) or `next-start`.
     pub applies: &'static str,
+    /// Why `next-start` (no daemon, the plugin has no `reconfigure`, it is
+    /// not running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// With `now`: the plugin's steps skipped while its `reconfigure` ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_steps: Option<u64>,
+    /// A committed generation that does not run yet and got the same
+    /// values (it boots with them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub also_generation: Option<u64>,
 }
 
 impl std::fmt::Display for ConfigSetReport {
@@ -597,12 +624,36 @@ impl std::fmt::Display for ConfigSetReport {
             };
             writeln!(f, "{who}: {} {} -> {}", c.item, show(&c.from), show(&c.to))?;
         }
-        writeln!(
-            f,
-            "stored in {}; no daemon applies it now: {} gets the new values at its next start",
-            self.file.display(),
-            self.plugin
-        )
+        if let Some(g) = self.also_generation {
+            writeln!(
+                f,
+                "also stored for generation {g}, which runs from the next start"
+            )?;
+        }
+        match (self.applies, self.paused_steps) {
+            ("now", Some(0)) => writeln!(
+                f,
+                "applied to the running plugin between two of its steps and stored in {}",
+                self.file.display()
+            ),
+            ("now", Some(n)) => writeln!(
+                f,
+                "applied to the running plugin ({n} of its steps skipped while it reconfigured) and stored in {}",
+                self.file.display()
+            ),
+            ("now", None) => writeln!(
+                f,
+                "applied to the running plugin and stored in {}",
+                self.file.display()
+            ),
+            _ => writeln!(
+                f,
+                "stored in {}; {}: {} gets the new values at its next start",
+                self.file.display(),
+                self.why.as_deref().unwrap_or("no daemon applies it now"),
+                self.plugin
+            ),
+        }
     }
 }
 
@@ -645,7 +696,156 @@ pub fn set_local(
         file,
         changes: change.changes,
         applies: "next-start",
+        why: None,
+        paused_steps: None,
+        also_generation: None,
     })
+}
+
+/// How the daemon's main thread answered a live change (see [`set_live`]).
+pub type LiveAnswer = Result<crate::boot::LiveReconfigure, String>;
+
+/// `config set NAME KEY=VALUE ...` for a controller plugin running in the
+/// daemon, whose boot runs generation `running`:
+///
+/// 1. validates every assignment against the items and stored values of
+///    the running generation (nothing happens unless all are valid);
+/// 2. when another generation is committed but not running yet, checks
+///    that its items for the plugin are the same (else refuses with
+///    `config.pending_generation`: the change would be lost at its start);
+/// 3. offers the whole new configuration to the running plugin through
+///    `offer` (the daemon hands it to its main thread, which calls
+///    `reconfigure` between two of the plugin's steps);
+/// 4. stores the values (of both generations) only when the plugin took
+///    them, or when it cannot take them live (no `reconfigure`, not
+///    running: it gets them at its next start). Should storing fail after
+///    the plugin took them, the old configuration is offered back.
+///
+/// The store lock is held throughout, so no install or other change runs
+/// in between.
+///
+/// # Errors
+/// [`ConfigError::Refused`] for invalid assignments,
+/// `config.refused_by_plugin`, `config.pending_generation` and
+/// `config.live_unavailable` (nothing changed); the store's error.
+pub fn set_live(
+    root: &Path,
+    name: &str,
+    args: &[String],
+    running: u64,
+    offer: &mut dyn FnMut(&str) -> LiveAnswer,
+) -> Result<ConfigSetReport, ConfigError> {
+    let side = Side::Controller;
+    let store = open(root, name)?;
+    let lock = store.lock_wait(std::time::Duration::from_secs(10))?;
+    let current = store.current()?.map(|g| g.number);
+    let who = subject(side, name);
+    let refuse = |code: ProblemCode, message: String, hint: &str| ConfigError::Refused {
+        name: name.to_string(),
+        problems: Problems(vec![Problem::new(code, who.clone(), message, hint)]),
+    };
+    let Some(generation) = store.generation(running)? else {
+        return Err(refuse(
+            ProblemCode::ConfigPendingGeneration,
+            format!("generation {running}, which the daemon runs, is no longer kept in the root"),
+            "restart the controller (systemctl restart xplugin-controller) so the committed generation runs, then change the values",
+        ));
+    };
+    let t = target_in(store, generation, side, name)?;
+    let refused = |problems: Problems| ConfigError::Refused {
+        name: name.to_string(),
+        problems,
+    };
+    let assignments = parse_assignments(&t.manifest.subject(), args).map_err(refused)?;
+    let stored = values_for(&t.store, running, &t.manifest).map_err(refused)?;
+    let change = prepare_change(&t.manifest, &stored, &assignments).map_err(refused)?;
+    let file = t.store.values_path(running, name)?;
+    // A generation committed after the running one boots with its own copy
+    // of the values: it gets the change too, if its items are the same.
+    let mut also = None;
+    if let Some(next) = current.filter(|&c| c != running) {
+        let next_gen = t.store.generation(next)?;
+        if let Some(g) = next_gen.filter(|g| g.plugin_dir(name).is_some()) {
+            let m = installed_manifest(&g, side, name);
+            if m.as_ref().map(|m| &m.config) != Some(&t.manifest.config) {
+                return Err(refuse(
+                    ProblemCode::ConfigPendingGeneration,
+                    format!(
+                        "generation {next} is committed and runs from the next start with other configuration items for this plugin; a change now would not reach it"
+                    ),
+                    "restart the controller (systemctl restart xplugin-controller) so that generation runs, then change the values",
+                ));
+            }
+            also = m.map(|m| (next, m));
+        }
+    }
+    let mut report = ConfigSetReport {
+        plugin: name.to_string(),
+        side,
+        generation: running,
+        file,
+        changes: change.changes.clone(),
+        applies: "now",
+        why: None,
+        paused_steps: None,
+        also_generation: also.as_ref().map(|(n, _)| *n),
+    };
+    if change.changes.is_empty() {
+        return Ok(report);
+    }
+    let answer = offer(&change.values.to_json().to_string()).map_err(|why| {
+        refuse(
+            ProblemCode::ConfigLiveUnavailable,
+            format!("the daemon could not offer the change to the running plugin: {why}"),
+            "try again; if it persists, see the daemon's log",
+        )
+    })?;
+    match &answer.outcome {
+        Reconfigured::Applied => report.paused_steps = Some(answer.paused_steps),
+        Reconfigured::Refused(why) if answer.unreachable => {
+            return Err(refuse(
+                ProblemCode::ConfigLiveUnavailable,
+                format!("the change was not offered to the running plugin: {why}"),
+                "see the daemon's log for the plugin's step; try again once it steps normally",
+            ))
+        }
+        Reconfigured::Refused(why) => return Err(refuse(
+            ProblemCode::ConfigRefusedByPlugin,
+            format!("the running plugin refused the new configuration: {why}; nothing was changed"),
+            "change the values as the plugin's message says (its vendor documents what it accepts)",
+        )),
+        Reconfigured::NotSupported => {
+            report.applies = "next-start";
+            report.why = Some(
+                "the running plugin cannot take new values while it runs (it has no reconfigure)"
+                    .into(),
+            );
+        }
+        Reconfigured::NotRunning => {
+            report.applies = "next-start";
+            report.why = Some("the plugin is not running".into());
+        }
+    }
+    let stored_now =
+        commit_values(&t.store, &lock, running, &t.manifest, &change.values).and_then(|()| {
+            match &also {
+                Some((next, m)) => commit_values(&t.store, &lock, *next, m, &change.values),
+                None => Ok(()),
+            }
+        });
+    if let Err(e) = stored_now {
+        if answer.outcome == Reconfigured::Applied {
+            // Keep what runs and what is stored the same.
+            match offer(&stored.to_json().to_string()) {
+                Ok(a) if a.outcome == Reconfigured::Applied => {}
+                other => log::error!(
+                    "plugin \"{name}\" runs with values that could not be stored, and taking them back failed: {other:?}"
+                ),
+            }
+        }
+        return Err(e.into());
+    }
+    Ok(report)
 }
 
 /// The lines of an import or install report for one plugin's migration:

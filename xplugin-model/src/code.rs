@@ -645,8 +645,14 @@ problem_codes! {
         "A plugin's stored configuration values cannot be read or do not fit its items (a damaged or hand-edited file under ROOT/state/config).",
         "Set the items named with `config set NAME KEY=VALUE`, or delete the file named to return the plugin to its defaults.";
     ConfigLiveUnavailable = "config.live_unavailable", Error,
-        "The running daemon cannot change configuration values yet (the live path is not built).",
-        "Stop the daemon, change the stored values with `config set`, and start it again.";
+        "The running daemon could not offer a configuration change to the running plugin (its step did not return, or the daemon is shutting down); nothing was changed.",
+        "Try again; if the plugin's step is hung the supervisor stops it, see the daemon's log.";
+    ConfigRefusedByPlugin = "config.refused_by_plugin", Error,
+        "The running plugin refused the new configuration through its reconfigure (its reason is in the message); nothing was applied or stored.",
+        "Change the values as the plugin's message says.";
+    ConfigPendingGeneration = "config.pending_generation", Error,
+        "A newer generation is committed but not running yet, and its configuration items for the plugin differ; a live change would be lost when it starts.",
+        "Restart the controller so the committed generation runs (or commit with --apply now), then change the values.";
     // --- quarantine: fault containment (xplugin-host) ---
     QuarantineNotQuarantined = "quarantine.not_quarantined", Error,
         "The plugin named is not quarantined.",

@@ -260,6 +260,17 @@ impl Store {
         Generation::load(&self.generations_root(), number).map(Some)
     }
 
+    /// Generation `number`, if it is on disk.
+    ///
+    /// # Errors
+    /// [`StoreError::StateJson`] if its `state.json` is unreadable.
+    pub fn generation(&self, number: u64) -> Result<Option<Generation>, StoreError> {
+        if !self.generations_root().join(number.to_string()).is_dir() {
+            return Ok(None);
+        }
+        Generation::load(&self.generations_root(), number).map(Some)
+    }
+
     /// The generation a [`Store::rollback`] would restore, if it is on disk.
     ///
     /// # Errors

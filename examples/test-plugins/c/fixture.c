@@ -78,12 +78,26 @@
  *                             with FIXTURE_BUSY_STEPS=n (and FIXTURE_STEP) the
  *                             n-th step clears it; otherwise it stays set
  *                             until the plugin is stopped.
+ *   FIXTURE_RECONFIGURE_REFUSE="t"  reconfigure refuses (XPLUGIN_ERR_INVALID_ARG,
+ *                             "NAME: refuses a configuration holding t") any
+ *                             configuration whose JSON text contains t.
+ *   FIXTURE_RECONFIGURE_SLEEP_US=n  reconfigure takes n microseconds (sleeps)
+ *                             before it accepts.
+ *   FIXTURE_NO_RECONFIGURE    the descriptor's reconfigure is NULL.
+ *   FIXTURE_STEP_OBSERVE      (with FIXTURE_STEP and FIXTURE_RECORD) the plugin
+ *                             watches the host's promise that reconfigure and
+ *                             step never overlap: each records
+ *                             "NAME:OVERLAP ..." if it finds the other running;
+ *                             the first step after an accepted reconfigure
+ *                             records "NAME:step-sees-config N cycle C" (N
+ *                             counts accepted reconfigures).
  *
  * Example: cc -std=c99 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden
  *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
  *   -o libfailinit.so examples/test-plugins/c/fixture.c
  */
-#if (defined(FIXTURE_STEP_SPIN_US) || defined(FIXTURE_CRASH_HOW)) && !defined(_POSIX_C_SOURCE)
+#if (defined(FIXTURE_STEP_SPIN_US) || defined(FIXTURE_CRASH_HOW) || \
+     defined(FIXTURE_RECONFIGURE_SLEEP_US)) && !defined(_POSIX_C_SOURCE)
 /* clock_gettime and sleep under -std=c99. */
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -133,6 +147,10 @@ typedef struct fixture {
   char trace_file[FIXTURE_PATH_MAX]; /* empty: not recording */
 #ifdef FIXTURE_MESSAGING
   fixture_messaging messaging;
+#endif
+#ifdef FIXTURE_STEP_OBSERVE
+  int in_step, in_reconfigure; /* __atomic builtins: two host threads look */
+  uint64_t config_seq, seen_seq;
 #endif
 } fixture;
 
@@ -540,6 +558,22 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     return XPLUGIN_ERR_INVALID_ARG;
   }
   self->steps++;
+#ifdef FIXTURE_STEP_OBSERVE
+  __atomic_store_n(&self->in_step, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&self->in_reconfigure, __ATOMIC_SEQ_CST)) {
+    (void)record(self, "OVERLAP step while reconfigure runs");
+  }
+  {
+    uint64_t seq = __atomic_load_n(&self->config_seq, __ATOMIC_SEQ_CST);
+    if (seq != self->seen_seq) {
+      char line[96];
+      self->seen_seq = seq;
+      snprintf(line, sizeof line, "step-sees-config %llu cycle %llu",
+               (unsigned long long)seq, (unsigned long long)cycle);
+      (void)record(self, line);
+    }
+  }
+#endif
 #if defined(FIXTURE_CRASH_STEP) && defined(FIXTURE_CRASH_RANDOM)
   if (self->steps == 1) {
     self->crash_at = 1 + (now_ns / 1000u) % (uint64_t)(FIXTURE_CRASH_STEP);
@@ -581,6 +615,9 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     fixture_set_busy(self, 0);
   }
 #endif
+#ifdef FIXTURE_STEP_OBSERVE
+  __atomic_store_n(&self->in_step, 0, __ATOMIC_SEQ_CST);
+#endif
 #ifdef FIXTURE_STEP_FAIL
   return XPLUGIN_ERR_FAILED;
 #else
@@ -592,10 +629,11 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
 #define FIXTURE_STEP_FN NULL
 #endif
 
-static xplugin_status fixture_reconfigure(void *instance,
-                                          const char *config_json,
-                                          size_t config_len, char *err,
-                                          size_t err_cap) {
+#ifndef FIXTURE_NO_RECONFIGURE
+static xplugin_status fixture_reconfigure_checks(void *instance,
+                                                 const char *config_json,
+                                                 size_t config_len, char *err,
+                                                 size_t err_cap) {
   (void)config_json;
   (void)config_len;
 #ifdef FIXTURE_RECORD_CONFIG
@@ -606,8 +644,55 @@ static xplugin_status fixture_reconfigure(void *instance,
     return XPLUGIN_ERR_IO;
   }
 #endif
+#ifdef FIXTURE_RECONFIGURE_REFUSE
+  /* config_json is NUL-terminated (as for init). */
+  if (config_json != NULL && strstr(config_json, FIXTURE_RECONFIGURE_REFUSE) != NULL) {
+    set_error(err, err_cap,
+              FIXTURE_NAME ": refuses a configuration holding " FIXTURE_RECONFIGURE_REFUSE);
+    return XPLUGIN_ERR_INVALID_ARG;
+  }
+#endif
+#ifdef FIXTURE_RECONFIGURE_SLEEP_US
+  {
+    struct timespec ts;
+    ts.tv_sec = (time_t)((FIXTURE_RECONFIGURE_SLEEP_US) / 1000000);
+    ts.tv_nsec = (long)(((FIXTURE_RECONFIGURE_SLEEP_US) % 1000000) * 1000);
+    nanosleep(&ts, NULL);
+  }
+#endif
   return fixture_stage(instance, "reconfigure", 0, err, err_cap);
 }
+
+static xplugin_status fixture_reconfigure(void *instance,
+                                          const char *config_json,
+                                          size_t config_len, char *err,
+                                          size_t err_cap) {
+  xplugin_status status;
+#ifdef FIXTURE_STEP_OBSERVE
+  fixture *self = (fixture *)instance;
+  if (self != NULL) {
+    __atomic_store_n(&self->in_reconfigure, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&self->in_step, __ATOMIC_SEQ_CST)) {
+      (void)record(self, "OVERLAP reconfigure while step runs");
+    }
+  }
+#endif
+  status = fixture_reconfigure_checks(instance, config_json, config_len, err,
+                                      err_cap);
+#ifdef FIXTURE_STEP_OBSERVE
+  if (self != NULL) {
+    if (status == XPLUGIN_OK) {
+      __atomic_add_fetch(&self->config_seq, 1, __ATOMIC_SEQ_CST);
+    }
+    __atomic_store_n(&self->in_reconfigure, 0, __ATOMIC_SEQ_CST);
+  }
+#endif
+  return status;
+}
+#define FIXTURE_RECONFIGURE_FN fixture_reconfigure
+#else
+#define FIXTURE_RECONFIGURE_FN NULL
+#endif
 
 static void fixture_destroy(void *instance) {
   fixture *self = (fixture *)instance;
@@ -629,7 +714,7 @@ static const xplugin_descriptor fixture_descriptor = {
     fixture_start,
     fixture_stop,
     fixture_destroy,
-    fixture_reconfigure,
+    FIXTURE_RECONFIGURE_FN,
     FIXTURE_STEP_FN,
     NULL, /* idle */
 };

@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use xplugin_tests::build::{c_fixture, controller_manifest, plugin_folder, runner_prefix};
 use xplugin_tests::daemon::Daemon;
 use xplugin_tests::hostile::raw::{RawEntry, RawZip};
@@ -56,14 +57,15 @@ const TUNER_V2: &str = r#"{
 /// Lays out the C fixture `tuner` at `version` with `items`, recording its
 /// lifecycle and configuration into its data directory's trace.log.
 fn add_tuner(s: &Scenario, version: &str, items: &str) {
-    let lib = c_fixture(
-        "tuner",
-        &[
-            &format!("FIXTURE_VERSION=\"{version}\""),
-            "FIXTURE_RECORD",
-            "FIXTURE_RECORD_CONFIG",
-        ],
-    );
+    add_tuner_with(s, version, items, &[]);
+}
+
+/// As [`add_tuner`], with more fixture defines.
+fn add_tuner_with(s: &Scenario, version: &str, items: &str, extra: &[&str]) {
+    let v = format!("FIXTURE_VERSION=\"{version}\"");
+    let mut defines = vec![v.as_str(), "FIXTURE_RECORD", "FIXTURE_RECORD_CONFIG"];
+    defines.extend_from_slice(extra);
+    let lib = c_fixture("tuner", &defines);
     let dir = s.plugins.join("controller");
     let _ = std::fs::remove_dir_all(dir.join("tuner"));
     plugin_folder(
@@ -720,32 +722,216 @@ fn the_pendant_has_the_same_commands_for_client_plugins() {
     );
 }
 
+/// The examples and a stepping tuner 1.0.0 that watches for overlapping
+/// calls (`extra`: more fixture defines), imported.
+fn installed_stepping(extra: &[&str]) -> Scenario {
+    let s = Scenario::new();
+    s.license_all();
+    let mut defines = vec!["FIXTURE_STEP", "FIXTURE_STEP_OBSERVE"];
+    defines.extend_from_slice(extra);
+    add_tuner_with(&s, "1.0.0", TUNER_V1, &defines);
+    s.import(&s.pack("v1"), &[]).ok();
+    s
+}
+
+fn tuner_trace(s: &Scenario) -> String {
+    std::fs::read_to_string(s.controller_root.join("data/tuner/trace.log")).unwrap_or_default()
+}
+
 #[test]
-fn through_a_running_daemon_show_answers_and_set_is_refused_for_now() {
-    let s = installed();
+fn a_running_daemon_applies_a_multi_item_change_between_two_steps() {
+    // Each step takes 200 µs and each reconfigure 5 ms: at a 2 ms period a
+    // reconfigure spans several of the plugin's turns, so calls that could
+    // overlap would (the fixture records any overlap from either side).
+    let s = installed_stepping(&[
+        "FIXTURE_STEP_SPIN_US=200",
+        "FIXTURE_RECONFIGURE_SLEEP_US=5000",
+    ]);
     let d = Daemon::start(&s, &[]);
-    let r = d.cli(&["config", "show", "tuner", "--json"]).ok();
-    let shown = r.json();
+    let shown = d.cli(&["config", "show", "tuner", "--json"]).ok().json();
     assert_eq!(value(&shown, "pin"), "********");
     assert_eq!(value(&shown, "gain"), 1.0);
+    let changes = [
+        ["gain=2.0", "retries=5", "joints=[3,4]"],
+        ["gain=3.5", "retries=7", "joints=[5]"],
+        ["gain=0.5", "retries=1", "joints=[1,2,7]"],
+    ];
+    for (n, change) in changes.iter().enumerate() {
+        let mut args = vec!["config", "set", "tuner"];
+        args.extend_from_slice(change);
+        args.push("--json");
+        let r = d.cli(&args).ok();
+        let report = r.json();
+        assert_eq!(report["applies"], "now", "{report:#}");
+        assert_eq!(
+            report["changes"].as_array().map(Vec::len),
+            Some(3),
+            "{report:#}"
+        );
+        assert!(
+            report["paused_steps"].as_u64().is_some_and(|p| p > 0),
+            "a 5 ms reconfigure at a 1 ms period skips the plugin's turns: {report:#}"
+        );
+        // Stored, for the next start too.
+        let shown = d.cli(&["config", "show", "tuner", "--json"]).ok().json();
+        let gain: f64 = change[0]["gain=".len()..].parse().unwrap();
+        assert_eq!(value(&shown, "gain"), gain, "{shown:#}");
+        // The plugin got all three items in one call, then stepped on.
+        let trace = tuner_trace(&s);
+        let got: serde_json::Value = trace
+            .lines()
+            .filter_map(|l| l.strip_prefix("tuner:config-reconfigure "))
+            .nth(n)
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no reconfigure {n} in\n{trace}"));
+        assert_eq!(got["gain"], gain, "{got}");
+        let retries: u64 = change[1]["retries=".len()..].parse().unwrap();
+        assert_eq!(got["retries"], retries, "{got}");
+        assert_eq!(
+            got["joints"].to_string(),
+            change[2]["joints=".len()..],
+            "{got}"
+        );
+        assert_eq!(
+            got["pin"], "0000",
+            "the plugin gets its real password: {got}"
+        );
+        let seen = format!("tuner:step-sees-config {}", n + 1);
+        let start = std::time::Instant::now();
+        while !tuner_trace(&s).contains(&seen) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no step after reconfigure {}:\n{}",
+                n + 1,
+                tuner_trace(&s)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let trace = tuner_trace(&s);
+    assert!(!trace.contains("OVERLAP"), "{trace}");
+    // The cycle kept running for everyone, tuner included.
+    let status = d.status().ok().json();
+    let timing = &status["timing"]["plugins"]["tuner"];
+    assert!(
+        timing["paused_steps"].as_u64().is_some_and(|p| p >= 3),
+        "{status:#}"
+    );
+    assert_eq!(d.stop(), 0);
+    // The next start gets the last values through init.
+    boot_ok(&s);
+    assert_eq!(tuner_init_config(&s)["gain"], 0.5);
+}
+
+#[test]
+fn a_running_plugin_that_refuses_a_change_keeps_its_values_and_nothing_is_stored() {
+    let s = installed_stepping(&["FIXTURE_RECONFIGURE_REFUSE=\"eco\""]);
+    let d = Daemon::start(&s, &[]);
     let before = std::fs::read(values_file(&s, 1, "tuner")).unwrap_or_default();
-    let r = d.cli(&["config", "set", "tuner", "gain=2.0", "--json"]);
+    let r = d.cli(&["config", "set", "tuner", "mode=eco", "gain=2.0", "--json"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert_eq!(
-        problems_with(&r.json(), "config.live_unavailable").len(),
+        problems_with(&r.json(), "config.refused_by_plugin").len(),
         1,
         "{}",
         r.all()
     );
-    assert!(r.stderr.contains("stop the daemon"), "{}", r.all());
+    assert!(
+        r.stderr.contains("refuses a configuration holding eco"),
+        "{}",
+        r.all()
+    );
     assert_eq!(
         std::fs::read(values_file(&s, 1, "tuner")).unwrap_or_default(),
         before
     );
-    // Not behind the daemon's back either.
-    let r = set(&s, &["tuner", "gain=2.0", "--json"]);
-    assert_eq!(r.code, 1, "{}", r.all());
+    let shown = d.cli(&["config", "show", "tuner", "--json"]).ok().json();
+    assert_eq!(value(&shown, "mode"), "safe");
+    assert_eq!(value(&shown, "gain"), 1.0);
+    // The host's own checks come first: an invalid value never reaches it.
+    let calls = tuner_trace(&s).matches("config-reconfigure").count();
+    let r = d.cli(&["config", "set", "tuner", "gain=9", "--json"]);
+    assert_eq!(
+        problems_with(&r.json(), "config.out_of_range").len(),
+        1,
+        "{}",
+        r.all()
+    );
+    assert_eq!(tuner_trace(&s).matches("config-reconfigure").count(), calls);
+    // Without --admin-socket the command finds the daemon and goes
+    // through it: never behind its back.
+    let r = set(&s, &["tuner", "gain=2.0", "--json"]).ok();
+    let report = r.json();
+    assert_eq!(report["applies"], "now", "{}", r.all());
+    assert_eq!(
+        report["changes"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.all()
+    );
     assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn a_plugin_without_reconfigure_gets_a_live_change_at_its_next_start() {
+    let s = installed_stepping(&["FIXTURE_NO_RECONFIGURE"]);
+    let d = Daemon::start(&s, &[]);
+    let r = d.cli(&["config", "set", "tuner", "gain=2.5"]).ok();
+    assert!(r.stdout.contains("no reconfigure"), "{}", r.all());
+    assert!(r.stdout.contains("next start"), "{}", r.all());
+    let r = d
+        .cli(&["config", "set", "tuner", "gain=3.0", "--json"])
+        .ok();
+    assert_eq!(r.json()["applies"], "next-start", "{}", r.all());
+    assert_eq!(d.stop(), 0);
+    let d = Daemon::start(&s, &[]);
+    assert_eq!(tuner_init_config(&s)["gain"], 3.0);
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn a_rust_plugin_takes_a_live_change_through_reconfigure() {
+    let s = installed();
+    let d = Daemon::start(&s, &[]);
+    let r = d
+        .cli(&[
+            "config",
+            "set",
+            "plugindemo",
+            "speed_override=0.5",
+            "--json",
+        ])
+        .ok();
+    assert_eq!(r.json()["applies"], "now", "{}", r.all());
+    let start = std::time::Instant::now();
+    while !d
+        .log_text()
+        .contains("plugindemo: reconfigured, speed override 0.5")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A value off its step is the host's refusal, before the plugin.
+    let r = d.cli(&[
+        "config",
+        "set",
+        "plugindemo",
+        "speed_override=0.33",
+        "--json",
+    ]);
+    assert_eq!(
+        problems_with(&r.json(), "config.off_step").len(),
+        1,
+        "{}",
+        r.all()
+    );
+    assert_eq!(d.stop(), 0);
+    boot_ok(&s);
+    assert_eq!(plugindemo_speed(&s), 0.5);
 }
 
 /// plugindemo's manifest (Rust) with `items` as its `config` (the license

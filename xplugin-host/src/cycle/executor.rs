@@ -2,6 +2,7 @@
 
 use super::clock::{self, monotonic_ns};
 use super::counter::Counter;
+use super::gate;
 use super::outbox::{self, LogRecord, MessageRecord, LOG_RING, MESSAGE_RING};
 use super::service::{self, ServiceContext};
 use super::stats::{CycleStats, PluginStats, SlotState, TimingReport};
@@ -365,6 +366,26 @@ impl Cycle {
         &self.notices
     }
 
+    /// Closes the step gate of `plugin` ([`super::gate`]): returns once its
+    /// step is not running and will not run until the guard is dropped;
+    /// `Ok(None)` when the plugin is not in this cycle (nothing steps it).
+    ///
+    /// # Errors
+    /// [`gate::StepDidNotReturn`] when the cycle did not acknowledge within
+    /// `timeout`; the gate is open again.
+    pub fn close_gate(
+        &self,
+        plugin: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<gate::GateGuard<'_>>, gate::StepDidNotReturn> {
+        let Some(p) = self.stats.plugins.iter().find(|p| p.name == plugin) else {
+            return Ok(None);
+        };
+        gate::close(&p.gate, &self.stats.finished, self.stats.period_ns, timeout)
+            .map(Some)
+            .ok_or(gate::StepDidNotReturn)
+    }
+
     /// Asks the cycle to stop after the current cycle.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -467,7 +488,15 @@ impl CycleThread {
             for i in 0..self.slots.len() {
                 // A stop requested mid-cycle (a safe stop after a hang) steps
                 // nobody any more: the others may be stopped at once.
+                let gate = &stats.plugins[i].gate;
                 if !self.slots[i].active || self.stop.load(Relaxed) {
+                    gate::after_turn(gate);
+                    continue;
+                }
+                if !gate::may_step(gate) {
+                    // Another thread is in this instance (`reconfigure`).
+                    let p = &stats.plugins[i].paused_steps;
+                    p.store(p.load(Relaxed) + 1, Relaxed);
                     continue;
                 }
                 outbox::set_current(i as u16);
@@ -498,6 +527,7 @@ impl CycleThread {
                 if self.slots[i].budget_ticks != 0 {
                     self.check_budget(i, step_ticks, cycle, now);
                 }
+                gate::after_turn(&stats.plugins[i].gate);
             }
             let busy_ticks = t.wrapping_sub(start);
             stats.cycle.record(busy_ticks);

@@ -56,7 +56,13 @@ pub struct PluginStats {
     pub overruns: AtomicU64,
     /// Steps that returned an error.
     pub failures: AtomicU64,
+    /// Steps not called because the plugin was reconfiguring (its
+    /// `reconfigure` ran on another thread across its turn).
+    pub paused_steps: AtomicU64,
     pub(crate) state: AtomicU8,
+    /// The step gate (see [`super::gate`]): written by the thread that
+    /// reconfigures and, to acknowledge, by the cycle thread.
+    pub(crate) gate: AtomicU8,
 }
 
 impl PluginStats {
@@ -67,7 +73,9 @@ impl PluginStats {
             step: Histogram::new(),
             overruns: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            paused_steps: AtomicU64::new(0),
             state: AtomicU8::new(0),
+            gate: AtomicU8::new(super::gate::OPEN),
         }
     }
 
@@ -170,6 +178,7 @@ impl CycleStats {
                             step_ns: p.step.summary_scaled(to_ns),
                             overruns: p.overruns.load(Relaxed),
                             failures: p.failures.load(Relaxed),
+                            paused_steps: p.paused_steps.load(Relaxed),
                             budget_ns: (p.budget_ns > 0).then_some(p.budget_ns),
                             state: p.state(),
                         },
@@ -224,6 +233,8 @@ pub struct PluginTiming {
     pub overruns: u64,
     /// Steps that returned an error.
     pub failures: u64,
+    /// Steps not called while the plugin reconfigured.
+    pub paused_steps: u64,
     /// The budget, if one is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_ns: Option<u64>,
