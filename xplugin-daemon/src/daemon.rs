@@ -12,6 +12,7 @@
 //! goes to `main` through a channel. Nothing waits for the cycle thread.
 
 use crate::access::{Access, Peer};
+use crate::notify::Notifier;
 use crate::presence::DaemonLock;
 use crate::protocol::{Envelope, Request, Response};
 use crate::server::{refusal, Handler, Server};
@@ -196,9 +197,19 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }
     };
     log::info!("admin socket {} ready", server.path().display());
-    let outcome = main_loop(&opts, &signals, &shared, &mut booted, &main_rx);
+    let mut notifier = Notifier::from_env();
+    notifier.ready(&booted.report);
+    let outcome = main_loop(
+        &opts,
+        &signals,
+        &shared,
+        &mut booted,
+        &main_rx,
+        &mut notifier,
+    );
     match outcome {
         Exit::Stop => {
+            notifier.stopping();
             log::info!("stopping: plugins stop in reverse order");
             let report = booted.shutdown();
             server.stop();
@@ -207,6 +218,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
             EXIT_OK
         }
         Exit::Apply { generation } => {
+            notifier.applying(generation);
             log::info!("applying generation {generation}: stopping the plugins, then re-executing");
             let report = booted.shutdown();
             log::info!("stopped for the apply:\n{report}");
@@ -230,6 +242,7 @@ fn main_loop(
     shared: &Shared,
     booted: &mut Booted,
     requests: &Receiver<MainRequest>,
+    notifier: &mut Notifier,
 ) -> Exit {
     let mut pending: Option<(PendingApply, Instant, Duration)> = None;
     let mut last_housekeeping = Instant::now();
@@ -238,8 +251,11 @@ fn main_loop(
             return Exit::Stop;
         }
         if signals.reload.swap(false, Ordering::SeqCst) {
+            notifier.reloading();
             reload(opts, shared);
+            notifier.reloaded(&booted.report);
         }
+        notifier.tick(shared.cycle.as_deref());
         if !booted.poll_cycle().is_empty() {
             lock(&shared.live).report = booted.report.clone();
         }

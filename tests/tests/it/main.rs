@@ -9,3 +9,4 @@ mod loading;
 mod messaging;
 mod powerloss;
 mod store;
+mod systemd;
