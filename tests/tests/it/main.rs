@@ -6,6 +6,7 @@ mod hostile;
 mod hostile_cli;
 mod license;
 mod loading;
+mod mender;
 mod messaging;
 mod powerloss;
 mod store;
