@@ -398,6 +398,15 @@ fn without_a_daemon_the_module_installs_on_the_root_and_the_set_boots_at_the_nex
     let rig = Rig::new(&s, &socket);
     add_plugin(&s, "counter", &["FIXTURE_STEP"], &s.device_id);
     let art = rig.artifact(&s.pack("v2"), "plugins-2");
+    // The root belongs to an unprivileged service user (here `nobody`), as
+    // with the packaged unit: the module must act as that user, or the
+    // daemon could not write what it installed.
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    for dir in [s.tmp.path(), rig.dir.path()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    chown_tree(&s.controller_root, nobody);
     let r = rig.install(&art);
     assert_eq!(r.code, 0, "{}", r.text);
     let r = rig.mender(&["commit"]);
@@ -407,9 +416,46 @@ fn without_a_daemon_the_module_installs_on_the_root_and_the_set_boots_at_the_nex
         "{}",
         r.text
     );
+    let foreign = owned_by_others(&s.controller_root, nobody);
+    assert!(
+        foreign.is_empty(),
+        "written as another user than the root's owner: {foreign:?}"
+    );
     let d = Daemon::start_with(&s, &rig.config, &[]);
     let (running, committed, plugins) = state(&d);
     assert_eq!((running, committed), (Some(2), Some(2)));
     assert!(all_running(&plugins), "{plugins:?}");
     assert_eq!(d.stop(), 0);
+}
+
+fn chown_tree(path: &Path, uid: nix::unistd::Uid) {
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(uid),
+        None,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    if path.is_dir() && !path.is_symlink() {
+        for e in std::fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&e.path(), uid);
+        }
+    }
+}
+
+fn owned_by_others(path: &Path, uid: nix::unistd::Uid) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.uid() != uid.as_raw() {
+            out.push(path.to_path_buf());
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(path).unwrap().flatten() {
+                out.extend(owned_by_others(&e.path(), uid));
+            }
+        }
+    }
+    out
 }
