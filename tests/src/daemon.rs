@@ -99,6 +99,11 @@ impl Daemon {
             .stderr(
                 std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display())),
             );
+        // A service manager's variables reach only the daemons that a test
+        // hands them (the tests may themselves run under systemd).
+        for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            cmd.env_remove(k);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
