@@ -143,6 +143,25 @@ impl Daemon {
         self.cli(&["status", "--json"])
     }
 
+    /// `status`'s running generation and each plugin's (name, state).
+    pub fn running(&self) -> (Option<u64>, Vec<(String, String)>) {
+        let v = self.status().ok().json();
+        let plugins = v["plugins"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        (
+                            p["name"].as_str().unwrap_or("").to_string(),
+                            p["state"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (v["generation"]["running"].as_u64(), plugins)
+    }
+
     /// Runs an `xplugin-controller` command with this daemon's root,
     /// configuration and socket.
     pub fn cli(&self, args: &[&str]) -> Run {

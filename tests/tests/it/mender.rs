@@ -242,25 +242,19 @@ fn add_plugin(s: &Scenario, name: &str, defines: &[&str], devices: &str) {
 
 /// (running generation, committed generation, plugin name → state).
 fn state(d: &Daemon) -> (Option<u64>, Option<u64>, Vec<(String, String)>) {
-    let v = d.status().ok().json();
-    let plugins = v["plugins"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().unwrap_or("").to_string(),
-                        p["state"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (
-        v["generation"]["running"].as_u64(),
-        v["generation"]["committed"].as_u64(),
-        plugins,
-    )
+    let (running, plugins) = d.running();
+    let committed = d.status().ok().json()["generation"]["committed"].as_u64();
+    (running, committed, plugins)
+}
+
+/// Asserts the inventory has each of `lines`.
+fn assert_inventory(inventory: &[String], lines: &[&str]) {
+    for line in lines {
+        assert!(
+            inventory.iter().any(|l| l == line),
+            "the inventory lacks {line:?}: {inventory:?}"
+        );
+    }
 }
 
 fn all_running(plugins: &[(String, String)]) -> bool {
@@ -272,13 +266,9 @@ fn a_good_package_ends_committed_and_running_and_the_inventory_reports_it() {
     let Some(()) = usable() else { return };
     let (s, d, rig) = running_v1();
     let before = rig.inventory();
-    assert!(
-        before.contains(&"xplugin_daemon=running".to_string()),
-        "{before:?}"
-    );
-    assert!(
-        before.contains(&"xplugin_generation_running=1".to_string()),
-        "{before:?}"
+    assert_inventory(
+        &before,
+        &["xplugin_daemon=running", "xplugin_generation_running=1"],
     );
     add_plugin(&s, "counter", &["FIXTURE_STEP"], &s.device_id);
     let art = rig.artifact(&s.pack("v2"), "plugins-2");
@@ -310,27 +300,22 @@ fn a_good_package_ends_committed_and_running_and_the_inventory_reports_it() {
     assert_eq!(rig.current_artifact(), "plugins-2");
 
     let inv = rig.inventory();
-    assert!(
-        inv.contains(&"xplugin_generation_running=2".to_string()),
-        "{inv:?}"
-    );
-    assert!(
-        inv.contains(&"xplugin_plugin=counter 0.1.0 running".to_string()),
-        "{inv:?}"
-    );
-    assert!(
-        inv.contains(&"xplugin_plugin=plugindemo 1.0.0 running".to_string()),
-        "{inv:?}"
+    assert_inventory(
+        &inv,
+        &[
+            "xplugin_generation_running=2",
+            "xplugin_plugin=counter 0.1.0 running",
+            "xplugin_plugin=plugindemo 1.0.0 running",
+        ],
     );
     assert_eq!(d.stop(), 0);
     let inv = rig.inventory();
-    assert!(
-        inv.contains(&"xplugin_daemon=not-running".to_string()),
-        "{inv:?}"
-    );
-    assert!(
-        inv.contains(&"xplugin_plugin=counter 0.1.0 installed".to_string()),
-        "{inv:?}"
+    assert_inventory(
+        &inv,
+        &[
+            "xplugin_daemon=not-running",
+            "xplugin_plugin=counter 0.1.0 installed",
+        ],
     );
 }
 

@@ -104,6 +104,14 @@ fn start(s: &Scenario, manager: &Manager) -> Daemon {
     )
 }
 
+/// A scenario with the example plugins installed (generation 1).
+fn installed() -> Scenario {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("v1"), &[]).ok();
+    s
+}
+
 fn cycles(d: &Daemon) -> u64 {
     d.status().ok().json()["timing"]["cycles"]
         .as_u64()
@@ -112,9 +120,7 @@ fn cycles(d: &Daemon) -> u64 {
 
 #[test]
 fn the_daemon_is_ready_after_its_plugins_start_pings_while_cycling_and_says_stopping_on_sigterm() {
-    let s = Scenario::new();
-    s.license_all();
-    s.import(&s.pack("v1"), &[]).ok();
+    let s = installed();
     let dir = tempfile::tempdir().unwrap();
     let mut manager = Manager::at_path(&dir.path().join("notify.sock"));
     let d = start(&s, &manager);
@@ -213,9 +219,7 @@ fn a_hung_cycle_gets_no_watchdog_pings() {
 
 #[test]
 fn without_notify_socket_the_daemon_runs_and_sends_nothing() {
-    let s = Scenario::new();
-    s.license_all();
-    s.import(&s.pack("v1"), &[]).ok();
+    let s = installed();
     // A socket nobody names: nothing may reach it.
     let dir = tempfile::tempdir().unwrap();
     let mut manager = Manager::at_path(&dir.path().join("notify.sock"));
