@@ -109,7 +109,9 @@ impl Rig {
         .unwrap();
         std::fs::write(dir.path().join("mender.conf"), "{}\n").unwrap();
         std::fs::write(dir.path().join("fallback.conf"), "{}\n").unwrap();
-        // The daemon's configuration plus the version a local install needs.
+        // The daemon's configuration plus the version a local install needs;
+        // no APPLY in the module's settings: the daemon's policy applies
+        // (when-idle, at once here: no plugin holds the controller busy).
         let mut cfg: serde_json::Value = serde_json::json!({
             "trusted_keys_dir": s.trust.to_string_lossy(),
             "device": { "machine_id_file": s.machine_id.to_string_lossy() },
@@ -122,7 +124,7 @@ impl Rig {
         std::fs::write(
             &module_conf,
             format!(
-                "CONTROLLER='{}'\nCONFIG='{}'\nROOT='{}'\nADMIN_SOCKET='{}'\nAPPLY=now\nWAIT=120\n",
+                "CONTROLLER='{}'\nCONFIG='{}'\nROOT='{}'\nADMIN_SOCKET='{}'\nWAIT=120\n",
                 bin_path("xplugin-controller").display(),
                 config.display(),
                 s.controller_root.display(),
@@ -443,4 +445,29 @@ fn owned_by_others(path: &Path, uid: nix::unistd::Uid) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn mender_rollback_before_the_commit_aborts_the_prepared_install() {
+    let Some(()) = usable() else { return };
+    let (s, d, rig) = running_v1();
+    add_plugin(&s, "counter", &["FIXTURE_STEP"], &s.device_id);
+    let art = rig.artifact(&s.pack("v2"), "plugins-2");
+    let r = rig.install(&art);
+    assert_eq!(r.code, 0, "{}", r.text);
+    let v = d.status().ok().json();
+    assert!(!v["generation"]["prepared"].is_null(), "prepared: {v}");
+    let r = rig.mender(&["rollback"]);
+    assert_eq!(r.code, 0, "mender rollback:\n{}", r.text);
+    assert!(r.text.contains("aborted install transaction"), "{}", r.text);
+    let v = d.status().ok().json();
+    assert!(
+        v["generation"]["prepared"].is_null(),
+        "nothing prepared: {v}"
+    );
+    let (running, committed, plugins) = state(&d);
+    assert_eq!((running, committed), (Some(1), Some(1)));
+    assert!(all_running(&plugins), "{plugins:?}");
+    assert_ne!(rig.current_artifact(), "plugins-2");
+    assert_eq!(d.stop(), 0);
 }
