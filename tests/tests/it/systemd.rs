@@ -184,14 +184,15 @@ fn the_daemon_is_ready_after_its_plugins_start_pings_while_cycling_and_says_stop
 #[test]
 fn a_hung_cycle_gets_no_watchdog_pings() {
     let s = Scenario::new();
-    // Its step busy-waits a minute: the cycle's first turn never ends while
-    // the test looks (the counter moves at the end of a turn).
+    // Its step busy-waits ten minutes: the cycle's first turn never ends
+    // while the test looks, even under emulation (the counter moves at the
+    // end of a turn).
     let spin = c_fixture(
         "spinner",
         &[
             "FIXTURE_NAME=\"spinner\"",
             "FIXTURE_STEP",
-            "FIXTURE_STEP_SPIN_US=60000000",
+            "FIXTURE_STEP_SPIN_US=600000000",
         ],
     );
     s.add_controller_fixture("spinner", &spin, "0.1.0", &[]);
