@@ -255,7 +255,6 @@ fn main_loop(
             reload(opts, shared);
             notifier.reloaded(&booted.report);
         }
-        notifier.tick(shared.cycle.as_deref());
         if !booted.poll_cycle().is_empty() {
             lock(&shared.live).report = booted.report.clone();
         }
@@ -314,6 +313,7 @@ fn main_loop(
             last_housekeeping = Instant::now();
             expire_transactions(&shared.root);
         }
+        notifier.tick(shared.cycle.as_deref());
     }
 }
 
