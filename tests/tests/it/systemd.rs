@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use xplugin_tests::build::{bin_path, c_fixture, workspace_root};
 use xplugin_tests::daemon::{ready_timeout, Daemon};
-use xplugin_tests::scenario::Scenario;
+use xplugin_tests::scenario::{run_program, Scenario};
 
 /// The service manager's end: every datagram the daemon sent, in order.
 struct Manager {
@@ -92,9 +92,13 @@ impl Manager {
 const WATCHDOG_USEC: &str = "200000";
 
 fn start(s: &Scenario, manager: &Manager) -> Daemon {
+    start_with(s, &s.controller_config, manager)
+}
+
+fn start_with(s: &Scenario, config: &Path, manager: &Manager) -> Daemon {
     Daemon::start_env(
         s,
-        &s.controller_config,
+        config,
         &[],
         &[
             ("NOTIFY_SOCKET", manager.address.as_str()),
@@ -200,7 +204,8 @@ fn a_hung_cycle_gets_no_watchdog_pings() {
     s.import(&s.pack("hung"), &[]).ok();
     let name = format!("xplugin-it-notify-{}", std::process::id());
     let mut manager = Manager::abstract_named(&name);
-    let d = start(&s, &manager);
+    let config = leaving_hangs_to_the_watchdog(&s);
+    let d = start_with(&s, &config, &manager);
     manager.wait_for("READY=1", ready_timeout(), &d);
     assert_eq!(cycles(&d), 0, "the spinner's first step should still run");
     // Ten ping intervals with a cycle that did not move.
@@ -216,6 +221,33 @@ fn a_hung_cycle_gets_no_watchdog_pings() {
     assert!(log.contains("withholding the watchdog ping"), "{log}");
     // The daemon is killed when `d` drops: its cycle would not stop before
     // the spin ends, which is what systemd's watchdog handles.
+}
+
+/// The scenario's controller configuration with the fault supervisor's step
+/// timeout (`faults.step_timeout_ms`, where this build has it) far beyond
+/// the test, so the hung step is the watchdog's to notice. A build without
+/// that setting refuses the key; then the configuration goes without it.
+fn leaving_hangs_to_the_watchdog(s: &Scenario) -> std::path::PathBuf {
+    let path = s.tmp.path().join("watchdog.json");
+    let mut cfg = serde_json::json!({
+        "trusted_keys_dir": s.trust.to_string_lossy(),
+        "device": { "machine_id_file": s.machine_id.to_string_lossy() },
+        "faults": { "step_timeout_ms": 3_600_000 },
+    });
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let root = s.controller_root.to_string_lossy().into_owned();
+    let probe = run_program(
+        "xplugin-controller",
+        &["list", "--config", &path.to_string_lossy(), "--root", &root],
+    );
+    if probe.code != 0 {
+        assert!(probe.all().contains("faults"), "{}", probe.all());
+        if let Some(m) = cfg.as_object_mut() {
+            m.remove("faults");
+        }
+        std::fs::write(&path, cfg.to_string()).unwrap();
+    }
+    path
 }
 
 #[test]
