@@ -419,8 +419,7 @@ def main():
     p("`cargo bench -p xplugin-host --bench abi_call` (divan): the `step` of a real plugin library "
       "(`bench/c/bench_plugin.c`, `cc -O2`, opened by the loader's `open_plugin`, instance made by its own "
       "`init`) called through its descriptor, versus `direct_step`, the same body compiled into the bench "
-      "binary (`#[inline(never)]`), and `Lifecycle::step_all` with that one plugin running (the host's "
-      "whole per-cycle path).")
+      "binary (`#[inline(never)]`). The host's whole per-cycle path is section 6.")
     p("")
     try:
         d = divan(read(results, "abi.txt"))
@@ -462,23 +461,123 @@ def main():
             elif "=" in line:
                 k, v = line.split("=", 1)
                 f[k] = int(v) if v.strip().lstrip("-").isdigit() else v
-        p("`xplugin-controller run` (daemon mode, 4 ms cycle) with the 10 plugins of 200 KB booted, "
-          "after 1 s of idle cycling; read from `/proc/PID/status`, then SIGTERM.")
+        p("`xplugin-controller run` (the daemon: admin socket served, 1 kHz cycle, `--rt-priority 80`, so "
+          "`mlockall` locks every page and every thread stack) with the 10 plugins of 200 KB booted, after 2 s "
+          "of idle cycling; read from `/proc/PID/status`, then SIGTERM. "
+          f"Real-time policy in force: {f.get('rt_policy', '?')}, memory locked: {f.get('memory_locked', '?')}.")
         p("")
         p("| | |")
         p("|---|---|")
         p(f"| VmRSS | **{f['VmRSS'] / 1024:.1f} MiB** ({f['VmRSS']} KiB) |")
-        for k in ("RssAnon", "RssFile", "VmHWM", "Threads"):
+        for k in ("RssAnon", "RssFile", "VmHWM", "VmLck", "Threads"):
             if k in f:
                 p(f"| {k} | {f[k] / 1024:.1f} MiB |" if k != "Threads" else f"| threads | {f[k]} |")
         p(f"| plugin libraries mapped | {f.get('plugin_libraries_mapped', '?')} |")
         p(f"| exit status after SIGTERM | {f.get('exit_status', '?')} |")
         p("")
-        summary.append(("Footprint: idle RSS, 10 plugins (no goal set)", f"{f['VmRSS'] / 1024:.1f} MiB",
-                        f"exit {f.get('exit_status', '?')} on SIGTERM"))
+        rss_mib = f['VmRSS'] / 1024
+        summary.append(("Daemon idle RSS, 10 plugins, admin socket, real-time on ≤ 8 MiB", f"{rss_mib:.1f} MiB",
+                        verdict(rss_mib <= 8.0, f"{8.0 - rss_mib:.1f} MiB to spare", f"+{rss_mib - 8.0:.1f} MiB over")))
     except (Missing, KeyError, ValueError) as e:
         p(f"Not measured ({e}).")
         p("")
+
+    # ---- 6. real-time cycle ---------------------------------------------
+    p("## 6. Real-time cycle")
+    p("")
+    try:
+        setup = key_values(read(results, "cycle-setup.txt").replace(" ", "\n"))
+        kernel = read(results, "cycle-kernel.txt").strip()
+        rt = "PREEMPT_RT" if "PREEMPT_RT" in kernel else ("PREEMPT_DYNAMIC (not a real-time kernel)" if "PREEMPT_DYNAMIC" in kernel else "not PREEMPT_RT")
+        p(f"`cyclictest -m -t1 -p 80 -a {setup['cpu']} -i 1000 -l {setup['loops']} -q -h 5000` and "
+          f"`xplugin-controller boot --cycles {setup['loops']} --cycle-us 1000 --rt-priority 80 --cpu {setup['cpu']}` "
+          "with the 10 plugins of 200 KB, three interleaved runs of each (cyclictest, xplugin, cyclictest, ...). "
+          f"Kernel: `{kernel}` ({rt}). Wake-up latency = actual wake-up minus the absolute deadline; xplugin's "
+          "percentiles are the upper bounds of its log-linear buckets (≤ 12.5 % wide), cyclictest's come from its "
+          "1 µs histogram.")
+        p("")
+
+        def cyclic_percentiles(text):
+            hist = []
+            for line in text.splitlines():
+                m = re.match(r"^(\d{6})\s+(\d+)", line)
+                if m:
+                    hist.append((int(m.group(1)), int(m.group(2))))
+            total = sum(c for _, c in hist)
+            mx = re.search(r"# Max Latencies:\s+(\d+)", text)
+            mn = re.search(r"# Min Latencies:\s+(\d+)", text)
+            if total == 0:
+                raise Missing("cyclictest histogram is empty")
+            def q(frac):
+                need, seen = frac * total, 0
+                for us, c in hist:
+                    seen += c
+                    if seen >= need:
+                        return us * 1000
+                return hist[-1][0] * 1000
+            return {"min": int(mn.group(1)) * 1000 if mn else 0, "p50": q(0.5), "p99": q(0.99),
+                    "p999": q(0.999), "max": int(mx.group(1)) * 1000 if mx else 0}
+
+        rows = []
+        for run in (1, 2, 3):
+            c = cyclic_percentiles(read(results, f"cyclictest-{run}.txt"))
+            xj = json.loads(read(results, f"cycle-xplugin-{run}.json"))
+            x = xj["timing"]["wakeup_latency_ns"]
+            rows.append((run, c, x, xj["timing"]["rt"]))
+        p("| run | cyclictest p50 / p99 / p99.9 / max | xplugin p50 / p99 / p99.9 / max | xplugin real-time |")
+        p("|---|---|---|---|")
+        us = lambda v: f"{v / 1000:.1f}"
+        for run, c, x, r in rows:
+            p(f"| {run} | {us(c['p50'])} / {us(c['p99'])} / {us(c['p999'])} / {us(c['max'])} µs "
+              f"| {us(x['p50'])} / {us(x['p99'])} / {us(x['p999'])} / {us(x['max'])} µs | {r['policy']} {r['priority']}, locked {r['memory_locked']} |")
+        med = lambda vals: sorted(vals)[len(vals) // 2]
+        c99, x99 = med([c["p99"] for _, c, _, _ in rows]), med([x["p99"] for _, _, x, _ in rows])
+        c999, x999 = med([c["p999"] for _, c, _, _ in rows]), med([x["p999"] for _, _, x, _ in rows])
+        r99, r999 = x99 / max(c99, 1), x999 / max(c999, 1)
+        p("")
+        p(f"Medians of the three runs: p99 {us(c99)} µs (cyclictest) vs {us(x99)} µs (xplugin) = **{r99:.2f}×**; "
+          f"p99.9 {us(c999)} µs vs {us(x999)} µs = **{r999:.2f}×**.")
+        p("")
+        summary.append(("Cycle wake-up latency p99 and p99.9 ≤ 1.1 × cyclictest (medians of 3)",
+                        f"{r99:.2f}× / {r999:.2f}×",
+                        verdict(r99 <= 1.1 and r999 <= 1.1, "both within", "over: see section 6")))
+    except (Missing, KeyError, ValueError, json.JSONDecodeError) as e:
+        p(f"Latency not measured ({e}).")
+        p("")
+    try:
+        o = key_values(read(results, "cycle-overhead.txt"))
+        host = float(o["host_per_plugin_ns"])
+        p("`cargo bench -p xplugin-host --bench cycle_overhead`: the real cycle (journal open, as the daemon runs) "
+          "over N = 1, 10, 100 instances of the bench plugin; the per-plugin slope of the mean stepping time, "
+          "minus one timestamp (the CPU counter's measured read cost) and minus the plugin's step call itself.")
+        p("")
+        p("| | ns |")
+        p("|---|---|")
+        p(f"| per plugin per cycle, all of it | {float(o['per_plugin_ns']):.2f} |")
+        p(f"| one timestamp (reported apart) | {o['timestamp_ns']} |")
+        p(f"| the step call and the plugin's own work | {float(o['step_call_ns']):.2f} |")
+        p(f"| **host overhead per plugin per cycle** | **{host:.2f}** |")
+        p("")
+        summary.append(("Cycle host overhead per plugin per cycle ≤ 20 ns (timestamps apart)", f"{host:.1f} ns",
+                        verdict(host <= 20.0, f"{20.0 - host:.1f} ns to spare", f"+{host - 20.0:.1f} ns over")))
+    except (Missing, KeyError, ValueError) as e:
+        p(f"Overhead not measured ({e}).")
+        p("")
+    try:
+        pr = json.loads(read(results, "cycle-probe.json"))
+        allocs = pr["allocations_on_cycle_thread"]
+        p(f"`cycle-probe` over {pr['cycles']} cycles of the 10 plugins: **{allocs} heap allocations** on the cycle "
+          f"thread (counting global allocator armed from the first cycle), seccomp {pr['seccomp']} (only "
+          "clock_gettime/clock_nanosleep allowed on the cycle thread).")
+        p("")
+        summary.append(("Zero allocations per cycle", f"{allocs} in {pr['cycles']} cycles",
+                        verdict(allocs == 0, "none", "allocations on the cycle path")))
+    except (Missing, KeyError, ValueError, json.JSONDecodeError) as e:
+        p(f"Allocation probe not run ({e}).")
+        p("")
+    p("On an aarch64 board: install `rt-tests`, then run the same pair (docs/realtime.md, 'Measure'); "
+      "`scripts/bench` runs there too.")
+    p("")
 
     # ---- profiles -------------------------------------------------------
     p("## Where the time goes")

@@ -1,7 +1,8 @@
 //! `xplugin-client`: the teach pendant's plugin loader. `import` installs a
 //! vendor package (client part here, controller part into the controller
 //! root); `run` loads the installed client plugins; `list`, `enable`,
-//! `disable`, `remove`, `rollback` manage the install root. The logic lives in
+//! `disable`, `remove`, `rollback`, `config show`, `config set` manage the
+//! install root. The logic lives in
 //! `xplugin-host`.
 
 use clap::{Parser, Subcommand};
@@ -249,6 +250,7 @@ fn run_plugins(
         controller_running: running,
         lock_timeout: Duration::from_secs(60),
         cycle_budget_us: None,
+        guard: None,
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use xplugin_cli::{emit, fail, host_version, run_admin, AdminCommand, EXIT_PARTIAL};
+use xplugin_cli::{emit, fail, host_version, run_admin, AdminCommand, ConfigCommand, EXIT_PARTIAL};
 use xplugin_daemon::client::{self, Route};
 use xplugin_daemon::daemon::DEFAULT_ADMIN_SOCKET;
 use xplugin_daemon::protocol::{Request, Response};
@@ -387,7 +387,8 @@ pub fn abort(ctx: &Context<'_>, id: &str) -> ExitCode {
     }
 }
 
-/// `list`, `device-id`, `enable`, `disable`, `remove`, `rollback`.
+/// `list`, `device-id`, `enable`, `disable`, `remove`, `rollback`,
+/// `config show`, `config set`.
 pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
     let apply = ctx.daemon.apply();
     let request = match &command {
@@ -408,6 +409,15 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
             apply,
         }),
         AdminCommand::Rollback => Some(Request::Rollback { apply }),
+        AdminCommand::Config(ConfigCommand::Show { name }) => {
+            Some(Request::ConfigShow { name: name.clone() })
+        }
+        AdminCommand::Config(ConfigCommand::Set { name, assignments }) => {
+            Some(Request::ConfigSet {
+                name: name.clone(),
+                assignments: assignments.clone(),
+            })
+        }
     };
     let Some(request) = request else {
         return run_admin(
@@ -430,12 +440,98 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
             ctx.json,
         ),
         Ok(Route::Daemon(socket)) => {
-            let reads = matches!(request, Request::List);
+            // Answered as they are: nothing to apply afterwards.
+            let reads = matches!(
+                request,
+                Request::List | Request::ConfigShow { .. } | Request::ConfigSet { .. }
+            );
             match ctx.send(&socket, request, None) {
                 Ok(r) if reads => print(&r, ctx.json),
                 Ok(r) => finish(ctx, &socket, r),
                 Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
             }
+        }
+    }
+}
+
+/// `quarantine list`.
+pub fn quarantine_list(ctx: &Context<'_>) -> ExitCode {
+    match ctx.route() {
+        Err(e) => fail(PROGRAM, &e, ctx.json),
+        Ok(Route::Daemon(socket)) => match ctx.send(&socket, Request::QuarantineList, None) {
+            Ok(r) => print(&r, ctx.json),
+            Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
+        },
+        Ok(Route::Local) => match xplugin_host::quarantine::list(ctx.root) {
+            Ok(l) => {
+                emit(&l, ctx.json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, ctx.json),
+        },
+    }
+}
+
+/// `quarantine clear NAME` / `--all`.
+pub fn quarantine_clear(ctx: &Context<'_>, name: Option<&str>, all: bool) -> ExitCode {
+    match ctx.route() {
+        Err(e) => fail(PROGRAM, &e, ctx.json),
+        Ok(Route::Daemon(socket)) => {
+            let request = Request::QuarantineClear {
+                name: name.map(str::to_string),
+                all,
+            };
+            match ctx.send(&socket, request, None) {
+                Ok(r) => print(&r, ctx.json),
+                Err(e) => fail(PROGRAM, &not_running(&socket, &e), ctx.json),
+            }
+        }
+        Ok(Route::Local) => match xplugin_host::quarantine::clear(ctx.root, name, all) {
+            Ok(message) => {
+                emit(&xplugin_cli::Message { message }, ctx.json, true);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(PROGRAM, &e, ctx.json),
+        },
+    }
+}
+
+/// `diagnostics -o FILE`.
+pub fn diagnostics(ctx: &Context<'_>, output: &Path) -> ExitCode {
+    use xplugin_host::diagnostics::{local_parts, write, Part};
+    let mut parts = local_parts(ctx.root, ctx.config, PROGRAM);
+    let status = match ctx.route() {
+        Ok(Route::Daemon(socket)) => match ctx.send(&socket, Request::Status, None) {
+            Ok(r) => r.json,
+            Err(e) => serde_json::json!({ "error": xplugin_model::error_chain(&e) }),
+        },
+        Ok(Route::Local) => serde_json::json!({ "daemon": "not running" }),
+        Err(e) => serde_json::json!({ "error": xplugin_model::error_chain(&e) }),
+    };
+    parts.push(Part::json("status.json", &status));
+    if let Some(t) = status.get("timing") {
+        parts.push(Part::json("timing.json", t));
+    }
+    match write(output, &parts) {
+        Ok(()) => {
+            let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+            emit(
+                &xplugin_cli::Message {
+                    message: format!("wrote {} ({})", output.display(), names.join(", ")),
+                },
+                ctx.json,
+                true,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let p = Problems(vec![Problem::from_error(
+                ProblemCode::UsageInvalidArgument,
+                output.display().to_string(),
+                &e,
+                "give a writable path for the archive",
+            )]);
+            fail(PROGRAM, &p, ctx.json)
         }
     }
 }

@@ -5,8 +5,9 @@
 //! * `boot` verifies, loads, inits and starts the installed plugins, runs
 //!   `--cycles N` cycles, stops them in reverse order and prints the report.
 //! * `status`, `list`, `enable`, `disable`, `remove`, `rollback`, `install`,
-//!   `commit`, `abort` go through the daemon's admin socket when a daemon
-//!   runs for the root, and act on the root directly otherwise ([`admin`]).
+//!   `commit`, `abort`, `config show`, `config set` go through the daemon's
+//!   admin socket when a daemon runs for the root, and act on the root
+//!   directly otherwise ([`admin`]).
 //!
 //! The logic lives in the libraries; this is argument parsing and output.
 
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use xplugin_cli::{fail, host_version, report_boot, AdminCommand, GlobalArgs};
-use xplugin_host::boot::{boot, BootOptions};
+use xplugin_host::boot::{boot, BootOptions, Guard};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::cycle::{CycleHooks, CycleSettings};
 use xplugin_model::manifest::Side;
@@ -96,8 +97,36 @@ enum Command {
         /// The transaction id.
         id: String,
     },
+    /// Write one archive for a support engineer: versions, configuration
+    /// (secrets redacted), status, the crash record and quarantine evidence,
+    /// recent log lines, timing.
+    Diagnostics {
+        /// The archive to write (a zip file).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Plugins kept from loading because they crashed or hung the controller.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     #[command(flatten)]
     Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// The quarantined plugins with the evidence, and safe mode.
+    List,
+    /// Lift a plugin's quarantine (it loads at the next start or apply).
+    Clear {
+        /// The plugin.
+        #[arg(required_unless_present = "all")]
+        name: Option<String>,
+        /// Lift every quarantine and leave safe mode.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -174,6 +203,11 @@ fn main() -> ExitCode {
             cycle,
         } => {
             install_signal_handlers(true);
+            // Recent lines survive a crash for `diagnostics`.
+            let log = xplugin_host::diagnostics::log_path(&root);
+            if let Err(e) = xplugin_cli::logging::log_to_file(&log, 512 * 1024) {
+                log::warn!("cannot keep recent log lines in {}: {e}", log.display());
+            }
             run_daemon(
                 &cli.daemon,
                 g,
@@ -203,6 +237,13 @@ fn main() -> ExitCode {
         ),
         Command::Commit { id } => admin::commit(&ctx, &id),
         Command::Abort { id } => admin::abort(&ctx, &id),
+        Command::Diagnostics { output } => admin::diagnostics(&ctx, &output),
+        Command::Quarantine { action } => match action {
+            QuarantineAction::List => admin::quarantine_list(&ctx),
+            QuarantineAction::Clear { name, all } => {
+                admin::quarantine_clear(&ctx, name.as_deref(), all)
+            }
+        },
         Command::Admin(command) => admin::admin(&ctx, command),
     }
 }
@@ -227,6 +268,11 @@ fn run_boot(
         controller_running: None,
         lock_timeout: Duration::from_secs(60),
         cycle_budget_us: config.cycle_budget_us,
+        guard: Some(Guard::from_config(
+            &config.faults,
+            settings.period_ns,
+            (settings.rt_priority, settings.cpu),
+        )),
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,
@@ -240,6 +286,9 @@ fn run_boot(
             return fail(PROGRAM, &admin::cycle_failure(&e), json);
         }
         while booted.cycle().is_some_and(|c| !c.is_finished()) && !STOP.load(Ordering::SeqCst) {
+            if let Some(hang) = booted.hang() {
+                booted.safe_stop(&hang);
+            }
             booted.poll_cycle();
             std::thread::sleep(Duration::from_millis(20));
         }

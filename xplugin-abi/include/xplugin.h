@@ -62,7 +62,7 @@
  * Threads: which host thread calls into a plugin
  * ----------------------------------------------
  * docs/abi.md keeps the same table and says which host version brought each
- * row. Later M2 work adds rows (reconfigure, link threads).
+ * row.
  *
  *   call             controller host                  client (pendant) host
  *                    `xplugin-controller boot`/`run`  `xplugin-client run`
@@ -83,15 +83,19 @@
  *                    out: over budget)
  *   destroy          main, reverse load order, after  main, same
  *                    every stop
- *   reconfigure      not called by this host version  not called by this host
- *                                                     version
+ *   reconfigure      the daemon's main thread, on     not called by this host
+ *                    `config set`, only while the     version (the pendant
+ *                    plugin runs and never during its stores values for the
+ *                    step: the cycle thread skips its next start)
+ *                    turns until reconfigure returns
+ *                    (the others keep their cycle)
  *   message callback a message published from `step`: the service thread
  *                    (xplugin-service), after `step` returned; any other
  *                    publish: the publishing thread, inside its `publish`
  *
  * The host makes at most one lifecycle call into an instance at a time:
- * init, start, step or idle, stop, destroy (and reconfigure, once it is
- * called) never overlap for one plugin. Message callbacks are not lifecycle
+ * init, start, step or idle, stop, destroy and reconfigure never overlap
+ * for one plugin. Message callbacks are not lifecycle
  * calls: one can run during another of the plugin's calls (on the service
  * thread while your `step` runs on the cycle thread; or reached from a
  * publish made inside your own lifecycle call) or, when some plugin
@@ -528,9 +532,11 @@ typedef struct xplugin_descriptor {
    * - `host`: the host services table; see xplugin_host_api for its
    *   lifetime (until `destroy` returns). Keep this pointer.
    * - `config_json`, `config_len`: the resolved configuration, a JSON
-   *   object: the defaults of the manifest's `config` items as
-   *   {"item": value} with each value of the item's `type`, or exactly "{}"
-   *   when the manifest declares no `config`. `config_len` bytes,
+   *   object {"item": value} holding every item of the manifest's `config`
+   *   with the value stored for it (its default until a user sets one),
+   *   already checked by the host against the item's `type`, range, step,
+   *   options and length (docs/config.md); or exactly "{}" when the
+   *   manifest declares no `config`. `config_len` bytes,
    *   NUL-terminated as well (the NUL not counted); never NULL from this
    *   host. Borrowed for the call: parse or copy it.
    * - `out_instance`: never NULL; on success write the instance pointer,
@@ -578,13 +584,26 @@ typedef struct xplugin_descriptor {
   /**
    * Optional: applies a new configuration while the plugin runs.
    *
-   * This host version never calls it. NULL (or XPLUGIN_ERR_NOT_IMPLEMENTED
-   * from a non-NULL one) declares that the plugin cannot apply a new
-   * configuration while running: a host applies a changed configuration to
-   * such a plugin only through a fresh `init` (restart or next boot). The
-   * ABI 1.1 semantics (thread, state, what a refusal keeps) are in
-   * docs/abi.md. `config_json`, `config_len`: as for `init`, the whole new
-   * configuration. `err`, `err_cap`: the error buffer.
+   * Called by the controller daemon on `config set`, after the host has
+   * checked every value against the manifest's `config` items (a value it
+   * refuses never reaches the plugin), only while the plugin runs (between
+   * `start` and `stop`), on the daemon's main thread, never at the same time
+   * as the plugin's `step` or any other lifecycle call: the host waits for
+   * the current step to return and the cycle skips the plugin's turns until
+   * this returns (other plugins keep their cycle). Take as long as parsing
+   * needs, but every millisecond costs steps; the supervisor stops a call
+   * longer than `reconfigure_timeout_s`.
+   *
+   * `config_json`, `config_len`: as for `init`, the whole new configuration
+   * (every item, not a diff), borrowed for the call. XPLUGIN_OK: it is
+   * current; the host stores it and a later `init` gets it. Any other
+   * status refuses the whole change, with the reason in `err` (shown to the
+   * operator): the plugin keeps its old configuration and nothing is stored.
+   * NULL, or XPLUGIN_ERR_NOT_IMPLEMENTED from a non-NULL one, declares that
+   * the plugin cannot apply a new configuration while running: the values
+   * are stored and reach it through a fresh `init` (next start), and `config
+   * set` says so. The pendant host does not call it in this version.
+   * `err`, `err_cap`: the error buffer.
    */
   xplugin_status (*reconfigure)(void *instance, const char *config_json,
                                 size_t config_len, char *err, size_t err_cap);

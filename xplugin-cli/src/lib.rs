@@ -83,6 +83,31 @@ pub enum AdminCommand {
     },
     /// Restore the previous generation (plugins and their enabled state).
     Rollback,
+    /// Show or change an installed plugin's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `config show` / `config set`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Show an installed plugin's configuration items and their values
+    /// (passwords as ********).
+    Show {
+        /// Plugin name.
+        name: String,
+    },
+    /// Change configuration items of an installed plugin: every KEY=VALUE is
+    /// checked against the plugin's items first (type, range, step, options,
+    /// read-only, length); all of them apply or none does. Lists and JSON
+    /// values are given as JSON text.
+    Set {
+        /// Plugin name.
+        name: String,
+        /// The changes, KEY=VALUE each.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
 }
 
 /// Runs an administrative subcommand and prints its outcome.
@@ -123,10 +148,35 @@ pub fn run_admin(
             Ok(removed) => done(format!("removed: {}", removed.join(", "))),
             Err(e) => fail(program, &e, json),
         },
-        AdminCommand::Rollback => match admin::rollback(root) {
+        AdminCommand::Rollback => match admin::rollback(root, side) {
             Ok(g) => done(format!("rolled back to generation {}", g.number)),
             Err(e) => fail(program, &e, json),
         },
+        AdminCommand::Config(command) => run_config(program, command, root, side, json),
+    }
+}
+
+/// `config show` / `config set` on the install root (no daemon: a change is
+/// stored for the plugin's next start).
+fn run_config(
+    program: &str,
+    command: ConfigCommand,
+    root: &Path,
+    side: Side,
+    json: bool,
+) -> ExitCode {
+    use xplugin_host::plugin_config;
+    let outcome = match command {
+        ConfigCommand::Show { name } => {
+            plugin_config::show(root, side, &name).map(|s| emit(&s, json, true))
+        }
+        ConfigCommand::Set { name, assignments } => {
+            plugin_config::set_local(root, side, &name, &assignments).map(|r| emit(&r, json, true))
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(program, &e, json),
     }
 }
 

@@ -35,6 +35,16 @@ impl Log for HostLogger {
             self.program,
             record.args()
         );
+        if let Ok(mut sink) = FILE_SINK.lock() {
+            if let Some(sink) = sink.as_mut() {
+                sink.write(&format!(
+                    "{} {}: {level}: {}\n",
+                    unix_now(),
+                    self.program,
+                    record.args()
+                ));
+            }
+        }
         if let Some(s) = &self.syslog {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             let msg = record.args().to_string();
@@ -48,6 +58,75 @@ impl Log for HostLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// A log file that keeps at most about `max` bytes: when it grows past
+/// that, it becomes `NAME.1` (replacing the older one) and a new file starts.
+/// For the diagnostics archive: the recent lines of a daemon survive its
+/// crash.
+struct RotatingFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    written: u64,
+    max: u64,
+}
+
+impl RotatingFile {
+    fn open(path: &std::path::Path, max: u64) -> std::io::Result<RotatingFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let written = file.metadata().map_or(0, |m| m.len());
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            file,
+            written,
+            max,
+        })
+    }
+
+    fn write(&mut self, line: &str) {
+        if self.written + line.len() as u64 > self.max {
+            let old = self.path.with_extension("log.1");
+            let _ = std::fs::rename(&self.path, old);
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                self.file = f;
+                self.written = 0;
+            }
+        }
+        if self.file.write_all(line.as_bytes()).is_ok() {
+            self.written += line.len() as u64;
+        }
+    }
+}
+
+static FILE_SINK: Mutex<Option<RotatingFile>> = Mutex::new(None);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Also writes every line logged from now on to `path` (created with its
+/// directory; rotated at `max_bytes`, one older file kept as `NAME.log.1`).
+///
+/// # Errors
+/// The I/O error if the file cannot be opened.
+pub fn log_to_file(path: &std::path::Path, max_bytes: u64) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let sink = RotatingFile::open(path, max_bytes)?;
+    if let Ok(mut slot) = FILE_SINK.lock() {
+        *slot = Some(sink);
+    }
+    Ok(())
 }
 
 /// Installs the logger. `verbosity` 0 = warnings, 1 = info, 2 = debug,

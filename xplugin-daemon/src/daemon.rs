@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use xplugin_host::boot::{boot, BootOptions, BootReport, Booted};
+use xplugin_host::boot::{boot, BootOptions, BootReport, Booted, Guard};
 use xplugin_host::config::{ApplyPolicy, HostConfig, HostSide};
 use xplugin_host::cycle::{CycleHooks, CycleSettings, CycleStats};
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
@@ -79,6 +79,13 @@ enum MainRequest {
     Apply {
         generation: u64,
         policy: ApplyPolicy,
+    },
+    /// Offer a running plugin its new configuration (the main thread owns
+    /// the boot, so it makes the call; see `Booted::reconfigure`).
+    Reconfigure {
+        name: String,
+        config_json: String,
+        reply: Sender<xplugin_host::boot::LiveReconfigure>,
     },
 }
 
@@ -145,6 +152,11 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         controller_running: None,
         lock_timeout: Duration::from_secs(60),
         cycle_budget_us: opts.config.cycle_budget_us,
+        guard: Some(Guard::from_config(
+            &opts.config.faults,
+            opts.cycle.period_ns,
+            (opts.cycle.rt_priority, opts.cycle.cpu),
+        )),
     };
     let mut booted = match boot(&boot_opts) {
         Ok(b) => b,
@@ -255,6 +267,10 @@ fn main_loop(
             reload(opts, shared);
             notifier.reloaded(&booted.report);
         }
+        if let Some(hang) = booted.hang() {
+            // Stops the others and exits with the hang status.
+            booted.safe_stop(&hang);
+        }
         if !booted.poll_cycle().is_empty() {
             lock(&shared.live).report = booted.report.clone();
         }
@@ -280,6 +296,15 @@ fn main_loop(
                 }
                 ApplyPolicy::NextBoot => {}
             },
+            Ok(MainRequest::Reconfigure {
+                name,
+                config_json,
+                reply,
+            }) => {
+                let answer = booted.reconfigure(&name, &config_json);
+                // The caller may have given up waiting: nothing to do then.
+                let _ = reply.send(answer);
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Exit::Stop,
         }
@@ -620,6 +645,8 @@ impl Admin {
         let live = lock(&self.shared.live);
         let config = lock(&self.shared.config);
         Status {
+            safe_mode: live.report.safe_mode.clone(),
+            previous_end: live.report.previous_end.clone(),
             pid: std::process::id(),
             root: self.shared.root.clone(),
             started_unix: self.shared.started_unix,
@@ -642,7 +669,7 @@ impl Admin {
                     reason: p.reason.clone(),
                 })
                 .collect(),
-            quarantine: Vec::new(),
+            quarantine: live.report.quarantine.clone(),
             apply: live.apply.clone(),
             timing: self.shared.cycle.as_ref().map(|c| c.report()),
             development_mode: config.allow_unlicensed,
@@ -727,6 +754,59 @@ fn same_root(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// How long an admin thread waits for the main thread to answer a live
+/// configuration change: the gap between two steps plus `reconfigure`,
+/// which the supervisor bounds by `reconfigure_timeout_s`.
+const RECONFIGURE_WAIT: Duration = Duration::from_secs(60);
+
+impl Admin {
+    /// `config set` through the daemon: validated here, offered to the
+    /// running plugin by the main thread, stored when the plugin took it.
+    fn config_set(&self, root: &Path, name: &str, assignments: &[String]) -> Response {
+        let running = lock(&self.shared.live).running_generation;
+        let Some(running) = running else {
+            // Nothing runs: what is stored is what the next start gets.
+            return match xplugin_host::plugin_config::set_local(
+                root,
+                Side::Controller,
+                name,
+                assignments,
+            ) {
+                Ok(r) => respond(&r, None),
+                Err(e) => failure(&e),
+            };
+        };
+        let main = self.shared.main.clone();
+        let mut offer = |config_json: &str| -> xplugin_host::plugin_config::LiveAnswer {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            main.send_timeout(
+                MainRequest::Reconfigure {
+                    name: name.to_string(),
+                    config_json: config_json.to_string(),
+                    reply: tx,
+                },
+                Duration::from_secs(5),
+            )
+            .map_err(|_| {
+                "the daemon's main thread does not take requests (it is stopping)".to_string()
+            })?;
+            rx.recv_timeout(RECONFIGURE_WAIT).map_err(|_| {
+                format!(
+                    "no answer from the daemon's main thread within {} s",
+                    RECONFIGURE_WAIT.as_secs()
+                )
+            })
+        };
+        match xplugin_host::plugin_config::set_live(root, name, assignments, running, &mut offer) {
+            Ok(r) => {
+                log::info!("{}", r.to_string().trim_end());
+                respond(&r, None)
+            }
+            Err(e) => failure(&e),
+        }
+    }
+}
+
 impl Handler for Admin {
     fn handle(&self, envelope: Envelope, fd: Option<OwnedFd>, peer: &Peer) -> Response {
         if let Some(root) = &envelope.root {
@@ -765,15 +845,17 @@ impl Handler for Admin {
                 ),
                 Err(e) => failure(&e),
             },
-            Request::Rollback { apply } => match xplugin_host::admin::rollback(&root) {
-                Ok(g) => respond(
-                    &Done {
-                        message: format!("rolled back to generation {}", g.number),
-                    },
-                    Some(&self.apply(apply)),
-                ),
-                Err(e) => failure(&e),
-            },
+            Request::Rollback { apply } => {
+                match xplugin_host::admin::rollback(&root, Side::Controller) {
+                    Ok(g) => respond(
+                        &Done {
+                            message: format!("rolled back to generation {}", g.number),
+                        },
+                        Some(&self.apply(apply)),
+                    ),
+                    Err(e) => failure(&e),
+                }
+            }
             Request::Install {
                 prepare,
                 force,
@@ -806,6 +888,23 @@ impl Handler for Admin {
             ),
             Request::Outcome { id } => {
                 self.decided(xplugin_host::install::outcome(&root, &id), None)
+            }
+            Request::ConfigShow { name } => {
+                match xplugin_host::plugin_config::show(&root, Side::Controller, &name) {
+                    Ok(shown) => respond(&shown, None),
+                    Err(e) => failure(&e),
+                }
+            }
+            Request::ConfigSet { name, assignments } => self.config_set(&root, &name, &assignments),
+            Request::QuarantineList => match xplugin_host::quarantine::list(&root) {
+                Ok(l) => respond(&l, None),
+                Err(e) => failure(&e),
+            },
+            Request::QuarantineClear { name, all } => {
+                match xplugin_host::quarantine::clear(&root, name.as_deref(), all) {
+                    Ok(message) => respond(&Done { message }, None),
+                    Err(e) => failure(&e),
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The per-root daemon lock: `ROOT/state/daemon.json`, held with an
-//! exclusive `flock` for the daemon's lifetime, and holding its pid and
+//! exclusive open-file-description lock for the daemon's lifetime, and holding its pid and
 //! admin socket path. Commands that would write the root directly look at it:
 //! while a daemon holds it they refuse and point to the daemon; commands
 //! without `--admin-socket` find the daemon's socket in it.
@@ -35,18 +35,33 @@ fn path_of(root: &Path) -> PathBuf {
     root.join(xplugin_store::STATE_DIR).join(PRESENCE_FILE)
 }
 
-fn flock(file: &File, exclusive: bool) -> std::io::Result<()> {
+/// Takes the exclusive open-file-description lock on the whole of `file`
+/// without waiting. OFD locks (not `flock`) because [`running`] can then ask
+/// who holds the lock (`F_OFD_GETLK`) without taking it: a probe that took a
+/// shared lock, however briefly, would make a daemon starting at that moment
+/// believe another one runs.
+fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    ofd_lock(file, nix::libc::F_OFD_SETLK, nix::libc::F_WRLCK as i16).map(|_| ())
+}
+
+/// True when another open file description holds a lock on `file`.
+fn is_locked(file: &File) -> std::io::Result<bool> {
+    ofd_lock(file, nix::libc::F_OFD_GETLK, nix::libc::F_WRLCK as i16)
+        .map(|l| l.l_type != nix::libc::F_UNLCK as i16)
+}
+
+fn ofd_lock(file: &File, cmd: i32, kind: i16) -> std::io::Result<nix::libc::flock> {
     use nix::libc;
     use std::os::fd::AsRawFd;
-    let op = if exclusive {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_SH
-    } | libc::LOCK_NB;
-    // SAFETY: flock takes a descriptor we own (`file` is open for the whole
-    // call) and plain flags; it touches no memory of ours.
-    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-        Ok(())
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind;
+    lock.l_whence = libc::SEEK_SET as i16;
+    // l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks.
+    // SAFETY: fcntl reads and (for GETLK) writes the `flock` we pass, which
+    // lives across the call; `file` is open for the whole call.
+    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut lock) } == 0 {
+        Ok(lock)
     } else {
         Err(std::io::Error::last_os_error())
     }
@@ -67,7 +82,7 @@ impl DaemonLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| format!("cannot open the daemon lock {}: {e}", path.display()))?;
-        if flock(&file, true).is_err() {
+        if lock_exclusive(&file).is_err() {
             let other = read(&path);
             return Err(match other {
                 Some(p) => format!(
@@ -113,9 +128,9 @@ impl Drop for DaemonLock {
 pub fn running(root: &Path) -> Option<Presence> {
     let path = path_of(root);
     let file = File::open(&path).ok()?;
-    if flock(&file, false).is_ok() {
-        // We got a shared lock: nobody holds it exclusively. Closing `file`
-        // releases ours.
+    // An unanswerable question counts as "nobody": the commands then go to
+    // the root directly, and its store lock still keeps them apart.
+    if !is_locked(&file).unwrap_or(false) {
         return None;
     }
     read(&path).or(Some(Presence {

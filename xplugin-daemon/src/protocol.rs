@@ -95,6 +95,28 @@ pub enum Request {
         /// Transaction id.
         id: String,
     },
+    /// A plugin's configuration items and stored values (passwords masked).
+    ConfigShow {
+        /// Plugin name.
+        name: String,
+    },
+    /// Change configuration items of a plugin (`KEY=VALUE` each, parsed
+    /// per the item's type by the daemon).
+    ConfigSet {
+        /// Plugin name.
+        name: String,
+        /// The changes.
+        assignments: Vec<String>,
+    },
+    /// The quarantined plugins.
+    QuarantineList,
+    /// Lifts a quarantine (`name`), or every quarantine and safe mode (`all`).
+    QuarantineClear {
+        /// The plugin.
+        name: Option<String>,
+        /// Everything, safe mode included.
+        all: bool,
+    },
 }
 
 impl Request {
@@ -102,7 +124,11 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Request::Status | Request::List | Request::Outcome { .. }
+            Request::Status
+                | Request::List
+                | Request::Outcome { .. }
+                | Request::ConfigShow { .. }
+                | Request::QuarantineList
         )
     }
 
@@ -119,6 +145,10 @@ impl Request {
             Request::Commit { .. } => "commit",
             Request::Abort { .. } => "abort",
             Request::Outcome { .. } => "outcome",
+            Request::ConfigShow { .. } => "config-show",
+            Request::ConfigSet { .. } => "config-set",
+            Request::QuarantineList => "quarantine list",
+            Request::QuarantineClear { .. } => "quarantine clear",
         }
     }
 }

@@ -82,8 +82,14 @@ pub struct Status {
     pub generation: Generations,
     /// Every installed plugin of the running generation.
     pub plugins: Vec<PluginStatus>,
-    /// Quarantined plugins (none until a plugin crashes or hangs).
-    pub quarantine: Vec<String>,
+    /// Quarantined plugins (not loaded), with the evidence.
+    pub quarantine: std::collections::BTreeMap<String, xplugin_host::quarantine::Entry>,
+    /// Why no plugin runs, in safe mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safe_mode: Option<String>,
+    /// How the previous run ended, when it did not stop cleanly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_end: Option<String>,
     /// Applying.
     pub apply: ApplyStatus,
     /// The real-time cycle's timing and settings.
@@ -136,6 +142,19 @@ impl std::fmt::Display for Status {
         }
         if let Some(why) = &self.apply.last_failure {
             writeln!(f, "last apply: {why}")?;
+        }
+        if let Some(why) = &self.safe_mode {
+            writeln!(f, "SAFE MODE: {why}")?;
+        }
+        if let Some(end) = &self.previous_end {
+            writeln!(f, "{end}")?;
+        }
+        for (name, q) in &self.quarantine {
+            writeln!(
+                f,
+                "quarantined: {name} {} {} in {}",
+                q.version, q.how, q.stage
+            )?;
         }
         if self.development_mode {
             writeln!(

@@ -201,13 +201,19 @@ pub fn remove(
     Ok(removed)
 }
 
-/// Restores the previous generation (plugins and their enabled state).
+/// Restores the previous generation (plugins, their enabled state and
+/// their configuration values; a plugin whose configuration items are the
+/// same in both keeps its current values, see
+/// [`crate::plugin_config::carry_back_for_rollback`]).
 ///
 /// # Errors
 /// The store's error, e.g. when there is no previous generation.
-pub fn rollback(root: &Path) -> Result<Generation, StoreError> {
+pub fn rollback(root: &Path, side: Side) -> Result<Generation, StoreError> {
     let store = Store::open(root)?;
     let lock = store.lock()?;
+    if store.previous()?.is_some() {
+        crate::plugin_config::carry_back_for_rollback(&store, &lock, side)?;
+    }
     store.rollback(&lock)
 }
 

@@ -1,7 +1,8 @@
 //! Loading an installed plugin set: the controller's boot and the pendant's
 //! `run`. Verify every installed plugin again (files may have changed on disk
-//! since install), resolve the dependency graph, then load, init and start in
-//! order through [`Lifecycle`].
+//! since install), read the configuration values of the generation booted
+//! ([`crate::plugin_config::values_for`]), resolve the dependency graph, then
+//! load, init (with those values) and start in order through [`Lifecycle`].
 //!
 //! This is a library so that the controller daemon embeds the same code the
 //! command-line `boot` runs.
@@ -9,16 +10,17 @@
 use crate::checks::{check_plugin_folder, HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
 use crate::cycle::{Cycle, CycleHooks, CycleNotice, CycleSettings, TimingReport};
-use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad};
+use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad, Reconfigured};
 use crate::services::Bus;
 use crate::stage::Stage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
 use xplugin_model::manifest::Side;
-use xplugin_model::{Problem, Version};
+use xplugin_model::{Problem, Problems, Version};
 use xplugin_store::{Store, StoreError};
 
 /// What a boot needs to know.
@@ -39,6 +41,55 @@ pub struct BootOptions<'a> {
     /// Controller: the step budget of plugins whose manifest sets none
     /// (`None` = no budget).
     pub cycle_budget_us: Option<u64>,
+    /// Controller: fault containment (journal, quarantine, supervisor);
+    /// `None` runs without (tests that load plugins in-process).
+    pub guard: Option<Guard>,
+}
+
+/// Fault containment settings of a boot.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// When crashes quarantine.
+    pub policy: crate::quarantine::Policy,
+    /// How long each call into a plugin may take.
+    pub timeouts: crate::supervisor::Timeouts,
+    /// `(priority, cpu)` of the cycle, to place the supervisor.
+    pub rt: (u8, Option<usize>),
+}
+
+impl Guard {
+    /// The guard the configuration asks for, for a cycle of `period_ns` at
+    /// `(priority, cpu)`.
+    pub fn from_config(
+        f: &crate::config::FaultConfig,
+        period_ns: u64,
+        rt: (u8, Option<usize>),
+    ) -> Guard {
+        let d = crate::quarantine::Policy::default();
+        let t = crate::supervisor::Timeouts::default();
+        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        let step_default =
+            Duration::from_nanos(period_ns.saturating_mul(20)).max(Duration::from_millis(100));
+        Guard {
+            policy: crate::quarantine::Policy {
+                step_crashes: f.step_crashes.unwrap_or(d.step_crashes).max(1),
+                unattributed_crashes: f.crash_loop_limit.unwrap_or(d.unattributed_crashes).max(1),
+                window: secs(f.window_s, d.window),
+            },
+            timeouts: crate::supervisor::Timeouts {
+                init: secs(f.init_timeout_s, t.init),
+                start: secs(f.start_timeout_s, t.start),
+                stop: secs(f.stop_timeout_s, t.stop),
+                destroy: secs(f.destroy_timeout_s, t.destroy),
+                reconfigure: secs(f.reconfigure_timeout_s, t.reconfigure),
+                message: t.message,
+                step: f
+                    .step_timeout_ms
+                    .map_or(step_default, Duration::from_millis),
+            },
+            rt,
+        }
+    }
 }
 
 /// Why a boot could not even begin.
@@ -94,6 +145,9 @@ pub enum BootState {
     LoadedNotEnabled,
     /// No library for this platform in the plugin folder.
     NotForThisPlatform,
+    /// Not loaded: it crashed or hung the controller (see the reason and
+    /// `quarantine list`).
+    Quarantined,
 }
 
 impl BootState {
@@ -111,6 +165,7 @@ impl BootState {
             BootState::Disabled => "disabled",
             BootState::LoadedNotEnabled => "loaded-not-enabled",
             BootState::NotForThisPlatform => "not-for-this-platform",
+            BootState::Quarantined => "quarantined",
         }
     }
 
@@ -162,6 +217,15 @@ pub struct BootReport {
     /// The real-time cycle's timing, when a cycle ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<TimingReport>,
+    /// How the previous run ended, when it did not stop cleanly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_end: Option<String>,
+    /// Quarantined plugins (not loaded), with the evidence.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantine: BTreeMap<String, crate::quarantine::Entry>,
+    /// Why no plugin is loaded, in safe mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safe_mode: Option<String>,
 }
 
 /// Time spent per boot stage, in microseconds (wall clock).
@@ -198,6 +262,7 @@ pub struct PreparedBoot {
     to_load: Vec<PluginToLoad>,
     enabled: BTreeSet<String>,
     runtimes: Vec<crate::loader::CheckedLibrary>,
+    guard: Option<Guard>,
 }
 
 /// Verifies and resolves the installed set. Loads nothing.
@@ -220,17 +285,25 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     let verify_started = std::time::Instant::now();
     let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
     let mut checks: Vec<(PluginCheck, bool)> = Vec::new();
+    // The values each plugin runs with: the booted generation's own.
+    let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
     for p in &installed {
-        let Some(dir) = generation.as_ref().and_then(|g| g.plugin_dir(&p.name)) else {
+        let (Some(g), Some(dir)) = (
+            generation.as_ref(),
+            generation.as_ref().and_then(|g| g.plugin_dir(&p.name)),
+        ) else {
             continue;
         };
-        checks.push((
-            check_plugin_folder(&dir, &p.name, opts.side, &ctx),
-            p.enabled,
-        ));
+        let check = check_plugin_folder(&dir, &p.name, opts.side, &ctx);
+        if let Some(m) = &check.manifest {
+            let resolved = crate::plugin_config::values_for(&store, g.number, m);
+            values.insert(p.name.clone(), resolved.map(|v| v.to_json().to_string()));
+        }
+        checks.push((check, p.enabled));
     }
     drop(lock);
     facts.record_clock();
+    let (quarantine, previous_end) = settle_quarantine(opts, generation.as_ref());
 
     let verify_us = micros(verify_started);
     let resolve_started = std::time::Instant::now();
@@ -241,8 +314,18 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         let Some(m) = &c.manifest else { continue };
         let mut node = Node::from_manifest(m);
         node.failure = c.failure();
+        if let Some(Err(problems)) = values.get(&c.name) {
+            if node.failure.is_none() {
+                node.failure = problems.errors().next().map(|p| p.message.clone());
+            }
+        }
         if c.no_platform_library {
             node.failure = Some("no library for this platform".into());
+        }
+        if let Some(why) = &quarantine.safe_mode {
+            node.failure = Some(format!("safe mode: {why}"));
+        } else if let Some(q) = quarantine.plugins.get(&c.name) {
+            node.failure = Some(q.reason(&c.name));
         }
         // The store's enabled flag (set by import, enable, disable) decides.
         // Controller: disabled = not loaded. Client: loaded, not enabled.
@@ -266,12 +349,20 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         checks.iter().map(|c| (c.0.name.as_str(), c)).collect();
     for (c, _) in &checks {
         problems.extend(c.problems.0.iter().cloned());
+        if let Some(Err(p)) = values.get(&c.name) {
+            problems.extend(p.0.iter().cloned());
+        }
     }
     for name in &resolution.load_order {
         let Some((c, enabled)) = by_name.get(name.as_str()).copied() else {
             continue;
         };
         let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
+            continue;
+        };
+        // A plugin whose values do not fit was refused by the resolver
+        // above (its failure); never loaded.
+        let Some(Ok(config_json)) = values.get(name) else {
             continue;
         };
         if *enabled {
@@ -284,10 +375,15 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             name: name.clone(),
             version: m.version.to_string(),
             library: lib.clone(),
-            config_json: config_json(m),
+            config_json: config_json.clone(),
             depend: m.depend.iter().map(|d| d.name.clone()).collect(),
             data_dir: store.data_dir(name)?,
-            cycle_budget_ns: opts.cycle_budget_us.unwrap_or(0).saturating_mul(1000),
+            // The manifest's budget, else the host default, else none.
+            cycle_budget_ns: m
+                .cycle_budget_us
+                .or(opts.cycle_budget_us)
+                .unwrap_or(0)
+                .saturating_mul(1000),
             enable: true,
         });
     }
@@ -297,6 +393,8 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         if let Some(b) = resolution.blocked.get(&c.name) {
             state = if c.no_platform_library {
                 BootState::NotForThisPlatform
+            } else if quarantine.plugins.contains_key(&c.name) && quarantine.safe_mode.is_none() {
+                BootState::Quarantined
             } else if matches!(b.reason, xplugin_model::graph::BlockReason::Disabled) {
                 BootState::Disabled
             } else {
@@ -335,20 +433,68 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 ..BootTimings::default()
             },
             timing: None,
+            previous_end,
+            quarantine: quarantine.plugins.clone(),
+            safe_mode: quarantine.safe_mode.clone(),
         },
         to_load,
         enabled: enabled_set,
         runtimes,
+        guard: opts.guard.clone(),
     })
 }
 
-/// The configuration passed to `init`: the manifest's `config` defaults, as
-/// JSON (`{}` when there is none).
-fn config_json(m: &xplugin_model::manifest::Manifest) -> String {
-    match &m.config {
-        Some(v) => crate::plugin_config::resolve_defaults(v).to_string(),
-        None => "{}".to_string(),
+/// Settles the previous run (controller boots with a guard): quarantines
+/// who crashed it; returns the quarantine in force and how the previous run
+/// ended. Without a guard, or when the file is unusable (logged), nothing is
+/// quarantined.
+fn settle_quarantine(
+    opts: &BootOptions<'_>,
+    generation: Option<&xplugin_store::Generation>,
+) -> (crate::quarantine::Quarantine, Option<String>) {
+    let Some(guard) = &opts.guard else {
+        return Default::default();
+    };
+    let installed: BTreeMap<String, String> = generation
+        .map(|g| {
+            g.plugins()
+                .into_iter()
+                .map(|p| (p.name, p.version))
+                .collect()
+        })
+        .unwrap_or_default();
+    match crate::quarantine::settle_previous_run(&opts.root, &installed, guard.policy) {
+        Ok((q, settled)) => {
+            if let Some(end) = &settled.previous_end {
+                log::warn!("{end}");
+            }
+            for name in &settled.quarantined {
+                if let Some(e) = q.plugins.get(name) {
+                    log::error!("plugin \"{name}\" {}", e.reason(name));
+                }
+            }
+            if let Some(why) = &q.safe_mode {
+                log::error!("SAFE MODE: {why}");
+            }
+            (q, settled.previous_end)
+        }
+        Err(e) => {
+            log::error!("quarantine not applied: {e}");
+            Default::default()
+        }
     }
+}
+
+/// What [`Booted::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveReconfigure {
+    /// The plugin's answer.
+    pub outcome: Reconfigured,
+    /// Its steps skipped while `reconfigure` ran.
+    pub paused_steps: u64,
+    /// True when the host could not get between two steps (the plugin was
+    /// not called; `outcome` says why).
+    pub unreachable: bool,
 }
 
 /// A running plugin set and its report.
@@ -361,6 +507,10 @@ pub struct Booted {
     /// instances it steps cannot be stopped or destroyed before it is
     /// joined ([`Booted::shutdown`] joins it first).
     cycle: Option<Cycle>,
+    /// The supervisor, when the boot is guarded.
+    supervisor: Option<crate::supervisor::Supervisor>,
+    /// Where the supervisor finds the cycle's counter.
+    cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
 }
 
 /// Loads, initialises and starts a prepared set.
@@ -380,6 +530,16 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
             log::error!("{e}");
         }
     }
+    // Fault containment, before the first call into a plugin: the journal
+    // records who is running, fatal signals are blamed, the supervisor
+    // times every call.
+    let names: Arc<Vec<String>> =
+        Arc::new(prepared.to_load.iter().map(|p| p.name.clone()).collect());
+    let cycle_stats = Arc::new(std::sync::OnceLock::new());
+    let supervisor = prepared
+        .guard
+        .as_ref()
+        .and_then(|g| guard_up(&prepared.report, g, names.clone(), cycle_stats.clone()));
     let mut lifecycle = Lifecycle::new(&prepared.report.host_version, Bus::new());
     let mut to_load = prepared.to_load;
     for p in &mut to_load {
@@ -406,9 +566,45 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         report,
         enabled: prepared.enabled,
         cycle: None,
+        supervisor,
+        cycle_stats,
     };
     booted.refresh();
     booted
+}
+
+/// Opens this run's journal, installs the fault handlers and starts the
+/// supervisor. Without a journal (it cannot be written) the host runs
+/// unguarded and says so.
+fn guard_up(
+    report: &BootReport,
+    guard: &Guard,
+    names: Arc<Vec<String>>,
+    cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
+) -> Option<crate::supervisor::Supervisor> {
+    let path = crate::quarantine::journal_path(&report.root);
+    match crate::journal::Journal::open(&path, report.generation.unwrap_or(0)) {
+        Ok(_) => {}
+        Err(e) => {
+            log::error!(
+                "no crash journal ({}: {e}): a plugin that crashes the controller will not be quarantined",
+                path.display()
+            );
+            return None;
+        }
+    }
+    crate::fault::install();
+    if let Some(j) = crate::journal::get() {
+        j.register_thread(crate::journal::Role::Main);
+    }
+    match crate::supervisor::Supervisor::start(guard.timeouts.clone(), names, cycle_stats, guard.rt)
+    {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error!("cannot start the supervisor thread: {e}; hung plugins are not detected");
+            None
+        }
+    }
 }
 
 impl Booted {
@@ -476,6 +672,8 @@ impl Booted {
         // already taken out, so it never stops a plugin the cycle steps.
         let cycle =
             unsafe { Cycle::spawn(settings, plugins, self.lifecycle.bus().clone(), hooks)? };
+        // The supervisor now watches the cycle's counter too.
+        let _ = self.cycle_stats.set(cycle.stats().clone());
         self.cycle = Some(cycle);
         Ok(())
     }
@@ -488,6 +686,51 @@ impl Booted {
     /// The running cycle, if any.
     pub fn cycle(&self) -> Option<&Cycle> {
         self.cycle.as_ref()
+    }
+
+    /// Offers running plugin `name` its whole new configuration
+    /// `config_json` through `reconfigure`, never while its `step` runs: the
+    /// step gate gives a gap after its current step, and its turns in the
+    /// cycle are skipped (counted) until `reconfigure` returns; the other
+    /// plugins keep their cycle. Call on the thread that owns the boot (the
+    /// daemon's main thread).
+    pub fn reconfigure(&mut self, name: &str, config_json: &str) -> LiveReconfigure {
+        let paused = |c: Option<&Cycle>| {
+            c.and_then(|c| {
+                c.stats()
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.paused_steps.load(std::sync::atomic::Ordering::Relaxed))
+            })
+            .unwrap_or(0)
+        };
+        let before = paused(self.cycle.as_ref());
+        let period_ns = self.cycle.as_ref().map_or(0, |c| c.stats().period_ns);
+        // Time for the current step to return: two periods and a second.
+        let timeout = std::time::Duration::from_nanos(period_ns.saturating_mul(2))
+            + std::time::Duration::from_secs(1);
+        let guard = match self.cycle.as_ref().map(|c| c.close_gate(name, timeout)) {
+            Some(Err(_)) => {
+                return LiveReconfigure {
+                    outcome: Reconfigured::Refused(format!(
+                        "its step did not return within {} ms, so the host could not call reconfigure between two steps",
+                        timeout.as_millis()
+                    )),
+                    paused_steps: 0,
+                    unreachable: true,
+                }
+            }
+            Some(Ok(g)) => g,
+            None => None,
+        };
+        let outcome = self.lifecycle.reconfigure(name, config_json);
+        drop(guard);
+        LiveReconfigure {
+            outcome,
+            paused_steps: paused(self.cycle.as_ref()).saturating_sub(before),
+            unreachable: false,
+        }
     }
 
     /// Acts on what the cycle reported since the last call: plugins taken
@@ -530,11 +773,48 @@ impl Booted {
         self.report.timing.as_ref()
     }
 
+    /// A hang the supervisor found, if any (the caller then makes the safe
+    /// stop: [`Booted::safe_stop`]).
+    pub fn hang(&self) -> Option<crate::supervisor::Hang> {
+        self.supervisor.as_ref()?.hangs().try_recv().ok()
+    }
+
+    /// The safe stop after `hang`: stops the cycle from stepping anyone,
+    /// stops every other running plugin in reverse order (not the hung one:
+    /// its call cannot be cancelled) and ends the process with
+    /// [`crate::supervisor::EXIT_HANG`]. Nothing is destroyed. The journal
+    /// already holds the hang; the next boot quarantines the plugin.
+    pub fn safe_stop(&mut self, hang: &crate::supervisor::Hang) -> ! {
+        log::error!("safe stop: {hang}");
+        if let Some(c) = &self.cycle {
+            c.request_stop();
+        }
+        self.lifecycle.emergency_stop(&hang.plugin);
+        log::error!(
+            "safe stop done: exiting with status {} (the other plugins were stopped; \"{}\" is quarantined at the next boot)",
+            crate::supervisor::EXIT_HANG,
+            hang.plugin
+        );
+        if let Some(j) = crate::journal::get() {
+            j.sync();
+        }
+        // SAFETY: _exit ends the process without running destructors or
+        // atexit handlers that could call into the hung plugin.
+        unsafe { nix::libc::_exit(crate::supervisor::EXIT_HANG) }
+    }
+
     /// Stops in reverse order, destroys, and returns the final report.
     pub fn shutdown(mut self) -> BootReport {
         self.stop_cycle();
         let stop_started = std::time::Instant::now();
         self.lifecycle.shutdown();
+        if let Some(mut s) = self.supervisor.take() {
+            s.stop();
+            // Every plugin is stopped and destroyed: a clean end.
+            if let Some(j) = crate::journal::get() {
+                j.clean_stop();
+            }
+        }
         self.report.timings_us.stop = micros(stop_started);
         self.refresh();
         self.report

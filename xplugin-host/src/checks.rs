@@ -126,11 +126,19 @@ impl HostFacts {
     /// guard refuses implausible clocks); failures are logged.
     pub fn record_clock(&mut self) {
         if let Some(c) = self.clock.as_mut() {
-            if let Err(e) = c.record(self.now) {
-                log::warn!(
+            match c.record(self.now) {
+                Ok(true) => {
+                    // The mark is rewritten by rename: a root command would
+                    // leave a file the daemon's user cannot replace.
+                    if let Some(root) = c.path().parent().and_then(Path::parent) {
+                        xplugin_store::adopt_into(root, c.path());
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => log::warn!(
                     "cannot record the clock high-water mark: {}",
                     error_chain(&e)
-                );
+                ),
             }
         }
     }

@@ -138,7 +138,7 @@ impl DeviceConfig {
 }
 
 /// The host settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
     /// This host's HMI or controller version.
@@ -193,6 +193,36 @@ pub struct HostConfig {
     /// Seconds a prepared install transaction waits for its commit or abort
     /// before it is aborted (default 600).
     pub transaction_timeout_s: Option<u64>,
+    /// Controller: fault containment (quarantine, timeouts of calls into
+    /// plugins).
+    pub faults: FaultConfig,
+}
+
+/// Controller: when a crash quarantines a plugin, and how long each call
+/// into a plugin may take before the supervisor calls it hung.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Crashes in `step` within `window_s` that quarantine a plugin (3).
+    pub step_crashes: Option<usize>,
+    /// Crashes without a plugin to blame within `window_s` that start safe
+    /// mode (5).
+    pub crash_loop_limit: Option<usize>,
+    /// The counting window in seconds (600).
+    pub window_s: Option<u64>,
+    /// Seconds `init` (and loading the library) may take (30).
+    pub init_timeout_s: Option<u64>,
+    /// Seconds `start` may take (30).
+    pub start_timeout_s: Option<u64>,
+    /// Seconds `stop` may take (10).
+    pub stop_timeout_s: Option<u64>,
+    /// Seconds `destroy` may take (10).
+    pub destroy_timeout_s: Option<u64>,
+    /// Seconds `reconfigure` may take (10).
+    pub reconfigure_timeout_s: Option<u64>,
+    /// Milliseconds the cycle may stand still inside one `step` before it
+    /// is called hung (default: 20 periods, at least 100 ms).
+    pub step_timeout_ms: Option<u64>,
 }
 
 impl Default for HostConfig {
@@ -218,6 +248,7 @@ impl Default for HostConfig {
             admin_user: None,
             admin_group: None,
             transaction_timeout_s: None,
+            faults: FaultConfig::default(),
         }
     }
 }

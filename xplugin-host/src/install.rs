@@ -11,6 +11,7 @@
 //! controller's plugins are decided.
 
 use crate::config::HostConfig;
+use crate::plugin_config::{restage_transaction, PluginMigration};
 use crate::verify::{verify_side, Part, Policy, SideHost, SideReport};
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -67,6 +68,11 @@ pub struct InstallReport {
     /// The controller's verdict on the package (when it was verified here).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controller: Option<SideReport>,
+    /// A commit of a transaction prepared earlier: the configuration values
+    /// migrated again from the latest values right before the switch, per
+    /// plugin (the prepare's report said what they were then).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<PluginMigration>,
     /// Every problem found.
     pub problems: Vec<Problem>,
 }
@@ -82,6 +88,7 @@ impl InstallReport {
             expires_unix: record.expires_unix,
             reason: record.reason.clone(),
             controller: None,
+            config: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -112,6 +119,11 @@ impl std::fmt::Display for InstallReport {
         writeln!(f)?;
         if let Some(c) = &self.controller {
             write!(f, "{c}")?;
+        }
+        for p in &self.config {
+            for line in crate::plugin_config::migration_lines(false, &p.changes) {
+                writeln!(f, "  {}: {line}", p.name)?;
+            }
         }
         let problems = Problems(self.problems.clone());
         if !problems.is_empty() {
@@ -287,6 +299,9 @@ fn prepare_in(
             path: from.clone(),
             source,
         })?;
+        // The values it gets, migrated from the base's, staged with it.
+        let values = verdict.values_file(&a.name).map(|f| f.0.as_slice());
+        store.stage_transaction_values(lock, txn.id(), &a.name, values)?;
     }
     store.mark_prepared(lock, txn, verdict.transaction_plugins())?;
     verdict.record_clock();
@@ -377,15 +392,23 @@ fn wrap_as_controller_part(bare: &Path, out: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Commits prepared transaction `id`.
+/// Commits prepared transaction `id`: first its plugins' configuration
+/// values are migrated again from the latest values of the base generation
+/// (a `config set` since the prepare is kept), then the store switches
+/// plugins and values together.
 ///
 /// # Errors
 /// As [`Store::commit_transaction`].
 pub fn commit(root: &Path, id: &str) -> Result<InstallReport, InstallError> {
     let store = Store::open(root)?;
     let lock = store.lock_wait(LOCK_WAIT)?;
+    let config = restage_transaction(&store, &lock, id, Side::Controller)?;
     let record = store.commit_transaction(&lock, id)?;
-    Ok(InstallReport::from_record(&record))
+    let mut report = InstallReport::from_record(&record);
+    if record.state == TransactionState::Committed {
+        report.config = config;
+    }
+    Ok(report)
 }
 
 /// Aborts open transaction `id`.

@@ -109,6 +109,21 @@ struct Entry {
     was_started: bool,
 }
 
+/// What [`Lifecycle::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconfigured {
+    /// The plugin took the new configuration.
+    Applied,
+    /// The plugin has no `reconfigure` (or it said
+    /// `XPLUGIN_ERR_NOT_IMPLEMENTED`): it gets the values at its next start.
+    NotSupported,
+    /// The plugin is not running: it gets the values at its next start.
+    NotRunning,
+    /// The plugin refused; its status and text. It keeps its old
+    /// configuration.
+    Refused(String),
+}
+
 /// A plugin set going through its lifecycle. Dropping it without
 /// [`Lifecycle::shutdown`] still stops and destroys what runs.
 pub struct Lifecycle {
@@ -174,10 +189,14 @@ impl Lifecycle {
                 entry.state = LifecycleState::Skipped { reason };
             } else {
                 let visible = closure(&direct, &entry.spec.name);
+                let index = self.entries.len();
+                if let Some(j) = crate::journal::get() {
+                    j.name(index, &entry.spec.name);
+                }
                 // SAFETY: `entry.spec` is one of `plugins`, each of which our
                 // caller vouched for (this function's `# Safety`): it passed
                 // every package check before it was put in the load list.
-                entry.state = unsafe { self.load_and_init(&mut entry, visible) };
+                entry.state = unsafe { self.load_and_init(index, &mut entry, visible) };
             }
             if let Some(why) = entry.state.why() {
                 log::error!(
@@ -220,6 +239,7 @@ impl Lifecycle {
     /// As [`Lifecycle::init_all`]: `entry.spec` passed every package check.
     unsafe fn load_and_init(
         &mut self,
+        index: usize,
         entry: &mut Entry,
         visible: BTreeSet<String>,
     ) -> LifecycleState {
@@ -228,7 +248,14 @@ impl Lifecycle {
         // and kind read from the file) and our caller guarantees the rest of
         // the package checks (format, license, compatibility), which is what
         // `open_plugin` requires before it runs the library's constructors.
-        let loaded = match unsafe { open_plugin(&spec.library, &spec.name, &spec.version) } {
+        let opened = crate::journal::around(index, Stage::Load, || unsafe {
+            open_plugin(&spec.library, &spec.name, &spec.version)
+        });
+        if opened.is_ok() && crate::journal::get().is_some() {
+            // Before any call into it: a crash in its code is blamed on it.
+            crate::fault::register_library(index, spec.library.path());
+        }
+        let loaded = match opened {
             Ok(l) => l,
             Err(e) => {
                 return LifecycleState::Failed {
@@ -245,6 +272,7 @@ impl Lifecycle {
             visible,
             self.bus.clone(),
         );
+        host.set_journal_index(index);
         let mut err = [0u8; ERR_BUF];
         let mut instance: *mut c_void = std::ptr::null_mut();
         let config = format!("{}\0", spec.config_json);
@@ -258,7 +286,7 @@ impl Lifecycle {
             // NUL-terminated, `config_json.len()` bytes before the NUL, and
             // outlives the call; `instance` and `err` are locals valid for
             // writes of one pointer and `err.len()` bytes.
-            Some(init) => unsafe {
+            Some(init) => crate::journal::around(index, Stage::Init, || unsafe {
                 init(
                     host.api(),
                     config.as_ptr().cast::<c_char>(),
@@ -267,7 +295,7 @@ impl Lifecycle {
                     err.as_mut_ptr().cast::<c_char>(),
                     err.len(),
                 )
-            },
+            }),
             None => xplugin_abi::XPLUGIN_ERR_FAILED,
         };
         entry.loaded = Some(loaded);
@@ -321,7 +349,9 @@ impl Lifecycle {
                 // `&mut self` serialises lifecycle calls, so no other host
                 // call into this instance runs now; `err` is a local buffer
                 // of `err.len()` bytes.
-                Some(start) => unsafe { start(e.instance, err.as_mut_ptr().cast(), err.len()) },
+                Some(start) => crate::journal::around(i, Stage::Start, || unsafe {
+                    start(e.instance, err.as_mut_ptr().cast(), err.len())
+                }),
                 None => xplugin_abi::XPLUGIN_ERR_FAILED,
             };
             if status == XPLUGIN_OK {
@@ -351,10 +381,11 @@ impl Lifecycle {
     /// [`Lifecycle::shutdown`] and may stop a plugin with
     /// [`Lifecycle::take_out`] only once the cycle no longer steps it.
     pub fn cycle_plugins(&self) -> Vec<CyclePlugin> {
-        let stepping: Vec<&Entry> = self
+        let stepping: Vec<(usize, &Entry)> = self
             .entries
             .iter()
-            .filter(|e| {
+            .enumerate()
+            .filter(|(_, e)| {
                 e.state == LifecycleState::Running
                     && e.loaded
                         .as_ref()
@@ -363,9 +394,10 @@ impl Lifecycle {
             .collect();
         stepping
             .iter()
-            .filter_map(|e| {
+            .filter_map(|(index, e)| {
                 let step = e.loaded.as_ref()?.descriptor().step?;
                 Some(CyclePlugin {
+                    journal_index: *index as u32,
                     name: e.spec.name.clone(),
                     step,
                     instance: e.instance,
@@ -374,7 +406,7 @@ impl Lifecycle {
                         .spec
                         .depend
                         .iter()
-                        .filter_map(|d| stepping.iter().position(|o| &o.spec.name == d))
+                        .filter_map(|d| stepping.iter().position(|(_, o)| &o.spec.name == d))
                         .collect(),
                 })
             })
@@ -407,14 +439,14 @@ impl Lifecycle {
     /// Calls every running plugin's `idle` once (client periodic hook).
     pub fn idle_all(&mut self) -> Vec<(String, Status)> {
         let mut failures = Vec::new();
-        for e in &self.entries {
+        for (i, e) in self.entries.iter().enumerate() {
             if e.state != LifecycleState::Running {
                 continue;
             }
             if let Some(idle) = e.loaded.as_ref().and_then(|l| l.descriptor().idle) {
-                // SAFETY: as for `step` in `step_all`: a `Running` instance
-                // is live, and `&mut self` rules out a concurrent host call.
-                let s = unsafe { idle(e.instance) };
+                // SAFETY: a `Running` instance is live, and `&mut self` rules
+                // out a concurrent host call.
+                let s = crate::journal::around(i, Stage::Idle, || unsafe { idle(e.instance) });
                 if s != XPLUGIN_OK {
                     failures.push((e.spec.name.clone(), s));
                 }
@@ -433,7 +465,9 @@ impl Lifecycle {
             // is a local buffer of `err.len()` bytes; `&mut self` serialises
             // lifecycle calls, and the cycle no longer steps it (the
             // contract of `cycle_plugins` / `take_out`).
-            let s = unsafe { stop(e.instance, err.as_mut_ptr().cast(), err.len()) };
+            let s = crate::journal::around(i, Stage::Stop, || unsafe {
+                stop(e.instance, err.as_mut_ptr().cast(), err.len())
+            });
             if s != XPLUGIN_OK {
                 let t = status_text(s, &err);
                 log::warn!("plugin \"{}\" stop failed: {t}", e.spec.name);
@@ -448,6 +482,19 @@ impl Lifecycle {
         log::info!("plugin \"{}\" stopped", e.spec.name);
     }
 
+    /// The safe stop after a hang: stops every running plugin except `hung`
+    /// in reverse load order, and destroys nothing (the process exits next;
+    /// `hung`'s call cannot be cancelled, and what it holds must not be
+    /// freed under it).
+    pub fn emergency_stop(&mut self, hung: &str) {
+        for i in (0..self.entries.len()).rev() {
+            if self.entries[i].spec.name != hung && self.entries[i].state == LifecycleState::Running
+            {
+                self.stop_entry(i);
+            }
+        }
+    }
+
     /// Stops every started plugin in reverse load order, then destroys every
     /// initialised plugin in reverse load order. Idempotent.
     pub fn shutdown(&mut self) {
@@ -456,7 +503,7 @@ impl Lifecycle {
                 self.stop_entry(i);
             }
         }
-        for e in self.entries.iter_mut().rev() {
+        for (i, e) in self.entries.iter_mut().enumerate().rev() {
             if e.instance.is_null() {
                 continue;
             }
@@ -470,7 +517,7 @@ impl Lifecycle {
                 // dependent that could hold this plugin's service tables is
                 // already gone, and `remove_owner` above waited for in-flight
                 // deliveries to its subscriptions and removed them.
-                unsafe { destroy(e.instance) };
+                crate::journal::around(i, Stage::Destroy, || unsafe { destroy(e.instance) });
             }
             e.instance = std::ptr::null_mut();
             if matches!(
@@ -493,6 +540,56 @@ impl Lifecycle {
                 stop_error: e.stop_error.clone(),
             })
             .collect()
+    }
+
+    /// Calls running plugin `name`'s `reconfigure` with the whole new
+    /// configuration `config_json` (an object, as `init` got) and, when it
+    /// accepts, makes that its configuration for a later restart too.
+    ///
+    /// The caller must make sure the plugin's `step` cannot run meanwhile
+    /// (the cycle's step gate, [`crate::cycle::Cycle::close_gate`]); `&mut
+    /// self` keeps every other lifecycle call out.
+    pub fn reconfigure(&mut self, name: &str, config_json: &str) -> Reconfigured {
+        let Some(i) = self.entries.iter().position(|e| e.spec.name == name) else {
+            return Reconfigured::NotRunning;
+        };
+        let e = &mut self.entries[i];
+        if e.state != LifecycleState::Running {
+            return Reconfigured::NotRunning;
+        }
+        let Some(reconfigure) = e.loaded.as_ref().and_then(|l| l.descriptor().reconfigure) else {
+            return Reconfigured::NotSupported;
+        };
+        let config = format!("{config_json}\0");
+        let mut err = [0u8; ERR_BUF];
+        // SAFETY: the state is `Running`, so `init` returned OK with this
+        // instance and nothing destroyed it; `&mut self` serialises lifecycle
+        // calls and our caller keeps the plugin's `step` from running, so no
+        // other call into the instance runs now. `config` is NUL-terminated
+        // with `config_json.len()` bytes before the NUL and outlives the call;
+        // `err` is a local buffer of `err.len()` bytes.
+        let status = crate::journal::around(i, Stage::Reconfigure, || unsafe {
+            reconfigure(
+                e.instance,
+                config.as_ptr().cast::<c_char>(),
+                config_json.len(),
+                err.as_mut_ptr().cast::<c_char>(),
+                err.len(),
+            )
+        });
+        match status {
+            XPLUGIN_OK => {
+                e.spec.config_json = config_json.to_string();
+                log::info!("plugin \"{name}\" reconfigured");
+                Reconfigured::Applied
+            }
+            xplugin_abi::XPLUGIN_ERR_NOT_IMPLEMENTED => Reconfigured::NotSupported,
+            other => {
+                let why = status_text(other, &err);
+                log::warn!("plugin \"{name}\" refused its new configuration: {why}");
+                Reconfigured::Refused(why)
+            }
+        }
     }
 
     /// Running plugins that hold the host busy (`set_busy`), in load order.

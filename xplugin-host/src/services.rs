@@ -19,7 +19,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use xplugin_abi::*;
 
@@ -44,6 +44,8 @@ struct ServiceEntry {
 struct Subscriber {
     id: u64,
     owner: String,
+    /// The owner's journal index (which plugin a delivery is in).
+    owner_index: usize,
     topic: String,
     callback: MessageFn,
     user: usize,
@@ -186,22 +188,28 @@ impl Bus {
             let Some(_in_flight) = s.deliveries.begin() else {
                 continue;
             };
-            // SAFETY: `callback` and `user` were handed over together by the
-            // subscription's owner in `subscribe`. The ABI makes the owner
-            // keep both valid until its `unsubscribe` returns or, for what it
-            // never unsubscribes, until the host removes the subscription
-            // before the owner's `destroy`; libraries are never unloaded.
-            // Both removals wait for every delivery registered by `begin` on
-            // another thread, and `begin` registered this one only while the
-            // subscription was active. `ctopic` is NUL-terminated and `data`
-            // is `data.len()` readable bytes, both alive across the call.
-            let r = catch_unwind(AssertUnwindSafe(|| unsafe {
-                (s.callback)(
-                    s.user as *mut c_void,
-                    ctopic.as_ptr(),
-                    data.as_ptr(),
-                    data.len(),
-                )
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                crate::journal::around(s.owner_index, crate::stage::Stage::Message, || {
+                    // SAFETY: `callback` and `user` were handed over together
+                    // by the subscription's owner in `subscribe`. The ABI
+                    // makes the owner keep both valid until its `unsubscribe`
+                    // returns or, for what it never unsubscribes, until the
+                    // host removes the subscription before the owner's
+                    // `destroy`; libraries are never unloaded. Both removals
+                    // wait for every delivery registered by `begin` on
+                    // another thread, and `begin` registered this one only
+                    // while the subscription was active. `ctopic` is
+                    // NUL-terminated and `data` is `data.len()` readable
+                    // bytes, both alive across the call.
+                    unsafe {
+                        (s.callback)(
+                            s.user as *mut c_void,
+                            ctopic.as_ptr(),
+                            data.as_ptr(),
+                            data.len(),
+                        )
+                    }
+                })
             }));
             if r.is_ok() {
                 delivered += 1;
@@ -233,6 +241,8 @@ struct HostState {
     /// The plugin's busy flag (`set_busy`): a single atomic, so the cycle
     /// thread may set it.
     busy: AtomicBool,
+    /// Its index in the journal (set by the lifecycle after creation).
+    journal_index: AtomicUsize,
 }
 
 impl PluginHost {
@@ -267,6 +277,7 @@ impl PluginHost {
             visible_providers,
             bus,
             busy: AtomicBool::new(false),
+            journal_index: AtomicUsize::new(0),
         });
         let inner = NonNull::from(Box::leak(state));
         // SAFETY: `inner` was just made from a leaked `Box`, so it is valid,
@@ -290,6 +301,17 @@ impl PluginHost {
         // SAFETY: `inner` stays valid until `Drop`; the flag is an atomic,
         // shared with plugin threads by design.
         unsafe { (*self.inner.as_ptr()).busy.load(Ordering::Acquire) }
+    }
+
+    /// Records the plugin's journal index (which plugin its message
+    /// deliveries are in).
+    pub fn set_journal_index(&self, index: usize) {
+        // SAFETY: as in `is_busy`.
+        unsafe {
+            (*self.inner.as_ptr())
+                .journal_index
+                .store(index, Ordering::Relaxed)
+        }
     }
 
     /// Clears the busy flag (the host does when it stops the plugin).
@@ -485,6 +507,7 @@ unsafe extern "C" fn host_subscribe(
         st.subscribers.push(Arc::new(Subscriber {
             id,
             owner: h.name.clone(),
+            owner_index: h.journal_index.load(Ordering::Relaxed),
             topic: topic.to_string(),
             callback,
             user: user as usize,

@@ -13,20 +13,24 @@
 //! left alone unless `force`; an older version is refused unless
 //! `allow_downgrade`. An install that would stop an installed plugin from
 //! loading is refused, naming the broken chain. A plugin's enabled flag is
-//! taken from its manifest on first install and kept across upgrades.
+//! taken from its manifest on first install and kept across upgrades; its
+//! configuration values are migrated from the base generation's
+//! ([`crate::plugin_config::migrate_install`]), each item's fate reported.
 
 use crate::checks::{
     check_plugin_folder, subject, CheckContext, HostFacts, LicenseStatus, Origin, PluginCheck,
 };
 use crate::config::HostConfig;
+use crate::plugin_config;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use xplugin_model::config_schema::MigrationChange;
 use xplugin_model::graph::{merge_installed, resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{Manifest, Side};
 use xplugin_model::{Problem, ProblemCode, Version};
 use xplugin_package::SideTree;
-use xplugin_store::{Generation, StagedPlugin, TransactionPlugin};
+use xplugin_store::{Generation, StagedPlugin, TransactionPlugin, ValuesFile};
 
 /// The facts of one side's host.
 pub struct SideHost<'a> {
@@ -92,6 +96,10 @@ pub struct PluginAction {
     pub action: Action,
     /// License outcome.
     pub license: LicenseStatus,
+    /// What happens to each configuration value (kept, reset, dropped,
+    /// added; passwords masked). Empty when nothing is installed or the
+    /// plugin has no configuration items.
+    pub config: Vec<MigrationChange>,
 }
 
 /// One side's verdict.
@@ -112,6 +120,9 @@ pub struct SideVerdict {
     /// The host facts the checks used; the clock mark is recorded from them
     /// after a commit.
     facts: Option<HostFacts>,
+    /// The configuration values each changed plugin gets (migrated from the
+    /// base generation's), as the file to stage.
+    values: BTreeMap<String, Option<ValuesFile>>,
 }
 
 fn side_name(side: Side) -> &'static str {
@@ -157,6 +168,7 @@ pub fn verify_side(
         after: None,
         merged: Vec::new(),
         facts: None,
+        values: BTreeMap::new(),
     };
     let Some(host_version) = host.host_version.clone() else {
         let flag = match side {
@@ -209,6 +221,12 @@ pub fn verify_side(
                 .collect()
         })
         .unwrap_or_default();
+    // The base's stored configuration values, read (never written) for the
+    // migration of every changed plugin.
+    let base_store = match &v.base {
+        Some(_) => xplugin_store::Store::existing(&host.root).ok().flatten(),
+        None => None,
+    };
     for folder in &tree.plugins {
         let check = check_plugin_folder(&folder.dir, &folder.name, side, &ctx);
         problems.extend(check.problems.0.iter().cloned());
@@ -235,12 +253,21 @@ pub fn verify_side(
                     "this is a downgrade: pass --allow-downgrade to install it anyway",
                 ));
             }
+            let mut config = Vec::new();
+            if !matches!(action, Action::Unchanged | Action::RefusedDowngrade) {
+                let migration =
+                    plugin_config::migrate_install(base_store.as_ref(), v.base.as_ref(), m);
+                v.values
+                    .insert(m.name.clone(), plugin_config::migrated_file(m, &migration));
+                config = migration.changes;
+            }
             v.actions.push(PluginAction {
                 name: m.name.clone(),
                 from,
                 to: m.version.to_string(),
                 action,
                 license: check.license.clone(),
+                config,
             });
         }
         v.checks.push(check);
@@ -411,8 +438,15 @@ impl SideVerdict {
                 version: a.to.clone(),
                 enabled: self.enabled_after(&a.name, &before),
                 dir: dir.join(&a.name),
+                values: self.values_file(&a.name).cloned(),
             })
             .collect()
+    }
+
+    /// The configuration values changed plugin `name` gets, as the file to
+    /// stage (`None`: the plugin has no configuration items).
+    pub fn values_file(&self, name: &str) -> Option<&ValuesFile> {
+        self.values.get(name).and_then(Option::as_ref)
     }
 
     /// The changed plugins as an install transaction's plugin list.
@@ -493,6 +527,9 @@ impl std::fmt::Display for SideReport {
                 p.to,
                 p.action.as_str(),
             )?;
+            for line in plugin_config::migration_lines(p.action == Action::Install, &p.config) {
+                writeln!(f, "      {line}")?;
+            }
         }
         if !self.load_order.is_empty() {
             writeln!(f, "  load order: {}", self.load_order.join(" -> "))?;

@@ -580,6 +580,87 @@ problem_codes! {
         "The real-time cycle's threads could not be started.",
         "Check the service's thread and memory limits (LimitNPROC, LimitMEMLOCK) and the --cpu given.";
 
+    // --- config: plugin configuration, the `config` items of a manifest and their values (xplugin-model, xplugin-host) ---
+    ConfigTooManyItems = "config.too_many_items", Error,
+        "A manifest's \"config\" object declares more items than a plugin may have (256).",
+        "Group related settings into one item of type JSON or list, or drop unused items.";
+    ConfigBadItemName = "config.bad_item_name", Error,
+        "A configuration item's name is not usable: it must be 1 to 64 characters, letters, digits, `_`, `-` or `.`, starting with a letter or `_`.",
+        "Rename the item in the manifest's \"config\" object.";
+    ConfigItemNotObject = "config.item_not_object", Error,
+        "A configuration item is not an object of properties such as {\"type\": \"integer\", \"default\": 5}.",
+        "Write the item as an object with at least \"type\" and \"default\".";
+    ConfigMissingProperty = "config.missing_property", Error,
+        "A configuration item lacks a property it needs: \"type\", \"default\", \"options\" (enumerations) or \"items\" (lists).",
+        "Add the property named in the message to the item.";
+    ConfigUnknownType = "config.unknown_type", Error,
+        "A configuration item's \"type\" (or a list's \"items\") is not one xplugin knows: integer, float, string, password, boolean, enumeration, JSON, list.",
+        "Use one of the supported types; addresses, URLs and code are strings.";
+    ConfigBadProperty = "config.bad_property", Error,
+        "A property of a configuration item has the wrong kind of value (e.g. a \"minimum\" that is not a number, \"options\" that are not distinct strings, a negative \"length\").",
+        "Fix the property as the message says.";
+    ConfigPropertyNotApplicable = "config.property_not_applicable", Error,
+        "A configuration item has a constraint its type cannot have (e.g. \"minimum\" on a string, \"options\" on an integer); it would not be enforced.",
+        "Remove the property, or change the item's type.";
+    ConfigBadRange = "config.bad_range", Error,
+        "A configuration item's range is empty or its step is not positive (\"minimum\" above \"maximum\", \"step\" of 0 or less).",
+        "Fix \"minimum\", \"maximum\" or \"step\" of the item.";
+    ConfigBadDefault = "config.bad_default", Error,
+        "A configuration item's \"default\" violates the item's own rules (type, range, step, options, length, mandatory).",
+        "Give a default the item accepts.";
+    ConfigNoDescription = "config.no_description", Warning,
+        "A configuration item has no \"description\"; operators see only its name.",
+        "Add a \"description\" saying what the item does and its unit.";
+    ConfigUnknownProperty = "config.unknown_property", Warning,
+        "A configuration item has a property xplugin does not use; it is ignored. Expressions (\"rule\", \"validity\") are never evaluated.",
+        "Remove it, or check the spelling against the supported properties.";
+    ConfigBadAssignment = "config.bad_assignment", Error,
+        "A `config set` argument is not KEY=VALUE, or names the same item twice.",
+        "Give each item once as KEY=VALUE; lists and JSON values as JSON text.";
+    ConfigUnknownItem = "config.unknown_item", Error,
+        "The plugin has no configuration item of that name.",
+        "`config show NAME` lists the plugin's items.";
+    ConfigReadonly = "config.readonly", Error,
+        "The configuration item is read-only: only the plugin's vendor changes it, with a new version.",
+        "Leave the item out of the change.";
+    ConfigWrongType = "config.wrong_type", Error,
+        "A configuration value is not of the item's type (e.g. text for an integer, a number for a list).",
+        "Give a value of the item's type, as the message says.";
+    ConfigOutOfRange = "config.out_of_range", Error,
+        "A configuration value is below the item's minimum or above its maximum.",
+        "Give a value inside the range the message names.";
+    ConfigOffStep = "config.off_step", Error,
+        "A configuration value is not on the item's step (the minimum plus a whole number of steps).",
+        "Give one of the values the message names.";
+    ConfigNotAnOption = "config.not_an_option", Error,
+        "A configuration value is not one of the enumeration's options.",
+        "Give one of the options the message lists (case-sensitive).";
+    ConfigTooLong = "config.too_long", Error,
+        "A configuration value is longer than the item allows (its \"length\" or \"listSize\", or 64 KiB).",
+        "Give a shorter value.";
+    ConfigMandatoryBlank = "config.mandatory_blank", Error,
+        "A mandatory configuration item may not be empty.",
+        "Give a non-empty value.";
+    ConfigValuesUnreadable = "config.values_unreadable", Error,
+        "A plugin's stored configuration values cannot be read or do not fit its items (a damaged or hand-edited file under ROOT/state/config).",
+        "Set the items named with `config set NAME KEY=VALUE`, or delete the file named to return the plugin to its defaults.";
+    ConfigLiveUnavailable = "config.live_unavailable", Error,
+        "The running daemon could not offer a configuration change to the running plugin (its step did not return, or the daemon is shutting down); nothing was changed.",
+        "Try again; if the plugin's step is hung the supervisor stops it, see the daemon's log.";
+    ConfigRefusedByPlugin = "config.refused_by_plugin", Error,
+        "The running plugin refused the new configuration through its reconfigure (its reason is in the message); nothing was applied or stored.",
+        "Change the values as the plugin's message says.";
+    ConfigPendingGeneration = "config.pending_generation", Error,
+        "A newer generation is committed but not running yet, and its configuration items for the plugin differ; a live change would be lost when it starts.",
+        "Restart the controller so the committed generation runs (or commit with --apply now), then change the values.";
+    // --- quarantine: fault containment (xplugin-host) ---
+    QuarantineNotQuarantined = "quarantine.not_quarantined", Error,
+        "The plugin named is not quarantined.",
+        "`xplugin-controller quarantine list` shows what is.";
+    QuarantineUnusable = "quarantine.unusable", Error,
+        "The quarantine file (ROOT/state/quarantine.json) cannot be read or written.",
+        "Check the disk and the file's permissions; if it is damaged, remove it (the evidence in it is lost).";
+
     // --- daemon: the controller daemon and its admin socket (xplugin-daemon) ---
     DaemonNotRunning = "daemon.not_running", Error,
         "No xplugin-controller daemon answers on the admin socket.",

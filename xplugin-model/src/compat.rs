@@ -230,7 +230,8 @@ mod tests {
             must_controller_versions: must,
             author: None,
             description: None,
-            config: None,
+            config: Default::default(),
+            cycle_budget_us: None,
         }
     }
 

@@ -1267,7 +1267,8 @@ mod tests {
             must_controller_versions: Vec::new(),
             author: None,
             description: None,
-            config: None,
+            config: Default::default(),
+            cycle_budget_us: None,
         };
         assert!(Node::from_manifest(&m).load);
         let controller = Manifest {
@@ -1601,7 +1602,8 @@ mod tests {
             must_controller_versions: Vec::new(),
             author: None,
             description: None,
-            config: None,
+            config: Default::default(),
+            cycle_budget_us: None,
         }
     }
 

@@ -1,5 +1,7 @@
-//! Pure model of a plugin set: manifests, versions, compatibility and the
-//! dependency graph resolver. No I/O: the loaders feed it bytes and host facts.
+//! Pure model of a plugin set: manifests, versions, compatibility, the
+//! dependency graph resolver and plugin configuration (typed items, value
+//! checks, changes and migration across versions, [`config_schema`]). No
+//! I/O: the loaders feed it bytes and host facts.
 //!
 //! How a loader uses it, per side:
 //!
@@ -38,6 +40,7 @@
 
 pub mod code;
 pub mod compat;
+pub mod config_schema;
 pub mod graph;
 pub mod jsonc;
 pub mod manifest;
@@ -46,6 +49,7 @@ pub mod version;
 
 pub use code::ProblemCode;
 pub use compat::{check as check_compat, CompatRule, Incompatible};
+pub use config_schema::{ConfigSchema, ConfigValues};
 pub use graph::{
     broken_by_import, dependents_of, merge_installed, resolve, BlockReason, Blocked, Node,
     Resolution, ResolveInput,

@@ -39,12 +39,14 @@
 //! * controller only: `min_controller_version` (version),
 //!   `must_controller_version` (list of versions). `ctrlDepend` on a
 //!   controller plugin is an error (controller plugins use `depend`).
-//! * `author`, `description` (strings), `config` (object, kept as is; its
-//!   items are validated elsewhere).
+//! * `author`, `description` (strings), `config` (an object of typed
+//!   configuration items, checked by [`crate::config_schema`]; its problems
+//!   are the manifest's).
 //! * An optional field set to `null` counts as absent; a required one is an
 //!   error. Unknown fields are warnings and are ignored.
 
 use crate::code::ProblemCode;
+use crate::config_schema::{parse_schema, ConfigSchema};
 use crate::jsonc::{self, JsoncError};
 use crate::problem::{Problem, Problems};
 use crate::version::{Version, VersionReq};
@@ -194,8 +196,11 @@ pub struct Manifest {
     pub author: Option<String>,
     /// `description`.
     pub description: Option<String>,
-    /// `config`, unvalidated.
-    pub config: Option<Value>,
+    /// `config`: the plugin's configuration items (empty without one).
+    pub config: ConfigSchema,
+    /// `cycle_budget_us` (controller only, an extension of this product):
+    /// the step budget in microseconds.
+    pub cycle_budget_us: Option<u64>,
 }
 
 impl Manifest {
@@ -306,6 +311,7 @@ const CONTROLLER_FIELDS: &[&str] = &[
     "author",
     "description",
     "config",
+    "cycle_budget_us",
 ];
 
 /// Parses and validates the manifest of the plugin in folder `expected_name`
@@ -598,18 +604,12 @@ impl Checker {
         let author = self.optional_string("author", obj.get("author"));
         let description = self.optional_string("description", obj.get("description"));
         let config = match obj.get("config") {
-            None | Some(Value::Null) => None,
-            Some(v @ Value::Object(_)) => Some(v.clone()),
-            Some(other) => {
-                let found = describe(other);
-                self.report(
-                    ProblemCode::ManifestWrongType,
-                    Some("config"),
-                    format!("\"config\" must be an object of configuration items, found {found}"),
-                    "write \"config\": {\"item\": {...}} or remove it".into(),
-                );
-                None
-            }
+            None | Some(Value::Null) => ConfigSchema::default(),
+            Some(v) => parse_schema(&self.subject, v, &mut self.problems),
+        };
+        let cycle_budget_us = match side {
+            Side::Controller => self.cycle_budget(obj.get("cycle_budget_us")),
+            Side::Client => None,
         };
         self.unknown_fields(obj);
         let (custom_hmi_versions, must_controller_versions) = match side {
@@ -631,6 +631,28 @@ impl Checker {
             author,
             description,
             config,
+            cycle_budget_us,
+        }
+    }
+
+    /// `cycle_budget_us`: a whole number of microseconds, 1 to 10 s.
+    fn cycle_budget(&mut self, value: Option<&Value>) -> Option<u64> {
+        const MAX_US: u64 = 10_000_000;
+        match value {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| (1..=MAX_US).contains(&v)) => {
+                n.as_u64()
+            }
+            Some(other) => {
+                let found = describe(other);
+                self.report(
+                    ProblemCode::ManifestWrongType,
+                    Some("cycle_budget_us"),
+                    format!("\"cycle_budget_us\" must be a whole number of microseconds from 1 to {MAX_US}, found {found}"),
+                    "give the longest time one step may take, e.g. \"cycle_budget_us\": 200".into(),
+                );
+                None
+            }
         }
     }
 
@@ -1060,7 +1082,26 @@ mod tests {
         assert!(m.custom_hmi_versions.is_empty());
         assert_eq!(m.author.as_deref(), Some("rokae"));
         assert_eq!(m.description.as_deref(), Some("description"));
-        assert_eq!(m.config, None);
+        assert!(m.config.is_empty());
+    }
+
+    #[test]
+    fn config_items_are_checked_as_part_of_the_manifest() {
+        let text = r#"{"controller_plugin": {"name": "x", "enable": true, "version": "1",
+            "config": {
+                "speed": {"type": "float", "default": 0.5, "maximum": 1.0, "description": "factor"},
+                "bad": {"type": "integer", "default": 11, "maximum": 10, "description": "b"}
+            }}}"#;
+        let p = parse_err(Side::Controller, "x", text);
+        assert_eq!(fields_of(&p, Severity::Error), ["config.bad.default"]);
+        assert_eq!(p.0[0].code, ProblemCode::ConfigBadDefault);
+        assert_eq!(p.0[0].subject, "controller plugin \"x\"");
+        assert!(p.to_string().contains("config item \"bad\""), "{p}");
+        let text = text.replace("\"default\": 11", "\"default\": 9");
+        let (m, p) = parse_ok(Side::Controller, "x", &text);
+        assert!(p.is_empty(), "{p}");
+        assert_eq!(m.config.items.len(), 2);
+        assert_eq!(m.config.defaults().to_json()["bad"], 9);
     }
 
     #[test]

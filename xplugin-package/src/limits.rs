@@ -17,7 +17,7 @@ const GIB: u64 = 1024 * MIB;
 /// Disk used in the staging directory at the peak of an import is at most
 /// `max_package_bytes` (one spooled inner zip at a time) plus
 /// `max_total_uncompressed` (the unpacked files).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Size of the package file itself, and of each inner `client.zip` /

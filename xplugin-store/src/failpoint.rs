@@ -32,6 +32,8 @@ pub const FAILPOINTS: &[&str] = &[
     "commit-after-staged-plugin",
     "commit-after-files-fsynced",
     "commit-after-state-written",
+    "commit-after-values-written",
+    "commit-after-values-renamed",
     "commit-after-gen-rename",
     "commit-after-tmp-symlink",
     "commit-after-swap",

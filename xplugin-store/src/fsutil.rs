@@ -115,14 +115,20 @@ pub fn copy_file(src: &Path, dst: &Path) -> io::Result<()> {
 
 /// Writes `bytes` into a new file `dst` (mode 0644) and fsyncs it.
 pub fn write_new_file(dst: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_new_file_with_mode(dst, bytes, FILE_MODE)
+}
+
+/// Writes `bytes` into a new file `dst` with `mode` (set at creation, so
+/// the bytes are never readable with a wider mode) and fsyncs it.
+pub fn write_new_file_with_mode(dst: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     let mut output = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(FILE_MODE)
+        .mode(mode)
         .open(dst)?;
+    output.set_permissions(Permissions::from_mode(mode))?;
     output.write_all(bytes)?;
-    output.set_permissions(Permissions::from_mode(FILE_MODE))?;
     output.sync_all()
 }
 
@@ -130,17 +136,26 @@ pub fn write_new_file(dst: &Path, bytes: &[u8]) -> io::Result<()> {
 /// `<path>.tmp`, fsyncs it, renames it over `path` and fsyncs the parent
 /// directory. A crash leaves the old contents or the new ones.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_file_with_mode(path, bytes, FILE_MODE)
+}
+
+/// [`replace_file`] with the new file's `mode` (the temporary file has it
+/// from its creation on).
+pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp_name);
+    // A leftover of an interrupted replace may have another mode: start
+    // from a new file.
+    ignore_not_found(fs::remove_file(&tmp))?;
     {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
+            .create_new(true)
+            .mode(mode)
             .open(&tmp)?;
+        f.set_permissions(Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -186,4 +201,26 @@ fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
+}
+
+/// The owner of `root` when this process is root and `root` belongs to
+/// someone else (the daemon's user): `(uid, gid)`.
+pub fn foreign_owner(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let meta = fs::metadata(root).ok()?;
+    (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
+}
+
+/// `lchown -R path uid:gid` (symlinks themselves, never followed).
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }

@@ -14,8 +14,9 @@
 //! ROOT/generations/<N>.trash/        a generation being removed
 //! ROOT/staging/<unique>/             where an import unpacks and verifies (same filesystem)
 //! ROOT/data/<NAME>/                  a plugin's persistent data (0700), kept across upgrades and rollbacks
-//! ROOT/transactions/<ID>/           an install transaction: record.json, staged/ (see [`transaction`])
-//! ROOT/state/                        host state (not written by the store)
+//! ROOT/transactions/<ID>/           an install transaction: record.json, staged/, config/ (see [`transaction`])
+//! ROOT/state/config/<N>/<NAME>.json  the configuration values generation N runs with (0600, see [`values`])
+//! ROOT/state/                        other host state (not written by the store)
 //! ```
 //!
 //! # Commit protocol
@@ -61,6 +62,7 @@ mod lock;
 mod plan;
 pub mod recovery;
 pub mod transaction;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -69,17 +71,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
-pub use fsutil::{DATA_DIR_MODE, DIR_MODE, FILE_MODE};
+pub use fsutil::{replace_file, DATA_DIR_MODE, DIR_MODE, FILE_MODE};
 pub use generation::{Generation, GenerationState, InstalledPlugin, PluginRecord};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
 pub use recovery::RecoveryReport;
 pub use transaction::{Transaction, TransactionPlugin, TransactionRecord, TransactionState};
+pub use values::ValuesFile;
 
 use build::Origin;
 use error::HINT_DISK;
 use failpoint::hit;
 use generation::{PLUGINS_DIR, TMP_SUFFIX};
+use values::ValuesSource;
 
 /// Name of the symlink naming the current generation.
 pub const CURRENT_LINK: &str = "current";
@@ -99,6 +103,10 @@ pub const STATE_DIR: &str = "state";
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// When this process runs as root on a root owned by another user (the
+    /// daemon's), that owner: what this process creates is given to it, so
+    /// the daemon can read and later remove it.
+    owner: Option<(u32, u32)>,
 }
 
 impl Store {
@@ -125,7 +133,19 @@ impl Store {
             fsutil::ensure_dir(&path, DIR_MODE)
                 .map_err(|e| StoreError::io("create directory", &path, e, hint))?;
         }
-        Ok(Store { root })
+        let owner = fsutil::foreign_owner(&root);
+        let store = Store { root, owner };
+        for dir in [GENERATIONS_DIR, STAGING_DIR, DATA_DIR, STATE_DIR] {
+            // The layout directories (made now or by an earlier root run).
+            if let Some((uid, _)) = store.owner {
+                use std::os::unix::fs::MetadataExt;
+                let path = store.root.join(dir);
+                if std::fs::metadata(&path).is_ok_and(|m| m.uid() != uid) {
+                    store.adopt(&path);
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// Opens `root` only if it is an install root already (its
@@ -139,6 +159,28 @@ impl Store {
             Store::open(root).map(Some)
         } else {
             Ok(None)
+        }
+    }
+
+    /// Gives `path` (recursively) to the root's owner when this process
+    /// runs as root on a root owned by another user; does nothing otherwise.
+    /// Best effort: a file that cannot be given is logged.
+    pub fn adopt(&self, path: &Path) {
+        if let Some(owner) = self.owner {
+            give(path, owner);
+        }
+    }
+
+    /// As [`Store::adopt`] for `path` alone (a directory whose entries are
+    /// given one by one as they are made).
+    pub(crate) fn adopt_one(&self, path: &Path) {
+        if let Some((uid, gid)) = self.owner {
+            if let Err(e) = std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+                log::warn!(
+                    "cannot give {} to the install root's owner (uid {uid}): {e}",
+                    path.display()
+                );
+            }
         }
     }
 
@@ -174,6 +216,7 @@ impl Store {
     }
 
     fn recover_under(&self, mut lock: StoreLock) -> Result<StoreLock, StoreError> {
+        self.adopt(&self.root.join(LOCK_FILE));
         let report = recovery::recover(self)?;
         lock.set_recovery(report);
         Ok(lock)
@@ -213,6 +256,17 @@ impl Store {
                 found: "it is missing".into(),
                 hint: "the generation was removed by hand; point `current` at a complete generation or restore from backup".into(),
             });
+        }
+        Generation::load(&self.generations_root(), number).map(Some)
+    }
+
+    /// Generation `number`, if it is on disk.
+    ///
+    /// # Errors
+    /// [`StoreError::StateJson`] if its `state.json` is unreadable.
+    pub fn generation(&self, number: u64) -> Result<Option<Generation>, StoreError> {
+        if !self.generations_root().join(number.to_string()).is_dir() {
+            return Ok(None);
         }
         Generation::load(&self.generations_root(), number).map(Some)
     }
@@ -309,6 +363,7 @@ impl Store {
             plugins.remove(name);
         }
         let mut sources = Vec::new();
+        let mut values = Vec::new();
         if let Some(current) = &current {
             for name in plugins.keys() {
                 if !plan.add_or_replace.iter().any(|s| &s.name == name) {
@@ -317,6 +372,7 @@ impl Store {
                         current.dir.join(PLUGINS_DIR).join(name),
                         Origin::Carried,
                     ));
+                    values.push((name.clone(), self.carried_values(current, name)));
                 }
             }
         }
@@ -328,9 +384,12 @@ impl Store {
                     enabled: staged.enabled,
                 },
             );
+            if let Some(file) = staged.values {
+                values.push((staged.name.clone(), ValuesSource::Staged(file)));
+            }
             sources.push((staged.name, staged.dir, Origin::Staged));
         }
-        self.build_generation(current.as_ref(), plugins, &sources, transaction)
+        self.build_generation(current.as_ref(), plugins, &sources, &values, transaction)
     }
 
     /// Enables or disables an installed plugin: a new generation with the same
@@ -370,7 +429,11 @@ impl Store {
                 )
             })
             .collect();
-        self.build_generation(Some(&current), plugins, &sources, None)
+        let values: Vec<_> = plugins
+            .keys()
+            .map(|n| (n.clone(), self.carried_values(&current, n)))
+            .collect();
+        self.build_generation(Some(&current), plugins, &sources, &values, None)
     }
 
     /// Switches `current` back to the previous generation (its plugins and
@@ -436,6 +499,7 @@ impl Store {
         let path = self.data_root().join(name);
         fsutil::ensure_dir(&path, DATA_DIR_MODE)
             .map_err(|e| StoreError::io("create data directory", &path, e, HINT_DISK))?;
+        self.adopt(&path);
         Ok(path)
     }
 
@@ -489,12 +553,15 @@ impl Store {
         }
     }
 
-    /// Builds, renames into place and switches to a new generation.
+    /// Builds, renames into place and switches to a new generation, with
+    /// the configuration values of its plugins (`values`, written before
+    /// the generation is renamed into place: see [`values`]).
     fn build_generation(
         &self,
         current: Option<&Generation>,
         plugins: BTreeMap<String, PluginRecord>,
         sources: &[(String, PathBuf, Origin)],
+        values: &[(String, ValuesSource)],
         transaction: Option<&str>,
     ) -> Result<Generation, StoreError> {
         let number = self.next_number(current)?;
@@ -509,11 +576,14 @@ impl Store {
             plugins,
             transaction: transaction.map(str::to_string),
         };
-        if let Err(e) = build::fill_tmp_generation(&tmp, &state, sources) {
+        let built = build::fill_tmp_generation(&tmp, &state, sources)
+            .and_then(|()| self.build_values(number, values));
+        if let Err(e) = built {
             // Nothing refers to it; recovery would remove it too.
             let _ = fsutil::remove_tree(&tmp);
             return Err(e);
         }
+        self.adopt(&tmp);
 
         let dir = generations.join(number.to_string());
         std::fs::rename(&tmp, &dir).map_err(|e| {
@@ -543,6 +613,7 @@ impl Store {
         let target = Path::new(GENERATIONS_DIR).join(number.to_string());
         std::os::unix::fs::symlink(&target, &tmp_link)
             .map_err(|e| StoreError::io("create symlink", &tmp_link, e, HINT_DISK))?;
+        self.adopt(&tmp_link);
         hit(operation, "after-tmp-symlink");
         let link = self.current_link();
         std::fs::rename(&tmp_link, &link).map_err(|e| {
@@ -623,5 +694,24 @@ impl Drop for StagingDir<'_> {
     fn drop(&mut self) {
         // Best effort: the next recovery removes whatever is left.
         let _ = fsutil::remove_tree(&self.path);
+    }
+}
+
+/// Gives `path` (recursively) to the owner of install root `root` when this
+/// process runs as root on a root owned by another user (the daemon's);
+/// does nothing otherwise. For files the host writes into a root outside a
+/// [`Store`] (the clock mark). Best effort: a failure is logged.
+pub fn adopt_into(root: &Path, path: &Path) {
+    if let Some(owner) = fsutil::foreign_owner(root) {
+        give(path, owner);
+    }
+}
+
+fn give(path: &Path, (uid, gid): (u32, u32)) {
+    if let Err(e) = fsutil::chown_tree(path, uid, gid) {
+        log::warn!(
+            "cannot give {} to the install root's owner (uid {uid}): {e}; the daemon may not be able to read it",
+            path.display()
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use xplugin_model::{Problem, ProblemCode, Problems};
 
 use super::generation::Generation;
+use super::values::ValuesFile;
 
 /// One plugin to install (new) or replace (same name, any version), unpacked
 /// and verified in a [`StagingDir`](super::StagingDir).
@@ -23,6 +24,9 @@ pub struct StagedPlugin {
     /// Only regular files and directories are accepted; modes are not taken
     /// from it (installed files are 0644, directories 0755).
     pub dir: PathBuf,
+    /// The configuration values it runs with in the new generation (the
+    /// host's file, see [`crate::values`]); `None`: none stored.
+    pub values: Option<ValuesFile>,
 }
 
 /// The change one commit makes to the current generation. Every installed

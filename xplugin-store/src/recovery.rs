@@ -7,8 +7,9 @@
 //! `current.tmp`, `staging/*`, `generations/<N>.tmp`, `generations/<N>.trash`,
 //! and every `generations/<N>` that is neither current nor current's
 //! `previous` (a generation renamed into place before the swap, a rolled-back
-//! generation, or one older than the rollback target). Install transactions
-//! are settled too (see [`crate::transaction`]). Running it again after
+//! generation, or one older than the rollback target), with its
+//! configuration values (`state/config/<N>`, see [`crate::values`]). Install
+//! transactions are settled too (see [`crate::transaction`]). Running it again after
 //! a crash in the middle of it is safe: each step only removes garbage.
 
 use std::path::{Path, PathBuf};
@@ -58,7 +59,7 @@ impl RecoveryReport {
         ));
     }
 
-    fn fsync(&mut self, dir: &Path) {
+    pub(crate) fn fsync(&mut self, dir: &Path) {
         if let Err(e) = fsutil::fsync_dir(dir) {
             self.problems.push(Problem::new(
                 ProblemCode::StoreSyncFailed,
@@ -179,5 +180,7 @@ pub(crate) fn prune(
     if !trashed.is_empty() {
         report.fsync(&generations_dir);
     }
+    // The configuration values of a generation go with it.
+    store.prune_values(keep, report);
     Ok(())
 }

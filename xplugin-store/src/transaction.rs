@@ -11,7 +11,12 @@
 //! ROOT/transactions/<ID>/package.zip   the package as received (while open)
 //! ROOT/transactions/<ID>/unpack/...         where the package is unpacked and verified (while preparing)
 //! ROOT/transactions/<ID>/staged/<NAME>/...   verified plugin folders to install (while open)
+//! ROOT/transactions/<ID>/config/<NAME>.json  the values they get (while open; the host migrates
+//!                                            them from the base generation's, see [`crate::values`])
 //! ```
+//!
+//! The commit carries the staged values into the new generation's values
+//! with the same switch, so the plugins and their values change together.
 //!
 //! # States and durability
 //!
@@ -48,6 +53,7 @@ use super::error::{StoreError, HINT_DISK};
 use super::failpoint::hit;
 use super::fsutil;
 use super::plan::{CommitPlan, StagedPlugin};
+use super::values::{self, ValuesFile};
 use super::{Store, StoreLock};
 
 /// Directory of the transactions inside a root.
@@ -61,6 +67,9 @@ pub const STAGED_DIR: &str = "staged";
 /// Scratch directory where the received package is unpacked and verified
 /// before the plugins it changes move to `staged/`.
 pub const UNPACK_DIR: &str = "unpack";
+/// Directory of the configuration values the staged plugins get
+/// (`config/<NAME>.json`, 0600; see [`crate::values`]).
+pub const VALUES_DIR: &str = "config";
 /// How long a decided transaction's outcome is kept.
 pub const DECIDED_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Default time a prepared transaction waits for its decision.
@@ -193,6 +202,12 @@ impl Transaction {
     pub fn unpack_dir(&self) -> PathBuf {
         self.dir.join(UNPACK_DIR)
     }
+
+    /// Where the staged plugins' configuration values go
+    /// ([`Store::stage_transaction_values`]).
+    pub fn values_dir(&self) -> PathBuf {
+        self.dir.join(VALUES_DIR)
+    }
 }
 
 fn now_unix() -> u64 {
@@ -309,6 +324,7 @@ impl Store {
         let root = self.transactions_root();
         fsutil::ensure_dir(&root, fsutil::DIR_MODE)
             .map_err(|e| StoreError::io("create directory", &root, e, HINT_DISK))?;
+        self.adopt_one(&root);
         let (id, dir) = loop {
             let id = new_id();
             let dir = root.join(&id);
@@ -338,6 +354,7 @@ impl Store {
             holder_pid: decided_here.then(std::process::id),
         };
         write_record(&dir, &record)?;
+        self.adopt(&dir);
         fsutil::fsync_dir(&root)
             .map_err(|e| StoreError::io("fsync directory", &root, e, HINT_DISK))?;
         hit("txn", "after-begin");
@@ -358,9 +375,14 @@ impl Store {
         plugins: Vec<TransactionPlugin>,
     ) -> Result<(), StoreError> {
         self.check_lock(lock)?;
-        let staged = txn.staged_dir();
-        fsync_tree(&staged)
-            .map_err(|e| StoreError::io("fsync staged files in", &staged, e, HINT_DISK))?;
+        // What the preparing process unpacked belongs to the root's owner.
+        for dir in [txn.staged_dir(), txn.values_dir()] {
+            if dir.is_dir() {
+                self.adopt(&dir);
+                fsync_tree(&dir)
+                    .map_err(|e| StoreError::io("fsync staged files in", &dir, e, HINT_DISK))?;
+            }
+        }
         // The package and the rest of the unpacked tree are not needed any
         // more: the staged folders are what gets installed.
         let _ = std::fs::remove_file(txn.package_path());
@@ -370,9 +392,83 @@ impl Store {
         record.state = TransactionState::Prepared;
         record.plugins = plugins;
         write_record(&txn.dir, &record)?;
+        self.adopt(&txn.dir.join(RECORD_FILE));
         txn.record = record;
         hit("txn", "after-prepared");
         Ok(())
+    }
+
+    /// Stages the configuration values plugin `name` gets with open
+    /// transaction `id` (replacing what was staged before; `None` stages
+    /// none), durably, mode 0600. The host calls it while preparing, and
+    /// again before the commit if the base generation's values changed in
+    /// between.
+    ///
+    /// # Errors
+    /// [`StoreError::TransactionNotFound`]; [`StoreError::TransactionDecided`]
+    /// if it is not open; [`StoreError::Io`] if writing fails.
+    pub fn stage_transaction_values(
+        &self,
+        lock: &StoreLock,
+        id: &str,
+        name: &str,
+        bytes: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.check_lock(lock)?;
+        let dir = self.transaction_dir(id)?;
+        let record = self.transaction(id)?;
+        if !record.state.is_open() {
+            return Err(StoreError::TransactionDecided {
+                record: Box::new(record),
+            });
+        }
+        if let Some(reason) = super::plugin_name_problem(name) {
+            return Err(StoreError::InvalidPluginName {
+                name: name.to_string(),
+                reason,
+                hint: "fix \"name\" in the plugin manifest".into(),
+            });
+        }
+        let values_dir = dir.join(VALUES_DIR);
+        let path = values_dir.join(format!("{name}.json"));
+        match bytes {
+            None => fsutil::remove_tree(&path)
+                .and_then(|()| match values_dir.is_dir() {
+                    true => fsutil::fsync_dir(&values_dir),
+                    false => Ok(()),
+                })
+                .map_err(|e| StoreError::io("remove staged values", &path, e, HINT_DISK)),
+            Some(bytes) => {
+                if !values_dir.is_dir() {
+                    fsutil::create_dir_with_mode(&values_dir, values::VALUES_DIR_MODE).map_err(
+                        |e| StoreError::io("create directory", &values_dir, e, HINT_DISK),
+                    )?;
+                    fsutil::fsync_dir(&dir)
+                        .map_err(|e| StoreError::io("fsync directory", &dir, e, HINT_DISK))?;
+                }
+                fsutil::replace_file_with_mode(&path, bytes, values::VALUES_FILE_MODE)
+                    .map_err(|e| StoreError::io("write staged values", &path, e, HINT_DISK))
+            }
+        }
+    }
+
+    /// The staged folder of plugin `name` of open transaction `id`
+    /// (`staged/<name>`), if the transaction installs it.
+    ///
+    /// # Errors
+    /// [`StoreError::TransactionNotFound`].
+    pub fn transaction_plugin_dir(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let dir = self.transaction_dir(id)?;
+        let record = self.transaction(id)?;
+        Ok(record
+            .plugins
+            .iter()
+            .any(|p| p.name == name)
+            .then(|| dir.join(STAGED_DIR).join(name)))
     }
 
     /// Commits prepared transaction `id`: its staged plugins become a new
@@ -439,13 +535,19 @@ impl Store {
             add_or_replace: record
                 .plugins
                 .iter()
-                .map(|p| StagedPlugin {
-                    name: p.name.clone(),
-                    version: p.version.clone(),
-                    enabled: p.enabled,
-                    dir: staged.join(&p.name),
+                .map(|p| {
+                    let values =
+                        values::read_file(&dir.join(VALUES_DIR).join(format!("{}.json", p.name)))?
+                            .map(ValuesFile);
+                    Ok(StagedPlugin {
+                        name: p.name.clone(),
+                        version: p.version.clone(),
+                        enabled: p.enabled,
+                        dir: staged.join(&p.name),
+                        values,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, StoreError>>()?,
             remove: Vec::new(),
         };
         let generation = self.commit_from(lock, plan, &staged, Some(id))?;
@@ -533,10 +635,12 @@ impl Store {
         record.new_generation = new_generation;
         record.decided_unix = Some(now_unix());
         write_record(dir, record)?;
+        self.adopt(&dir.join(RECORD_FILE));
         hit("txn", "after-decided-record");
         // What is left is garbage now; recovery removes it if this fails.
         let _ = fsutil::remove_tree(&dir.join(STAGED_DIR));
         let _ = fsutil::remove_tree(&dir.join(UNPACK_DIR));
+        let _ = fsutil::remove_tree(&dir.join(VALUES_DIR));
         let _ = std::fs::remove_file(dir.join(PACKAGE_FILE));
         Ok(())
     }
@@ -621,6 +725,7 @@ impl Store {
                     for leftover in [
                         dir.join(STAGED_DIR),
                         dir.join(UNPACK_DIR),
+                        dir.join(VALUES_DIR),
                         dir.join(PACKAGE_FILE),
                     ] {
                         if std::fs::symlink_metadata(&leftover).is_ok() {

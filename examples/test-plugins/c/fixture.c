@@ -27,6 +27,12 @@
  *                             {"trace_file": "/tmp/x/trace.log"}); without it,
  *                             "trace.log" in the plugin's own data directory.
  *                             A failing stage is recorded before it fails.
+ *   FIXTURE_RECORD_CONFIG     (with FIXTURE_RECORD) init and reconfigure also
+ *                             append "NAME:config-init JSON\n" and
+ *                             "NAME:config-reconfigure JSON\n" with the
+ *                             configuration JSON the host passed (one line:
+ *                             the host writes it without newlines), so a test
+ *                             can see which typed values a C plugin got.
  *   FIXTURE_REGISTER_SERVICE="s"  init registers a service named s (iface version
  *                             1, a static table holding the plugin name).
  *   FIXTURE_REQUIRE_SERVICE="s"   init fails with XPLUGIN_ERR_DEPENDENCY unless
@@ -50,19 +56,49 @@
  *   FIXTURE_STEP_CHATTY       (with FIXTURE_STEP) every step logs a line and
  *                             publishes the cycle number (8 bytes) on
  *                             "NAME/step": a plugin whose step uses the host.
+ *   FIXTURE_STEP_FAIL         (with FIXTURE_STEP) every step returns
+ *                             XPLUGIN_ERR_FAILED.
  *   FIXTURE_STEP_SPIN_US=n    (with FIXTURE_STEP) every step busy-waits n
  *                             microseconds on CLOCK_MONOTONIC (over a budget).
+ *   FIXTURE_CRASH_HOW=n       how the crash points below end the process: 1
+ *                             SIGSEGV (a write through NULL), 2 abort(), 3
+ *                             exit(3), 4 hang (sleep forever).
+ *   FIXTURE_CRASH_INIT, FIXTURE_CRASH_START, FIXTURE_CRASH_STOP
+ *                             crash (as FIXTURE_CRASH_HOW says) in that call.
+ *   FIXTURE_CRASH_STEP=n      (with FIXTURE_STEP) crash in the n-th step; with
+ *                             FIXTURE_CRASH_RANDOM instead at a cycle picked
+ *                             from the start time (so each boot differs).
+ *   FIXTURE_SERVICE_CRASHES   (with FIXTURE_REGISTER_SERVICE and
+ *                             FIXTURE_CRASH_HOW) the service's poke() crashes
+ *                             on its 5th call: code of this plugin reached
+ *                             through another plugin's call.
+ *   FIXTURE_STEP_POKES        (with FIXTURE_REQUIRE_SERVICE and FIXTURE_STEP)
+ *                             every step calls the required service's poke().
  *   FIXTURE_BUSY              start sets the busy flag (ABI 1.1 `set_busy`);
  *                             with FIXTURE_BUSY_STEPS=n (and FIXTURE_STEP) the
  *                             n-th step clears it; otherwise it stays set
  *                             until the plugin is stopped.
+ *   FIXTURE_RECONFIGURE_REFUSE="t"  reconfigure refuses (XPLUGIN_ERR_INVALID_ARG,
+ *                             "NAME: refuses a configuration holding t") any
+ *                             configuration whose JSON text contains t.
+ *   FIXTURE_RECONFIGURE_SLEEP_US=n  reconfigure takes n microseconds (sleeps)
+ *                             before it accepts.
+ *   FIXTURE_NO_RECONFIGURE    the descriptor's reconfigure is NULL.
+ *   FIXTURE_STEP_OBSERVE      (with FIXTURE_STEP and FIXTURE_RECORD) the plugin
+ *                             watches the host's promise that reconfigure and
+ *                             step never overlap: each records
+ *                             "NAME:OVERLAP ..." if it finds the other running;
+ *                             the first step after an accepted reconfigure
+ *                             records "NAME:step-sees-config N cycle C" (N
+ *                             counts accepted reconfigures).
  *
  * Example: cc -std=c99 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden
  *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
  *   -o libfailinit.so examples/test-plugins/c/fixture.c
  */
-#if defined(FIXTURE_STEP_SPIN_US) && !defined(_POSIX_C_SOURCE)
-/* clock_gettime under -std=c99. */
+#if (defined(FIXTURE_STEP_SPIN_US) || defined(FIXTURE_CRASH_HOW) || \
+     defined(FIXTURE_RECONFIGURE_SLEEP_US)) && !defined(_POSIX_C_SOURCE)
+/* clock_gettime and sleep under -std=c99. */
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include <stddef.h>
@@ -106,11 +142,39 @@ typedef struct fixture_messaging {
 typedef struct fixture {
   const xplugin_host_api *host;
   uint64_t steps;
+  uint64_t crash_at;
+  const void *required; /* FIXTURE_REQUIRE_SERVICE's table */
   char trace_file[FIXTURE_PATH_MAX]; /* empty: not recording */
 #ifdef FIXTURE_MESSAGING
   fixture_messaging messaging;
 #endif
+#ifdef FIXTURE_STEP_OBSERVE
+  int in_step, in_reconfigure; /* __atomic builtins: two host threads look */
+  uint64_t config_seq, seen_seq;
+#endif
 } fixture;
+
+#ifdef FIXTURE_CRASH_HOW
+#include <unistd.h>
+/* Ends the process the way FIXTURE_CRASH_HOW says; for the fault
+ * containment tests. */
+static void fixture_crash(void) {
+#if FIXTURE_CRASH_HOW == 1
+  volatile int *volatile nowhere = NULL;
+  *nowhere = 42;
+#elif FIXTURE_CRASH_HOW == 2
+  abort();
+#elif FIXTURE_CRASH_HOW == 3
+  exit(3);
+#elif FIXTURE_CRASH_HOW == 4
+  for (;;) {
+    sleep(1000);
+  }
+#else
+#error "FIXTURE_CRASH_HOW must be 1 (SIGSEGV), 2 (abort), 3 (exit) or 4 (hang)"
+#endif
+}
+#endif
 
 static void set_error(char *err, size_t err_cap, const char *text) {
   if (err != NULL && err_cap > 0) {
@@ -173,6 +237,27 @@ static int record(const fixture *self, const char *stage) {
   ok = fprintf(f, "%s:%s\n", FIXTURE_NAME, stage) > 0;
   return (fclose(f) == 0 && ok) ? 0 : -1;
 }
+#ifdef FIXTURE_RECORD_CONFIG
+/* Appends "NAME:config-WHEN JSON\n" to the trace file; returns 0 on success. */
+static int record_config(const fixture *self, const char *when,
+                         const char *json, size_t len) {
+  FILE *f;
+  int ok;
+  if (self->trace_file[0] == '\0') {
+    return 0;
+  }
+  if (len > 65536u) {
+    len = 65536u; /* a test's configuration is small; the rest is cut */
+  }
+  f = fopen(self->trace_file, "a");
+  if (f == NULL) {
+    return -1;
+  }
+  ok = fprintf(f, "%s:config-%s %.*s\n", FIXTURE_NAME, when, (int)len,
+               json != NULL ? json : "") > 0;
+  return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+#endif
 #else
 static int record(const fixture *self, const char *stage) {
   (void)self;
@@ -181,14 +266,26 @@ static int record(const fixture *self, const char *stage) {
 }
 #endif
 
-#ifdef FIXTURE_REGISTER_SERVICE
+/* The service table a FIXTURE_REGISTER_SERVICE plugin registers and a
+ * FIXTURE_REQUIRE_SERVICE plugin finds (same source, same layout). */
 typedef struct fixture_service {
   uint32_t struct_size;
   uint32_t version;
   const char *provider;
+  void (*poke)(void);
 } fixture_service;
+
+#ifdef FIXTURE_REGISTER_SERVICE
+static void fixture_poke(void) {
+#ifdef FIXTURE_SERVICE_CRASHES
+  static int pokes;
+  if (++pokes == 5) {
+    fixture_crash();
+  }
+#endif
+}
 static const fixture_service fixture_service_table = {
-    (uint32_t)sizeof(fixture_service), 1u, FIXTURE_NAME};
+    (uint32_t)sizeof(fixture_service), 1u, FIXTURE_NAME, fixture_poke};
 #endif
 
 static xplugin_status fixture_init(const xplugin_host_api *host,
@@ -204,6 +301,9 @@ static xplugin_status fixture_init(const xplugin_host_api *host,
     set_error(err, err_cap, FIXTURE_NAME ": init called with NULL arguments");
     return XPLUGIN_ERR_INVALID_ARG;
   }
+#ifdef FIXTURE_CRASH_INIT
+  fixture_crash();
+#endif
   self = (fixture *)calloc(1, sizeof *self);
   if (self == NULL) {
     set_error(err, err_cap, FIXTURE_NAME ": out of memory");
@@ -234,7 +334,11 @@ static xplugin_status fixture_init(const xplugin_host_api *host,
         return XPLUGIN_ERR_CONFIG;
       }
     }
-    if (record(self, "init") != 0) {
+    if (record(self, "init") != 0
+#ifdef FIXTURE_RECORD_CONFIG
+        || record_config(self, "init", config_json, config_len) != 0
+#endif
+    ) {
       snprintf(line, sizeof line, FIXTURE_NAME ": cannot append to trace file %s",
                self->trace_file);
       set_error(err, err_cap, line);
@@ -258,6 +362,7 @@ static xplugin_status fixture_init(const xplugin_host_api *host,
       free(self);
       return XPLUGIN_ERR_DEPENDENCY;
     }
+    self->required = iface;
   }
 #endif
 
@@ -411,6 +516,9 @@ static void fixture_set_busy(fixture *self, uint8_t busy) {
 #endif
 
 static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
+#ifdef FIXTURE_CRASH_START
+  fixture_crash();
+#endif
   xplugin_status status =
       fixture_stage(instance, "start", FIXTURE_START_FAILS, err, err_cap);
 #ifdef FIXTURE_BUSY
@@ -428,6 +536,9 @@ static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
 }
 
 static xplugin_status fixture_stop(void *instance, char *err, size_t err_cap) {
+#ifdef FIXTURE_CRASH_STOP
+  fixture_crash();
+#endif
   return fixture_stage(instance, "stop", FIXTURE_STOP_FAILS, err, err_cap);
 }
 
@@ -447,6 +558,37 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     return XPLUGIN_ERR_INVALID_ARG;
   }
   self->steps++;
+#ifdef FIXTURE_STEP_OBSERVE
+  __atomic_store_n(&self->in_step, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&self->in_reconfigure, __ATOMIC_SEQ_CST)) {
+    (void)record(self, "OVERLAP step while reconfigure runs");
+  }
+  {
+    uint64_t seq = __atomic_load_n(&self->config_seq, __ATOMIC_SEQ_CST);
+    if (seq != self->seen_seq) {
+      char line[96];
+      self->seen_seq = seq;
+      snprintf(line, sizeof line, "step-sees-config %llu cycle %llu",
+               (unsigned long long)seq, (unsigned long long)cycle);
+      (void)record(self, line);
+    }
+  }
+#endif
+#if defined(FIXTURE_CRASH_STEP) && defined(FIXTURE_CRASH_RANDOM)
+  if (self->steps == 1) {
+    self->crash_at = 1 + (now_ns / 1000u) % (uint64_t)(FIXTURE_CRASH_STEP);
+  }
+  if (self->steps == self->crash_at) {
+    fixture_crash();
+  }
+#elif defined(FIXTURE_CRASH_STEP)
+  if (self->steps == (uint64_t)(FIXTURE_CRASH_STEP)) {
+    fixture_crash();
+  }
+#endif
+#if defined(FIXTURE_STEP_POKES) && defined(FIXTURE_REQUIRE_SERVICE)
+  ((const fixture_service *)self->required)->poke();
+#endif
 #ifdef FIXTURE_STEP_CHATTY
   {
     uint8_t payload[8];
@@ -473,21 +615,84 @@ static xplugin_status fixture_step(void *instance, uint64_t cycle, uint64_t now_
     fixture_set_busy(self, 0);
   }
 #endif
+#ifdef FIXTURE_STEP_OBSERVE
+  __atomic_store_n(&self->in_step, 0, __ATOMIC_SEQ_CST);
+#endif
+#ifdef FIXTURE_STEP_FAIL
+  return XPLUGIN_ERR_FAILED;
+#else
   return XPLUGIN_OK;
+#endif
 }
 #define FIXTURE_STEP_FN fixture_step
 #else
 #define FIXTURE_STEP_FN NULL
 #endif
 
+#ifndef FIXTURE_NO_RECONFIGURE
+static xplugin_status fixture_reconfigure_checks(void *instance,
+                                                 const char *config_json,
+                                                 size_t config_len, char *err,
+                                                 size_t err_cap) {
+  (void)config_json;
+  (void)config_len;
+#ifdef FIXTURE_RECORD_CONFIG
+  if (instance != NULL &&
+      record_config((const fixture *)instance, "reconfigure", config_json,
+                    config_len) != 0) {
+    set_error(err, err_cap, FIXTURE_NAME ": cannot append to the trace file");
+    return XPLUGIN_ERR_IO;
+  }
+#endif
+#ifdef FIXTURE_RECONFIGURE_REFUSE
+  /* config_json is NUL-terminated (as for init). */
+  if (config_json != NULL && strstr(config_json, FIXTURE_RECONFIGURE_REFUSE) != NULL) {
+    set_error(err, err_cap,
+              FIXTURE_NAME ": refuses a configuration holding " FIXTURE_RECONFIGURE_REFUSE);
+    return XPLUGIN_ERR_INVALID_ARG;
+  }
+#endif
+#ifdef FIXTURE_RECONFIGURE_SLEEP_US
+  {
+    struct timespec ts;
+    ts.tv_sec = (time_t)((FIXTURE_RECONFIGURE_SLEEP_US) / 1000000);
+    ts.tv_nsec = (long)(((FIXTURE_RECONFIGURE_SLEEP_US) % 1000000) * 1000);
+    nanosleep(&ts, NULL);
+  }
+#endif
+  return fixture_stage(instance, "reconfigure", 0, err, err_cap);
+}
+
 static xplugin_status fixture_reconfigure(void *instance,
                                           const char *config_json,
                                           size_t config_len, char *err,
                                           size_t err_cap) {
-  (void)config_json;
-  (void)config_len;
-  return fixture_stage(instance, "reconfigure", 0, err, err_cap);
+  xplugin_status status;
+#ifdef FIXTURE_STEP_OBSERVE
+  fixture *self = (fixture *)instance;
+  if (self != NULL) {
+    __atomic_store_n(&self->in_reconfigure, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&self->in_step, __ATOMIC_SEQ_CST)) {
+      (void)record(self, "OVERLAP reconfigure while step runs");
+    }
+  }
+#endif
+  status = fixture_reconfigure_checks(instance, config_json, config_len, err,
+                                      err_cap);
+#ifdef FIXTURE_STEP_OBSERVE
+  if (self != NULL) {
+    if (status == XPLUGIN_OK) {
+      __atomic_add_fetch(&self->config_seq, 1, __ATOMIC_SEQ_CST);
+    }
+    __atomic_store_n(&self->in_reconfigure, 0, __ATOMIC_SEQ_CST);
+  }
+#endif
+  return status;
 }
+#define FIXTURE_RECONFIGURE_FN fixture_reconfigure
+#else
+#define FIXTURE_RECONFIGURE_FN NULL
+#endif
 
 static void fixture_destroy(void *instance) {
   fixture *self = (fixture *)instance;
@@ -509,7 +714,7 @@ static const xplugin_descriptor fixture_descriptor = {
     fixture_start,
     fixture_stop,
     fixture_destroy,
-    fixture_reconfigure,
+    FIXTURE_RECONFIGURE_FN,
     FIXTURE_STEP_FN,
     NULL, /* idle */
 };

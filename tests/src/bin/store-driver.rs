@@ -13,7 +13,9 @@
 //! A FIXTURE directory holds `plan.txt` and one directory per staged plugin.
 //! `plan.txt` has one line per change: `add NAME VERSION enabled|disabled`
 //! or `remove NAME`. `commit` copies each plugin directory into a fresh
-//! staging directory (as an importer unpacks a package) before committing.
+//! staging directory (as an importer unpacks a package) before committing;
+//! a file `NAME.values` beside a plugin directory is staged as its
+//! configuration values.
 //!
 //! With `XPLUGIN_DRIVER_READY` set, the driver first prints `ready` on
 //! stdout (the crash test starts its kill timer then) and, on success,
@@ -25,7 +27,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use xplugin_store::{CommitPlan, StagedPlugin, Store, StoreError};
+use xplugin_store::{CommitPlan, StagedPlugin, Store, StoreError, ValuesFile};
 
 fn main() -> ExitCode {
     let report_timing = std::env::var_os("XPLUGIN_DRIVER_READY").is_some();
@@ -150,11 +152,16 @@ fn commit(store: &Store, fixture: &Path) -> Result<(), Failure> {
                 let dir = staging.plugin_dir(&name).map_err(Failure::Store)?;
                 copy_tree(&fixture.join(&name), &dir)
                     .map_err(|e| Failure::Usage(format!("cannot stage {name}: {e}")))?;
+                // Its configuration values, when the fixture has NAME.values.
+                let values = std::fs::read(fixture.join(format!("{name}.values")))
+                    .ok()
+                    .map(ValuesFile);
                 plan.add_or_replace.push(StagedPlugin {
                     name,
                     version,
                     enabled,
                     dir,
+                    values,
                 });
             }
             Change::Remove(name) => plan.remove.push(name),

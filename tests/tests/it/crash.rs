@@ -68,7 +68,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut alpha1 = plugin("1.0.0", true, &[("libalpha.so", "alpha one")]);
     alpha1.files.extend(many_files("alpha v1", 0..200));
-    let beta = plugin(
+    let mut beta = plugin(
         "1.0.0",
         false,
         &[("libbeta.so", "beta"), ("qml/Beta.qml", "Item {}")],
@@ -80,6 +80,16 @@ fn fixture() -> Fixture {
     alpha2.files.extend(many_files("alpha v2", 50..250));
     let mut delta = plugin("0.3.0", true, &[]);
     delta.files.extend(many_files("delta", 0..20));
+    // Configuration values switch with their generation: beta's are carried
+    // over, alpha's replaced, delta's new, gamma's gone.
+    for (m, text) in [
+        (&mut alpha1, "alpha v1 values"),
+        (&mut alpha2, "alpha v2 values"),
+        (&mut beta, "beta values"),
+        (&mut delta, "delta values"),
+    ] {
+        m.values = Some(text.as_bytes().to_vec());
+    }
 
     let v1: Model = [("alpha", &alpha1), ("beta", &beta), ("gamma", &gamma)]
         .into_iter()
@@ -94,8 +104,14 @@ fn fixture() -> Fixture {
     let v2_dir = dir.path().join("v2");
     let flag = |m: &PluginModel| if m.enabled { "enabled" } else { "disabled" };
     let mut plan1 = String::new();
+    let write_values = |dir: &Path, name: &str, m: &PluginModel| {
+        if let Some(v) = &m.values {
+            std::fs::write(dir.join(format!("{name}.values")), v).unwrap();
+        }
+    };
     for (name, m) in &v1 {
         write_files(&v1_dir.join(name), &m.files);
+        write_values(&v1_dir, name, m);
         plan1 += &format!("add {name} {} {}\n", m.version, flag(m));
     }
     std::fs::write(v1_dir.join("plan.txt"), plan1).unwrap();
@@ -103,6 +119,7 @@ fn fixture() -> Fixture {
     for name in ["alpha", "delta"] {
         let m = &v2[name];
         write_files(&v2_dir.join(name), &m.files);
+        write_values(&v2_dir, name, m);
         plan2 += &format!("add {name} {} {}\n", m.version, flag(m));
     }
     plan2 += "remove gamma\n";

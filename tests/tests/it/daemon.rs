@@ -450,6 +450,13 @@ fn seeded(points: Vec<&str>, n: usize, seed: u64) -> Vec<&str> {
 #[test]
 fn killing_the_daemon_at_every_install_boundary_leaves_old_or_new() {
     let s = installed();
+    // Every point kills the daemon: many unclean stops in a row, which the
+    // crash-loop guard would (rightly) answer with safe mode.
+    config_with(
+        &s,
+        "controller.json",
+        serde_json::json!({ "faults": { "crash_loop_limit": 1000 } }),
+    );
     let pkg = s.pack("v2");
     let points = seeded(install_boundaries(), 6, 0x5eed_0001);
     let (mut old, mut new) = (0, 0);
@@ -593,4 +600,56 @@ fn a_pendant_that_drops_its_install_request_does_not_break_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn what_a_root_command_writes_belongs_to_the_root_s_owner() {
+    use std::os::unix::fs::MetadataExt;
+    let s = installed();
+    // The install root belongs to the daemon's user (here: nobody).
+    fn chown_all(p: &std::path::Path) {
+        std::os::unix::fs::lchown(p, Some(65534), Some(65534)).unwrap();
+        if std::fs::symlink_metadata(p).unwrap().is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                chown_all(&e.unwrap().path());
+            }
+        }
+    }
+    chown_all(&s.controller_root);
+    // Root installs and prepares without a daemon.
+    let pkg = s.pack("v2");
+    s.controller(&[
+        "install",
+        pkg.to_str().unwrap(),
+        "--force",
+        "--controller-version",
+        "2.1.0",
+    ])
+    .ok();
+    s.controller(&[
+        "install",
+        pkg.to_str().unwrap(),
+        "--force",
+        "--prepare",
+        "--controller-version",
+        "2.1.0",
+    ])
+    .ok();
+    let mut foreign = Vec::new();
+    fn walk(p: &std::path::Path, out: &mut Vec<String>) {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        if m.uid() != 65534 {
+            out.push(format!("{} (uid {})", p.display(), m.uid()));
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), out);
+            }
+        }
+    }
+    walk(&s.controller_root, &mut foreign);
+    assert!(
+        foreign.is_empty(),
+        "files not given to the root's owner: {foreign:#?}"
+    );
 }

@@ -1,7 +1,9 @@
 mod abi_layout;
 mod cli;
+mod config;
 mod crash;
 mod daemon;
+mod faults;
 mod hostile;
 mod hostile_cli;
 mod license;
@@ -9,5 +11,6 @@ mod loading;
 mod mender;
 mod messaging;
 mod powerloss;
+mod realtime;
 mod store;
 mod systemd;

@@ -56,7 +56,7 @@ use xplugin_license::{
 };
 use xplugin_model::Version;
 use xplugin_store::failpoint::{set_skip_fsync, SkipFsync};
-use xplugin_store::{CommitPlan, StagedPlugin, Store};
+use xplugin_store::{CommitPlan, StagedPlugin, Store, ValuesFile};
 use xplugin_tests::powerfs::{Boundary, Image, Mount};
 
 use crate::store::{installed, read_generation, Model, PluginModel};
@@ -143,6 +143,11 @@ impl Vendor {
             version: version.into(),
             enabled,
             files,
+            // Values switch with their generation: a power cut must never
+            // leave one generation's plugins with another's values.
+            values: Some(
+                format!("{{\"plugin\": \"{name}\", \"version\": \"{version}\"}}").into_bytes(),
+            ),
         }
     }
 
@@ -622,6 +627,7 @@ fn commit(root: &Path, add: &Model, remove: &[&str]) -> Result<(), String> {
             version: m.version.clone(),
             enabled: m.enabled,
             dir,
+            values: m.values.clone().map(ValuesFile),
         });
     }
     plan.remove = remove.iter().map(|s| (*s).to_string()).collect();

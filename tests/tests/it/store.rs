@@ -22,6 +22,9 @@ pub(crate) struct PluginModel {
     pub enabled: bool,
     /// Relative path -> bytes.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// The configuration values file the generation stores for it
+    /// (`state/config/<N>/<NAME>.json`), if any.
+    pub values: Option<Vec<u8>>,
 }
 
 /// A whole installed set by plugin name.
@@ -36,6 +39,7 @@ pub(crate) fn plugin(version: &str, enabled: bool, files: &[(&str, &str)]) -> Pl
             .iter()
             .map(|(p, c)| ((*p).to_string(), c.as_bytes().to_vec()))
             .collect(),
+        values: None,
     }
 }
 
@@ -59,6 +63,7 @@ fn stage(staging: &xplugin_store::StagingDir<'_>, name: &str, model: &PluginMode
         version: model.version.clone(),
         enabled: model.enabled,
         dir,
+        values: None,
     }
 }
 
@@ -82,6 +87,16 @@ fn commit(
 
 /// Reads every file of a generation's plugins and checks the fixed modes
 /// (files 0644, directories 0755, nothing else).
+/// The values file generation `generation` stores for plugin `name`.
+fn read_values(generation: &Generation, name: &str) -> Option<Vec<u8>> {
+    let root = generation.dir.parent()?.parent()?;
+    let path = root
+        .join("state/config")
+        .join(generation.number.to_string())
+        .join(format!("{name}.json"));
+    std::fs::read(path).ok()
+}
+
 pub(crate) fn read_generation(generation: &Generation) -> Model {
     let mut model = Model::new();
     for p in generation.plugins() {
@@ -94,6 +109,7 @@ pub(crate) fn read_generation(generation: &Generation) -> Model {
                 version: p.version,
                 enabled: p.enabled,
                 files,
+                values: read_values(generation, &p.name),
             },
         );
     }
@@ -464,12 +480,14 @@ fn invalid_plan_lists_every_problem_and_changes_nothing() {
                 version: "1".into(),
                 enabled: true,
                 dir: staging.plugin_dir("ok").unwrap(),
+                values: None,
             },
             StagedPlugin {
                 name: "out".into(),
                 version: "1".into(),
                 enabled: true,
                 dir: outside,
+                values: None,
             },
         ],
         remove: vec!["not-installed".into()],

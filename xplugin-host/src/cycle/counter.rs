@@ -138,6 +138,14 @@ impl Counter {
         ((u128::from(ticks) * u128::from(self.ns_per_tick_q32)) >> 32) as u64
     }
 
+    /// Nanoseconds to ticks (for budgets compared on the cycle path).
+    pub fn from_ns(&self, ns: u64) -> u64 {
+        if self.ns_per_tick_q32 == 0 {
+            return ns;
+        }
+        ((u128::from(ns) << 32) / u128::from(self.ns_per_tick_q32)).min(u128::from(u64::MAX)) as u64
+    }
+
     /// Where the ticks come from.
     pub fn source(&self) -> CounterSource {
         self.source

@@ -2,6 +2,7 @@
 
 use super::clock::{self, monotonic_ns};
 use super::counter::Counter;
+use super::gate;
 use super::outbox::{self, LogRecord, MessageRecord, LOG_RING, MESSAGE_RING};
 use super::service::{self, ServiceContext};
 use super::stats::{CycleStats, PluginStats, SlotState, TimingReport};
@@ -72,6 +73,8 @@ impl Default for CycleSettings {
 
 /// One plugin in the cycle.
 pub struct CyclePlugin {
+    /// Its index in the journal (the lifecycle's load order).
+    pub journal_index: u32,
     /// Plugin name.
     pub name: String,
     /// Its step function.
@@ -87,13 +90,15 @@ pub struct CyclePlugin {
 
 /// Test and tooling hooks, run on the cycle thread outside the measured
 /// path: `on_start` after the real-time setup, just before the first cycle;
-/// `on_exit` after the last cycle.
+/// `on_exit` after the last cycle. They are called through `&mut` (not
+/// consumed), so calling one frees nothing on the cycle thread: a hook that
+/// arms an allocation counter sees only the cycle's own allocations.
 #[derive(Default)]
 pub struct CycleHooks {
     /// Runs before the first cycle.
-    pub on_start: Option<Box<dyn FnOnce() + Send>>,
+    pub on_start: Option<Box<dyn FnMut() + Send>>,
     /// Runs after the last cycle.
-    pub on_exit: Option<Box<dyn FnOnce() + Send>>,
+    pub on_exit: Option<Box<dyn FnMut() + Send>>,
 }
 
 /// What the cycle tells its owner.
@@ -193,9 +198,13 @@ pub struct Cycle {
 
 /// A step function and instance moved to the cycle thread.
 struct Slot {
+    journal_index: u32,
     step: StepFn,
     instance: *mut c_void,
-    budget_ns: u64,
+    /// The budget in counter ticks (0 = none), so the cycle compares ticks.
+    budget_ticks: u64,
+    /// The warning threshold (a share of the budget), in ticks.
+    warn_ticks: u64,
     dependents: Box<[u16]>,
     active: bool,
     consecutive: u32,
@@ -275,13 +284,17 @@ impl Cycle {
                 .collect(),
         ));
         let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+        let counter = Counter::calibrate();
         let slots: Vec<Slot> = plugins
             .into_iter()
             .zip(deps)
             .map(|(p, dependents)| Slot {
+                journal_index: p.journal_index,
                 step: p.step,
                 instance: p.instance,
-                budget_ns: p.budget_ns,
+                budget_ticks: counter.from_ns(p.budget_ns),
+                warn_ticks: counter
+                    .from_ns(p.budget_ns.saturating_mul(settings.budget_warn_percent) / 100),
                 dependents,
                 active: true,
                 consecutive: 0,
@@ -296,10 +309,7 @@ impl Cycle {
         let (events, event_rx) = rtrb::RingBuffer::new(EVENT_RING);
         let (notice_tx, notices) = crossbeam_channel::bounded(64);
         let stop = Arc::new(AtomicBool::new(false));
-        let counter = Counter::calibrate();
-        let _ = stats
-            .counter
-            .set((counter.source(), counter.read_cost_ns()));
+        let _ = stats.counter.set(counter);
         let stack_size = settings.stack_size;
         let ctx = CycleThread {
             settings,
@@ -354,6 +364,26 @@ impl Cycle {
     /// bounded and a full channel drops notices (they are also logged).
     pub fn notices(&self) -> &crossbeam_channel::Receiver<CycleNotice> {
         &self.notices
+    }
+
+    /// Closes the step gate of `plugin` ([`super::gate`]): returns once its
+    /// step is not running and will not run until the guard is dropped;
+    /// `Ok(None)` when the plugin is not in this cycle (nothing steps it).
+    ///
+    /// # Errors
+    /// [`gate::StepDidNotReturn`] when the cycle did not acknowledge within
+    /// `timeout`; the gate is open again.
+    pub fn close_gate(
+        &self,
+        plugin: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<gate::GateGuard<'_>>, gate::StepDidNotReturn> {
+        let Some(p) = self.stats.plugins.iter().find(|p| p.name == plugin) else {
+            return Ok(None);
+        };
+        gate::close(&p.gate, &self.stats.finished, self.stats.period_ns, timeout)
+            .map(Some)
+            .ok_or(gate::StepDidNotReturn)
     }
 
     /// Asks the cycle to stop after the current cycle.
@@ -415,14 +445,13 @@ impl CycleThread {
                 logs,
                 messages,
                 stats: self.stats.clone(),
-                current: 0,
             });
         }
-        if let Some(f) = self.hooks.on_start.take() {
+        if let Some(f) = self.hooks.on_start.as_mut() {
             f();
         }
         self.cycles();
-        if let Some(f) = self.hooks.on_exit.take() {
+        if let Some(f) = self.hooks.on_exit.as_mut() {
             f();
         }
         outbox::uninstall();
@@ -439,6 +468,13 @@ impl CycleThread {
         let stats_arc = self.stats.clone();
         let stats = &*stats_arc;
         let counter = self.counter;
+        // Which plugin the cycle thread is in, for the supervisor and the
+        // crash record: three relaxed stores per step into the journal's
+        // mapped page, no system call.
+        let journal = crate::journal::get();
+        if let Some(j) = journal {
+            j.register_thread(crate::journal::Role::Cycle);
+        }
         let mut deadline = monotonic_ns() + period;
         let mut cycle = 0u64;
         let mut last_overrun_report = 0u64;
@@ -450,26 +486,52 @@ impl CycleThread {
             let start = counter.read();
             let mut t = start;
             for i in 0..self.slots.len() {
-                if !self.slots[i].active {
+                // A stop requested mid-cycle (a safe stop after a hang) steps
+                // nobody any more: the others may be stopped at once.
+                let gate = &stats.plugins[i].gate;
+                if !self.slots[i].active || self.stop.load(Relaxed) {
+                    gate::after_turn(gate);
+                    continue;
+                }
+                if !gate::may_step(gate) {
+                    // Another thread is in this instance (`reconfigure`).
+                    let p = &stats.plugins[i].paused_steps;
+                    p.store(p.load(Relaxed) + 1, Relaxed);
                     continue;
                 }
                 outbox::set_current(i as u16);
                 let slot = &self.slots[i];
+                if let Some(j) = journal {
+                    j.enter(
+                        crate::journal::Role::Cycle,
+                        slot.journal_index,
+                        crate::stage::Stage::Step,
+                        cycle,
+                    );
+                }
                 // SAFETY: the instance is live and only this thread calls its
                 // step (the contract of `Cycle::spawn`).
                 let status = unsafe { (slot.step)(slot.instance, cycle, now) };
+                if let Some(j) = journal {
+                    j.leave(crate::journal::Role::Cycle);
+                }
+                // Durations stay in counter ticks on the cycle path (the
+                // report converts); budgets were converted to ticks.
                 let t2 = counter.read();
-                let step_ns = counter.to_ns(t2.wrapping_sub(t));
+                let step_ticks = t2.wrapping_sub(t);
                 t = t2;
-                let ps = &stats.plugins[i];
-                ps.step.record(step_ns);
+                stats.plugins[i].step.record(step_ticks);
                 if status != XPLUGIN_OK {
                     self.step_failed(i, status, cycle, now);
                 }
-                self.check_budget(i, step_ns, cycle, now);
+                if self.slots[i].budget_ticks != 0 {
+                    self.check_budget(i, step_ticks, cycle, now);
+                }
+                gate::after_turn(&stats.plugins[i].gate);
             }
-            let busy_ns = counter.to_ns(t.wrapping_sub(start));
-            stats.cycle.record(busy_ns);
+            let busy_ticks = t.wrapping_sub(start);
+            stats.cycle.record(busy_ticks);
+            let busy_ns = counter.to_ns(busy_ticks);
             cycle += 1;
             stats.cycles.store(cycle, Relaxed);
             deadline += period;
@@ -531,22 +593,21 @@ impl CycleThread {
     }
 
     #[inline]
-    fn check_budget(&mut self, i: usize, step_ns: u64, cycle: u64, now: u64) {
-        let budget = self.slots[i].budget_ns;
-        if budget == 0 {
-            return;
-        }
-        if step_ns > budget {
+    fn check_budget(&mut self, i: usize, step_ticks: u64, cycle: u64, now: u64) {
+        let (budget, warn) = (self.slots[i].budget_ticks, self.slots[i].warn_ticks);
+        if step_ticks > budget {
             let o = &self.stats.plugins[i].overruns;
             o.store(o.load(Relaxed) + 1, Relaxed);
             self.slots[i].consecutive += 1;
             if self.slots[i].consecutive >= self.settings.overrun_limit.max(1) {
-                self.take_out(i, cycle, step_ns);
+                let last_ns = self.counter.to_ns(step_ticks);
+                self.take_out(i, cycle, last_ns);
             }
             return;
         }
         self.slots[i].consecutive = 0;
-        if step_ns.saturating_mul(100) >= budget.saturating_mul(self.settings.budget_warn_percent) {
+        if step_ticks >= warn {
+            let step_ns = self.counter.to_ns(step_ticks);
             let slot = &mut self.slots[i];
             if now.saturating_sub(slot.last_warn_report) >= REPORT_INTERVAL_NS {
                 let suppressed = slot.warn_suppressed;
@@ -598,6 +659,7 @@ mod tests {
 
     fn plugin(name: &str, deps: &[usize]) -> CyclePlugin {
         CyclePlugin {
+            journal_index: 0,
             name: name.into(),
             step: noop,
             instance: std::ptr::null_mut(),

@@ -114,6 +114,27 @@ impl Histogram {
     /// reported as the upper bound of its bucket, clamped to the exact
     /// maximum (so it never understates a latency).
     pub fn summary(&self) -> Summary {
+        self.summary_scaled(|v| v)
+    }
+
+    /// As [`Histogram::summary`] for values recorded in another unit (CPU
+    /// counter ticks): every reported figure goes through `to_ns`, which
+    /// must be monotonic. Recording ticks keeps the conversion off the
+    /// cycle path.
+    pub fn summary_scaled(&self, to_ns: impl Fn(u64) -> u64) -> Summary {
+        let s = self.summary_raw();
+        Summary {
+            count: s.count,
+            min: to_ns(s.min),
+            p50: to_ns(s.p50),
+            p99: to_ns(s.p99),
+            p999: to_ns(s.p999),
+            max: to_ns(s.max),
+            mean: to_ns(s.mean),
+        }
+    }
+
+    fn summary_raw(&self) -> Summary {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         let total: u64 = counts.iter().sum();
         let max = self.max.load(Relaxed);

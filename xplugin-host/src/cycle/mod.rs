@@ -30,9 +30,16 @@
 //! [`Cycle`] receives a [`CycleNotice::TakenOut`] and stops those plugins
 //! (their `step` is never called again, so stopping them on another thread
 //! cannot race with it).
+//!
+//! # Reconfiguring a stepping plugin
+//!
+//! [`gate`]: another thread asks for a gap after the plugin's current step;
+//! the cycle acknowledges after that step and skips the plugin's turns until
+//! the gap is over. The cycle itself never waits.
 
 pub mod clock;
 pub mod counter;
+pub mod gate;
 pub mod histogram;
 pub mod outbox;
 pub mod rt;
@@ -41,5 +48,7 @@ pub mod stats;
 mod executor;
 mod service;
 
-pub use executor::{Cycle, CycleHooks, CycleNotice, CyclePlugin, CycleSettings, OverrunPolicy};
+pub use executor::{
+    Cycle, CycleHooks, CycleNotice, CyclePlugin, CycleSettings, OverrunPolicy, StepFn,
+};
 pub use stats::{CycleStats, TimingReport};

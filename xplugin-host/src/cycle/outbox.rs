@@ -12,7 +12,7 @@
 //! synchronous delivery).
 
 use super::stats::CycleStats;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use xplugin_abi::{Status, XPLUGIN_ERR_NO_MEMORY, XPLUGIN_OK};
@@ -64,14 +64,14 @@ pub(crate) struct Outbox {
     pub(crate) logs: rtrb::Producer<LogRecord>,
     pub(crate) messages: rtrb::Producer<MessageRecord>,
     pub(crate) stats: Arc<CycleStats>,
-    /// The plugin whose `step` runs now.
-    pub(crate) current: u16,
 }
 
 thread_local! {
     // Const-initialised: reading it never allocates. It is set (and its
     // destructor registered) once, before the first cycle.
     static OUTBOX: RefCell<Option<Outbox>> = const { RefCell::new(None) };
+    // The plugin whose `step` runs now: a plain cell, written once per step.
+    static CURRENT: Cell<u16> = const { Cell::new(0) };
 }
 
 /// Installs the outbox on the calling (cycle) thread.
@@ -87,13 +87,7 @@ pub(crate) fn uninstall() {
 /// Sets which plugin's step is about to run.
 #[inline]
 pub(crate) fn set_current(slot: u16) {
-    OUTBOX.with(|o| {
-        if let Ok(mut o) = o.try_borrow_mut() {
-            if let Some(o) = o.as_mut() {
-                o.current = slot;
-            }
-        }
-    });
+    CURRENT.with(|c| c.set(slot));
 }
 
 /// True when called on the cycle thread.
@@ -115,7 +109,7 @@ pub fn log(level: u32, text: &[u8]) -> bool {
         };
         let len = text.len().min(LOG_TEXT_MAX);
         let mut record = LogRecord {
-            slot: o.current,
+            slot: CURRENT.with(Cell::get),
             level,
             len: len as u16,
             truncated: text.len() > LOG_TEXT_MAX,
@@ -144,7 +138,7 @@ pub fn publish(topic: &str, data: &[u8]) -> Option<Status> {
             return Some(XPLUGIN_ERR_NO_MEMORY);
         }
         let mut record = MessageRecord {
-            slot: o.current,
+            slot: CURRENT.with(Cell::get),
             topic_len: topic.len() as u16,
             topic: [0; TOPIC_MAX],
             len: data.len() as u16,

@@ -30,6 +30,9 @@ pub(crate) struct ServiceContext {
 
 impl ServiceContext {
     pub(crate) fn run(mut self) {
+        if let Some(j) = crate::journal::get() {
+            j.register_thread(crate::journal::Role::Service);
+        }
         loop {
             // Read `finished` before draining: what the cycle queued before
             // it finished is then drained by this round at the latest.
@@ -153,11 +156,14 @@ impl ServiceContext {
                 consecutive,
             } => {
                 let i = usize::from(slot);
-                let (budget_ns, max_ns) = self
+                let report = self.stats.report();
+                let budget_ns = self.stats.plugins.get(i).map_or(0, |p| p.budget_ns);
+                let max_ns = self
                     .stats
                     .plugins
                     .get(i)
-                    .map_or((0, 0), |p| (p.budget_ns, p.step.summary().max));
+                    .and_then(|p| report.plugins.get(&p.name))
+                    .map_or(0, |t| t.step_ns.max);
                 let dependents = self
                     .stats
                     .plugins

@@ -2,7 +2,7 @@
 //! no locked instructions), read at any time by other threads (`status`,
 //! the end-of-run report). See [`super::histogram`] for the concurrency rule.
 
-use super::counter::CounterSource;
+use super::counter::{Counter, CounterSource};
 use super::histogram::{Histogram, Summary};
 use super::rt::RtStatus;
 use serde::Serialize;
@@ -50,13 +50,19 @@ pub struct PluginStats {
     pub name: String,
     /// The step budget in nanoseconds (0 = none).
     pub budget_ns: u64,
-    /// Step durations.
+    /// Step durations, in counter ticks (see [`CycleStats::report`]).
     pub step: Histogram,
     /// Steps over budget.
     pub overruns: AtomicU64,
     /// Steps that returned an error.
     pub failures: AtomicU64,
+    /// Steps not called because the plugin was reconfiguring (its
+    /// `reconfigure` ran on another thread across its turn).
+    pub paused_steps: AtomicU64,
     pub(crate) state: AtomicU8,
+    /// The step gate (see [`super::gate`]): written by the thread that
+    /// reconfigures and, to acknowledge, by the cycle thread.
+    pub(crate) gate: AtomicU8,
 }
 
 impl PluginStats {
@@ -67,7 +73,9 @@ impl PluginStats {
             step: Histogram::new(),
             overruns: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            paused_steps: AtomicU64::new(0),
             state: AtomicU8::new(0),
+            gate: AtomicU8::new(super::gate::OPEN),
         }
     }
 
@@ -88,7 +96,7 @@ pub struct CycleStats {
     pub overruns: AtomicU64,
     /// Wake-up latency: actual wake-up minus deadline.
     pub wakeup: Histogram,
-    /// Duration of a whole cycle (all steps), from wake-up.
+    /// Duration of a whole cycle (all steps), in counter ticks.
     pub cycle: Histogram,
     /// Per plugin, in cycle order.
     pub plugins: Vec<PluginStats>,
@@ -102,8 +110,9 @@ pub struct CycleStats {
     recent_next: AtomicU64,
     /// What the real-time setup achieved (set by the cycle thread once).
     pub rt: OnceLock<RtStatus>,
-    /// Timestamp source and the cost of one reading.
-    pub counter: OnceLock<(CounterSource, u64)>,
+    /// The timestamp counter (step and cycle durations are recorded in its
+    /// ticks and converted when reported).
+    pub counter: OnceLock<Counter>,
     /// True once the cycle thread has left its loop.
     pub finished: AtomicBool,
 }
@@ -147,18 +156,18 @@ impl CycleStats {
 
     /// A snapshot for `status` and `--json` (`timing`).
     pub fn report(&self) -> TimingReport {
-        let (source, cost) = self
-            .counter
-            .get()
-            .copied()
-            .unwrap_or((CounterSource::Monotonic, 0));
+        let counter = self.counter.get().copied();
+        let (source, cost) = counter.map_or((CounterSource::Monotonic, 0), |c| {
+            (c.source(), c.read_cost_ns())
+        });
+        let to_ns = |ticks: u64| counter.map_or(ticks, |c| c.to_ns(ticks));
         TimingReport {
             cycles: self.cycles.load(Relaxed),
             period_ns: self.period_ns,
             overruns: self.overruns.load(Relaxed),
             recent_overruns: self.recent_overruns(),
             wakeup_latency_ns: self.wakeup.summary(),
-            cycle_ns: self.cycle.summary(),
+            cycle_ns: self.cycle.summary_scaled(to_ns),
             plugins: self
                 .plugins
                 .iter()
@@ -166,9 +175,10 @@ impl CycleStats {
                     (
                         p.name.clone(),
                         PluginTiming {
-                            step_ns: p.step.summary(),
+                            step_ns: p.step.summary_scaled(to_ns),
                             overruns: p.overruns.load(Relaxed),
                             failures: p.failures.load(Relaxed),
+                            paused_steps: p.paused_steps.load(Relaxed),
                             budget_ns: (p.budget_ns > 0).then_some(p.budget_ns),
                             state: p.state(),
                         },
@@ -223,6 +233,8 @@ pub struct PluginTiming {
     pub overruns: u64,
     /// Steps that returned an error.
     pub failures: u64,
+    /// Steps not called while the plugin reconfigured.
+    pub paused_steps: u64,
     /// The budget, if one is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_ns: Option<u64>,

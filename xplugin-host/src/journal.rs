@@ -1,0 +1,573 @@
+//! The journal: which plugin and which stage each host thread is in, kept in
+//! a small memory-mapped file (`ROOT/state/journal`) whose pages the kernel
+//! keeps when the process dies, however it dies (SIGKILL, SIGSEGV, abort,
+//! exit from inside a plugin). The next boot reads it to know who was
+//! running ([`crate::quarantine`]).
+//!
+//! # Layout (little endian, fixed, versioned)
+//!
+//! ```text
+//! 0      header  (HEADER bytes): magic, version, state, pid, boot id,
+//!                 start time (CLOCK_MONOTONIC), generation, fault record
+//! HEADER names   (NAMES x NAME_LEN): plugin names by journal index
+//! ...    slots   (SLOTS x SLOT_LEN): one per host thread that calls into
+//!                 plugins: active flag, plugin index, stage, since, cycle, tid
+//! ```
+//!
+//! # Writers
+//!
+//! The slot of a thread is written only by that thread, with relaxed atomic
+//! stores into the mapping (the cycle thread: two stores before and one
+//! after each `step`, no system call). Names and the header are written
+//! before the plugins are called. Lifecycle transitions (init, start, stop,
+//! destroy) are made durable with `msync` so a power cut right after does
+//! not lose the record; the cycle path is not (a crash needs no msync: the
+//! page cache outlives the process).
+//!
+//! The fault record is written by [`crate::fault`]'s signal handler with
+//! plain stores only (async-signal-safe).
+
+use crate::stage::Stage;
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"XPJRNL01");
+const VERSION: u32 = 1;
+/// Bytes of the header.
+pub const HEADER: usize = 256;
+/// Longest plugin name kept, in bytes.
+pub const NAME_LEN: usize = 64;
+/// Plugins the journal can name (more are recorded by index only).
+pub const NAMES: usize = 256;
+/// Bytes of one slot.
+pub const SLOT_LEN: usize = 64;
+/// Slots: one per host thread that calls into plugins.
+pub const SLOTS: usize = 8;
+/// The file's size.
+pub const SIZE: usize = HEADER + NAMES * NAME_LEN + SLOTS * SLOT_LEN;
+
+/// The host threads that call into plugins, by slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Role {
+    /// The main (lifecycle) thread: init, start, stop, destroy, idle.
+    Main = 0,
+    /// The real-time cycle thread: step.
+    Cycle = 1,
+    /// The cycle's service thread: message callbacks of what step published.
+    Service = 2,
+    /// Admin and link threads: reconfigure, message callbacks.
+    Admin = 3,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Main => "main",
+            Role::Cycle => "cycle",
+            Role::Service => "service",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn from_u32(v: u32) -> Option<Role> {
+        [Role::Main, Role::Cycle, Role::Service, Role::Admin]
+            .into_iter()
+            .find(|r| *r as u32 == v)
+    }
+}
+
+/// How the last run ended, as the header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RunState {
+    /// Running (or it died without saying otherwise).
+    Running = 1,
+    /// Stopped cleanly.
+    Clean = 2,
+}
+
+// Header offsets.
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 8;
+const H_STATE: usize = 12;
+const H_PID: usize = 16;
+const H_BOOT_ID: usize = 24; // 16 bytes
+const H_STARTED_NS: usize = 40;
+const H_GENERATION: usize = 48;
+// Fault record.
+const F_SIGNAL: usize = 64;
+const F_KIND: usize = 68; // 1 signal, 2 exit() inside a plugin, 3 hang
+const F_SLOT: usize = 72;
+const F_BLAMED: usize = 76; // plugin index + 1, 0 = none
+const F_PC: usize = 80;
+const F_ADDR: usize = 88;
+const F_MONO_NS: usize = 96;
+const F_STAGE: usize = 104;
+const F_PLUGIN: usize = 108; // the slot's plugin index + 1
+const F_CYCLE: usize = 112;
+const F_ELAPSED_NS: usize = 120;
+// Slot offsets (within a slot).
+const S_ACTIVE: usize = 0;
+const S_PLUGIN: usize = 4;
+const S_STAGE: usize = 8;
+const S_TID: usize = 12;
+const S_SINCE_NS: usize = 16;
+const S_CYCLE: usize = 24;
+
+/// What kind of end a fault record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT).
+    Signal,
+    /// The process called `exit` while a plugin call was in progress.
+    Exit,
+    /// The supervisor found a call that did not return.
+    Hang,
+}
+
+/// The mapped journal of this process.
+pub struct Journal {
+    base: *mut u8,
+}
+
+// SAFETY: the mapping is process-wide and lives until exit (never unmapped);
+// every access goes through atomics or is done before other threads use it.
+unsafe impl Send for Journal {}
+// SAFETY: as above: concurrent access is only through atomic operations on
+// disjoint, aligned words.
+unsafe impl Sync for Journal {}
+
+static JOURNAL: OnceLock<Journal> = OnceLock::new();
+
+thread_local! {
+    static ROLE: std::cell::Cell<Option<Role>> = const { std::cell::Cell::new(None) };
+}
+
+/// What the previous run left in the journal file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastRun {
+    /// How it ended, as far as the header knows.
+    pub state: RunState,
+    /// Its pid.
+    pub pid: u32,
+    /// The boot id of the kernel it ran under.
+    pub boot_id: [u8; 16],
+    /// The generation it booted.
+    pub generation: u64,
+    /// Plugin names by journal index.
+    pub names: Vec<String>,
+    /// Threads that were inside a plugin: (role, plugin, stage, since_ns, cycle).
+    pub inside: Vec<Inside>,
+    /// The fault record, if one was written.
+    pub fault: Option<Fault>,
+}
+
+/// A thread that was inside a plugin call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inside {
+    /// Which host thread.
+    pub role: &'static str,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The call.
+    pub stage: Option<Stage>,
+    /// When the call began (CLOCK_MONOTONIC of that boot).
+    pub since_ns: u64,
+    /// The cycle number (step only).
+    pub cycle: u64,
+}
+
+/// A fault record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// What ended the run.
+    pub kind: FaultKind,
+    /// The signal, for [`FaultKind::Signal`].
+    pub signal: i32,
+    /// The plugin whose code faulted (by program counter), if known.
+    pub blamed: Option<String>,
+    /// The plugin whose call was in progress on the faulting thread.
+    pub plugin: Option<String>,
+    /// Its stage.
+    pub stage: Option<Stage>,
+    /// The faulting instruction.
+    pub pc: u64,
+    /// The faulting address.
+    pub addr: u64,
+    /// When (CLOCK_MONOTONIC of that boot).
+    pub mono_ns: u64,
+    /// The cycle number, when it happened in `step`.
+    pub cycle: u64,
+    /// How long the call had been running (hangs).
+    pub elapsed_ns: u64,
+}
+
+/// This kernel boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        let hex: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+        for (i, pair) in hex.chunks(2).take(16).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap_or("0");
+            id[i] = u8::from_str_radix(s, 16).unwrap_or(0);
+        }
+    }
+    id
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Reads what the previous run left at `path` (`None`: no usable journal).
+pub fn read_last(path: &Path) -> Option<LastRun> {
+    let b = std::fs::read(path).ok()?;
+    if b.len() < SIZE || read_u64(&b, H_MAGIC) != MAGIC || read_u32(&b, H_VERSION) != VERSION {
+        return None;
+    }
+    let name = |i: u32| -> Option<String> {
+        let at = HEADER + (i as usize) * NAME_LEN;
+        let raw = b.get(at..at + NAME_LEN)?;
+        let end = raw.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
+        let s = String::from_utf8_lossy(&raw[..end]).into_owned();
+        (!s.is_empty()).then_some(s)
+    };
+    let names = (0..NAMES as u32).map_while(name).collect();
+    let inside = (0..SLOTS)
+        .filter_map(|s| {
+            let at = HEADER + NAMES * NAME_LEN + s * SLOT_LEN;
+            (read_u32(&b, at + S_ACTIVE) == 1).then(|| Inside {
+                role: Role::from_u32(s as u32).map_or("?", Role::name),
+                plugin: name(read_u32(&b, at + S_PLUGIN)).unwrap_or_else(|| "?".into()),
+                stage: Stage::from_index(read_u32(&b, at + S_STAGE)),
+                since_ns: read_u64(&b, at + S_SINCE_NS),
+                cycle: read_u64(&b, at + S_CYCLE),
+            })
+        })
+        .collect();
+    let kind = match read_u32(&b, F_KIND) {
+        1 => Some(FaultKind::Signal),
+        2 => Some(FaultKind::Exit),
+        3 => Some(FaultKind::Hang),
+        _ => None,
+    };
+    let plus_one = |v: u32| v.checked_sub(1).and_then(name);
+    let fault = kind.map(|kind| Fault {
+        kind,
+        signal: read_u32(&b, F_SIGNAL) as i32,
+        blamed: plus_one(read_u32(&b, F_BLAMED)),
+        plugin: plus_one(read_u32(&b, F_PLUGIN)),
+        stage: Stage::from_index(read_u32(&b, F_STAGE)),
+        pc: read_u64(&b, F_PC),
+        addr: read_u64(&b, F_ADDR),
+        mono_ns: read_u64(&b, F_MONO_NS),
+        cycle: read_u64(&b, F_CYCLE),
+        elapsed_ns: read_u64(&b, F_ELAPSED_NS),
+    });
+    let mut boot = [0u8; 16];
+    boot.copy_from_slice(&b[H_BOOT_ID..H_BOOT_ID + 16]);
+    Some(LastRun {
+        state: if read_u32(&b, H_STATE) == RunState::Clean as u32 {
+            RunState::Clean
+        } else {
+            RunState::Running
+        },
+        pid: read_u32(&b, H_PID),
+        boot_id: boot,
+        generation: read_u64(&b, H_GENERATION),
+        names,
+        inside,
+        fault,
+    })
+}
+
+impl Journal {
+    /// Creates (or reuses) the journal file at `path`, sized and zeroed, maps
+    /// it, writes this run's header and makes it the process's journal.
+    /// Returns `Ok(false)` if this process already has one.
+    ///
+    /// # Errors
+    /// The I/O error (the host then runs without a journal and says so).
+    pub fn open(path: &Path, generation: u64) -> std::io::Result<bool> {
+        if JOURNAL.get().is_some() {
+            return Ok(false);
+        }
+        // A fresh file: the previous run's was read already (quarantine), and
+        // one left by another user (a root command) may not be writable.
+        let _ = std::fs::remove_file(path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        file.set_len(0)?;
+        file.set_len(SIZE as u64)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: mapping a file we just sized to SIZE bytes, shared and
+        // writable; the mapping is never unmapped (it lives as long as the
+        // process, which is what the signal handler needs).
+        let base = unsafe {
+            nix::libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                nix::libc::PROT_READ | nix::libc::PROT_WRITE,
+                nix::libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == nix::libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let j = Journal { base: base.cast() };
+        j.u64(H_MAGIC).store(MAGIC, Relaxed);
+        j.u32(H_VERSION).store(VERSION, Relaxed);
+        j.u32(H_STATE).store(RunState::Running as u32, Relaxed);
+        j.u32(H_PID).store(std::process::id(), Relaxed);
+        let id = boot_id();
+        for (i, chunk) in id.chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            j.u64(H_BOOT_ID + i * 8)
+                .store(u64::from_le_bytes(w), Relaxed);
+        }
+        j.u64(H_STARTED_NS)
+            .store(crate::cycle::clock::monotonic_ns(), Relaxed);
+        j.u64(H_GENERATION).store(generation, Relaxed);
+        j.sync();
+        let _ = JOURNAL.set(j);
+        Ok(true)
+    }
+
+    fn at(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset < SIZE);
+        // SAFETY: every caller passes an offset inside the SIZE-byte mapping.
+        unsafe { self.base.add(offset) }
+    }
+
+    fn u32(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: the offset is inside the mapping and 4-aligned (page-aligned
+        // base, offsets multiples of 4); AtomicU32 has u32's layout; the
+        // mapping lives for the rest of the process.
+        unsafe { &*self.at(offset).cast::<AtomicU32>() }
+    }
+
+    fn u64(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: as for `u32`, 8-aligned offsets.
+        unsafe { &*self.at(offset).cast::<AtomicU64>() }
+    }
+
+    /// Makes the mapping durable (msync). Not for the cycle path.
+    pub fn sync(&self) {
+        // SAFETY: the range is exactly the mapping.
+        unsafe { nix::libc::msync(self.base.cast(), SIZE, nix::libc::MS_SYNC) };
+    }
+
+    /// Records the name of the plugin with journal index `index` (before
+    /// any of its calls).
+    pub fn name(&self, index: usize, name: &str) {
+        if index >= NAMES {
+            return;
+        }
+        let bytes = name.as_bytes();
+        let len = bytes.len().min(NAME_LEN - 1);
+        let padded = bytes[..len].iter().copied().chain(std::iter::repeat(0));
+        for (i, b) in padded.take(NAME_LEN).enumerate() {
+            // SAFETY: inside the names table of the mapping; byte stores
+            // made before the plugin is called, by the thread that loads it.
+            unsafe { self.at(HEADER + index * NAME_LEN + i).write_volatile(b) };
+        }
+    }
+
+    fn slot(&self, role: Role, field: usize) -> usize {
+        HEADER + NAMES * NAME_LEN + role as usize * SLOT_LEN + field
+    }
+
+    /// Records that this thread enters `stage` of plugin `index`.
+    #[inline]
+    pub fn enter(&self, role: Role, index: u32, stage: Stage, cycle: u64) {
+        self.u32(self.slot(role, S_PLUGIN)).store(index, Relaxed);
+        self.u32(self.slot(role, S_STAGE))
+            .store(stage.index(), Relaxed);
+        self.u64(self.slot(role, S_CYCLE)).store(cycle, Relaxed);
+        self.u32(self.slot(role, S_ACTIVE)).store(1, Relaxed);
+    }
+
+    /// Records the start time of a non-cycle call (a clock read: not for
+    /// the cycle path, where the supervisor watches the cycle counter).
+    pub fn since(&self, role: Role, now_ns: u64) {
+        self.u64(self.slot(role, S_SINCE_NS)).store(now_ns, Relaxed);
+    }
+
+    /// Records that this thread left the plugin.
+    #[inline]
+    pub fn leave(&self, role: Role) {
+        self.u32(self.slot(role, S_ACTIVE)).store(0, Relaxed);
+    }
+
+    /// The slot of `role`: (active, plugin index, stage, since_ns, cycle, tid).
+    pub fn read_slot(&self, role: Role) -> (bool, u32, Option<Stage>, u64, u64, u32) {
+        (
+            self.u32(self.slot(role, S_ACTIVE)).load(Relaxed) == 1,
+            self.u32(self.slot(role, S_PLUGIN)).load(Relaxed),
+            Stage::from_index(self.u32(self.slot(role, S_STAGE)).load(Relaxed)),
+            self.u64(self.slot(role, S_SINCE_NS)).load(Relaxed),
+            self.u64(self.slot(role, S_CYCLE)).load(Relaxed),
+            self.u32(self.slot(role, S_TID)).load(Relaxed),
+        )
+    }
+
+    /// Records the kernel thread id of `role`'s thread (for the signal
+    /// handler, which finds the faulting thread's slot by it).
+    pub fn register_thread(&self, role: Role) {
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { nix::libc::gettid() } as u32;
+        self.u32(self.slot(role, S_TID)).store(tid, Relaxed);
+        ROLE.with(|r| r.set(Some(role)));
+    }
+
+    /// The slot whose thread is `tid` (async-signal-safe: loads only).
+    pub fn role_of_tid(&self, tid: u32) -> Option<Role> {
+        [Role::Main, Role::Cycle, Role::Service, Role::Admin]
+            .into_iter()
+            .find(|r| self.u32(self.slot(*r, S_TID)).load(Relaxed) == tid)
+    }
+
+    /// Writes the fault record (async-signal-safe: stores only).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_fault(
+        &self,
+        kind: FaultKind,
+        signal: i32,
+        role: Option<Role>,
+        blamed: Option<u32>,
+        pc: u64,
+        addr: u64,
+        elapsed_ns: u64,
+    ) {
+        let kind_code = match kind {
+            FaultKind::Signal => 1,
+            FaultKind::Exit => 2,
+            FaultKind::Hang => 3,
+        };
+        self.u32(F_SIGNAL).store(signal as u32, Relaxed);
+        self.u32(F_SLOT)
+            .store(role.map_or(u32::MAX, |r| r as u32), Relaxed);
+        self.u32(F_BLAMED)
+            .store(blamed.map_or(0, |b| b + 1), Relaxed);
+        self.u64(F_PC).store(pc, Relaxed);
+        self.u64(F_ADDR).store(addr, Relaxed);
+        self.u64(F_ELAPSED_NS).store(elapsed_ns, Relaxed);
+        if let Some(r) = role {
+            let (active, plugin, stage, _, cycle, _) = self.read_slot(r);
+            if active {
+                self.u32(F_PLUGIN).store(plugin + 1, Relaxed);
+                self.u32(F_STAGE)
+                    .store(stage.map_or(0, Stage::index), Relaxed);
+                self.u64(F_CYCLE).store(cycle, Relaxed);
+            }
+        }
+        let mut ts = nix::libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime is async-signal-safe; `ts` is writable.
+        unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+        self.u64(F_MONO_NS).store(
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+            Relaxed,
+        );
+        // The kind last: a reader that sees it sees the rest.
+        self.u32(F_KIND)
+            .store(kind_code, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Marks the run as stopped cleanly and makes that durable.
+    pub fn clean_stop(&self) {
+        self.u32(H_STATE).store(RunState::Clean as u32, Relaxed);
+        self.sync();
+    }
+}
+
+/// The process's journal, if one was opened.
+pub fn get() -> Option<&'static Journal> {
+    JOURNAL.get()
+}
+
+/// The calling thread's role, if it registered one.
+pub fn current_role() -> Option<Role> {
+    ROLE.with(std::cell::Cell::get)
+}
+
+/// Runs `f` recorded as `stage` of plugin `index` on the calling thread's
+/// slot (a no-op wrapper when there is no journal or the thread has no
+/// slot). Lifecycle stages are made durable before the call.
+pub fn around<T>(index: usize, stage: Stage, f: impl FnOnce() -> T) -> T {
+    let (Some(j), Some(role)) = (get(), current_role()) else {
+        return f();
+    };
+    j.enter(role, index as u32, stage, 0);
+    j.since(role, crate::cycle::clock::monotonic_ns());
+    if matches!(
+        stage,
+        Stage::Load
+            | Stage::Init
+            | Stage::Start
+            | Stage::Stop
+            | Stage::Destroy
+            | Stage::Reconfigure
+    ) {
+        j.sync();
+    }
+    let out = f();
+    j.leave(role);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_fits_and_offsets_are_aligned() {
+        const { assert!(F_ELAPSED_NS + 8 <= HEADER) };
+        for off in [
+            H_MAGIC,
+            H_BOOT_ID,
+            H_STARTED_NS,
+            H_GENERATION,
+            F_PC,
+            F_ADDR,
+            F_MONO_NS,
+            F_CYCLE,
+            F_ELAPSED_NS,
+        ] {
+            assert_eq!(off % 8, 0, "{off}");
+        }
+        assert_eq!((HEADER + NAMES * NAME_LEN) % 8, 0);
+        assert_eq!(SLOT_LEN % 8, 0);
+        const { assert!(S_CYCLE + 8 <= SLOT_LEN) };
+    }
+
+    #[test]
+    fn a_garbage_file_is_no_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        std::fs::write(&p, b"not a journal").unwrap();
+        assert!(read_last(&p).is_none());
+        std::fs::write(&p, vec![0u8; SIZE]).unwrap();
+        assert!(read_last(&p).is_none());
+    }
+}
