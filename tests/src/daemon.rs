@@ -99,6 +99,11 @@ impl Daemon {
             .stderr(
                 std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display())),
             );
+        // A service manager's variables reach only the daemons that a test
+        // hands them (the tests may themselves run under systemd).
+        for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            cmd.env_remove(k);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -136,6 +141,25 @@ impl Daemon {
     /// `xplugin-controller status --json` through the socket.
     pub fn status(&self) -> Run {
         self.cli(&["status", "--json"])
+    }
+
+    /// `status`'s running generation and each plugin's (name, state).
+    pub fn running(&self) -> (Option<u64>, Vec<(String, String)>) {
+        let v = self.status().ok().json();
+        let plugins = v["plugins"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        (
+                            p["name"].as_str().unwrap_or("").to_string(),
+                            p["state"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (v["generation"]["running"].as_u64(), plugins)
     }
 
     /// Runs an `xplugin-controller` command with this daemon's root,

@@ -12,6 +12,7 @@
 //! goes to `main` through a channel. Nothing waits for the cycle thread.
 
 use crate::access::{Access, Peer};
+use crate::notify::Notifier;
 use crate::presence::DaemonLock;
 use crate::protocol::{Envelope, Request, Response};
 use crate::server::{refusal, Handler, Server};
@@ -208,9 +209,19 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }
     };
     log::info!("admin socket {} ready", server.path().display());
-    let outcome = main_loop(&opts, &signals, &shared, &mut booted, &main_rx);
+    let mut notifier = Notifier::from_env();
+    notifier.ready(&booted.report);
+    let outcome = main_loop(
+        &opts,
+        &signals,
+        &shared,
+        &mut booted,
+        &main_rx,
+        &mut notifier,
+    );
     match outcome {
         Exit::Stop => {
+            notifier.stopping();
             log::info!("stopping: plugins stop in reverse order");
             let report = booted.shutdown();
             server.stop();
@@ -219,6 +230,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
             EXIT_OK
         }
         Exit::Apply { generation } => {
+            notifier.applying(generation);
             log::info!("applying generation {generation}: stopping the plugins, then re-executing");
             let report = booted.shutdown();
             log::info!("stopped for the apply:\n{report}");
@@ -242,6 +254,7 @@ fn main_loop(
     shared: &Shared,
     booted: &mut Booted,
     requests: &Receiver<MainRequest>,
+    notifier: &mut Notifier,
 ) -> Exit {
     let mut pending: Option<(PendingApply, Instant, Duration)> = None;
     let mut last_housekeeping = Instant::now();
@@ -250,7 +263,9 @@ fn main_loop(
             return Exit::Stop;
         }
         if signals.reload.swap(false, Ordering::SeqCst) {
+            notifier.reloading();
             reload(opts, shared);
+            notifier.reloaded(&booted.report);
         }
         if let Some(hang) = booted.hang() {
             // Stops the others and exits with the hang status.
@@ -323,6 +338,7 @@ fn main_loop(
             last_housekeeping = Instant::now();
             expire_transactions(&shared.root);
         }
+        notifier.tick(shared.cycle.as_deref());
     }
 }
 

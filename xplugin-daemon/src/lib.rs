@@ -9,6 +9,7 @@
 //! | [`client`] | the admin socket's client side (the CLI, Mender) |
 //! | [`server`] | the admin socket's server side: threads, deadlines, access |
 //! | [`access`] | who may read and who may change (SO_PEERCRED) |
+//! | [`notify`] | the service manager's notify protocol: ready, watchdog, reload, stop |
 //! | [`presence`] | the per-root daemon lock and where its socket is |
 //! | [`status`] | what `status` shows |
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@
 pub mod access;
 pub mod client;
 pub mod daemon;
+pub mod notify;
 pub mod presence;
 pub mod protocol;
 pub mod server;

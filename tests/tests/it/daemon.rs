@@ -48,21 +48,7 @@ fn codes(r: &Run) -> Vec<String> {
 }
 
 fn running(d: &Daemon) -> (Option<u64>, Vec<(String, String)>) {
-    let v = d.status().ok().json();
-    let plugins = v["plugins"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().unwrap_or("").to_string(),
-                        p["state"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (v["generation"]["running"].as_u64(), plugins)
+    d.running()
 }
 
 #[test]
