@@ -130,6 +130,11 @@ pub fn write_new_file(dst: &Path, bytes: &[u8]) -> io::Result<()> {
 /// `<path>.tmp`, fsyncs it, renames it over `path` and fsyncs the parent
 /// directory. A crash leaves the old contents or the new ones.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_file_with_mode(path, bytes, FILE_MODE)
+}
+
+/// [`replace_file`] with the new file's `mode` (0600 for a key).
+pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
@@ -139,8 +144,10 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(FILE_MODE)
+            .mode(mode)
             .open(&tmp)?;
+        // A leftover temporary file keeps its old mode: set it.
+        f.set_permissions(Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
