@@ -171,11 +171,18 @@ fn run_import(
             root,
             host_version: hmi,
             config,
+            arch: None,
         },
+        // Offline, the controller part is checked for the controller's CPU
+        // as configured, not for this pendant's.
         controller: controller_root.map(|root| SideHost {
             root,
             host_version: ctrl,
             config: &controller_config,
+            arch: config
+                .controller_arch
+                .as_deref()
+                .map(xplugin_package::binary::Arch::parse),
         }),
         force,
         allow_downgrade,

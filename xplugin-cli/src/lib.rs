@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+pub mod link;
 pub mod logging;
 
 use serde::Serialize;

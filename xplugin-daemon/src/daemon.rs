@@ -184,7 +184,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
     let handler = Arc::new(Admin {
         shared: shared.clone(),
     });
-    let mut server = match Server::start(&opts.admin_socket, access, group, handler) {
+    let mut server = match Server::start(&opts.admin_socket, access, group, handler.clone()) {
         Ok(s) => s,
         Err(e) => {
             log::error!(
@@ -196,7 +196,17 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }
     };
     log::info!("admin socket {} ready", server.path().display());
+    let link = match crate::link::start(&opts, handler) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            server.stop();
+            booted.shutdown();
+            return EXIT_FAILED;
+        }
+    };
     let outcome = main_loop(&opts, &signals, &shared, &mut booted, &main_rx);
+    drop(link);
     match outcome {
         Exit::Stop => {
             log::info!("stopping: plugins stop in reverse order");
@@ -427,8 +437,8 @@ fn reexec(argv: &[OsString]) -> std::io::Error {
     cmd.env("XPLUGIN_REEXEC", "1").exec()
 }
 
-/// The admin socket's handler.
-struct Admin {
+/// The admin socket's handler (the pendant link's too: [`crate::link`]).
+pub(crate) struct Admin {
     shared: Arc<Shared>,
 }
 
@@ -525,7 +535,19 @@ fn install_failure(e: &InstallError) -> Response {
 }
 
 impl Admin {
-    fn apply(&self, requested: Option<ApplyPolicy>) -> ApplyOutcome {
+    pub(crate) fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    pub(crate) fn config(&self) -> HostConfig {
+        lock(&self.shared.config).clone()
+    }
+
+    pub(crate) fn host_version(&self) -> &Version {
+        &self.shared.host_version
+    }
+
+    pub(crate) fn apply(&self, requested: Option<ApplyPolicy>) -> ApplyOutcome {
         let policy =
             requested.unwrap_or_else(|| lock(&self.shared.config).apply.unwrap_or_default());
         let committed = Store::open(&self.shared.root)
@@ -592,7 +614,7 @@ impl Admin {
         }
     }
 
-    fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let store = Store::open(&self.shared.root).ok();
         let committed = store
             .as_ref()

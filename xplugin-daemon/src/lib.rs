@@ -11,11 +11,13 @@
 //! | [`access`] | who may read and who may change (SO_PEERCRED) |
 //! | [`presence`] | the per-root daemon lock and where its socket is |
 //! | [`status`] | what `status` shows |
+//! | `link` | the pendant link's requests, answered like the admin socket's |
 #![deny(missing_docs)]
 
 pub mod access;
 pub mod client;
 pub mod daemon;
+mod link;
 pub mod presence;
 pub mod protocol;
 pub mod server;
