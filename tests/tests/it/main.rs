@@ -5,6 +5,7 @@ mod daemon;
 mod hostile;
 mod hostile_cli;
 mod license;
+mod link;
 mod loading;
 mod messaging;
 mod powerloss;
