@@ -90,3 +90,167 @@ pub fn import_online(
     args.extend_from_slice(extra);
     client_env(s, &args, env)
 }
+
+/// A deterministic subset under emulation (every process start costs
+/// seconds there): `n` of `points` chosen by a fixed seed; all of them on
+/// the host.
+pub fn seeded<T>(points: Vec<T>, n: usize, seed: u64) -> Vec<T> {
+    if crate::build::runner_prefix().is_empty() || points.len() <= n {
+        return points;
+    }
+    let mut state = seed;
+    let mut pool = points;
+    let mut out = Vec::new();
+    while out.len() < n && !pool.is_empty() {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        out.push(pool.remove((state >> 33) as usize % pool.len()));
+    }
+    out
+}
+
+/// Every file under `dir` (relative path -> contents).
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The installed plugin files of an install root's current generation.
+pub fn installed(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    tree(&root.join("current").join("plugins"))
+}
+
+/// Copies a directory tree.
+///
+/// # Panics
+/// On any I/O error.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let e = e.unwrap_or_else(|e| panic!("{e}"));
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+    }
+}
+
+/// What a loopback proxy does to the pendant's frames on their way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tamper {
+    /// Pass everything.
+    Nothing,
+    /// Send pendant frame N (0-based) twice.
+    Duplicate(usize),
+    /// Send pendant frames N and N+1 in the other order.
+    Swap(usize),
+}
+
+/// A proxy between a pendant and the controller that records the pendant's
+/// bytes (to replay them later) and can tamper with its frames.
+pub struct Proxy {
+    /// Where the pendant connects.
+    pub address: String,
+    /// Every byte the pendant sent, per connection.
+    pub recorded: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Proxy {
+    /// Starts the proxy towards `target` (it serves `connections`
+    /// connections, then stops; only the first is tampered with).
+    ///
+    /// # Panics
+    /// If it cannot listen.
+    pub fn start(target: &str, tamper: Tamper, connections: usize) -> Proxy {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let address = l.local_addr().expect("address").to_string();
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rec = recorded.clone();
+        let target = target.to_string();
+        std::thread::spawn(move || {
+            for i in 0..connections {
+                let tamper = if i == 0 { tamper } else { Tamper::Nothing };
+                let Ok((mut pendant, _)) = l.accept() else {
+                    return;
+                };
+                let Ok(mut controller) = std::net::TcpStream::connect(&target) else {
+                    return;
+                };
+                let (Ok(mut back_from), Ok(mut back_to)) =
+                    (controller.try_clone(), pendant.try_clone())
+                else {
+                    return;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut back_from, &mut back_to);
+                    let _ = back_to.shutdown(std::net::Shutdown::Both);
+                });
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    let mut all = Vec::new();
+                    let mut held: Option<Vec<u8>> = None;
+                    let mut n = 0;
+                    loop {
+                        let mut prefix = [0u8; 4];
+                        if pendant.read_exact(&mut prefix).is_err() {
+                            break;
+                        }
+                        let len = u32::from_be_bytes(prefix) as usize;
+                        let mut body = vec![0u8; len.min(1 << 17)];
+                        if pendant.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        let mut frame = prefix.to_vec();
+                        frame.extend_from_slice(&body);
+                        all.extend_from_slice(&frame);
+                        let out: Vec<Vec<u8>> = match tamper {
+                            Tamper::Duplicate(k) if k == n => vec![frame.clone(), frame],
+                            Tamper::Swap(k) if k == n => {
+                                held = Some(frame);
+                                Vec::new()
+                            }
+                            Tamper::Swap(k) if k + 1 == n => {
+                                vec![frame, held.take().unwrap_or_default()]
+                            }
+                            _ => vec![frame],
+                        };
+                        n += 1;
+                        let mut failed = false;
+                        for f in out {
+                            failed |= controller.write_all(&f).is_err();
+                        }
+                        if failed {
+                            break;
+                        }
+                    }
+                    let _ = controller.shutdown(std::net::Shutdown::Both);
+                    rec.lock().unwrap_or_else(|e| e.into_inner()).push(all);
+                });
+            }
+        });
+        Proxy { address, recorded }
+    }
+}

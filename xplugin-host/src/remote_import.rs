@@ -363,7 +363,19 @@ pub fn settle(target: &LinkTarget) -> Result<Option<Settled>, RemoteImportError>
     let store = Store::open(&target.root)?;
     let lock = store.lock_wait(Duration::from_secs(60))?;
     let mut client_generation = None;
-    if let Some(c) = &p.client_transaction {
+    // The client part: the journal names it, unless the pendant stopped
+    // between preparing it and writing that down; its holder names the
+    // controller's transaction either way.
+    let client_txn = p.client_transaction.clone().or_else(|| {
+        let mark = format!(" with controller transaction {} at ", id.as_deref()?);
+        store
+            .transactions()
+            .ok()?
+            .into_iter()
+            .find(|r| r.state.is_open() && r.holder.contains(&mark))
+            .map(|r| r.id)
+    });
+    if let Some(c) = &client_txn {
         if committed {
             let r = store.commit_transaction(&lock, c)?;
             client_generation = r.new_generation;
@@ -435,6 +447,9 @@ pub struct RemoteImportReport {
     pub client_apply: Option<String>,
     /// An earlier undecided install settled first.
     pub settled: Option<Settled>,
+    /// Where each upload of the controller part started (more than one
+    /// after a lost connection; above 0 when it resumed).
+    pub uploads: Vec<u64>,
     /// Every problem found, on both computers.
     pub problems: Vec<Problem>,
 }
@@ -454,6 +469,7 @@ impl RemoteImportReport {
             applied: None,
             client_apply: None,
             settled: None,
+            uploads: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -728,16 +744,13 @@ pub fn import_remote(opts: RemoteImport<'_>) -> Result<RemoteImportReport, Remot
                 package: opts.package.clone(),
                 source: e,
             })?;
-        match prepare_remote(
-            &mut link,
-            &root,
-            &mut journal,
-            &part,
-            &sha,
+        let upload = Upload {
+            path: &part,
+            sha: &sha,
             size,
-            &label,
-            opts.policy,
-        ) {
+            started: &mut report.uploads,
+        };
+        match prepare_remote(&mut link, &root, &mut journal, upload, &label, opts.policy) {
             Ok(r) => (versions(&r.prepared_set), Some(r)),
             Err(Prepared::Refused(problems)) => {
                 clear_journal(&root)?;
@@ -932,24 +945,36 @@ impl From<RemoteImportError> for Prepared {
     }
 }
 
+/// The controller part to upload.
+struct Upload<'a> {
+    path: &'a Path,
+    sha: &'a str,
+    size: u64,
+    /// Where each attempt started.
+    started: &'a mut Vec<u64>,
+}
+
 /// Uploads and prepares the controller part; after a lost connection the
 /// transaction is found by its request id (an undecided one is aborted
 /// and prepared again: its prepared set was lost with the answer).
-#[allow(clippy::too_many_arguments)] // one call site; each is distinct
 fn prepare_remote(
     link: &mut Linked<'_>,
     root: &Path,
     journal: &mut PendingInstall,
-    part: &Path,
-    sha: &str,
-    size: u64,
+    upload: Upload<'_>,
     label: &str,
     policy: Policy,
 ) -> Result<TransactionReply, Prepared> {
+    let Upload {
+        path: part,
+        sha,
+        size,
+        started,
+    } = upload;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        link.call(|c| c.upload(part, sha, size, &mut |_| {}))?;
+        link.call(|c| c.upload(part, sha, size, &mut |at| started.push(at)))?;
         journal.phase = Phase::Preparing;
         write_journal(root, journal)?;
         kill_point("link-client-after-journal-preparing");

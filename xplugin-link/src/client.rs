@@ -421,6 +421,12 @@ impl Connection {
         &mut self.session
     }
 
+    /// The TCP stream, for tests that break the framing.
+    #[cfg(feature = "failpoints")]
+    pub fn into_stream(self) -> TcpStream {
+        self.session.into_stream()
+    }
+
     /// Closes the connection.
     pub fn close(self) {
         self.session.close();

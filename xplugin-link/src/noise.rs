@@ -349,6 +349,13 @@ impl Session {
         }
     }
 
+    /// The TCP stream itself, for the tests of a peer that breaks the
+    /// framing after the handshake.
+    #[cfg(feature = "failpoints")]
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Closes the connection (both directions).
     pub fn close(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
