@@ -1025,3 +1025,50 @@ fn offline_import_checks_the_controller_part_for_controller_arch() {
         "{v}"
     );
 }
+
+#[test]
+fn a_transaction_the_controller_aborted_on_its_timeout_is_discarded_by_the_pendant() {
+    let w = world();
+    let cfg = w.s.tmp.path().join("short-timeout.json");
+    let text = std::fs::read_to_string(&w.s.controller_config).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replacen('{', "{\n  \"transaction_timeout_s\": 1,\n", 1),
+    )
+    .unwrap();
+    let d = Daemon::start_env(&w.s, &cfg, &["--listen", &w.address], &[], true);
+    // The pendant stops just before it sends the commit...
+    let r = import_online(
+        &w.s,
+        &w.pkg_v2,
+        &w.address,
+        &["--apply", "next-boot", "--force"],
+        &[("XPLUGIN_FAILPOINT", "link-client-after-journal-commit-sent")],
+    );
+    assert_eq!(r.code, -1, "{}", r.all());
+    // ... the controller aborts the transaction on its deadline ...
+    let start = Instant::now();
+    let aborted_on_deadline = || {
+        std::fs::read_dir(w.s.controller_root.join("transactions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let r = std::fs::read_to_string(e.path().join("record.json")).unwrap_or_default();
+                r.contains("\"aborted\"") && r.contains("deadline")
+            })
+    };
+    while !aborted_on_deadline() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ... and the pendant, settling, discards its part.
+    let v = settle(&w).ok().json();
+    assert_eq!(v["settled"]["outcome"], "aborted", "{v}");
+    assert_eq!(consistent(&w, "timeout"), "old");
+    assert_eq!(d.stop(), 0);
+}
