@@ -29,24 +29,12 @@ const RETRY: Duration = Duration::from_secs(60);
 
 /// What the pendant says about itself in hello.
 fn hello(config: &HostConfig, hmi: Option<&Version>) -> Hello {
-    Hello {
-        protocol_min: 0,
-        protocol_max: 0,
-        protocol: None,
-        program: PROGRAM.into(),
-        release: env!("CARGO_PKG_VERSION").into(),
-        arch: std::env::consts::ARCH.into(),
-        abi: Some(format!(
-            "{}.{}",
-            xplugin_abi::XPLUGIN_ABI_MAJOR,
-            xplugin_abi::XPLUGIN_ABI_MINOR
-        )),
-        host_version: hmi
-            .map(ToString::to_string)
+    Hello::this_host(
+        PROGRAM,
+        hmi.map(ToString::to_string)
             .or_else(|| config.host_version.clone()),
-        device_id: xplugin_host::device::device_identity(config).ok(),
-        clock_unix_ms: 0,
-    }
+        xplugin_host::device::device_identity(config).ok(),
+    )
 }
 
 /// The link to the controller at `address` for pendant root `root`.

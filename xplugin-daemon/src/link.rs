@@ -164,24 +164,11 @@ impl Link {
 impl LinkHandler for Link {
     fn hello(&self) -> Hello {
         let config = self.admin.config();
-        Hello {
-            protocol_min: 0,
-            protocol_max: 0,
-            protocol: None,
-            program: "xplugin-controller".into(),
-            release: env!("CARGO_PKG_VERSION").into(),
-            arch: std::env::consts::ARCH.into(),
-            abi: Some(format!(
-                "{}.{}",
-                xplugin_abi::XPLUGIN_ABI_MAJOR,
-                xplugin_abi::XPLUGIN_ABI_MINOR
-            )),
-            host_version: Some(self.admin.host_version().to_string()),
-            device_id: xplugin_host::device::device_identity(&config).ok(),
-            clock_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        }
+        Hello::this_host(
+            "xplugin-controller",
+            Some(self.admin.host_version().to_string()),
+            xplugin_host::device::device_identity(&config).ok(),
+        )
     }
 
     fn status(&self) -> Answer<ControllerStatus> {

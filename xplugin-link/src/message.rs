@@ -122,6 +122,34 @@ pub struct Hello {
 }
 
 impl Hello {
+    /// What this program says about itself: this release's protocol range,
+    /// its release, CPU and ABI, the host version and device id given, and
+    /// the clock now.
+    pub fn this_host(
+        program: &str,
+        host_version: Option<String>,
+        device_id: Option<String>,
+    ) -> Hello {
+        Hello {
+            protocol_min: PROTOCOL_MIN,
+            protocol_max: PROTOCOL_MAX,
+            protocol: None,
+            program: program.to_string(),
+            release: env!("CARGO_PKG_VERSION").to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            abi: Some(format!(
+                "{}.{}",
+                xplugin_abi::XPLUGIN_ABI_MAJOR,
+                xplugin_abi::XPLUGIN_ABI_MINOR
+            )),
+            host_version,
+            device_id,
+            clock_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
     /// The version both speak: the newest in both ranges.
     pub fn agree(&self, other: &Hello) -> Option<u32> {
         let low = self.protocol_min.max(other.protocol_min);

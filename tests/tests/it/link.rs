@@ -20,6 +20,7 @@ use xplugin_tests::link::{
     client_env, copy_tree, daemon, free_port, identity, import_online, installed, pair, seeded,
     tree, Proxy, Tamper,
 };
+use xplugin_tests::problems::codes;
 use xplugin_tests::scenario::{Run, Scenario};
 
 /// The two roots, a v1 and a v2 of every plugin (v2: one more file each
@@ -77,18 +78,6 @@ fn world() -> World {
         v2,
         pkg_v2,
     }
-}
-
-fn codes(r: &Run) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
-    v["problems"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p["code"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Which snapshot a root's installed files are, compared file by file.
@@ -750,20 +739,21 @@ fn link_boundaries(prefix: &str) -> Vec<String> {
     out
 }
 
-fn pendant_points() -> Vec<Kill> {
-    link_boundaries("link-client-")
+/// One process's kill points: its link boundaries, then its store's.
+fn process_points(prefix: &str, kill: fn(String) -> Kill) -> Vec<Kill> {
+    link_boundaries(prefix)
         .into_iter()
         .chain(store_boundaries())
-        .map(Kill::Pendant)
+        .map(kill)
         .collect()
 }
 
+fn pendant_points() -> Vec<Kill> {
+    process_points("link-client-", Kill::Pendant)
+}
+
 fn controller_points() -> Vec<Kill> {
-    link_boundaries("link-server-")
-        .into_iter()
-        .chain(store_boundaries())
-        .map(Kill::Controller)
-        .collect()
+    process_points("link-server-", Kill::Controller)
 }
 
 fn drop_and_twice_points() -> Vec<Kill> {
