@@ -308,15 +308,14 @@ pub fn import(
             emit(&report, json, true);
             ExitCode::SUCCESS
         }
-        Err(RemoteImportError::Refused { report }) => {
-            emit(&*report, json, false);
-            eprintln!(
-                "{PROGRAM}: error: package {} refused, nothing was installed on either computer ({} error(s) above)",
-                report.package.display(),
-                report.error_count()
-            );
-            ExitCode::FAILURE
-        }
+        Err(RemoteImportError::Refused { report }) => xplugin_cli::refused(
+            PROGRAM,
+            &*report,
+            &report.package,
+            report.error_count(),
+            " on either computer",
+            json,
+        ),
         Err(e) => fail(PROGRAM, &e, json),
     }
 }

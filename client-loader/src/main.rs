@@ -315,15 +315,14 @@ fn run_import(
             emit(&report, json, true);
             ExitCode::SUCCESS
         }
-        Err(ImportError::Refused { report }) => {
-            emit(&*report, json, false);
-            eprintln!(
-                "{PROGRAM}: error: package {} refused, nothing was installed ({} error(s) above)",
-                report.package.display(),
-                report.error_count()
-            );
-            ExitCode::FAILURE
-        }
+        Err(ImportError::Refused { report }) => xplugin_cli::refused(
+            PROGRAM,
+            &*report,
+            &report.package,
+            report.error_count(),
+            "",
+            json,
+        ),
         Err(e) => fail(PROGRAM, &e, json),
     }
 }

@@ -155,6 +155,25 @@ pub fn emit<T: Serialize + Display>(value: &T, json: bool, ok: bool) {
     }
 }
 
+/// Prints a refused package's report (every problem) and the one line
+/// that says nothing was installed `where_` ("", " on either computer");
+/// returns the refusal's exit code.
+pub fn refused<T: Serialize + Display>(
+    program: &str,
+    report: &T,
+    package: &Path,
+    errors: usize,
+    where_: &str,
+    json: bool,
+) -> ExitCode {
+    emit(report, json, false);
+    eprintln!(
+        "{program}: error: package {} refused, nothing was installed{where_} ({errors} error(s) above)",
+        package.display(),
+    );
+    ExitCode::from(EXIT_REFUSED)
+}
+
 /// Prints the final report of a `boot`/`run` and returns its exit code:
 /// 0 if every plugin that should run did, [`EXIT_PARTIAL`] otherwise.
 pub fn report_boot(report: &xplugin_host::boot::BootReport, json: bool) -> ExitCode {

@@ -159,18 +159,12 @@ pub fn handshake(
     Ok(c)
 }
 
+/// The controller's hello until it is received.
 fn empty_hello() -> Hello {
     Hello {
         protocol_min: 0,
         protocol_max: 0,
-        protocol: None,
-        program: String::new(),
-        release: String::new(),
-        arch: String::new(),
-        abi: None,
-        host_version: None,
-        device_id: None,
-        clock_unix_ms: 0,
+        ..Hello::this_host("", None, None)
     }
 }
 
