@@ -804,8 +804,13 @@ pub fn import_remote(opts: RemoteImport<'_>) -> Result<RemoteImportReport, Remot
                 journal.controller_transaction.as_deref().unwrap_or("none"),
                 opts.target.address
             );
+            // With a controller part the controller decides it (no timeout
+            // of its own, settled through the journal); alone, this process
+            // decides it before it lets go of the lock, and recovery aborts
+            // it if the process stops in between.
+            let alone = controller_reply.is_none();
             let mut txn =
-                store.begin_transaction(lock, &holder, CLIENT_TRANSACTION_TIMEOUT, false)?;
+                store.begin_transaction(lock, &holder, CLIENT_TRANSACTION_TIMEOUT, alone)?;
             for a in v.changed() {
                 let from = tree_dir.join(&a.name);
                 crate::import::move_tree(&from, &txn.staged_dir().join(&a.name)).map_err(|e| {

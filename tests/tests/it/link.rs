@@ -1062,3 +1062,40 @@ fn a_transaction_the_controller_aborted_on_its_timeout_is_discarded_by_the_penda
     assert_eq!(consistent(&w, "timeout"), "old");
     assert_eq!(d.stop(), 0);
 }
+
+#[test]
+fn a_client_only_package_is_checked_against_what_the_controller_runs() {
+    let w = world();
+    let d = daemon(&w.s, &w.address, &[]);
+    // The client part alone (the controller's plugins stay as they run).
+    let away = w.s.tmp.path().join("controller-away");
+    std::fs::rename(w.s.plugins.join("controller"), &away).unwrap();
+    let pkg = w.s.pack("client-only");
+    std::fs::rename(&away, w.s.plugins.join("controller")).unwrap();
+    // Killed with its client part prepared: nothing is left open (this
+    // process decided it alone, so recovery aborts it) ...
+    let r = import_online(
+        &w.s,
+        &pkg,
+        &w.address,
+        &["--force"],
+        &[("XPLUGIN_FAILPOINT", "txn-after-prepared")],
+    );
+    assert_eq!(r.code, -1, "{}", r.all());
+    // ... and the next import goes through.
+    let r = import_online(&w.s, &pkg, &w.address, &["--force"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert!(v["controller_transaction"].is_null(), "{v}");
+    assert_eq!(
+        installed(&w.s.client_root),
+        tree(&w.v2.join("client")),
+        "the pendant has the new client part"
+    );
+    assert_eq!(
+        installed(&w.s.controller_root),
+        tree(&w.v1.join("controller")),
+        "the controller is untouched"
+    );
+    assert_eq!(d.stop(), 0);
+}
