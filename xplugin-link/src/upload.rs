@@ -42,6 +42,9 @@ pub struct Receiving {
     size: u64,
     file: File,
     offset: u64,
+    /// The hash of the bytes so far (a resumed upload hashes what it
+    /// holds first): the whole file is not read again at the end.
+    hasher: Sha256,
 }
 
 /// A valid upload address: 64 lower-case hex digits.
@@ -184,14 +187,16 @@ impl Uploads {
             .open(&part)
             .map_err(|e| io_problem("open the upload", &part, &e))?;
         file.set_len(have)
-            .and_then(|()| file.seek(SeekFrom::Start(have)).map(|_| ()))
             .map_err(|e| io_problem("resume the upload", &part, &e))?;
+        let hasher =
+            hash_prefix(&mut file, have).map_err(|e| io_problem("resume the upload", &part, &e))?;
         Ok((
             Some(Receiving {
                 sha256: sha256.to_string(),
                 size,
                 file,
                 offset: have,
+                hasher,
             }),
             have,
         ))
@@ -219,12 +224,16 @@ impl Uploads {
         r.file
             .write_all(bytes)
             .map_err(|e| io_problem("write the upload", &self.part(&r.sha256), &e))?;
+        r.hasher.update(bytes);
         r.offset += bytes.len() as u64;
         Ok(())
     }
 
     /// Checks that the upload is whole and hashes to its address, then
-    /// makes it durable under its address; a mismatch discards it.
+    /// renames it to its address; a mismatch discards it. The bytes are not
+    /// fsynced here: the install that takes the upload fsyncs what it
+    /// stages, and an upload cut by a power loss fails its hash or the
+    /// package reader and is sent again.
     ///
     /// # Errors
     /// A [`ProblemCode::LinkUploadMismatch`] problem, or the disk failing.
@@ -246,10 +255,8 @@ impl Uploads {
                 r.offset, r.size
             )));
         }
-        let mut file = r.file;
-        file.sync_all()
-            .map_err(|e| io_problem("fsync the upload", &part, &e))?;
-        let digest = hash_file(&mut file).map_err(|e| io_problem("read the upload", &part, &e))?;
+        drop(r.file);
+        let digest = hex(&r.hasher.finalize());
         if digest != r.sha256 {
             return Err(mismatch(format!(
                 "the {} bytes received hash to {digest}, not to the announced {}",
@@ -261,6 +268,22 @@ impl Uploads {
         let _ = File::open(&self.dir).and_then(|d| d.sync_all());
         Ok(done)
     }
+}
+
+/// The hash of a file's first `len` bytes, leaving the file positioned at
+/// `len`.
+fn hash_prefix(file: &mut File, len: u64) -> std::io::Result<Sha256> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        file.read_exact(&mut buf[..want])?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    Ok(hasher)
 }
 
 /// SHA-256 of a file from its start, as hex.
