@@ -14,6 +14,7 @@ import sys
 
 BOOT_GOAL = 1.2          # boot <= 1.2 x (dlopen floor + sha256 floor)
 IMPORT_GOAL = 1.0        # import <= 1.0 x unzip
+LINK_GOAL = 1.3          # import over the pendant link <= 1.3 x the local import
 IMPORT_RSS_GOAL_MIB = 32
 RESOLVER_GOAL_MS = 20.0
 ABI_GOAL_NS = 2.0
@@ -355,6 +356,26 @@ def main():
                                 f"{(xi - uz) * 1000:.0f} ms more than unzip")))
     except (Missing, KeyError, ValueError, ZeroDivisionError) as e:
         p(f"Import: not measured ({e}).")
+        p("")
+    try:
+        r = hyperfine(results, "import-link.json")
+        lo, li = r["local"]["median"], r["link"]["median"]
+        ratio = li / lo
+        p("Over the pendant link (step 4b): the same package reinstalled (`--force`) into a pendant root and "
+          "a running daemon's controller root over loopback (`--controller 127.0.0.1:PORT`: upload, the "
+          "controller's own checks, the transaction over both computers), against the local import into a "
+          "pendant root and a local controller root (`--controller-root`), in one hyperfine run:")
+        p("")
+        p("| | wall, median (IQR) | ratio | CPU user + system (mean, pendant process) |")
+        p("|---|---|---|---|")
+        p(f"| import over the link | {spread(r['link'])} | **{ratio:.2f}** | {cpu(r['link'])} |")
+        p(f"| local import | {spread(r['local'])} | 1.00 | {cpu(r['local'])} |")
+        p("")
+        summary.append(("Import over the link ≤ 1.3 × local", f"{ratio:.2f}×",
+                        verdict(ratio <= LINK_GOAL, f"{(li - lo) * 1000:.0f} ms more than the local import",
+                                f"+{(ratio / LINK_GOAL - 1) * 100:.0f}% over the goal")))
+    except (Missing, KeyError, ValueError, ZeroDivisionError) as e:
+        p(f"Import over the link: not measured ({e}).")
         p("")
     rss_rows = []
     for label, time_file, pkg_file in (("~200 MB", "import-200m.time.txt", "package-200m.txt"),

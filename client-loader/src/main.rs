@@ -1,9 +1,14 @@
 //! `xplugin-client`: the teach pendant's plugin loader. `import` installs a
-//! vendor package (client part here, controller part into the controller
-//! root); `run` loads the installed client plugins; `list`, `enable`,
-//! `disable`, `remove`, `rollback`, `config show`, `config set` manage the
-//! install root. The logic lives in
-//! `xplugin-host`.
+//! vendor package: with `--controller ADDR:PORT` as one transaction over
+//! both computers through the pendant link ([`link`]), with
+//! `--controller-root DIR` offline into a local controller root; `run`
+//! loads the installed client plugins; `list`, `enable`, `disable`,
+//! `remove`, `rollback`, `config show`, `config set` manage the install
+//! root; `identity`, `pair`, `unpair`, `controller-status` are the link's.
+//! The logic lives in `xplugin-host` and `xplugin-link`.
+
+mod link;
+mod runner;
 
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -14,6 +19,7 @@ use xplugin_cli::{emit, fail, host_version, report_boot, run_admin, AdminCommand
 use xplugin_host::boot::{boot, BootOptions};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
+use xplugin_host::verify::Policy;
 use xplugin_model::manifest::Side;
 use xplugin_model::Version;
 
@@ -35,9 +41,21 @@ enum Command {
     Import {
         /// The package.
         package: PathBuf,
-        /// Where the controller part is installed (until the network link).
+        /// The controller's pendant link: the package is installed on both
+        /// computers as one transaction.
+        #[arg(long, conflicts_with = "controller_root")]
+        controller: Option<String>,
+        /// Offline mode: where the controller part is installed (a local
+        /// controller root; its CPU is `controller_arch` in the configuration).
         #[arg(long)]
         controller_root: Option<PathBuf>,
+        /// How the controller (and a running `xplugin-client run`) apply the
+        /// new plugins: now, when-idle or next-boot (config `apply`).
+        #[arg(long, value_parser = ["now", "when-idle", "next-boot"])]
+        apply: Option<String>,
+        /// Do not ask for a confirmation on the terminal.
+        #[arg(long)]
+        yes: bool,
         /// The controller's configuration (trust store, device id, version)
         /// used to verify the controller part (default /etc/xplugin/controller.json).
         #[arg(long)]
@@ -61,6 +79,10 @@ enum Command {
         /// This pendant's HMI version.
         #[arg(long)]
         hmi_version: Option<String>,
+        /// The controller's pendant link: ctrlDepend is checked against the
+        /// plugins it runs.
+        #[arg(long, conflicts_with = "controller_root")]
+        controller: Option<String>,
         /// Controller root whose enabled plugins count as running (for ctrlDepend).
         #[arg(long)]
         controller_root: Option<PathBuf>,
@@ -70,6 +92,35 @@ enum Command {
         /// Number of idle rounds between start and stop.
         #[arg(long, default_value_t = 1)]
         idle: u64,
+        /// Run idle rounds until SIGTERM/SIGINT, and restart the plugins
+        /// when an import commits a new client generation (by its policy).
+        #[arg(long)]
+        until_stopped: bool,
+    },
+    /// Print this pendant's pendant-link public key (first line) and its
+    /// fingerprint; made on first use.
+    Identity {
+        /// Replace the key pair (the controller must pair it again).
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Pin the controller at ADDR:PORT by its public key.
+    Pair {
+        /// The controller's pendant link address.
+        address: String,
+        /// The key `xplugin-controller identity` prints on the controller.
+        key: String,
+    },
+    /// Forget the controller paired at ADDR:PORT.
+    Unpair {
+        /// Its address.
+        address: String,
+    },
+    /// The controller's status over the pendant link.
+    ControllerStatus {
+        /// The controller's pendant link address.
+        #[arg(long)]
+        controller: String,
     },
     #[command(flatten)]
     Admin(AdminCommand),
@@ -88,39 +139,114 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Import {
             package,
-            controller_root,
-            controller_config,
+            controller: Some(address),
+            apply,
+            yes,
             hmi_version,
-            controller_version,
             force,
             allow_downgrade,
-        } => run_import(
-            &config,
-            g,
-            root,
+            ..
+        } => {
+            let apply = match link::apply_flag(apply.as_deref()) {
+                Ok(a) => a,
+                Err(e) => return fail(PROGRAM, &e, json),
+            };
+            let hmi = match optional_version(hmi_version.as_deref(), &config, HostSide::Client) {
+                Ok(v) => v,
+                Err(e) => return fail(PROGRAM, &e, json),
+            };
+            let flags = link::OnlineFlags {
+                address,
+                apply,
+                yes,
+                policy: Policy {
+                    force,
+                    allow_downgrade,
+                },
+            };
+            link::import(&config, root, package, hmi, flags, json)
+        }
+        Command::Import {
             package,
+            controller: None,
             controller_root,
             controller_config,
             hmi_version,
             controller_version,
             force,
             allow_downgrade,
-        ),
+            ..
+        } => {
+            if let Err(e) = link::refuse_if_undecided(&root) {
+                return fail(PROGRAM, &e, json);
+            }
+            run_import(
+                &config,
+                g,
+                root,
+                package,
+                controller_root,
+                controller_config,
+                hmi_version,
+                controller_version,
+                force,
+                allow_downgrade,
+            )
+        }
         Command::Run {
             hmi_version,
+            controller,
             controller_root,
             controller_running,
             idle,
+            until_stopped,
         } => run_plugins(
             &config,
             root,
             hmi_version,
-            controller_root,
-            controller_running,
+            ControllerSource {
+                address: controller,
+                root: controller_root,
+                running: controller_running,
+            },
             idle,
+            until_stopped,
             json,
         ),
-        Command::Admin(admin) => run_admin(PROGRAM, admin, &config, &root, Side::Client, json),
+        Command::Identity { rotate } => xplugin_cli::link::identity(
+            PROGRAM,
+            xplugin_cli::link::Host::Pendant,
+            &root,
+            &config,
+            rotate,
+            json,
+        ),
+        Command::Pair { address, key } => link::pair(&root, &config, &address, &key, json),
+        Command::Unpair { address } => link::unpair(&root, &address, json),
+        Command::ControllerStatus { controller } => {
+            link::controller_status(&root, &config, &controller, json)
+        }
+        Command::Admin(admin) => {
+            let writes = !matches!(admin, AdminCommand::List | AdminCommand::DeviceId);
+            if writes {
+                if let Err(e) = link::refuse_if_undecided(&root) {
+                    return fail(PROGRAM, &e, json);
+                }
+            }
+            run_admin(PROGRAM, admin, &config, &root, Side::Client, json)
+        }
+    }
+}
+
+/// The host version from the flag or the configuration, if either gives one.
+fn optional_version(
+    flag: Option<&str>,
+    config: &HostConfig,
+    side: HostSide,
+) -> Result<Option<Version>, xplugin_cli::HostVersionError> {
+    match (flag, &config.host_version) {
+        (None, None) => Ok(None),
+        _ => host_version(flag, config, side).map(Some),
     }
 }
 
@@ -147,15 +273,11 @@ fn run_import(
         };
     // Flags given to this command apply to both sides of the import.
     controller_config.apply_flags(global.trusted_keys.as_deref(), global.allow_unlicensed);
-    let parse = |flag: Option<&str>, cfg: &HostConfig, side| match (flag, &cfg.host_version) {
-        (None, None) => Ok(None),
-        _ => host_version(flag, cfg, side).map(Some),
-    };
-    let hmi = match parse(hmi_version.as_deref(), config, HostSide::Client) {
+    let hmi = match optional_version(hmi_version.as_deref(), config, HostSide::Client) {
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, json),
     };
-    let ctrl = match parse(
+    let ctrl = match optional_version(
         controller_version.as_deref(),
         &controller_config,
         HostSide::Controller,
@@ -172,11 +294,18 @@ fn run_import(
             root,
             host_version: hmi,
             config,
+            arch: None,
         },
+        // Offline, the controller part is checked for the controller's CPU
+        // as configured, not for this pendant's.
         controller: controller_root.map(|root| SideHost {
             root,
             host_version: ctrl,
             config: &controller_config,
+            arch: config
+                .controller_arch
+                .as_deref()
+                .map(xplugin_package::binary::Arch::parse),
         }),
         force,
         allow_downgrade,
@@ -186,15 +315,14 @@ fn run_import(
             emit(&report, json, true);
             ExitCode::SUCCESS
         }
-        Err(ImportError::Refused { report }) => {
-            emit(&*report, json, false);
-            eprintln!(
-                "{PROGRAM}: error: package {} refused, nothing was installed ({} error(s) above)",
-                report.package.display(),
-                report.error_count()
-            );
-            ExitCode::FAILURE
-        }
+        Err(ImportError::Refused { report }) => xplugin_cli::refused(
+            PROGRAM,
+            &*report,
+            &report.package,
+            report.error_count(),
+            "",
+            json,
+        ),
         Err(e) => fail(PROGRAM, &e, json),
     }
 }
@@ -215,13 +343,23 @@ fn parse_running(text: &str) -> Result<BTreeMap<String, Version>, String> {
         .collect()
 }
 
+/// Where `run` learns which controller plugins run.
+struct ControllerSource {
+    /// `--controller ADDR:PORT`: asked over the link.
+    address: Option<String>,
+    /// `--controller-root DIR`: its enabled plugins.
+    root: Option<PathBuf>,
+    /// `--controller-running NAME=VERSION,...`.
+    running: Option<String>,
+}
+
 fn run_plugins(
     config: &HostConfig,
     root: PathBuf,
     hmi_version: Option<String>,
-    controller_root: Option<PathBuf>,
-    controller_running: Option<String>,
+    controller: ControllerSource,
     idle: u64,
+    until_stopped: bool,
     json: bool,
 ) -> ExitCode {
     let version = match host_version(hmi_version.as_deref(), config, HostSide::Client) {
@@ -229,18 +367,23 @@ fn run_plugins(
         Err(e) => return fail(PROGRAM, &e, json),
     };
     let running = match (
-        controller_running,
-        controller_root.or_else(|| config.controller_root.clone()),
+        controller.running,
+        controller.address,
+        controller.root.or_else(|| config.controller_root.clone()),
     ) {
-        (Some(list), _) => match parse_running(&list) {
+        (Some(list), _, _) => match parse_running(&list) {
             Ok(m) => Some(m),
             Err(e) => return fail(PROGRAM, &xplugin_cli::UsageError::new(e), json),
         },
-        (None, Some(croot)) => match xplugin_store::Store::open(&croot) {
+        (None, Some(address), _) => match link::controller_running(&root, config, &address) {
+            Ok(m) => Some(m),
+            Err(e) => return fail(PROGRAM, &*e, json),
+        },
+        (None, None, Some(croot)) => match xplugin_store::Store::open(&croot) {
             Ok(s) => Some(xplugin_host::admin::enabled_versions(&s)),
             Err(e) => return fail(PROGRAM, &e, json),
         },
-        (None, None) => None,
+        (None, None, None) => None,
     };
     let opts = BootOptions {
         side: Side::Client,
@@ -256,6 +399,9 @@ fn run_plugins(
         Ok(b) => b,
         Err(e) => return fail(PROGRAM, &e, json),
     };
+    if until_stopped {
+        return runner::serve(booted, &opts, json);
+    }
     for _ in 0..idle {
         for (name, status) in booted.idle_all() {
             log::warn!(

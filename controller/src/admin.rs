@@ -95,16 +95,6 @@ impl Context<'_> {
     }
 }
 
-/// A usage error as a failure.
-pub fn usage(message: &str) -> Problems {
-    Problems(vec![Problem::new(
-        ProblemCode::UsageInvalidArgument,
-        PROGRAM,
-        message,
-        "see --help",
-    )])
-}
-
 /// The cycle could not start.
 pub fn cycle_failure(e: &std::io::Error) -> Problems {
     Problems(vec![Problem::from_error(

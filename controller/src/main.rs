@@ -4,6 +4,8 @@
 //!   runs the real-time cycle, serves the admin socket until SIGTERM.
 //! * `boot` verifies, loads, inits and starts the installed plugins, runs
 //!   `--cycles N` cycles, stops them in reverse order and prints the report.
+//! * `identity`, `pair`, `unpair`: the pendant link's key and the pendants
+//!   it authorises ([`pairing`]).
 //! * `status`, `list`, `enable`, `disable`, `remove`, `rollback`, `install`,
 //!   `commit`, `abort`, `config show`, `config set` go through the daemon's
 //!   admin socket when a daemon runs for the root, and act on the root
@@ -13,6 +15,7 @@
 
 mod admin;
 mod cycle_args;
+mod pairing;
 
 use clap::{Parser, Subcommand};
 use cycle_args::CycleArgs;
@@ -109,6 +112,26 @@ enum Command {
     Quarantine {
         #[command(subcommand)]
         action: QuarantineAction,
+    },
+    /// Print this controller's pendant-link public key (first line) and its
+    /// fingerprint; made on first use.
+    Identity {
+        /// Replace the key pair (every paired pendant must pair again).
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Authorise a pendant on the pendant link by its public key.
+    Pair {
+        /// The key `xplugin-client identity` prints on the pendant.
+        key: String,
+        /// What it may do: `status` (only look) or `install`.
+        #[arg(long, default_value = "install", value_parser = ["status", "install"])]
+        role: String,
+    },
+    /// Withdraw a pendant's authorisation.
+    Unpair {
+        /// Its public key.
+        key: String,
     },
     #[command(flatten)]
     Admin(AdminCommand),
@@ -244,6 +267,16 @@ fn main() -> ExitCode {
                 admin::quarantine_clear(&ctx, name.as_deref(), all)
             }
         },
+        Command::Identity { rotate } => xplugin_cli::link::identity(
+            PROGRAM,
+            xplugin_cli::link::Host::Controller,
+            &root,
+            &config,
+            rotate,
+            g.json,
+        ),
+        Command::Pair { key, role } => pairing::pair(&root, &key, &role, g.json),
+        Command::Unpair { key } => pairing::unpair(&root, &key, g.json),
         Command::Admin(command) => admin::admin(&ctx, command),
     }
 }
@@ -311,19 +344,14 @@ fn run_daemon(
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, g.json),
     };
+    // The daemon serves the pendant link only when `listen` is set.
     if let Some(addr) = listen {
         config.listen = Some(addr);
     }
     if let Some(addr) = &config.listen {
-        // The pendant link is the next piece of M2; refusing is better than
-        // pretending to listen.
-        return fail(
-            PROGRAM,
-            &admin::usage(&format!(
-                "the pendant link (listen {addr}) is not available in this build; run without --listen / `listen`"
-            )),
-            g.json,
-        );
+        if let Err(e) = xplugin_link::address::normalize(addr) {
+            return fail(PROGRAM, &e, g.json);
+        }
     }
     let admin_socket = daemon.socket(&config);
     let settings = cycle.settings(&config, None);

@@ -190,9 +190,9 @@ pub fn runtime_library_path() -> PathBuf {
 /// If cargo fails or the file is still missing.
 pub fn bin_path(name: &str) -> PathBuf {
     let path = target_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    // The hosts are built with the store's failpoints, as the workspace
-    // build that includes this test crate builds them (one feature set, so
-    // neither build invalidates the other).
+    // The hosts are built with the store's and the link's failpoints, as
+    // the workspace build that includes this test crate builds them (one
+    // feature set, so neither build invalidates the other).
     let args: &[&str] = match name {
         "xplugin-controller" | "xplugin-client" => &[
             "-p",
@@ -200,7 +200,7 @@ pub fn bin_path(name: &str) -> PathBuf {
             "--bin",
             name,
             "--features",
-            "xplugin-store/failpoints",
+            "xplugin-store/failpoints,xplugin-link/failpoints",
         ],
         _ => &["-p", name, "--bin", name],
     };

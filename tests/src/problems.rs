@@ -9,3 +9,16 @@ pub fn problems_with<'a>(doc: &'a serde_json::Value, code: &str) -> Vec<&'a serd
         .map(|a| a.iter().filter(|p| p["code"] == code).collect())
         .unwrap_or_default()
 }
+
+/// The codes of the problems in a program's `--json` output, in order.
+pub fn codes(r: &crate::scenario::Run) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+    v["problems"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["code"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

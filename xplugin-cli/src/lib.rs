@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+pub mod link;
 pub mod logging;
 
 use serde::Serialize;
@@ -202,6 +203,25 @@ pub fn emit<T: Serialize + Display>(value: &T, json: bool, ok: bool) {
     } else {
         eprint!("{value}");
     }
+}
+
+/// Prints a refused package's report (every problem) and the one line
+/// that says nothing was installed `where_` ("", " on either computer");
+/// returns the refusal's exit code.
+pub fn refused<T: Serialize + Display>(
+    program: &str,
+    report: &T,
+    package: &Path,
+    errors: usize,
+    where_: &str,
+    json: bool,
+) -> ExitCode {
+    emit(report, json, false);
+    eprintln!(
+        "{program}: error: package {} refused, nothing was installed{where_} ({errors} error(s) above)",
+        package.display(),
+    );
+    ExitCode::from(EXIT_REFUSED)
 }
 
 /// Prints the final report of a `boot`/`run` and returns its exit code:

@@ -197,7 +197,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
     let handler = Arc::new(Admin {
         shared: shared.clone(),
     });
-    let mut server = match Server::start(&opts.admin_socket, access, group, handler) {
+    let mut server = match Server::start(&opts.admin_socket, access, group, handler.clone()) {
         Ok(s) => s,
         Err(e) => {
             log::error!(
@@ -209,6 +209,16 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }
     };
     log::info!("admin socket {} ready", server.path().display());
+    let link = match crate::link::start(&opts, handler) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            server.stop();
+            booted.shutdown();
+            return EXIT_FAILED;
+        }
+    };
+    // Ready once both the admin socket and the pendant link serve.
     let mut notifier = Notifier::from_env();
     notifier.ready(&booted.report);
     let outcome = main_loop(
@@ -219,6 +229,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         &main_rx,
         &mut notifier,
     );
+    drop(link);
     match outcome {
         Exit::Stop => {
             notifier.stopping();
@@ -468,8 +479,8 @@ fn reexec(argv: &[OsString]) -> std::io::Error {
     cmd.env("XPLUGIN_REEXEC", "1").exec()
 }
 
-/// The admin socket's handler.
-struct Admin {
+/// The admin socket's handler (the pendant link's too: [`crate::link`]).
+pub(crate) struct Admin {
     shared: Arc<Shared>,
 }
 
@@ -566,7 +577,19 @@ fn install_failure(e: &InstallError) -> Response {
 }
 
 impl Admin {
-    fn apply(&self, requested: Option<ApplyPolicy>) -> ApplyOutcome {
+    pub(crate) fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    pub(crate) fn config(&self) -> HostConfig {
+        lock(&self.shared.config).clone()
+    }
+
+    pub(crate) fn host_version(&self) -> &Version {
+        &self.shared.host_version
+    }
+
+    pub(crate) fn apply(&self, requested: Option<ApplyPolicy>) -> ApplyOutcome {
         let policy =
             requested.unwrap_or_else(|| lock(&self.shared.config).apply.unwrap_or_default());
         let committed = Store::open(&self.shared.root)
@@ -633,7 +656,7 @@ impl Admin {
         }
     }
 
-    fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let store = Store::open(&self.shared.root).ok();
         let committed = store
             .as_ref()

@@ -12,12 +12,14 @@
 //! | [`notify`] | the service manager's notify protocol: ready, watchdog, reload, stop |
 //! | [`presence`] | the per-root daemon lock and where its socket is |
 //! | [`status`] | what `status` shows |
+//! | `link` | the pendant link's requests, answered like the admin socket's |
 #![deny(missing_docs)]
 
 pub mod access;
 pub mod client;
 pub mod daemon;
 pub mod notify;
+mod link;
 pub mod presence;
 pub mod protocol;
 pub mod server;

@@ -18,7 +18,7 @@ use xplugin_license::{ClockGuard, DeviceIdError, ThisDevice, TrustStore, VerifyC
 use xplugin_model::compat;
 use xplugin_model::manifest::{parse_manifest, Manifest, Side};
 use xplugin_model::{error_chain, Problem, ProblemCode, Problems, Version};
-use xplugin_package::binary::{check_library, inspect_library, BinaryError, LibraryInfo};
+use xplugin_package::binary::{check_library_for, inspect_library, Arch, BinaryError, LibraryInfo};
 
 /// Where the files being checked come from, which decides how problems
 /// name them.
@@ -52,6 +52,13 @@ pub struct CheckContext<'a> {
     pub high_water_mark: Option<SystemTime>,
     /// How problems name the files checked.
     pub origin: Origin<'a>,
+    /// The architecture the libraries must be built for: this computer's,
+    /// except when the pendant checks a controller part offline (then the
+    /// configured `controller_arch`).
+    pub arch: Arch,
+    /// Said with a wrong architecture when [`CheckContext::arch`] is not
+    /// this computer's (where it came from).
+    pub arch_hint: Option<&'a str>,
 }
 
 impl CheckContext<'_> {
@@ -119,6 +126,8 @@ impl HostFacts {
             now: self.now,
             high_water_mark: self.clock.as_ref().and_then(|c| c.high_water_mark()),
             origin: Origin::Installed,
+            arch: Arch::host(),
+            arch_hint: None,
         }
     }
 
@@ -235,8 +244,23 @@ impl CheckedLibrary {
 /// # Errors
 /// [`BinaryError`] naming the file, what was expected and what was found.
 pub fn check_plugin_file(path: &Path, kind: u32) -> Result<CheckedLibrary, BinaryError> {
+    check_plugin_file_for(path, kind, &Arch::host())
+}
+
+/// [`check_plugin_file`] for architecture `arch`: the pendant checking a
+/// controller part offline checks for the controller's architecture. A
+/// library checked for another architecture is never opened here (only
+/// boot opens libraries, and boot checks for this computer's).
+///
+/// # Errors
+/// As [`check_plugin_file`].
+pub fn check_plugin_file_for(
+    path: &Path,
+    kind: u32,
+    arch: &Arch,
+) -> Result<CheckedLibrary, BinaryError> {
     let info = inspect_library(path)?;
-    check_library(path, &info, kind)?;
+    check_library_for(path, &info, kind, arch)?;
     Ok(CheckedLibrary {
         path: path.to_path_buf(),
         kind,
@@ -315,8 +339,13 @@ pub fn subject(side: Side, name: &str) -> String {
     }
 }
 
-fn binary_problem(subject: &str, e: &BinaryError) -> Problem {
-    Problem::from_error(e.code(), subject, e, e.hint())
+fn binary_problem(subject: &str, e: &BinaryError, ctx: &CheckContext<'_>) -> Problem {
+    match (e, ctx.arch_hint) {
+        (BinaryError::WrongArch { .. }, Some(note)) => {
+            Problem::from_error(e.code(), subject, e, format!("{} ({note})", e.hint()))
+        }
+        _ => Problem::from_error(e.code(), subject, e, e.hint()),
+    }
 }
 
 /// Runs every check on plugin folder `dir` named `name` of `side`: manifest,
@@ -375,7 +404,12 @@ fn read_manifest(check: &mut PluginCheck, ctx: &CheckContext<'_>) -> Option<Mani
 /// The libraries for this platform: headers only.
 fn check_libraries(check: &mut PluginCheck, ctx: &CheckContext<'_>) {
     let (dir, name) = (check.dir.clone(), check.name.clone());
-    let lib_name = library_file_name(&name);
+    // Controllers run Linux: a controller part is `.so` whichever
+    // computer checks it (a Windows pendant checking offline too).
+    let lib_name = match check.side {
+        Side::Client => library_file_name(&name),
+        Side::Controller => format!("{name}.so"),
+    };
     let lib_path = dir.join(&lib_name);
     let kind = match check.side {
         Side::Client => XPLUGIN_KIND_CLIENT,
@@ -384,19 +418,23 @@ fn check_libraries(check: &mut PluginCheck, ctx: &CheckContext<'_>) {
     let file_subject = |file: &str| ctx.file_subject(&dir, &name, file);
     let dll = format!("{name}.dll");
     if lib_path.is_file() {
-        match check_plugin_file(&lib_path, kind) {
+        match check_plugin_file_for(&lib_path, kind, &ctx.arch) {
             Ok(l) => check.library = Some(l),
             Err(e) => check
                 .problems
-                .push(binary_problem(&file_subject(&lib_name), &e)),
+                .push(binary_problem(&file_subject(&lib_name), &e, ctx)),
         }
         if check.side == Side::Client {
             let runtime = runtime_file_names().iter().find(|n| dir.join(n).is_file());
             match runtime {
-                Some(rt) => match check_plugin_file(&dir.join(rt), XPLUGIN_KIND_RUNTIME) {
-                    Ok(l) => check.runtime = Some(l),
-                    Err(e) => check.problems.push(binary_problem(&file_subject(rt), &e)),
-                },
+                Some(rt) => {
+                    match check_plugin_file_for(&dir.join(rt), XPLUGIN_KIND_RUNTIME, &ctx.arch) {
+                        Ok(l) => check.runtime = Some(l),
+                        Err(e) => check
+                            .problems
+                            .push(binary_problem(&file_subject(rt), &e, ctx)),
+                    }
+                }
                 None => check.problems.push(Problem::new(
                     ProblemCode::LibraryRuntimeMissing,
                     subject(check.side, &name),

@@ -16,7 +16,8 @@
 //!   "device": { "machine_id_file": "/etc/machine-id" },   // or { "serial": "RC-123" }
 //!   "allow_unlicensed": false,                      // development only; logged loudly
 //!   "limits": { "max_total_uncompressed": 2147483648 },
-//!   "controller_root": "/var/lib/xplugin/controller"  // client only, until the network link
+//!   "controller_root": "/var/lib/xplugin/controller", // client only: offline mode (--controller-root)
+//!   "controller_arch": "aarch64"                      // client only: the controller's CPU, for offline mode
 //! }
 //! ```
 
@@ -193,6 +194,14 @@ pub struct HostConfig {
     /// Seconds a prepared install transaction waits for its commit or abort
     /// before it is aborted (default 600).
     pub transaction_timeout_s: Option<u64>,
+    /// Client only: the controller's CPU architecture (`aarch64`, `arm`,
+    /// `x86_64`), what an offline import (`--controller-root`) checks the
+    /// controller part's libraries against; default: this computer's.
+    /// Online, the controller checks its own part.
+    pub controller_arch: Option<String>,
+    /// Controller: bytes the pendant link's upload area may hold (default
+    /// twice `limits.max_package_bytes`).
+    pub upload_quota_bytes: Option<u64>,
     /// Controller: fault containment (quarantine, timeouts of calls into
     /// plugins).
     pub faults: FaultConfig,
@@ -249,6 +258,8 @@ impl Default for HostConfig {
             admin_group: None,
             transaction_timeout_s: None,
             faults: FaultConfig::default(),
+            controller_arch: None,
+            upload_quota_bytes: None,
         }
     }
 }

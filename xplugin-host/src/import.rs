@@ -344,7 +344,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
 /// when both roots share a filesystem (the usual case: no data is copied),
 /// else a copy. The source is in the pendant's staging, removed afterwards
 /// either way.
-fn move_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+pub(crate) fn move_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     match std::fs::rename(src, dst) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_tree(src, dst),

@@ -14,6 +14,7 @@ use crate::config::HostConfig;
 use crate::plugin_config::{restage_transaction, PluginMigration};
 use crate::verify::{verify_side, Part, Policy, SideHost, SideReport};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +76,11 @@ pub struct InstallReport {
     pub config: Vec<PluginMigration>,
     /// Every problem found.
     pub problems: Vec<Problem>,
+    /// The controller plugins (name -> version) that load once this
+    /// transaction is committed: what a pendant checks its client plugins'
+    /// `ctrlDepend` against during a two-computer install.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prepared_set: BTreeMap<String, String>,
 }
 
 impl InstallReport {
@@ -90,6 +96,7 @@ impl InstallReport {
             controller: None,
             config: Vec::new(),
             problems: Vec::new(),
+            prepared_set: BTreeMap::new(),
         }
     }
 
@@ -192,6 +199,37 @@ pub fn install(
     request: &InstallRequest,
     commit: bool,
 ) -> Result<InstallReport, InstallError> {
+    install_from(host, Source::Reader(source), request, commit)
+}
+
+/// [`install`] of a package file inside the controller's root (the pendant
+/// link's upload area): the file is moved into the transaction, not copied.
+///
+/// # Errors
+/// As [`install`].
+pub fn install_file(
+    host: &InstallHost<'_>,
+    package: &Path,
+    request: &InstallRequest,
+    commit: bool,
+) -> Result<InstallReport, InstallError> {
+    install_from(host, Source::File(package), request, commit)
+}
+
+/// Where the package comes from.
+enum Source<'a> {
+    /// A stream (the admin socket's passed descriptor).
+    Reader(&'a mut dyn Read),
+    /// A file on the root's file system, moved into the transaction.
+    File(&'a Path),
+}
+
+fn install_from(
+    host: &InstallHost<'_>,
+    source: Source<'_>,
+    request: &InstallRequest,
+    commit: bool,
+) -> Result<InstallReport, InstallError> {
     let store = Store::open(&host.root)?;
     let lock = store.lock_wait(LOCK_WAIT)?;
     let mut txn = store.begin_transaction(&lock, &request.holder, request.timeout, commit)?;
@@ -243,12 +281,16 @@ fn prepare_in(
     store: &Store,
     lock: &xplugin_store::StoreLock,
     txn: &mut Transaction,
-    source: &mut dyn Read,
+    source: Source<'_>,
     request: &InstallRequest,
 ) -> Result<InstallReport, Prepare> {
     let mut report = InstallReport::from_record(txn.record());
     let package = txn.package_path();
-    receive(source, &package, host.config.limits.max_package_bytes)?;
+    let limit = host.config.limits.max_package_bytes;
+    match source {
+        Source::Reader(r) => receive(r, &package, limit)?,
+        Source::File(p) => take_file(p, &package, limit)?,
+    }
     let unpack = txn.unpack_dir();
     let unpacked = match unpack_either(&package, &unpack, host, &request.label) {
         Ok(u) => u,
@@ -271,6 +313,8 @@ fn prepare_in(
         root: host.root.clone(),
         host_version: Some(host.host_version.clone()),
         config: host.config,
+        // The controller checks its own part for its own CPU.
+        arch: None,
     };
     let part = Part {
         side: Side::Controller,
@@ -286,6 +330,11 @@ fn prepare_in(
         &mut report.problems,
     );
     report.controller = Some(verdict.report(&host.root));
+    report.prepared_set = verdict
+        .running_set()
+        .into_iter()
+        .map(|(name, version)| (name, version.to_string()))
+        .collect();
     if report.error_count() > 0 {
         if let Some(c) = report.controller.as_mut() {
             c.load_order.clear();
@@ -326,6 +375,32 @@ fn receive(source: &mut dyn Read, path: &Path, limit: u64) -> Result<(), Prepare
         ))));
     }
     file.flush().map_err(io)
+}
+
+/// Moves the package file at `from` to `to` (one file system: a rename),
+/// refusing more than `limit` bytes.
+fn take_file(from: &Path, to: &Path, limit: u64) -> Result<(), Prepare> {
+    let io = |source| {
+        Prepare::Failed(InstallError::Io {
+            path: from.to_path_buf(),
+            source,
+        })
+    };
+    let len = std::fs::metadata(from).map_err(io)?.len();
+    if len > limit {
+        return Err(io(std::io::Error::other(format!(
+            "the package is larger than the {limit} bytes allowed (max_package_bytes in the configuration)"
+        ))));
+    }
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            std::fs::copy(from, to).map_err(io)?;
+            let _ = std::fs::remove_file(from);
+            Ok(())
+        }
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// Unpacks `package` as a vendor package, or, when it holds neither

@@ -13,6 +13,7 @@
 //! | [`verify`] | one side of a package against one host: checks, actions, graph |
 //! | [`import`] | the pendant's import: unpack, check, resolve, commit |
 //! | [`install`] | the controller's own install transactions: prepare, commit, abort |
+//! | [`remote_import`] | the pendant's import over the link: one install across two computers |
 //! | [`boot`] | verify, resolve, load, init, start an installed set |
 //! | [`loader`] | dlopen and descriptor validation |
 //! | [`cycle`] | the real-time cycle thread that steps controller plugins |
@@ -39,6 +40,7 @@ pub mod lifecycle;
 pub mod loader;
 pub mod plugin_config;
 pub mod quarantine;
+pub mod remote_import;
 pub mod services;
 pub mod stage;
 pub mod supervisor;

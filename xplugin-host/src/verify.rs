@@ -29,6 +29,7 @@ use xplugin_model::config_schema::MigrationChange;
 use xplugin_model::graph::{merge_installed, resolve, BlockReason, Node, Resolution, ResolveInput};
 use xplugin_model::manifest::{Manifest, Side};
 use xplugin_model::{Problem, ProblemCode, Version};
+use xplugin_package::binary::Arch;
 use xplugin_package::SideTree;
 use xplugin_store::{Generation, StagedPlugin, TransactionPlugin, ValuesFile};
 
@@ -40,6 +41,10 @@ pub struct SideHost<'a> {
     pub host_version: Option<Version>,
     /// Host settings of that side (trust store, device identity, dev mode).
     pub config: &'a HostConfig,
+    /// The architecture its libraries must be built for; `None`: this
+    /// computer's (a host checking its own plugins). The pendant checking a
+    /// controller part offline sets the configured `controller_arch`.
+    pub arch: Option<Arch>,
 }
 
 /// The install policy switches.
@@ -192,10 +197,18 @@ pub fn verify_side(
     let facts = HostFacts::gather(host.config, &host.root);
     // Files are named by their package entry, never by the staging path.
     let origin_label = format!("{label}: {}", side.archive_name());
+    let arch_hint = format!(
+        "the controller's architecture is controller_arch in this pendant's configuration: {}",
+        host.arch
+            .as_ref()
+            .map_or_else(String::new, |a| a.to_string())
+    );
     let ctx = CheckContext {
         origin: Origin::Package {
             label: &origin_label,
         },
+        arch: host.arch.clone().unwrap_or_else(Arch::host),
+        arch_hint: host.arch.as_ref().map(|_| arch_hint.as_str()),
         ..facts.context(&host_version)
     };
     if let Err(e) = &facts.device {

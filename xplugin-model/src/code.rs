@@ -11,7 +11,7 @@
 //! equal). A code is `area.what`, lower case with `_`: the area is the
 //! concept that found the problem (`package`, `layout`, `manifest`, `compat`,
 //! `graph`, `license`, `key`, `device`, `clock`, `library`, `import`, `store`,
-//! `admin`, `config`, `host`, `usage`, `pack`).
+//! `admin`, `config`, `host`, `usage`, `daemon`, `link`, `pack`).
 //!
 //! Rules for changing the table: never rename or reuse a code (scripts read
 //! them); add new codes at the end of their area; a code whose problem can no
@@ -683,6 +683,71 @@ problem_codes! {
     DaemonApplyTimeout = "daemon.apply_timeout", Error,
         "A committed generation was not applied in time: plugins held the controller busy, or the daemon did not come back.",
         "See who held it in the message; apply with --apply now, or at the next start.";
+
+    // --- link: the pendant link between pendant and controller (xplugin-link) ---
+    LinkUnreachable = "link.unreachable", Error,
+        "The controller does not answer on the pendant link's address (nothing listens, a firewall, the wrong address, or it stopped in the middle).",
+        "Check the address and that the controller's daemon runs with `listen` set; see `xplugin-controller status`.";
+    LinkNotPaired = "link.not_paired", Error,
+        "The pendant has no controller key pinned for this address, so it cannot authenticate the controller.",
+        "Pair first: `xplugin-controller identity` on the controller prints its key; `xplugin-client pair ADDR:PORT KEY` here.";
+    LinkControllerKeyMismatch = "link.controller_key_mismatch", Error,
+        "The controller at this address proved another key than the one pinned when pairing: another computer answers, or the controller's identity was rotated or remade.",
+        "Compare the fingerprints with `xplugin-controller identity` on the controller; if its key changed on purpose, pair again with `xplugin-client pair ADDR:PORT KEY`.";
+    LinkPendantNotAuthorised = "link.pendant_not_authorised", Error,
+        "The controller does not know this pendant's key: it was never paired, was unpaired, or the pendant's identity was rotated or remade.",
+        "On the controller: `xplugin-controller pair KEY` with the key `xplugin-client identity` prints.";
+    LinkRoleDenied = "link.role_denied", Error,
+        "The pendant is paired with the status role, which may only look, and asked to change something.",
+        "Pair it again with `xplugin-controller pair KEY --role install` if it should install.";
+    LinkHandshakeFailed = "link.handshake_failed", Error,
+        "The link's handshake failed: the peer is not an xplugin link, speaks another handshake, or a message was replayed, altered or cut.",
+        "Check that the address is the controller's pendant link; a replayed or altered handshake is an attack or a broken network.";
+    LinkProtocolVersion = "link.protocol_version", Error,
+        "The pendant and the controller speak no common link protocol version (both ranges are named).",
+        "Update the older of the two programs so their ranges overlap.";
+    LinkBadFrame = "link.bad_frame", Error,
+        "A frame on the link was refused (oversized, truncated, undecryptable, replayed, reordered, or not a message of the protocol); the connection was dropped.",
+        "Retry; if it happens again, the network or the peer is broken or hostile.";
+    LinkTimeout = "link.timeout", Error,
+        "The peer did not send a whole message before the deadline; the connection was dropped.",
+        "Check the network between pendant and controller, then retry.";
+    LinkBusy = "link.busy", Error,
+        "The controller serves as many pendant connections as it allows.",
+        "Retry in a moment.";
+    LinkClockSkew = "link.clock_skew", Warning,
+        "The pendant's and the controller's clocks differ by more than the documented bound; licenses are checked against each computer's own clock.",
+        "Set both clocks (NTP); an expiring license may be accepted on one computer and refused on the other.";
+    LinkUploadQuota = "link.upload_quota", Error,
+        "The controller refused an upload before staging it: larger than its package limit, its upload quota, or its free disk space.",
+        "Free space on the controller, or raise max_package_bytes / upload_quota_bytes in its configuration if the package is genuine.";
+    LinkUploadMismatch = "link.upload_mismatch", Error,
+        "The bytes the controller received do not have the SHA-256 the pendant announced (or do not fit the announced size); they were discarded.",
+        "Import again; if it repeats, the network alters data.";
+    LinkInstallUndecided = "link.install_undecided", Error,
+        "A two-computer install on this pendant waits for the controller's outcome, so the pendant's install root may not change until it is settled.",
+        "Reach the controller (any `xplugin-client` link command, e.g. `controller-status --controller ADDR:PORT`, settles it first).";
+    LinkOutcomeUnknown = "link.outcome_unknown", Warning,
+        "The controller no longer knows the outcome of a transaction this pendant prepared its part for; the pendant decided from what the controller runs.",
+        "Compare `xplugin-client list` with `xplugin-client controller-status`; import the package again if they differ.";
+    LinkRemoteProblem = "link.remote_problem", Error,
+        "The controller reported a problem whose code this release does not know (it is named in the message).",
+        "See the message; update this program to the controller's release for the full description.";
+    LinkRemoteWarning = "link.remote_warning", Warning,
+        "The controller reported a warning whose code this release does not know (it is named in the message).",
+        "See the message.";
+    LinkIdentity = "link.identity", Error,
+        "This host's link identity or its list of paired peers cannot be read or written, or the private key is readable by others.",
+        "Check ROOT/state/identity (mode 0700, files 0600, owned by the service user); `identity --rotate` makes a new key.";
+    LinkBadKey = "link.bad_key", Error,
+        "A key given on the command line is not a link public key (64 hex digits).",
+        "Copy the first line `identity` prints on the other computer.";
+    LinkListenFailed = "link.listen_failed", Error,
+        "The daemon cannot listen on the pendant link's address.",
+        "Check `listen` / --listen (ADDR:PORT), that the port is free and that the address belongs to this computer.";
+    LinkNotConfirmed = "link.not_confirmed", Error,
+        "The operator did not confirm the install, so nothing was installed on either computer.",
+        "Import again and confirm, or pass --yes in scripts.";
 
     // --- pack: the vendor tool (xplugin-pack) ---
     PackStrayFile = "pack.stray_file", Error,

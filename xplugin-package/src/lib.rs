@@ -91,6 +91,9 @@ pub struct UnpackedPackage {
     pub controller: Option<SideTree>,
     /// Warnings only (ignored OS litter); the package was accepted.
     pub warnings: Problems,
+    /// Side archives the package holds that were left packed
+    /// ([`unpack_package_sides`]).
+    pub not_unpacked: Vec<Side>,
 }
 
 /// One unpacked side.
@@ -183,8 +186,24 @@ pub fn unpack_package(
     staging: &Path,
     limits: &Limits,
 ) -> Result<UnpackedPackage, PackageError> {
+    unpack_package_sides(package, staging, limits, &[Side::Client, Side::Controller])
+}
+
+/// [`unpack_package`] of the side archives in `sides` only; the outer
+/// archive is checked whole, the other side archives are left packed and
+/// listed in [`UnpackedPackage::not_unpacked`] (the pendant forwards the
+/// controller part to the controller, which checks it itself).
+///
+/// # Errors
+/// As [`unpack_package`].
+pub fn unpack_package_sides(
+    package: &Path,
+    staging: &Path,
+    limits: &Limits,
+    sides: &[Side],
+) -> Result<UnpackedPackage, PackageError> {
     let mut stage = Staging::open(staging)?;
-    let result = unpack_into(package, &mut stage, limits);
+    let result = unpack_into(package, &mut stage, limits, sides);
     if result.is_err() {
         if let Err(cleanup) = stage.remove_all() {
             log::error!(
@@ -208,6 +227,7 @@ fn unpack_into(
     package: &Path,
     stage: &mut Staging,
     limits: &Limits,
+    sides: &[Side],
 ) -> Result<UnpackedPackage, PackageError> {
     let label = package
         .file_name()
@@ -239,8 +259,13 @@ fn unpack_into(
         client: None,
         controller: None,
         warnings: Problems::default(),
+        not_unpacked: Vec::new(),
     };
     for (side, entry) in found {
+        if !sides.contains(&side) {
+            unpacked.not_unpacked.push(side);
+            continue;
+        }
         let tree = unpack_side(
             &outer,
             entry,

@@ -4,8 +4,10 @@
 //! recovery. When the environment variable [`FAILPOINT_ENV`]
 //! (`XPLUGIN_FAILPOINT`) equals the step's full name (for example
 //! `commit-after-gen-rename`), the process sends itself `SIGKILL` there, the
-//! same as `kill -9` or a crash at that instant. The variable is read once per
-//! process; when it is unset a failpoint costs one atomic load and a branch.
+//! same as `kill -9` or a crash at that instant; `NAME@N` kills the Nth time
+//! the step is passed (a step hit once per plugin or per chunk). The variable
+//! is read once per process; when it is unset a failpoint costs one atomic
+//! load and a branch.
 //!
 //! This exists only so tests can prove that every intermediate state is
 //! recovered to "all old" or "all new". It is compiled only with the cargo
@@ -59,16 +61,20 @@ pub const FAILPOINTS: &[&str] = &[
 pub const COMPILED: bool = cfg!(feature = "failpoints");
 
 #[cfg(feature = "failpoints")]
-static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+static ARMED: std::sync::OnceLock<Option<(String, u32)>> = std::sync::OnceLock::new();
 
-/// Kills the process with `SIGKILL` if `XPLUGIN_FAILPOINT` equals `name`.
-/// A test hook (see the module documentation); does nothing otherwise, and
-/// nothing at all in builds without the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+static PASSED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Kills the process with `SIGKILL` if `XPLUGIN_FAILPOINT` equals `name`
+/// (or `name@N` and this is the Nth time). A test hook (see the module
+/// documentation); does nothing otherwise, and nothing at all in builds
+/// without the `failpoints` feature.
 #[inline]
 pub fn failpoint(name: &str) {
     #[cfg(feature = "failpoints")]
-    if armed() == Some(name) {
-        kill_self();
+    if armed().is_some_and(|(armed, _)| armed == name) {
+        passed();
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
@@ -78,17 +84,26 @@ pub fn failpoint(name: &str) {
 #[inline]
 pub(crate) fn hit(operation: &str, step: &str) {
     #[cfg(feature = "failpoints")]
-    if let Some(armed) = armed() {
+    if let Some((armed, _)) = armed() {
         let matches = armed
             .strip_prefix(operation)
             .and_then(|rest| rest.strip_prefix('-'))
             == Some(step);
         if matches {
-            kill_self();
+            passed();
         }
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = (operation, step);
+}
+
+/// The armed step was passed: kill the process the Nth time.
+#[cfg(feature = "failpoints")]
+fn passed() {
+    let nth = armed().map_or(1, |(_, n)| *n);
+    if PASSED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= nth {
+        kill_self();
+    }
 }
 
 /// Test hook for the negative controls of the power-loss test
@@ -140,10 +155,18 @@ pub(crate) fn skip_file_fsync() -> bool {
 }
 
 #[cfg(feature = "failpoints")]
-fn armed() -> Option<&'static str> {
+fn armed() -> Option<&'static (String, u32)> {
     ARMED
-        .get_or_init(|| std::env::var(FAILPOINT_ENV).ok().filter(|v| !v.is_empty()))
-        .as_deref()
+        .get_or_init(|| {
+            let v = std::env::var(FAILPOINT_ENV)
+                .ok()
+                .filter(|v| !v.is_empty())?;
+            Some(match v.split_once('@') {
+                Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1).max(1)),
+                None => (v, 1),
+            })
+        })
+        .as_ref()
 }
 
 #[cfg(feature = "failpoints")]

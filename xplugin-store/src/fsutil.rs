@@ -155,6 +155,7 @@ pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Resul
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
+        // The umask may have taken bits off: set the mode itself.
         f.set_permissions(Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;

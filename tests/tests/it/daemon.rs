@@ -7,8 +7,10 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use xplugin_tests::build::{c_fixture, runner_prefix};
+use xplugin_tests::build::c_fixture;
 use xplugin_tests::daemon::Daemon;
+use xplugin_tests::link::seeded;
+use xplugin_tests::problems::codes;
 use xplugin_tests::scenario::{run_program, Run, Scenario};
 
 /// A controller configuration for `s` with `extra` keys.
@@ -33,18 +35,6 @@ fn installed() -> Scenario {
     s.license_all();
     s.import(&s.pack("v1"), &[]).ok();
     s
-}
-
-fn codes(r: &Run) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
-    v["problems"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p["code"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn running(d: &Daemon) -> (Option<u64>, Vec<(String, String)>) {
@@ -427,24 +417,6 @@ fn install_boundaries() -> Vec<&'static str> {
         .copied()
         .filter(|p| p.starts_with("txn-") || p.starts_with("commit-"))
         .collect()
-}
-
-/// A deterministic subset under emulation (every process start costs
-/// seconds there): `n` points spread by a fixed seed.
-fn seeded(points: Vec<&str>, n: usize, seed: u64) -> Vec<&str> {
-    if runner_prefix().is_empty() || points.len() <= n {
-        return points;
-    }
-    let mut state = seed;
-    let mut pool = points;
-    let mut out = Vec::new();
-    while out.len() < n && !pool.is_empty() {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        out.push(pool.remove((state >> 33) as usize % pool.len()));
-    }
-    out
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod faults;
 mod hostile;
 mod hostile_cli;
 mod license;
+mod link;
 mod loading;
 mod mender;
 mod messaging;
