@@ -18,8 +18,8 @@
 pub mod access;
 pub mod client;
 pub mod daemon;
-pub mod notify;
 mod link;
+pub mod notify;
 pub mod presence;
 pub mod protocol;
 pub mod server;
