@@ -494,6 +494,32 @@ impl std::fmt::Display for RemoteImportReport {
         if !self.controller_text.is_empty() {
             write!(f, "controller: {}", self.controller_text)?;
         }
+        // The text above is the controller's answer to prepare; say what the
+        // commit and the apply made of it.
+        if self.committed {
+            if let Some(c) = &self.controller {
+                let generation = c["new_generation"]
+                    .as_u64()
+                    .map_or("unchanged".to_string(), |g| g.to_string());
+                let apply = self
+                    .apply
+                    .as_ref()
+                    .and_then(|a| a["state"].as_str())
+                    .unwrap_or("by its policy");
+                writeln!(
+                    f,
+                    "controller: committed transaction {}: generation {generation}, apply {apply}",
+                    self.controller_transaction.as_deref().unwrap_or("-"),
+                )?;
+            }
+            if let Some(running) = self
+                .applied
+                .as_ref()
+                .and_then(|a| a["generation"]["running"].as_u64())
+            {
+                writeln!(f, "controller: now running generation {running}")?;
+            }
+        }
         if let Some(c) = &self.client {
             write!(f, "{c}")?;
         }
