@@ -19,7 +19,7 @@ use xplugin_host::remote_import::{
     Settled,
 };
 use xplugin_host::verify::{Policy, SideHost};
-use xplugin_link::message::{ControllerStatus, Hello};
+use xplugin_link::message::{ConfigReply, ControllerStatus, Hello};
 use xplugin_link::peers::{pair_controller, unpair_controller};
 use xplugin_link::PublicKey;
 use xplugin_model::{Failure, Problem, ProblemCode, Problems, Version};
@@ -218,6 +218,70 @@ pub fn controller_status(root: &Path, config: &HostConfig, address: &str, json: 
             ExitCode::SUCCESS
         }
         Err(e) => fail(PROGRAM, &e, json),
+    }
+}
+
+/// `config show NAME --controller ADDR:PORT` and `config set NAME
+/// KEY=VALUE... --controller ADDR:PORT`: a controller plugin's configuration
+/// over the link. The controller parses, validates, offers and stores
+/// (`assignments` `None` only shows).
+pub fn controller_config(
+    root: &Path,
+    config: &HostConfig,
+    address: &str,
+    name: &str,
+    assignments: Option<&[String]>,
+    json: bool,
+) -> ExitCode {
+    let target = match target(root, config, address, None) {
+        Ok(t) => t,
+        Err(e) => return fail(PROGRAM, &e, json),
+    };
+    if let Err(e) = settle_first(&target) {
+        return fail(PROGRAM, &e, json);
+    }
+    let mut link = Linked::new(&target);
+    let answer = match assignments {
+        None => link.call(|c| c.config_show(name)),
+        // Once: the controller may have applied it when the answer was lost.
+        Some(a) => link.once(|c| c.config_set(name, a)),
+    };
+    match answer {
+        Ok(reply) => {
+            emit(
+                &ConfigAnswer {
+                    controller: target.address.clone(),
+                    reply,
+                },
+                json,
+                true,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(PROGRAM, &e, json),
+    }
+}
+
+/// The controller's answer to a configuration request, printed as its own
+/// `config show|set` prints it.
+struct ConfigAnswer {
+    controller: String,
+    reply: ConfigReply,
+}
+
+impl Serialize for ConfigAnswer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = self.reply.report.clone();
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("controller".into(), self.controller.clone().into());
+        }
+        v.serialize(s)
+    }
+}
+
+impl fmt::Display for ConfigAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "controller {}: {}", self.controller, self.reply.text)
     }
 }
 

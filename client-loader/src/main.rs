@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use xplugin_cli::{emit, fail, host_version, report_boot, run_admin, AdminCommand, GlobalArgs};
+use xplugin_cli::{
+    emit, fail, host_version, report_boot, run_admin, AdminCommand, ConfigCommand, GlobalArgs,
+};
 use xplugin_host::boot::{boot, BootOptions};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
@@ -226,6 +228,15 @@ fn main() -> ExitCode {
         Command::ControllerStatus { controller } => {
             link::controller_status(&root, &config, &controller, json)
         }
+        Command::Admin(AdminCommand::Config(ConfigCommand::Show {
+            name,
+            controller: Some(address),
+        })) => link::controller_config(&root, &config, &address, &name, None, json),
+        Command::Admin(AdminCommand::Config(ConfigCommand::Set {
+            name,
+            assignments,
+            controller: Some(address),
+        })) => link::controller_config(&root, &config, &address, &name, Some(&assignments), json),
         Command::Admin(admin) => {
             let writes = !matches!(admin, AdminCommand::List | AdminCommand::DeviceId);
             if writes {

@@ -399,15 +399,26 @@ pub fn admin(ctx: &Context<'_>, command: AdminCommand) -> ExitCode {
             apply,
         }),
         AdminCommand::Rollback => Some(Request::Rollback { apply }),
-        AdminCommand::Config(ConfigCommand::Show { name }) => {
+        // --controller is the pendant's: refused by run_admin below.
+        AdminCommand::Config(
+            ConfigCommand::Show {
+                controller: Some(_),
+                ..
+            }
+            | ConfigCommand::Set {
+                controller: Some(_),
+                ..
+            },
+        ) => None,
+        AdminCommand::Config(ConfigCommand::Show { name, .. }) => {
             Some(Request::ConfigShow { name: name.clone() })
         }
-        AdminCommand::Config(ConfigCommand::Set { name, assignments }) => {
-            Some(Request::ConfigSet {
-                name: name.clone(),
-                assignments: assignments.clone(),
-            })
-        }
+        AdminCommand::Config(ConfigCommand::Set {
+            name, assignments, ..
+        }) => Some(Request::ConfigSet {
+            name: name.clone(),
+            assignments: assignments.clone(),
+        }),
     };
     let Some(request) = request else {
         return run_admin(

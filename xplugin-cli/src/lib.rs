@@ -97,6 +97,10 @@ pub enum ConfigCommand {
     Show {
         /// Plugin name.
         name: String,
+        /// Pendant only: a plugin of the paired controller at ADDR:PORT,
+        /// over the pendant link.
+        #[arg(long, value_name = "ADDR:PORT")]
+        controller: Option<String>,
     },
     /// Change configuration items of an installed plugin: every KEY=VALUE is
     /// checked against the plugin's items first (type, range, step, options,
@@ -108,6 +112,11 @@ pub enum ConfigCommand {
         /// The changes, KEY=VALUE each.
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
+        /// Pendant only: a plugin of the paired controller at ADDR:PORT,
+        /// over the pendant link (the controller validates the change and
+        /// offers it to the running plugin, as its own `config set` does).
+        #[arg(long, value_name = "ADDR:PORT")]
+        controller: Option<String>,
     },
 }
 
@@ -167,11 +176,29 @@ fn run_config(
     json: bool,
 ) -> ExitCode {
     use xplugin_host::plugin_config;
+    if let ConfigCommand::Show {
+        controller: Some(a),
+        ..
+    }
+    | ConfigCommand::Set {
+        controller: Some(a),
+        ..
+    } = &command
+    {
+        let e = UsageError {
+            message: format!("--controller {a} is for the pendant (xplugin-client)"),
+            hint: "on the controller, drop --controller: config show/set act on its own plugins"
+                .into(),
+        };
+        return fail(program, &e, json);
+    }
     let outcome = match command {
-        ConfigCommand::Show { name } => {
+        ConfigCommand::Show { name, .. } => {
             plugin_config::show(root, side, &name).map(|s| emit(&s, json, true))
         }
-        ConfigCommand::Set { name, assignments } => {
+        ConfigCommand::Set {
+            name, assignments, ..
+        } => {
             plugin_config::set_local(root, side, &name, &assignments).map(|r| emit(&r, json, true))
         }
     };

@@ -30,6 +30,7 @@ use xplugin_host::boot::{boot, BootOptions, BootReport, Booted, Guard};
 use xplugin_host::config::{ApplyPolicy, HostConfig, HostSide};
 use xplugin_host::cycle::{CycleHooks, CycleSettings, CycleStats};
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
+use xplugin_host::plugin_config::{ConfigError, ConfigSetReport};
 use xplugin_host::verify::Policy;
 use xplugin_model::manifest::Side;
 use xplugin_model::{Failure, Problem, ProblemCode, Problems, Version};
@@ -786,18 +787,29 @@ impl Admin {
     /// `config set` through the daemon: validated here, offered to the
     /// running plugin by the main thread, stored when the plugin took it.
     fn config_set(&self, root: &Path, name: &str, assignments: &[String]) -> Response {
+        match self.config_change(root, name, assignments) {
+            Ok(r) => respond(&r, None),
+            Err(e) => failure(&e),
+        }
+    }
+
+    /// The change behind `config set`, for the admin socket and the
+    /// pendant link.
+    pub(crate) fn config_change(
+        &self,
+        root: &Path,
+        name: &str,
+        assignments: &[String],
+    ) -> Result<ConfigSetReport, ConfigError> {
         let running = lock(&self.shared.live).running_generation;
         let Some(running) = running else {
             // Nothing runs: what is stored is what the next start gets.
-            return match xplugin_host::plugin_config::set_local(
+            return xplugin_host::plugin_config::set_local(
                 root,
                 Side::Controller,
                 name,
                 assignments,
-            ) {
-                Ok(r) => respond(&r, None),
-                Err(e) => failure(&e),
-            };
+            );
         };
         let main = self.shared.main.clone();
         let mut offer = |config_json: &str| -> xplugin_host::plugin_config::LiveAnswer {
@@ -820,13 +832,10 @@ impl Admin {
                 )
             })
         };
-        match xplugin_host::plugin_config::set_live(root, name, assignments, running, &mut offer) {
-            Ok(r) => {
-                log::info!("{}", r.to_string().trim_end());
-                respond(&r, None)
-            }
-            Err(e) => failure(&e),
-        }
+        let r =
+            xplugin_host::plugin_config::set_live(root, name, assignments, running, &mut offer)?;
+        log::info!("{}", r.to_string().trim_end());
+        Ok(r)
     }
 }
 

@@ -17,10 +17,11 @@ use xplugin_host::config::ApplyPolicy;
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
 use xplugin_host::verify::Policy;
 use xplugin_link::message::{
-    wire, ControllerStatus, Hello, RemotePlugin, RemoteTransaction, TransactionReply,
+    wire, ConfigReply, ControllerStatus, Hello, RemotePlugin, RemoteTransaction, TransactionReply,
 };
 use xplugin_link::server::{Answer, LinkHandler, Pendant, Server, ServerOptions};
 use xplugin_link::upload::Uploads;
+use xplugin_model::manifest::Side;
 use xplugin_model::{Failure, Problem, ProblemCode};
 use xplugin_store::{Store, TransactionRecord};
 
@@ -276,6 +277,35 @@ impl LinkHandler for Link {
         xplugin_host::install::outcome(self.admin.root(), id)
             .map(|r| reply(&r, None))
             .map_err(|e| problems(&e))
+    }
+
+    fn config_show(&self, plugin: &str) -> Answer<ConfigReply> {
+        let shown = xplugin_host::plugin_config::show(self.admin.root(), Side::Controller, plugin)
+            .map_err(|e| problems(&e))?;
+        Ok(ConfigReply {
+            text: shown.to_string(),
+            report: serde_json::to_value(&shown).unwrap_or_default(),
+        })
+    }
+
+    fn config_set(
+        &self,
+        pendant: &Pendant,
+        plugin: &str,
+        assignments: &[String],
+    ) -> Answer<ConfigReply> {
+        log::info!(
+            "link: {} changes the configuration of {plugin}",
+            pendant.describe()
+        );
+        let report = self
+            .admin
+            .config_change(self.admin.root(), plugin, assignments)
+            .map_err(|e| problems(&e))?;
+        Ok(ConfigReply {
+            text: report.to_string(),
+            report: serde_json::to_value(&report).unwrap_or_default(),
+        })
     }
 
     fn lookup(&self, request: &str) -> Answer<TransactionReply> {

@@ -7,7 +7,7 @@ use crate::error::LinkError;
 use crate::failpoint::{drop_point, kill_point};
 use crate::identity::Identity;
 use crate::message::{
-    unwire, ControllerStatus, Hello, Message, TransactionReply, CLOCK_SKEW_LIMIT_S,
+    unwire, ConfigReply, ControllerStatus, Hello, Message, TransactionReply, CLOCK_SKEW_LIMIT_S,
 };
 use crate::noise::{initiate, Received, Session, DATA_CHUNK};
 use crate::peers::{controller_at, Role};
@@ -395,6 +395,50 @@ impl Connection {
             request: request.to_string(),
         };
         self.transaction(&m, "looking up a request", QUICK_DEADLINE)
+    }
+
+    /// A controller plugin's configuration (`config show` on the
+    /// controller).
+    ///
+    /// # Errors
+    /// [`LinkError`]; the controller's refusal is [`LinkError::Remote`].
+    pub fn config_show(&mut self, plugin: &str) -> Result<ConfigReply, LinkError> {
+        let m = Message::ConfigShow {
+            plugin: plugin.to_string(),
+        };
+        self.config(&m, "asking for a plugin's configuration", QUICK_DEADLINE)
+    }
+
+    /// Changes a controller plugin's configuration (`config set` on the
+    /// controller): the controller validates, offers the change to the
+    /// running plugin between two of its steps, and stores what it took.
+    ///
+    /// # Errors
+    /// [`LinkError`]; the controller's refusal (a value out of range, the
+    /// plugin refusing it) is [`LinkError::Remote`] with its problems.
+    pub fn config_set(
+        &mut self,
+        plugin: &str,
+        assignments: &[String],
+    ) -> Result<ConfigReply, LinkError> {
+        let m = Message::ConfigSet {
+            plugin: plugin.to_string(),
+            assignments: assignments.to_vec(),
+        };
+        // The controller waits up to a minute for the running plugin.
+        self.config(&m, "changing a plugin's configuration", 2 * QUICK_DEADLINE)
+    }
+
+    fn config(
+        &mut self,
+        m: &Message,
+        during: &str,
+        within: Duration,
+    ) -> Result<ConfigReply, LinkError> {
+        match self.exchange(m, during, Instant::now() + within)? {
+            Message::Config(c) => Ok(c),
+            other => Err(self.unexpected(&other)),
+        }
     }
 
     /// Sends any message and returns the answer: for the tests of old and

@@ -267,6 +267,16 @@ pub struct TransactionReply {
     pub apply: Option<serde_json::Value>,
 }
 
+/// A controller's answer to `config-show` or `config-set`: what
+/// `xplugin-controller config show|set` prints, and its `--json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigReply {
+    /// The answer in words.
+    pub text: String,
+    /// The answer as the admin command's `--json` document.
+    pub report: serde_json::Value,
+}
+
 /// Every message of protocol version 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -362,6 +372,24 @@ pub enum Message {
     },
     /// Controller: about a transaction.
     Transaction(TransactionReply),
+    /// Pendant: a controller plugin's configuration items and stored values
+    /// (passwords masked).
+    ConfigShow {
+        /// The controller plugin.
+        plugin: String,
+    },
+    /// Pendant: change configuration items of a controller plugin
+    /// (`KEY=VALUE` each). The controller parses and validates them against
+    /// its own schema, offers them to the running plugin and stores what it
+    /// took, exactly as `xplugin-controller config set` does.
+    ConfigSet {
+        /// The controller plugin.
+        plugin: String,
+        /// The changes.
+        assignments: Vec<String>,
+    },
+    /// Controller: the answer to a configuration request.
+    Config(ConfigReply),
     /// Controller: the request failed; nothing was done beyond what the
     /// problems say.
     Error {
@@ -389,6 +417,9 @@ impl Message {
             Message::Outcome { .. } => "outcome",
             Message::Lookup { .. } => "lookup",
             Message::Transaction(_) => "transaction",
+            Message::ConfigShow { .. } => "config-show",
+            Message::ConfigSet { .. } => "config-set",
+            Message::Config(_) => "config",
             Message::Error { .. } => "error",
         }
     }
@@ -403,6 +434,7 @@ impl Message {
                 | Message::Prepare { .. }
                 | Message::Commit { .. }
                 | Message::Abort { .. }
+                | Message::ConfigSet { .. }
         )
     }
 }

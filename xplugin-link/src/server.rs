@@ -18,7 +18,9 @@ use crate::error::not_authorised;
 use crate::failpoint::{kill_point, pinning_disabled};
 use crate::identity::Identity;
 use crate::key::PublicKey;
-use crate::message::{wire, ControllerStatus, Hello, Message, TransactionReply, WireProblem};
+use crate::message::{
+    wire, ConfigReply, ControllerStatus, Hello, Message, TransactionReply, WireProblem,
+};
 use crate::noise::{respond, Received, Session};
 use crate::peers::{pendants, Role};
 use crate::upload::{Receiving, Uploads};
@@ -96,6 +98,16 @@ pub trait LinkHandler: Send + Sync + 'static {
     fn outcome(&self, transaction: &str) -> Answer<TransactionReply>;
     /// The transaction prepared for `request`.
     fn lookup(&self, request: &str) -> Answer<TransactionReply>;
+    /// A controller plugin's configuration.
+    fn config_show(&self, plugin: &str) -> Answer<ConfigReply>;
+    /// Changes a controller plugin's configuration (validated, offered to
+    /// the running plugin, stored when taken).
+    fn config_set(
+        &self,
+        pendant: &Pendant,
+        plugin: &str,
+        assignments: &[String],
+    ) -> Answer<ConfigReply>;
 }
 
 /// What the server needs.
@@ -485,6 +497,17 @@ fn handle(
         }
         Message::Outcome { transaction } => reply(h.outcome(&transaction)),
         Message::Lookup { request } => reply(h.lookup(&request)),
+        Message::ConfigShow { plugin } => match h.config_show(&plugin) {
+            Ok(c) => Message::Config(c),
+            Err(p) => error(&p),
+        },
+        Message::ConfigSet {
+            plugin,
+            assignments,
+        } => match h.config_set(pendant, &plugin, &assignments) {
+            Ok(c) => Message::Config(c),
+            Err(p) => error(&p),
+        },
         other => error(&[Problem::new(
             ProblemCode::LinkBadFrame,
             pendant.describe(),

@@ -3,7 +3,7 @@
 use crate::client::{connect, Connection};
 use crate::error::LinkError;
 use crate::identity::Identity;
-use crate::message::{ControllerStatus, Hello, TransactionReply};
+use crate::message::{ConfigReply, ControllerStatus, Hello, TransactionReply};
 use crate::peers::{pair_controller, pair_pendant, Role};
 use crate::server::{Answer, LinkHandler, Pendant, Server, ServerOptions};
 use crate::upload::Uploads;
@@ -95,6 +95,18 @@ impl LinkHandler for Recorder {
     }
     fn lookup(&self, _: &str) -> Answer<TransactionReply> {
         Ok(reply("00000000000000aa", "prepared"))
+    }
+    fn config_show(&self, plugin: &str) -> Answer<ConfigReply> {
+        Ok(ConfigReply {
+            text: format!("{plugin}\n"),
+            report: serde_json::json!({ "name": plugin }),
+        })
+    }
+    fn config_set(&self, _: &Pendant, plugin: &str, assignments: &[String]) -> Answer<ConfigReply> {
+        Ok(ConfigReply {
+            text: format!("{plugin}: {}\n", assignments.join(" ")),
+            report: serde_json::json!({ "name": plugin, "set": assignments }),
+        })
     }
 }
 
@@ -209,6 +221,10 @@ fn a_status_pendant_may_look_but_not_install() {
     let e = c
         .prepare(&"a".repeat(64), "x", false, false, "r")
         .unwrap_err();
+    assert_eq!(code(&e), ProblemCode::LinkRoleDenied, "{e}");
+    // Looking at configuration is allowed, changing it is not.
+    assert_eq!(c.config_show("alpha").unwrap().report["name"], "alpha");
+    let e = c.config_set("alpha", &["a=1".to_string()]).unwrap_err();
     assert_eq!(code(&e), ProblemCode::LinkRoleDenied, "{e}");
     // Still served afterwards.
     assert!(c.status().is_ok());

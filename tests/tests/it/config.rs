@@ -988,3 +988,68 @@ fn a_rust_plugin_reinstalled_with_changed_items_gets_migrated_values() {
     let shown = show(&s, "plugindemo");
     assert_eq!(value(&shown, "ramp_ms"), 200);
 }
+
+#[test]
+fn the_pendant_shows_and_changes_a_controller_plugin_over_the_link() {
+    use xplugin_tests::link::{daemon, free_port, identity, pair};
+    use xplugin_tests::problems::codes;
+    let s = installed_stepping(&[]);
+    let address = format!("127.0.0.1:{}", free_port());
+    let d = daemon(&s, &address, &[]);
+    pair(&s, &address, "install");
+    let over_link = |args: &[&str]| {
+        let mut all = vec!["config"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--controller", &address, "--json"]);
+        s.client(&all)
+    };
+    // Shown as the controller shows it: its schema, its values, passwords masked.
+    let shown = over_link(&["show", "tuner"]).ok().json();
+    assert_eq!(shown["controller"], address.as_str(), "{shown:#}");
+    assert_eq!(value(&shown, "pin"), "********");
+    assert_eq!(value(&shown, "gain"), 1.0);
+    // Changed live: the running plugin takes it between two steps.
+    let set = over_link(&["set", "tuner", "gain=2.5", "retries=4"])
+        .ok()
+        .json();
+    assert_eq!(set["applies"], "now", "{set:#}");
+    let trace = tuner_trace(&s);
+    assert!(
+        trace.contains("tuner:config-reconfigure ") && trace.contains("\"gain\":2.5"),
+        "{trace}"
+    );
+    let shown = d.cli(&["config", "show", "tuner", "--json"]).ok().json();
+    assert_eq!(value(&shown, "gain"), 2.5, "stored on the controller");
+    // The controller validates with its own schema: refused, nothing changes.
+    let before = std::fs::read(values_file(&s, 1, "tuner")).unwrap_or_default();
+    let refused = over_link(&["set", "tuner", "gain=4.5"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert_eq!(
+        codes(&refused),
+        ["config.out_of_range"],
+        "{}",
+        refused.all()
+    );
+    assert_eq!(
+        std::fs::read(values_file(&s, 1, "tuner")).unwrap_or_default(),
+        before
+    );
+    // A pendant paired to look may show but not change.
+    let pk = identity(&s, "xplugin-client");
+    s.controller(&["pair", &pk, "--role", "status"]).ok();
+    over_link(&["show", "tuner"]).ok();
+    let denied = over_link(&["set", "tuner", "gain=3.0"]);
+    assert_eq!(denied.code, 1, "{}", denied.all());
+    assert_eq!(codes(&denied), ["link.role_denied"], "{}", denied.all());
+    // --controller is the pendant's.
+    let wrong = s.controller(&[
+        "config",
+        "show",
+        "tuner",
+        "--controller",
+        &address,
+        "--json",
+    ]);
+    assert_eq!(codes(&wrong), ["usage.invalid_argument"], "{}", wrong.all());
+    assert_eq!(d.stop(), 0);
+}
