@@ -224,11 +224,31 @@ pub fn emit<T: Serialize + Display>(value: &T, json: bool, ok: bool) {
         } else {
             v = serde_json::json!({ "ok": ok, "result": v });
         }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ));
     } else if ok {
-        print!("{value}");
+        print_stdout(&value.to_string());
     } else {
         eprint!("{value}");
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`identity | head -n 1`
+/// takes the first line and closes the pipe) ends the output quietly: the
+/// rest is not wanted, and `print!` would panic with a backtrace instead
+/// (Rust ignores SIGPIPE, so the write fails with EPIPE). Any other write
+/// error (a full disk behind `> FILE`) is reported on stderr and ends the
+/// program with [`EXIT_REFUSED`]: the output it was asked for is lost.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output to stdout: {e}");
+            std::process::exit(i32::from(EXIT_REFUSED));
+        }
     }
 }
 
@@ -268,10 +288,10 @@ pub fn report_boot(report: &xplugin_host::boot::BootReport, json: bool) -> ExitC
 /// `{"ok": false, "error", "problems": [{code, subject, field, message, hint}]}`.
 pub fn fail(program: &str, error: &dyn Failure, json: bool) -> ExitCode {
     if json {
-        println!(
-            "{}",
+        print_stdout(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&failure_json(error)).unwrap_or_default()
-        );
+        ));
     }
     eprintln!("{}", failure_text(program, error));
     ExitCode::from(EXIT_REFUSED)

@@ -569,3 +569,70 @@ fn a_failing_command_reports_problems_with_codes_and_one_hint_convention() {
     assert_eq!(r.json()["problems"][0]["code"], "config.unreadable");
     assert_eq!(r.stderr.matches("No such file").count(), 1, "{}", r.all());
 }
+
+/// `xplugin-controller identity | head -n 1` (docs/link.md: the key is the
+/// first line): the reader closes the pipe, the program must end quietly
+/// (it panicked with a backtrace and exit 101 on EPIPE); a real write error
+/// (`> /dev/full`) still fails, with a message.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_and_a_full_disk_fails() {
+    use std::process::Stdio;
+    use xplugin_tests::build::{bin_path, target_command};
+    let s = Scenario::new();
+    for (program, config, root) in [
+        (
+            "xplugin-controller",
+            &s.controller_config,
+            &s.controller_root,
+        ),
+        ("xplugin-client", &s.client_config, &s.client_root),
+    ] {
+        for json in [false, true] {
+            let command = |stdout: Stdio| {
+                let mut cmd = target_command(&bin_path(program));
+                cmd.arg("identity")
+                    .arg("--config")
+                    .arg(config)
+                    .arg("--root")
+                    .arg(root);
+                if json {
+                    cmd.arg("--json");
+                }
+                cmd.stdout(stdout)
+                    .stderr(Stdio::piped())
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+            };
+            let (reader, writer) = std::io::pipe().expect("a pipe");
+            drop(reader);
+            let out = command(Stdio::from(writer));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{program} identity (json {json}) into a closed pipe: {stderr}"
+            );
+            assert!(
+                !stderr.contains("panicked"),
+                "{program} identity (json {json}) panicked: {stderr}"
+            );
+
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full");
+            let out = command(Stdio::from(full));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{program} identity (json {json}) > /dev/full: {stderr}"
+            );
+            assert!(
+                stderr.contains("cannot write the output to stdout")
+                    && !stderr.contains("panicked"),
+                "{program} identity (json {json}) > /dev/full: {stderr}"
+            );
+        }
+    }
+}
