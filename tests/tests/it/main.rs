@@ -4,6 +4,7 @@ mod config;
 mod crash;
 mod daemon;
 mod faults;
+mod fuzz_seeds;
 mod hostile;
 mod hostile_cli;
 mod license;
