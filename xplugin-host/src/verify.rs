@@ -22,6 +22,7 @@ use crate::checks::{
 };
 use crate::config::HostConfig;
 use crate::plugin_config;
+use crate::progress::{ImportProgress, NoProgress};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -159,6 +160,18 @@ pub fn verify_side(
     label: &str,
     problems: &mut Vec<Problem>,
 ) -> SideVerdict {
+    verify_side_with_progress(host, part, policy, label, problems, &NoProgress)
+}
+
+/// [`verify_side`], telling `progress` of each plugin once it is checked.
+pub fn verify_side_with_progress(
+    host: &SideHost<'_>,
+    part: Part<'_>,
+    policy: Policy,
+    label: &str,
+    problems: &mut Vec<Problem>,
+    progress: &dyn ImportProgress,
+) -> SideVerdict {
     let Part {
         side,
         tree,
@@ -242,6 +255,7 @@ pub fn verify_side(
     };
     for folder in &tree.plugins {
         let check = check_plugin_folder(&folder.dir, &folder.name, side, &ctx);
+        progress.plugin_checked(side, &folder.name);
         problems.extend(check.problems.0.iter().cloned());
         if let Some(m) = &check.manifest {
             let from = installed_versions.get(&m.name).cloned();
