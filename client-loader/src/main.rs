@@ -21,6 +21,7 @@ use xplugin_cli::{
 use xplugin_host::boot::{boot, BootOptions};
 use xplugin_host::config::{HostConfig, HostSide};
 use xplugin_host::import::{import, ImportError, ImportOptions, SideHost};
+use xplugin_host::progress::{ImportProgress, NoProgress};
 use xplugin_host::verify::Policy;
 use xplugin_model::manifest::Side;
 use xplugin_model::Version;
@@ -299,6 +300,9 @@ fn run_import(
     let controller_root = controller_root
         .or_else(|| config.controller_root.clone())
         .or_else(|| controller_config.root.clone());
+    // Drawn only on a terminal and never with --json: piped and JSON
+    // output stay exactly as they were.
+    let bar = xplugin_cli::progress::ImportBar::for_terminal(json);
     let opts = ImportOptions {
         package,
         client: SideHost {
@@ -320,8 +324,17 @@ fn run_import(
         }),
         force,
         allow_downgrade,
+        progress: bar
+            .as_ref()
+            .map_or(&NoProgress as &dyn ImportProgress, |b| {
+                b as &dyn ImportProgress
+            }),
     };
-    match import(&opts) {
+    let result = import(&opts);
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    match result {
         Ok(report) => {
             emit(&report, json, true);
             ExitCode::SUCCESS

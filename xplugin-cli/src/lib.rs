@@ -6,6 +6,7 @@
 
 pub mod link;
 pub mod logging;
+pub mod progress;
 
 use serde::Serialize;
 use std::fmt::Display;

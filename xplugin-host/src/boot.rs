@@ -395,12 +395,12 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 BootState::NotForThisPlatform
             } else if quarantine.plugins.contains_key(&c.name) && quarantine.safe_mode.is_none() {
                 BootState::Quarantined
-            } else if matches!(b.reason, xplugin_model::graph::BlockReason::Disabled) {
+            } else if matches!(b.reason(), xplugin_model::graph::BlockReason::Disabled) {
                 BootState::Disabled
             } else {
                 BootState::Blocked
             };
-            reason = Some(b.message.clone());
+            reason = Some(b.message());
         } else if c.manifest.is_none() {
             state = BootState::Blocked;
             reason = c.failure();

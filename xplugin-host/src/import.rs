@@ -12,14 +12,15 @@
 //! pendant link the controller decides its own part in one transaction over
 //! both computers.
 
-use crate::verify::{verify_side, Part, Policy, SideVerdict};
+use crate::progress::{ImportProgress, ImportStage};
+use crate::verify::{verify_side_with_progress, Part, Policy, SideVerdict};
 pub use crate::verify::{Action, PluginAction, SideHost, SideReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xplugin_model::manifest::Side;
 use xplugin_model::{Failure, Problem, ProblemCode, Problems, Version};
-use xplugin_package::{unpack_package, PackageError, SideTree};
+use xplugin_package::{unpack_package_with_progress, PackageError, SideTree};
 use xplugin_store::{CommitPlan, StagingDir, Store, StoreError, StoreLock};
 
 /// What an import needs.
@@ -34,6 +35,9 @@ pub struct ImportOptions<'a> {
     pub force: bool,
     /// Accept older versions than the installed ones.
     pub allow_downgrade: bool,
+    /// Told how the import advances ([`crate::progress::NoProgress`] for
+    /// nothing).
+    pub progress: &'a dyn ImportProgress,
 }
 
 /// Everything an import did or would have done.
@@ -201,7 +205,14 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         ),
     };
     let label = package_label(&opts.package);
-    let unpacked = match unpack_package(&opts.package, scratch.path(), &opts.client.config.limits) {
+    opts.progress.stage(ImportStage::Unpacking);
+    let unpacked = match unpack_package_with_progress(
+        &opts.package,
+        scratch.path(),
+        &opts.client.config.limits,
+        &[Side::Client, Side::Controller],
+        opts.progress,
+    ) {
         Ok(u) => u,
         Err(PackageError::Refused(problems)) => {
             report.problems = problems.0;
@@ -222,6 +233,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         allow_downgrade: opts.allow_downgrade,
     };
 
+    opts.progress.stage(ImportStage::Checking);
     let mut sides: Vec<(SideVerdict, &SideHost<'_>, &SideTree)> = Vec::new();
     if let Some(tree) = &unpacked.controller {
         match &opts.controller {
@@ -237,7 +249,14 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
                     base,
                     controller_running: None,
                 };
-                let v = verify_side(host, part, policy, &label, &mut report.problems);
+                let v = verify_side_with_progress(
+                    host,
+                    part,
+                    policy,
+                    &label,
+                    &mut report.problems,
+                    opts.progress,
+                );
                 sides.push((v, host, tree));
             }
             None => report.problems.push(Problem::new(
@@ -270,7 +289,14 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
             base,
             controller_running,
         };
-        let v = verify_side(&opts.client, part, policy, &label, &mut report.problems);
+        let v = verify_side_with_progress(
+            &opts.client,
+            part,
+            policy,
+            &label,
+            &mut report.problems,
+            opts.progress,
+        );
         sides.push((v, &opts.client, tree));
     }
     for (v, host, _) in &sides {
@@ -296,6 +322,7 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     // Commit: controller first (so client ctrlDepends exist when the client
     // commit lands), then client. Each root's commit is atomic; the pair is
     // one transaction only with the pendant link (`--controller ADDR`).
+    opts.progress.stage(ImportStage::Installing);
     let (mut fresh_client, mut fresh_controller) = (None, None);
     for (v, host, tree) in &mut sides {
         if v.changed().is_empty() {

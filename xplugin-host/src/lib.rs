@@ -39,6 +39,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod loader;
 pub mod plugin_config;
+pub mod progress;
 pub mod quarantine;
 pub mod remote_import;
 pub mod services;

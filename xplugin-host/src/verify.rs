@@ -22,6 +22,7 @@ use crate::checks::{
 };
 use crate::config::HostConfig;
 use crate::plugin_config;
+use crate::progress::{ImportProgress, NoProgress};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -159,6 +160,18 @@ pub fn verify_side(
     label: &str,
     problems: &mut Vec<Problem>,
 ) -> SideVerdict {
+    verify_side_with_progress(host, part, policy, label, problems, &NoProgress)
+}
+
+/// [`verify_side`], telling `progress` of each plugin once it is checked.
+pub fn verify_side_with_progress(
+    host: &SideHost<'_>,
+    part: Part<'_>,
+    policy: Policy,
+    label: &str,
+    problems: &mut Vec<Problem>,
+    progress: &dyn ImportProgress,
+) -> SideVerdict {
     let Part {
         side,
         tree,
@@ -242,6 +255,7 @@ pub fn verify_side(
     };
     for folder in &tree.plugins {
         let check = check_plugin_folder(&folder.dir, &folder.name, side, &ctx);
+        progress.plugin_checked(side, &folder.name);
         problems.extend(check.problems.0.iter().cloned());
         if let Some(m) = &check.manifest {
             let from = installed_versions.get(&m.name).cloned();
@@ -369,35 +383,38 @@ impl SideVerdict {
                 continue;
             }
             let subj = subject(self.side, name);
+            // Rendered once here: a `Blocked` builds its texts on demand.
+            let reason = blocked.reason();
             let benign = matches!(
-                blocked.reason,
+                reason,
                 BlockReason::Disabled | BlockReason::DependencyDisabled { .. }
             );
             if incoming_names.contains(name) {
+                let blocked_message = blocked.message();
                 let (message, hint) = if benign {
                     (
-                        format!("will not load after this import: {}", blocked.message),
+                        format!("will not load after this import: {}", blocked_message),
                         "enable the disabled plugin if this one is needed".to_string(),
                     )
-                } else if matches!(blocked.reason, BlockReason::ControllerStateUnknown { .. }) {
+                } else if matches!(reason, BlockReason::ControllerStateUnknown { .. }) {
                     (
-                        format!("ctrlDepend not checked: {}", blocked.message),
+                        format!("ctrlDepend not checked: {}", blocked_message),
                         "import with --controller ADDR (or --controller-root) so the controller's plugins can be checked".to_string(),
                     )
                 } else {
                     (
-                        format!("would not load after this import: {}", blocked.message),
+                        format!("would not load after this import: {}", blocked_message),
                         format!(
                             "add the missing or fixed dependency to {label}, or install it first"
                         ),
                     )
                 };
-                problems.push(Problem::new(blocked.reason.code(), subj, message, hint));
+                problems.push(Problem::new(reason.code(), subj, message, hint));
             } else if !before.blocked.contains_key(name) && !benign {
                 problems.push(Problem::new(
                     ProblemCode::ImportBreaksInstalled,
                     subj,
-                    format!("this import would break the installed plugin: {}", blocked.message),
+                    format!("this import would break the installed plugin: {}", blocked.message()),
                     "import a package that keeps its dependencies satisfied, or remove the plugin first",
                 ));
             }

@@ -110,6 +110,6 @@ fn random_with_cycles(bencher: divan::Bencher) {
     assert!(check
         .blocked
         .values()
-        .any(|b| matches!(b.reason, BlockReason::Cycle { .. })));
+        .any(|b| matches!(b.reason(), BlockReason::Cycle { .. })));
     bencher.bench(|| resolve(divan::black_box(&input)));
 }

@@ -37,20 +37,27 @@
 //! Cost: O(V log V + E) plus, for cycle members, the length of the walk
 //! used to find their cycle. Names are interned to indices; chains and
 //! cycles in messages are capped ([`MAX_CHAIN`], [`MAX_CYCLE_SHOWN`]) so a
-//! pathological 10 000-plugin chain cannot make the output quadratic.
+//! pathological 10 000-plugin chain cannot make the output quadratic. A
+//! [`Blocked`] holds only indices into a record shared by the resolution;
+//! its reason, message and hint are rendered when asked for (each in
+//! O(`MAX_CHAIN` + `MAX_CYCLE_SHOWN`) plus the plugin's own entries), so
+//! thousands of blocked plugins cost no text until they are reported.
+
+mod explain;
 
 use crate::code::ProblemCode;
 use crate::manifest::{Dependency, Manifest, Side};
 use crate::problem::{Problem, Problems};
 use crate::version::{Version, VersionReq};
+use explain::{Explain, Issue, Own, Rec};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::ops::ControlFlow;
 use std::sync::Arc;
+
+pub use explain::Blocked;
 
 /// Most plugins named in one dependency chain; longer chains keep the first
 /// `MAX_CHAIN - 1` and the root cause and count the rest in `elided`.
@@ -215,31 +222,6 @@ impl BlockReason {
     }
 }
 
-/// A plugin that cannot load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Blocked {
-    /// The primary reason.
-    pub reason: BlockReason,
-    /// All of the plugin's problems in one sentence, e.g.
-    /// `b cannot load: depends on a, which failed: license expired`.
-    pub message: String,
-    /// What to do about the primary reason.
-    pub hint: String,
-}
-
-impl Blocked {
-    /// The same as a [`Problem`] about plugin `name` of `side`.
-    /// Its code is the primary reason's ([`BlockReason::code`]).
-    pub fn to_problem(&self, side: Side, name: &str) -> Problem {
-        Problem::new(
-            self.reason.code(),
-            side.subject(name),
-            self.message.clone(),
-            self.hint.clone(),
-        )
-    }
-}
-
 /// The outcome of [`resolve`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Resolution {
@@ -320,39 +302,6 @@ impl BuildHasher for NameHasherBuilder {
     }
 }
 
-/// What a dependent sees when it depends on a blocked plugin: the chain
-/// after that plugin and the cause at its end.
-#[derive(Clone)]
-struct Tail {
-    names: Vec<Arc<str>>,
-    elided: usize,
-    cause: Arc<str>,
-}
-
-struct Block {
-    reason: BlockReason,
-    /// Problem phrases; the first one belongs to `reason`.
-    phrases: Vec<String>,
-    hint: String,
-    /// The chain a dependent continues with (empty when this plugin itself
-    /// is where the problem starts) and the cause at its end.
-    tail: Tail,
-}
-
-/// One unsatisfiable dependency entry, before any text is built: only the
-/// plugin's first one is spelled out in full (reason, chain, hint), the
-/// others get a one-line phrase, which keeps a heavily blocked set cheap.
-#[derive(Clone, Copy)]
-enum Issue<'a> {
-    Missing(&'a Dependency),
-    Disabled(&'a Dependency),
-    OutOfRange(&'a Dependency, &'a VersionReq, &'a Version),
-    Blocked(&'a Dependency, u32),
-    CtrlUnknown(&'a Dependency),
-    CtrlMissing(&'a Dependency),
-    CtrlOutOfRange(&'a Dependency, &'a VersionReq, &'a Version),
-}
-
 struct Graph<'a> {
     nodes: Vec<&'a Node>,
     /// Number of input plugins with this name (>1 = duplicate).
@@ -368,12 +317,34 @@ struct Graph<'a> {
 
 impl<'a> Graph<'a> {
     fn build(plugins: &'a [Node]) -> Graph<'a> {
-        // Sorting (name, node) pairs keeps the compared bytes one hop away.
-        let mut sorted: Vec<(&str, &Node)> = plugins.iter().map(|p| (p.name.as_str(), p)).collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Names often share a long prefix ("vendor.plugin-"): the 8 bytes
+        // after the prefix common to all, as one big-endian integer, order
+        // like the names themselves wherever they differ, so almost every
+        // comparison of the sort is one integer compare instead of a memcmp
+        // call through a pointer.
+        let first = plugins.first().map_or(&[][..], |p| p.name.as_bytes());
+        let common = plugins.iter().fold(first.len(), |len, p| {
+            first[..len]
+                .iter()
+                .zip(p.name.as_bytes())
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        let key = |name: &str| {
+            let mut word = [0u8; 8];
+            let rest = name.as_bytes().get(common..).unwrap_or_default();
+            let take = rest.len().min(8);
+            word[..take].copy_from_slice(&rest[..take]);
+            u64::from_be_bytes(word)
+        };
+        let mut sorted: Vec<(u64, &str, &Node)> = plugins
+            .iter()
+            .map(|p| (key(&p.name), p.name.as_str(), p))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         let mut nodes: Vec<&Node> = Vec::with_capacity(sorted.len());
         let mut copies: Vec<usize> = Vec::with_capacity(sorted.len());
-        for (_, node) in sorted {
+        for (_, _, node) in sorted {
             match (nodes.last(), copies.last_mut()) {
                 (Some(last), Some(count)) if last.name == node.name => *count += 1,
                 _ => {
@@ -528,6 +499,12 @@ struct CycleFinder {
     parent_bwd: Vec<u32>,
     /// Position in the loop-erasure stack, or NONE.
     position: Vec<u32>,
+    /// Buffers reused for every member, so a big component costs no
+    /// allocation per member.
+    queue: std::collections::VecDeque<u32>,
+    walk: Vec<u32>,
+    fwd: Vec<u32>,
+    path: Vec<u32>,
 }
 
 impl CycleFinder {
@@ -536,142 +513,109 @@ impl CycleFinder {
             parent_fwd: vec![NONE; n],
             parent_bwd: vec![NONE; n],
             position: vec![NONE; n],
+            queue: std::collections::VecDeque::new(),
+            walk: Vec::new(),
+            fwd: Vec::new(),
+            path: Vec::new(),
         }
     }
 
-    /// Cycles for all `members` (sorted) of component `id`.
-    fn cycles(&mut self, g: &Graph<'_>, comp: &[u32], id: u32, members: &[u32]) -> Vec<Vec<u32>> {
+    /// Records a cycle for each of the `members` (sorted) of component
+    /// `id` in `ex` (the first [`MAX_CYCLE_SHOWN`] names and the length),
+    /// and returns the index of the first one; member k's is that plus k.
+    fn cycles(
+        &mut self,
+        g: &Graph<'_>,
+        comp: &[u32],
+        id: u32,
+        members: &[u32],
+        ex: &mut Explain,
+    ) -> u32 {
+        let base = ex.cycles.len() as u32;
         let Some(&root) = members.first() else {
-            return Vec::new();
+            return base;
         };
         let in_comp = |t: u32| t != NONE && comp[t as usize] == id;
         // Forward BFS: parent_fwd[x] = predecessor of x on a shortest root -> x path.
-        let mut queue = std::collections::VecDeque::from([root]);
+        self.queue.push_back(root);
         self.parent_fwd[root as usize] = root;
-        while let Some(u) = queue.pop_front() {
+        while let Some(u) = self.queue.pop_front() {
             for &t in g.deps(u as usize) {
                 if in_comp(t) && self.parent_fwd[t as usize] == NONE {
                     self.parent_fwd[t as usize] = u;
-                    queue.push_back(t);
+                    self.queue.push_back(t);
                 }
             }
         }
         // Backward BFS: parent_bwd[x] = next hop on a shortest x -> root path.
-        queue.push_back(root);
+        self.queue.push_back(root);
         self.parent_bwd[root as usize] = root;
-        while let Some(u) = queue.pop_front() {
+        while let Some(u) = self.queue.pop_front() {
             for &s in g.dependents(u as usize) {
                 if in_comp(s) && self.parent_bwd[s as usize] == NONE {
                     self.parent_bwd[s as usize] = u;
-                    queue.push_back(s);
+                    self.queue.push_back(s);
                 }
             }
         }
-        members
-            .iter()
-            .map(|&x| {
-                if g.deps(x as usize).contains(&x) {
-                    return vec![x];
+        for &x in members {
+            self.walk.clear();
+            if g.deps(x as usize).contains(&x) {
+                self.walk.push(x);
+            } else if x == root {
+                // root -> first successor in the component -> ... -> root.
+                let next = g.deps(x as usize).iter().copied().find(|&t| in_comp(t));
+                self.walk.push(x);
+                let mut v = next.unwrap_or(x);
+                while v != root {
+                    self.walk.push(v);
+                    v = self.parent_bwd[v as usize];
                 }
-                let mut walk = Vec::new();
-                if x == root {
-                    // root -> first successor in the component -> ... -> root.
-                    let next = g.deps(x as usize).iter().copied().find(|&t| in_comp(t));
-                    walk.push(x);
-                    let mut v = next.unwrap_or(x);
-                    while v != root {
-                        walk.push(v);
-                        v = self.parent_bwd[v as usize];
-                    }
-                } else {
-                    let mut v = x;
-                    while v != root {
-                        walk.push(v);
-                        v = self.parent_bwd[v as usize];
-                    }
-                    let mut fwd = Vec::new();
-                    let mut v = x;
-                    while v != root {
-                        v = self.parent_fwd[v as usize];
-                        fwd.push(v);
-                    }
-                    // fwd is x's ancestors up to root; walk root -> ... -> before x.
-                    walk.extend(fwd.into_iter().rev());
+            } else {
+                let mut v = x;
+                while v != root {
+                    self.walk.push(v);
+                    v = self.parent_bwd[v as usize];
                 }
-                self.erase_loops(&walk)
-            })
-            .collect()
+                self.fwd.clear();
+                let mut v = x;
+                while v != root {
+                    v = self.parent_fwd[v as usize];
+                    self.fwd.push(v);
+                }
+                // fwd is x's ancestors up to root; walk root -> ... -> before x.
+                self.walk.extend(self.fwd.iter().rev());
+            }
+            self.erase_loops();
+            let shown = self.path.len().min(MAX_CYCLE_SHOWN);
+            ex.cycles.push((
+                ex.cycle_nodes.len() as u32,
+                shown as u32,
+                self.path.len() as u32,
+            ));
+            ex.cycle_nodes.extend_from_slice(&self.path[..shown]);
+        }
+        base
     }
 
-    fn erase_loops(&mut self, walk: &[u32]) -> Vec<u32> {
-        let mut path: Vec<u32> = Vec::with_capacity(walk.len());
-        for &v in walk {
+    /// `walk` without its loops, into `path`.
+    fn erase_loops(&mut self) {
+        self.path.clear();
+        for &v in &self.walk {
             let p = self.position[v as usize];
             if p != NONE {
-                for w in path.drain(p as usize + 1..) {
+                for w in self.path.drain(p as usize + 1..) {
                     self.position[w as usize] = NONE;
                 }
             } else {
-                self.position[v as usize] = path.len() as u32;
-                path.push(v);
+                self.position[v as usize] = self.path.len() as u32;
+                self.path.push(v);
             }
         }
-        for &w in &path {
+        for &w in &self.path {
             self.position[w as usize] = NONE;
         }
-        path
     }
-}
-
-fn cycle_text(g: &Graph<'_>, cycle: &[u32]) -> (Vec<String>, String) {
-    let shown: Vec<String> = cycle
-        .iter()
-        .take(MAX_CYCLE_SHOWN)
-        .map(|&i| g.name(i as usize).to_string())
-        .collect();
-    let mut text = shown.join(" -> ");
-    if cycle.len() > shown.len() {
-        let _ = write!(text, " -> ... ({} more)", cycle.len() - shown.len());
-    }
-    if let Some(first) = shown.first() {
-        let _ = write!(text, " -> {first}");
-    }
-    (shown, text)
-}
-
-/// "b, which depends on a, which failed: license expired" for a chain.
-fn chain_text(names: &[Arc<str>], elided: usize, cause: &str) -> String {
-    let mut s = String::new();
-    let last = names.len().saturating_sub(1);
-    for (k, name) in names.iter().enumerate() {
-        if k > 0 {
-            s.push_str(", which depends on ");
-        }
-        if k == last && k > 0 && elided > 0 {
-            let _ = write!(s, "[{elided} more plugin(s)], which depends on ");
-        }
-        s.push_str(name);
-    }
-    let _ = write!(s, ", which {cause}");
-    s
-}
-
-/// Prepends `head` to `tail`, keeping at most [`MAX_CHAIN`] names (the
-/// first ones and the root cause).
-fn extend_chain(head: &str, tail: &Tail) -> (Vec<Arc<str>>, usize) {
-    let mut names = Vec::with_capacity(tail.names.len() + 1);
-    names.push(Arc::from(head));
-    names.extend(tail.names.iter().cloned());
-    let mut elided = tail.elided;
-    if names.len() > MAX_CHAIN {
-        names.remove(MAX_CHAIN - 1);
-        elided += 1;
-    }
-    (names, elided)
-}
-
-fn strings(names: &[Arc<str>]) -> Vec<String> {
-    names.iter().map(|n| n.to_string()).collect()
 }
 
 /// Resolves one side's plugin set. See the [module documentation](self).
@@ -680,7 +624,7 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
     let n = g.len();
     let (comp, members, bounds) = g.sccs();
     let mut finder = CycleFinder::new(n);
-    let mut blocks: Vec<Option<Box<Block>>> = std::iter::repeat_with(|| None).take(n).collect();
+    let mut ex = Explain::new(g.nodes.iter().map(|node| node.name.as_str()));
 
     for (id, range) in bounds.windows(2).enumerate() {
         let id = id as u32;
@@ -689,23 +633,23 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
             || comp_members
                 .first()
                 .is_some_and(|&m| g.deps(m as usize).contains(&m));
-        let cycles = if cyclic {
-            finder.cycles(&g, &comp, id, comp_members)
+        let first_cycle = if cyclic {
+            finder.cycles(&g, &comp, id, comp_members, &mut ex)
         } else {
-            Vec::new()
+            NONE
         };
         for (k, &m) in comp_members.iter().enumerate() {
-            let i = m as usize;
-            let cycle = cycles.get(k).map(Vec::as_slice);
-            blocks[i] = check_node(&g, input, &blocks, &comp, id, i, cycle);
+            let cycle = if cyclic { first_cycle + k as u32 } else { NONE };
+            check_node(&g, input, &mut ex, &comp, id, m as usize, cycle);
         }
     }
 
     // Kahn over loadable plugins, smallest name (= index) first.
+    let recs = &ex.recs;
     let mut pending = vec![0u32; n];
     let mut ready: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
     for i in 0..n {
-        if blocks[i].is_some() {
+        if recs[i].blocked {
             continue;
         }
         pending[i] = g.deps(i).len() as u32;
@@ -718,7 +662,7 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
         load_order.push(g.name(v as usize).to_string());
         for &s in g.dependents(v as usize) {
             let s = s as usize;
-            if blocks[s].is_none() {
+            if !recs[s].blocked {
                 pending[s] -= 1;
                 if pending[s] == 0 {
                     ready.push(Reverse(s as u32));
@@ -727,26 +671,14 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
         }
     }
     let stop_order = load_order.iter().rev().cloned().collect();
-    let blocked = blocks
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, b)| {
-            let b = b?;
-            let name = g.name(i).to_string();
-            let verb = if b.reason == BlockReason::Disabled {
-                "is not loaded"
-            } else {
-                "cannot load"
-            };
-            let message = format!("{name} {verb}: {}", b.phrases.join("; "));
-            Some((
-                name,
-                Blocked {
-                    reason: b.reason,
-                    message,
-                    hint: b.hint,
-                },
-            ))
+    let ex = Arc::new(ex);
+    let blocked = (0..n)
+        .filter(|&i| ex.recs[i].blocked)
+        .map(|i| {
+            (
+                g.name(i).to_string(),
+                Blocked::new(Arc::clone(&ex), i as u32),
+            )
         })
         .collect();
     Resolution {
@@ -756,322 +688,123 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
     }
 }
 
-/// Decides whether plugin `i` (in component `id`) is blocked. All
-/// components it depends on are already decided in `blocks`.
+/// Decides whether plugin `i` (in component `id`, on `cycle` or `NONE`)
+/// is blocked and records why in `ex`. All components it depends on are
+/// already decided there.
 fn check_node(
     g: &Graph<'_>,
     input: &ResolveInput,
-    blocks: &[Option<Box<Block>>],
+    ex: &mut Explain,
     comp: &[u32],
     id: u32,
     i: usize,
-    cycle: Option<&[u32]>,
-) -> Option<Box<Block>> {
+    cycle: u32,
+) {
     let node = g.nodes[i];
-    let name = g.name(i);
-    let block = match own_block(g, i, cycle) {
-        ControlFlow::Break(decided) => return Some(decided),
-        ControlFlow::Continue(block) => block,
+    // A duplicate name or being disabled decide alone; a pre-failure and
+    // cycle membership are reported with the dependency problems after them.
+    let own = if g.copies[i] > 1 {
+        Own::Duplicate(g.copies[i] as u32)
+    } else if !node.load {
+        Own::Disabled
+    } else if let Some(f) = &node.failure {
+        Own::Failed(ex.push_string(f))
+    } else {
+        Own::None
     };
-    let mut issues = Vec::new();
-    for (dep, &t) in node.depend.iter().zip(g.deps(i)) {
-        if t != NONE && comp[t as usize] == id {
-            continue; // inside the cycle, already reported
+    let mut rec = Rec {
+        blocked: own != Own::None || cycle != NONE,
+        own,
+        cycle,
+        first: ex.issues.len() as u32,
+        end: ex.issues.len() as u32,
+        via: NONE,
+        len: 0,
+        last: i as u32,
+    };
+    if !matches!(own, Own::Duplicate(_) | Own::Disabled) {
+        for (dep, &t) in node.depend.iter().zip(g.deps(i)) {
+            if t != NONE && comp[t as usize] == id {
+                continue; // inside the cycle, already reported
+            }
+            if let Some(issue) = depend_issue(g, ex, dep, t) {
+                ex.issues.push(issue);
+            }
         }
-        if let Some(issue) = depend_issue(g, blocks, dep, t) {
-            issues.push(issue);
+        if node.side == Side::Client {
+            for dep in &node.ctrl_depend {
+                if let Some(issue) = ctrl_issue(ex, input.running_controller.as_ref(), dep) {
+                    ex.issues.push(issue);
+                }
+            }
         }
-    }
-    if node.side == Side::Client {
-        for dep in &node.ctrl_depend {
-            if let Some(issue) = ctrl_issue(input.running_controller.as_ref(), dep) {
-                issues.push(issue);
+        rec.end = ex.issues.len() as u32;
+        if !rec.blocked {
+            // The first issue is the primary reason, and the chain a
+            // dependent sees continues through it.
+            match ex.issues.get(rec.first as usize) {
+                Some(&Issue::Blocked { node: t }) => {
+                    let target = ex.recs[t as usize];
+                    rec.via = t;
+                    rec.len = 1 + target.len;
+                    rec.last = target.last;
+                    rec.blocked = true;
+                }
+                Some(_) => {
+                    rec.len = 1;
+                    rec.blocked = true;
+                }
+                None => {}
             }
         }
     }
-    let mut issues = issues.into_iter();
-    let mut block = match block {
-        Some(b) => b,
-        None => Box::new(spell_out(g, blocks, name, issues.next()?)),
-    };
-    block
-        .phrases
-        .extend(issues.map(|issue| short_phrase(g, blocks, name, &issue)));
-    Some(block)
+    ex.recs[i] = rec;
 }
 
-/// Plugin `i`'s own reasons not to load, before its dependencies: a
-/// duplicate name or being disabled decide alone (`Break`); a pre-failure
-/// and cycle membership start the block its dependency problems are added
-/// to (`Continue`).
-fn own_block(
-    g: &Graph<'_>,
-    i: usize,
-    cycle: Option<&[u32]>,
-) -> ControlFlow<Box<Block>, Option<Box<Block>>> {
-    let node = g.nodes[i];
-    let name = g.name(i);
-    let own = |reason: BlockReason, phrase: String, hint: String, cause: String| {
-        Box::new(Block {
-            reason,
-            phrases: vec![phrase],
-            hint,
-            tail: Tail {
-                names: Vec::new(),
-                elided: 0,
-                cause: Arc::from(cause),
-            },
-        })
-    };
-    if g.copies[i] > 1 {
-        let count = g.copies[i];
-        return ControlFlow::Break(own(
-            BlockReason::DuplicateName { count },
-            format!("{count} plugins named {name} are in the set"),
-            format!("keep exactly one plugin named {name}"),
-            "is installed more than once".into(),
-        ));
-    }
-    if !node.load {
-        return ControlFlow::Break(own(
-            BlockReason::Disabled,
-            "it is disabled (enable: false)".into(),
-            format!("set \"enable\": true in {name}.json if it should run"),
-            "is disabled (enable: false)".into(),
-        ));
-    }
-    let mut block = node.failure.as_ref().map(|f| {
-        own(
-            BlockReason::Failed(f.clone()),
-            f.clone(),
-            format!("fix {name}'s problem shown above"),
-            format!("failed: {f}"),
-        )
-    });
-    if let Some(cycle) = cycle {
-        let (members, text) = cycle_text(g, cycle);
-        let phrase = format!("it is in a dependency cycle: {text}");
-        match &mut block {
-            Some(b) => b.phrases.push(phrase),
-            None => {
-                block = Some(own(
-                    BlockReason::Cycle {
-                        members,
-                        length: cycle.len(),
-                    },
-                    phrase,
-                    "break the cycle by removing one of its \"depend\" entries".into(),
-                    format!("is in a dependency cycle: {text}"),
-                ))
-            }
-        }
-    }
-    ControlFlow::Continue(block)
-}
-
-fn depend_issue<'a>(
-    g: &Graph<'a>,
-    blocks: &[Option<Box<Block>>],
-    dep: &'a Dependency,
-    t: u32,
-) -> Option<Issue<'a>> {
+fn depend_issue(g: &Graph<'_>, ex: &mut Explain, dep: &Dependency, t: u32) -> Option<Issue> {
     if t == NONE {
-        return Some(Issue::Missing(dep));
+        return Some(Issue::Missing {
+            dep: ex.push_string(&dep.name),
+        });
     }
-    let target_block = blocks[t as usize].as_ref();
-    if target_block.is_some_and(|b| b.reason == BlockReason::Disabled) {
-        return Some(Issue::Disabled(dep));
+    let target = ex.recs[t as usize];
+    if target.own == Own::Disabled {
+        return Some(Issue::Disabled { node: t });
     }
     if let Some(req) = &dep.req {
         let found = &g.nodes[t as usize].version;
         if !req.matches(found) {
-            return Some(Issue::OutOfRange(dep, req, found));
+            return Some(Issue::OutOfRange {
+                node: t,
+                range: ex.push_range(req, found),
+            });
         }
     }
-    target_block.map(|_| Issue::Blocked(dep, t))
+    target.blocked.then_some(Issue::Blocked { node: t })
 }
 
-fn ctrl_issue<'a>(
-    running: Option<&'a BTreeMap<String, Version>>,
-    dep: &'a Dependency,
-) -> Option<Issue<'a>> {
+fn ctrl_issue(
+    ex: &mut Explain,
+    running: Option<&BTreeMap<String, Version>>,
+    dep: &Dependency,
+) -> Option<Issue> {
     let Some(running) = running else {
-        return Some(Issue::CtrlUnknown(dep));
+        return Some(Issue::CtrlUnknown {
+            dep: ex.push_string(&dep.name),
+        });
     };
     let Some(found) = running.get(&dep.name) else {
-        return Some(Issue::CtrlMissing(dep));
+        return Some(Issue::CtrlMissing {
+            dep: ex.push_string(&dep.name),
+        });
     };
     match &dep.req {
-        Some(req) if !req.matches(found) => Some(Issue::CtrlOutOfRange(dep, req, found)),
+        Some(req) if !req.matches(found) => Some(Issue::CtrlOutOfRange {
+            dep: ex.push_string(&dep.name),
+            range: ex.push_range(req, found),
+        }),
         _ => None,
     }
-}
-
-const UNKNOWN_CONTROLLER: &str = "the controller's running plugins are unknown";
-
-/// The phrase for a secondary issue: one line, with the root cause of a
-/// blocked dependency but not the whole chain.
-fn short_phrase(
-    g: &Graph<'_>,
-    blocks: &[Option<Box<Block>>],
-    name: &str,
-    issue: &Issue<'_>,
-) -> String {
-    match issue {
-        Issue::Blocked(dep, t) => {
-            let d = &dep.name;
-            match blocks[*t as usize].as_ref() {
-                Some(b) => match b.tail.names.last() {
-                    Some(root) => format!(
-                        "depends on {d}, which cannot load because {root} {}",
-                        b.tail.cause
-                    ),
-                    None => format!("depends on {d}, which {}", b.tail.cause),
-                },
-                None => format!("depends on {d}, which cannot load"),
-            }
-        }
-        other => spell_out(g, blocks, name, *other)
-            .phrases
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
-    }
-}
-
-/// The full block for a plugin whose primary problem is `issue`.
-fn spell_out(g: &Graph<'_>, blocks: &[Option<Box<Block>>], name: &str, issue: Issue<'_>) -> Block {
-    let terminal = |dep: &str, cause: String| Tail {
-        names: vec![Arc::from(dep)],
-        elided: 0,
-        cause: Arc::from(cause),
-    };
-    let (reason, phrase, hint, tail) = match issue {
-        Issue::Missing(dep) => {
-            let d = &dep.name;
-            (
-                BlockReason::MissingDependency { dep: d.clone() },
-                format!("depends on {d}, which is not installed"),
-                format!("install {d}, or remove it from {name}'s \"depend\""),
-                terminal(d, "is not installed".into()),
-            )
-        }
-        Issue::Disabled(dep) => {
-            let d = &dep.name;
-            (
-                BlockReason::DependencyDisabled { dep: d.clone() },
-                format!("depends on {d}, which is disabled (enable: false)"),
-                format!("enable {d}, or remove it from {name}'s \"depend\""),
-                terminal(d, "is disabled (enable: false)".into()),
-            )
-        }
-        Issue::OutOfRange(dep, req, found) => {
-            let d = &dep.name;
-            let cause = format!("is version {found}, but {name} requires {req}");
-            (
-                BlockReason::DependencyOutOfRange {
-                    dep: d.clone(),
-                    required: req.clone(),
-                    found: found.clone(),
-                },
-                format!("depends on {d}, which {cause}"),
-                format!(
-                    "install a version of {d} matching {req}, or a version of {name} that accepts {d} {found}"
-                ),
-                terminal(d, cause),
-            )
-        }
-        Issue::Blocked(dep, t) => blocked_dependency(g, blocks, dep, t),
-        Issue::CtrlUnknown(dep) => {
-            let d = &dep.name;
-            (
-                BlockReason::ControllerStateUnknown { dep: d.clone() },
-                format!(
-                    "needs controller plugin {d} (ctrlDepend), but {UNKNOWN_CONTROLLER}, so this cannot be checked"
-                ),
-                "connect to the controller (or give its running plugin list) and try again".into(),
-                terminal(
-                    d,
-                    format!("is a controller plugin, and {UNKNOWN_CONTROLLER}"),
-                ),
-            )
-        }
-        Issue::CtrlMissing(dep) => {
-            let d = &dep.name;
-            (
-                BlockReason::MissingControllerDependency { dep: d.clone() },
-                format!(
-                    "needs controller plugin {d} (ctrlDepend), which is not running on the controller"
-                ),
-                format!(
-                    "install and enable controller plugin {d} on the controller, or remove it from {name}'s \"ctrlDepend\""
-                ),
-                terminal(
-                    d,
-                    "is a controller plugin that is not running on the controller".into(),
-                ),
-            )
-        }
-        Issue::CtrlOutOfRange(dep, req, found) => {
-            let d = &dep.name;
-            let cause =
-                format!("runs on the controller in version {found}, but {name} requires {req}");
-            (
-                BlockReason::ControllerDependencyOutOfRange {
-                    dep: d.clone(),
-                    required: req.clone(),
-                    found: found.clone(),
-                },
-                format!("needs controller plugin {d} (ctrlDepend), which {cause}"),
-                format!(
-                    "install controller plugin {d} in a version matching {req}, or a version of {name} that accepts {d} {found}"
-                ),
-                terminal(d, format!("is a controller plugin that {cause}")),
-            )
-        }
-    };
-    Block {
-        reason,
-        phrases: vec![phrase],
-        hint,
-        tail,
-    }
-}
-
-/// The reason, phrase, hint and chain of a plugin whose dependency `dep`
-/// (node `t`) cannot load: the chain runs from `dep` to the root cause.
-fn blocked_dependency(
-    g: &Graph<'_>,
-    blocks: &[Option<Box<Block>>],
-    dep: &Dependency,
-    t: u32,
-) -> (BlockReason, String, String, Tail) {
-    let empty = Tail {
-        names: Vec::new(),
-        elided: 0,
-        cause: Arc::from("cannot load"),
-    };
-    let target_tail = blocks[t as usize].as_ref().map_or(&empty, |b| &b.tail);
-    let (chain, elided) = extend_chain(g.name(t as usize), target_tail);
-    let root = chain
-        .last()
-        .map_or_else(|| dep.name.clone(), |r| r.to_string());
-    let cause = target_tail.cause.clone();
-    (
-        BlockReason::DependencyFailed {
-            dep: dep.name.clone(),
-            chain: strings(&chain),
-            elided,
-            cause: cause.to_string(),
-        },
-        format!("depends on {}", chain_text(&chain, elided, &cause)),
-        format!("fix {root} first: the chain starts there"),
-        Tail {
-            names: chain,
-            elided,
-            cause,
-        },
-    )
 }
 
 /// Installed manifests with `incoming` ones replacing those of the same
@@ -1137,11 +870,11 @@ pub fn broken_by_import(
                     format!(
                         "this import would break installed {} {name}: {}",
                         side.plugin_label(),
-                        b.message
+                        b.message()
                     ),
                     format!(
                         "import a package that keeps {name}'s dependencies satisfied, or first upgrade or remove {name} ({})",
-                        b.hint
+                        b.hint()
                     ),
                 ),
             );
@@ -1208,20 +941,20 @@ mod tests {
         ]);
         assert_eq!(r.load_order, ["d"]);
         assert_eq!(
-            blocked(&r, "a").reason,
+            blocked(&r, "a").reason(),
             BlockReason::Failed("license expired".into())
         );
-        assert_eq!(blocked(&r, "a").message, "a cannot load: license expired");
+        assert_eq!(blocked(&r, "a").message(), "a cannot load: license expired");
         assert_eq!(
-            blocked(&r, "b").message,
+            blocked(&r, "b").message(),
             "b cannot load: depends on a, which failed: license expired"
         );
         assert_eq!(
-            blocked(&r, "c").message,
+            blocked(&r, "c").message(),
             "c cannot load: depends on b, which depends on a, which failed: license expired"
         );
         assert_eq!(
-            blocked(&r, "c").reason,
+            blocked(&r, "c").reason(),
             BlockReason::DependencyFailed {
                 dep: "b".into(),
                 chain: vec!["b".into(), "a".into()],
@@ -1229,7 +962,7 @@ mod tests {
                 cause: "failed: license expired".into(),
             }
         );
-        assert!(blocked(&r, "c").hint.contains("fix a first"));
+        assert!(blocked(&r, "c").hint().contains("fix a first"));
     }
 
     #[test]
@@ -1238,17 +971,17 @@ mod tests {
         a.load = false;
         let r = run(vec![a, node("b", &["a"]), node("c", &["b"])]);
         assert!(r.load_order.is_empty());
-        assert_eq!(blocked(&r, "a").reason, BlockReason::Disabled);
+        assert_eq!(blocked(&r, "a").reason(), BlockReason::Disabled);
         assert_eq!(
-            blocked(&r, "a").message,
+            blocked(&r, "a").message(),
             "a is not loaded: it is disabled (enable: false)"
         );
         assert_eq!(
-            blocked(&r, "b").reason,
+            blocked(&r, "b").reason(),
             BlockReason::DependencyDisabled { dep: "a".into() }
         );
         assert_eq!(
-            blocked(&r, "c").message,
+            blocked(&r, "c").message(),
             "c cannot load: depends on b, which depends on a, which is disabled (enable: false)"
         );
     }
@@ -1282,15 +1015,15 @@ mod tests {
     fn missing_dependency_and_its_chain() {
         let r = run(vec![node("b", &["x"]), node("c", &["b"])]);
         assert_eq!(
-            blocked(&r, "b").reason,
+            blocked(&r, "b").reason(),
             BlockReason::MissingDependency { dep: "x".into() }
         );
         assert_eq!(
-            blocked(&r, "b").message,
+            blocked(&r, "b").message(),
             "b cannot load: depends on x, which is not installed"
         );
         assert_eq!(
-            blocked(&r, "c").message,
+            blocked(&r, "c").message(),
             "c cannot load: depends on b, which depends on x, which is not installed"
         );
     }
@@ -1313,10 +1046,10 @@ mod tests {
         assert_eq!(r.load_order, ["a", "ok"]);
         let b = blocked(&r, "b");
         assert!(
-            matches!(&b.reason, BlockReason::DependencyOutOfRange { dep, found, .. } if dep == "a" && found == &v("1.5"))
+            matches!(&b.reason(), BlockReason::DependencyOutOfRange { dep, found, .. } if dep == "a" && found == &v("1.5"))
         );
         assert_eq!(
-            b.message,
+            b.message(),
             "b cannot load: depends on a, which is version 1.5, but b requires >=2"
         );
     }
@@ -1350,30 +1083,30 @@ mod tests {
         let r = run(plugins.clone());
         assert_eq!(r.load_order, ["e"]);
         assert_eq!(
-            blocked(&r, "a").message,
+            blocked(&r, "a").message(),
             "a cannot load: it is in a dependency cycle: a -> b -> c -> a"
         );
         assert_eq!(
-            blocked(&r, "b").message,
+            blocked(&r, "b").message(),
             "b cannot load: it is in a dependency cycle: b -> c -> a -> b"
         );
         assert_eq!(
-            blocked(&r, "c").reason,
+            blocked(&r, "c").reason(),
             BlockReason::Cycle {
                 members: vec!["c".into(), "a".into(), "b".into()],
                 length: 3
             }
         );
         assert_eq!(
-            blocked(&r, "d").message,
+            blocked(&r, "d").message(),
             "d cannot load: depends on a, which is in a dependency cycle: a -> b -> c -> a"
         );
         assert!(matches!(
-            blocked(&r, "d").reason,
+            blocked(&r, "d").reason(),
             BlockReason::DependencyFailed { .. }
         ));
         for name in ["a", "b", "c"] {
-            let BlockReason::Cycle { members, .. } = &blocked(&r, name).reason else {
+            let BlockReason::Cycle { members, .. } = &blocked(&r, name).reason() else {
                 panic!("{name}")
             };
             assert_real_cycle(&plugins, members, name);
@@ -1384,7 +1117,7 @@ mod tests {
     fn self_loop_and_figure_eight() {
         let r = run(vec![node("s", &["s"])]);
         assert_eq!(
-            blocked(&r, "s").message,
+            blocked(&r, "s").message(),
             "s cannot load: it is in a dependency cycle: s -> s"
         );
         let plugins = vec![
@@ -1395,14 +1128,14 @@ mod tests {
         ];
         let r = run(plugins.clone());
         for name in ["a", "b", "c", "d"] {
-            let BlockReason::Cycle { members, length } = &blocked(&r, name).reason else {
+            let BlockReason::Cycle { members, length } = &blocked(&r, name).reason() else {
                 panic!("{name}: {r:#?}")
             };
             assert_eq!(*length, members.len());
             assert_real_cycle(&plugins, members, name);
         }
         assert_eq!(
-            blocked(&r, "d").message,
+            blocked(&r, "d").message(),
             "d cannot load: it is in a dependency cycle: d -> d"
         );
     }
@@ -1414,12 +1147,15 @@ mod tests {
             node("b", &["a"]),
         ]);
         let a = blocked(&r, "a");
-        assert_eq!(a.reason, BlockReason::Failed("license expired".into()));
+        assert_eq!(a.reason(), BlockReason::Failed("license expired".into()));
         assert_eq!(
-            a.message,
+            a.message(),
             "a cannot load: license expired; it is in a dependency cycle: a -> b -> a"
         );
-        assert!(matches!(blocked(&r, "b").reason, BlockReason::Cycle { .. }));
+        assert!(matches!(
+            blocked(&r, "b").reason(),
+            BlockReason::Cycle { .. }
+        ));
     }
 
     #[test]
@@ -1430,14 +1166,14 @@ mod tests {
             .map(|i| node(&names[i], &[names[(i + 1) % n].as_str()]))
             .collect();
         let r = run(plugins);
-        let BlockReason::Cycle { members, length } = &blocked(&r, "p00007").reason else {
+        let BlockReason::Cycle { members, length } = &blocked(&r, "p00007").reason() else {
             panic!()
         };
         assert_eq!(*length, n);
         assert_eq!(members.len(), MAX_CYCLE_SHOWN);
         assert_eq!(members[1], "p00008");
         assert!(blocked(&r, "p00007")
-            .message
+            .message()
             .ends_with("-> ... (1968 more) -> p00007"));
 
         // A 100 000-plugin chain whose end failed: iterative, no stack
@@ -1461,7 +1197,7 @@ mod tests {
             elided,
             cause,
             ..
-        } = &first.reason
+        } = &first.reason()
         else {
             panic!()
         };
@@ -1470,7 +1206,7 @@ mod tests {
         assert_eq!(chain[0], "q000001");
         assert_eq!(chain.len() + elided, n - 1);
         assert_eq!(cause, "failed: license expired");
-        assert!(first.message.contains(&format!("[{elided} more plugin(s)], which depends on q099999, which failed: license expired")), "{}", first.message);
+        assert!(first.message().contains(&format!("[{elided} more plugin(s)], which depends on q099999, which failed: license expired")), "{}", first.message());
     }
 
     #[test]
@@ -1480,9 +1216,12 @@ mod tests {
             node("b", &["x", "a"]),
         ]);
         let b = blocked(&r, "b");
-        assert_eq!(b.reason, BlockReason::MissingDependency { dep: "x".into() });
         assert_eq!(
-            b.message,
+            b.reason(),
+            BlockReason::MissingDependency { dep: "x".into() }
+        );
+        assert_eq!(
+            b.message(),
             "b cannot load: depends on x, which is not installed; depends on a, which failed: bad signature"
         );
     }
@@ -1514,13 +1253,13 @@ mod tests {
         });
         assert_eq!(unknown.load_order, ["none"]);
         assert_eq!(
-            blocked(&unknown, "any").reason,
+            blocked(&unknown, "any").reason(),
             BlockReason::ControllerStateUnknown {
                 dep: "motion".into()
             }
         );
         assert!(blocked(&unknown, "any")
-            .message
+            .message()
             .contains("running plugins are unknown"));
 
         let running: BTreeMap<String, Version> = [("motion".to_string(), v("1.5"))].into();
@@ -1530,25 +1269,25 @@ mod tests {
         });
         assert_eq!(r.load_order, ["any", "none"]);
         assert_eq!(
-            blocked(&r, "missing").reason,
+            blocked(&r, "missing").reason(),
             BlockReason::MissingControllerDependency {
                 dep: "vision".into()
             }
         );
         assert_eq!(
-            blocked(&r, "missing").message,
+            blocked(&r, "missing").message(),
             "missing cannot load: needs controller plugin vision (ctrlDepend), which is not running on the controller"
         );
         assert!(matches!(
-            blocked(&r, "ranged").reason,
+            blocked(&r, "ranged").reason(),
             BlockReason::ControllerDependencyOutOfRange { .. }
         ));
         assert_eq!(
-            blocked(&r, "ranged").message,
+            blocked(&r, "ranged").message(),
             "ranged cannot load: needs controller plugin motion (ctrlDepend), which runs on the controller in version 1.5, but ranged requires >=2"
         );
         assert_eq!(
-            blocked(&r, "chained").message,
+            blocked(&r, "chained").message(),
             "chained cannot load: depends on missing, which depends on vision, which is a controller plugin that is not running on the controller"
         );
     }
@@ -1570,11 +1309,11 @@ mod tests {
         ]);
         assert_eq!(r.load_order, ["c"]);
         assert_eq!(
-            blocked(&r, "a").reason,
+            blocked(&r, "a").reason(),
             BlockReason::DuplicateName { count: 2 }
         );
         assert!(matches!(
-            blocked(&r, "b").reason,
+            blocked(&r, "b").reason(),
             BlockReason::DependencyFailed { .. }
         ));
     }

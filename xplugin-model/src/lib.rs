@@ -32,7 +32,7 @@
 //!     running_controller: None,
 //! });
 //! assert_eq!(
-//!     resolution.blocked["plugindemo"].message,
+//!     resolution.blocked["plugindemo"].message(),
 //!     "plugindemo cannot load: depends on base, which is not installed"
 //! );
 //! ```

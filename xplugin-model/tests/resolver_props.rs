@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use xplugin_model::manifest::Dependency;
 use xplugin_model::{
-    resolve, BlockReason, Node, Resolution, ResolveInput, Side, Version, VersionReq,
+    resolve, BlockReason, Blocked, Node, Resolution, ResolveInput, Side, Version, VersionReq,
 };
 
 /// Per plugin: version (1..=4), loads, failed, and edges (target index,
@@ -140,7 +140,7 @@ fn check(spec: &Spec, r: &Resolution) -> Result<(), TestCaseError> {
         }
         let cyc = in_cycle(spec, &reach, i);
         let (_, load, failed, _) = spec.plugins[i];
-        match r.blocked.get(&nm).map(|b| &b.reason) {
+        match r.blocked.get(&nm).map(Blocked::reason).as_ref() {
             Some(BlockReason::Cycle { members, length }) => {
                 prop_assert!(cyc, "{} reported as a cycle but is not in one", nm);
                 prop_assert_eq!(*length, members.len());

@@ -61,12 +61,14 @@ mod entry_name;
 mod headers;
 mod layout;
 mod limits;
+pub mod progress;
 mod staging;
 
 pub use layout::Libraries;
 pub use limits::Limits;
 
 use archive::{Archive, DataError, Entry, ReadFailure};
+use progress::{Counted, NoProgress, Tracker, UnpackProgress};
 use staging::{Staging, WriteFailure};
 use std::fs::File;
 use std::io;
@@ -202,8 +204,24 @@ pub fn unpack_package_sides(
     limits: &Limits,
     sides: &[Side],
 ) -> Result<UnpackedPackage, PackageError> {
+    unpack_package_with_progress(package, staging, limits, sides, &NoProgress)
+}
+
+/// [`unpack_package_sides`], telling `progress` the bytes expected and
+/// written and the plugin folders found as it goes.
+///
+/// # Errors
+/// As [`unpack_package`].
+pub fn unpack_package_with_progress(
+    package: &Path,
+    staging: &Path,
+    limits: &Limits,
+    sides: &[Side],
+    progress: &dyn UnpackProgress,
+) -> Result<UnpackedPackage, PackageError> {
     let mut stage = Staging::open(staging)?;
-    let result = unpack_into(package, &mut stage, limits, sides);
+    let mut tracker = Tracker::new(progress);
+    let result = unpack_into(package, &mut stage, limits, sides, &mut tracker);
     if result.is_err() {
         if let Err(cleanup) = stage.remove_all() {
             log::error!(
@@ -228,6 +246,7 @@ fn unpack_into(
     stage: &mut Staging,
     limits: &Limits,
     sides: &[Side],
+    tracker: &mut Tracker<'_>,
 ) -> Result<UnpackedPackage, PackageError> {
     let label = package
         .file_name()
@@ -253,6 +272,9 @@ fn unpack_into(
         return Err(PackageError::Refused(problems));
     }
     let found = side_archives(&outer, &label, &mut problems);
+    for (_, entry) in found.iter().filter(|(side, _)| sides.contains(side)) {
+        tracker.side_archive(entry.uncompressed_size);
+    }
 
     let mut total = 0u64;
     let mut unpacked = UnpackedPackage {
@@ -274,6 +296,7 @@ fn unpack_into(
             limits,
             &mut total,
             &mut problems,
+            tracker,
         )
         .map_err(|e| match e {
             SideFailure::Read(r) => read_failure(package)(r),
@@ -437,6 +460,7 @@ impl From<WriteFailure> for SideFailure {
 /// Spools one inner zip, checks it, and unpacks its files under
 /// `staging/<side>/`. Problems go to `problems`; `None` when the side could
 /// not be unpacked (the package is then refused).
+#[allow(clippy::too_many_arguments)] // one call site; the state is all distinct
 fn unpack_side(
     outer: &Archive,
     entry: &Entry,
@@ -445,10 +469,15 @@ fn unpack_side(
     limits: &Limits,
     total: &mut u64,
     problems: &mut Problems,
+    tracker: &mut Tracker<'_>,
 ) -> Result<Option<SideTree>, SideFailure> {
     let spool_name = format!(".spool-{}", side.archive_name());
     let (mut spool, spool_path) = stage.create_file(&[spool_name.as_str()])?;
-    let copied = archive::copy_entry_data(&outer.file, entry, &mut spool);
+    let mut counted = Counted {
+        inner: &mut spool,
+        progress: tracker.progress,
+    };
+    let copied = archive::copy_entry_data(&outer.file, entry, &mut counted);
     drop(spool);
     match copied {
         Ok(()) => {}
@@ -483,6 +512,7 @@ fn unpack_side(
         limits,
         total,
         problems,
+        tracker,
     );
     stage.remove_file(&spool_path)?;
     result
@@ -509,6 +539,7 @@ fn unpack_spooled(
     limits: &Limits,
     total: &mut u64,
     problems: &mut Problems,
+    tracker: &mut Tracker<'_>,
 ) -> Result<Option<SideTree>, SideFailure> {
     let label = entry.subject.as_str();
     let errors_before = problems.errors().count();
@@ -526,6 +557,14 @@ fn unpack_spooled(
         return Ok(None);
     }
 
+    let files: u64 = inner
+        .entries
+        .iter()
+        .filter(|e| !e.litter && !e.name.is_dir)
+        .map(|e| e.uncompressed_size)
+        .fold(0, u64::saturating_add);
+    tracker.side_read(entry.uncompressed_size, files, folders.len());
+
     let side_dir = stage.make_dirs(&[side_dir_name(side)])?;
     for entry in inner.entries.iter().filter(|e| !e.litter) {
         let mut components: Vec<&str> = vec![side_dir_name(side)];
@@ -535,7 +574,11 @@ fn unpack_spooled(
             continue;
         }
         let (mut file, path) = stage.create_file(&components)?;
-        match archive::copy_entry_data(&inner.file, entry, &mut file) {
+        let mut counted = Counted {
+            inner: &mut file,
+            progress: tracker.progress,
+        };
+        match archive::copy_entry_data(&inner.file, entry, &mut counted) {
             // No fsync per file here: staging is not the installation. The
             // store's commit fsyncs every staged file it links into a
             // generation before the switch, and recovery discards staging

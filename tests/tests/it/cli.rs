@@ -636,3 +636,56 @@ fn output_into_a_closed_pipe_ends_quietly_and_a_full_disk_fails() {
         }
     }
 }
+
+/// On a terminal the import draws its progress bar (bytes and plugins) on
+/// stderr; piped, as in every other test here, and with `--json`, it draws
+/// nothing.
+#[test]
+fn import_on_a_terminal_shows_progress_and_piped_shows_none() {
+    // `script` (util-linux) gives the import a pseudo-terminal; under an
+    // emulator runner the program is not the binary itself, so skip there.
+    let script = std::path::Path::new("/usr/bin/script");
+    if !script.exists() || !xplugin_tests::build::runner_prefix().is_empty() {
+        eprintln!("skipped: needs /usr/bin/script and a native build");
+        return;
+    }
+    let s = Scenario::new();
+    s.license_all();
+    let pkg = s.pack("plugindemo");
+    let quote = |p: &std::path::Path| format!("'{}'", p.display());
+    let command = format!(
+        "{} import {} --controller-root {} --controller-config {} --hmi-version 3.0.2 --controller-version 2.1.0 --config {} --root {}",
+        quote(&xplugin_tests::build::bin_path("xplugin-client")),
+        quote(&pkg),
+        quote(&s.controller_root),
+        quote(&s.controller_config),
+        quote(&s.client_config),
+        quote(&s.client_root),
+    );
+    let out = std::process::Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run script: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // The first frame at least: a small package is imported faster than
+    // the bar's refresh rate, so later stages may never be drawn.
+    assert!(
+        text.contains("unpacking") && text.contains("plugins checked"),
+        "no progress bar: {text}"
+    );
+    assert!(text.contains("load order:"), "no report: {text}");
+
+    let piped = Scenario::new();
+    piped.license_all();
+    let pkg = piped.pack("plugindemo");
+    for extra in [&[][..], &["--json"][..]] {
+        let r = piped.import(&pkg, extra);
+        assert!(
+            !r.stdout.contains("plugins checked") && !r.stderr.contains("plugins checked"),
+            "{}",
+            r.all()
+        );
+    }
+}
