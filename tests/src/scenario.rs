@@ -10,6 +10,11 @@ use crate::build::{
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// The fault settings of the scenario's controller configuration: a step
+/// must stand still for 10 s before the supervisor calls it hung (the
+/// default, 100 ms, is for a real-time thread on a controller).
+pub const TEST_FAULTS: &str = r#"{ "step_timeout_ms": 10000 }"#;
+
 /// A temporary world: vendor, pendant and controller on one machine.
 pub struct Scenario {
     /// Keeps the directory alive.
@@ -101,10 +106,19 @@ impl Scenario {
         let trust = d.join("trust");
         std::fs::create_dir_all(&trust).expect("trust dir");
         for (name, file) in [("client", "client.json"), ("controller", "controller.json")] {
+            // The controller's fault supervisor calls a step hung after
+            // 100 ms by default; on a shared CI machine, and under qemu, a
+            // test's cycle thread runs at normal priority and may simply not
+            // be scheduled for that long. The fault tests set their own.
+            let faults = if name == "controller" {
+                format!(",\n  \"faults\": {}", TEST_FAULTS)
+            } else {
+                String::new()
+            };
             std::fs::write(
                 d.join(file),
                 format!(
-                    "{{\n  // {name} test host\n  \"trusted_keys_dir\": {},\n  \"device\": {{ \"machine_id_file\": {} }}\n}}\n",
+                    "{{\n  // {name} test host\n  \"trusted_keys_dir\": {},\n  \"device\": {{ \"machine_id_file\": {} }}{faults}\n}}\n",
                     serde_json::Value::from(trust.to_string_lossy()),
                     serde_json::Value::from(machine_id.to_string_lossy())
                 ),

@@ -11,17 +11,26 @@ use xplugin_tests::build::c_fixture;
 use xplugin_tests::daemon::Daemon;
 use xplugin_tests::link::seeded;
 use xplugin_tests::problems::codes;
-use xplugin_tests::scenario::{run_program, Run, Scenario};
+use xplugin_tests::scenario::{run_program, Run, Scenario, TEST_FAULTS};
 
 /// A controller configuration for `s` with `extra` keys.
 fn config_with(s: &Scenario, name: &str, extra: serde_json::Value) -> PathBuf {
     let mut cfg = serde_json::json!({
         "trusted_keys_dir": s.trust.to_string_lossy(),
         "device": { "machine_id_file": s.machine_id.to_string_lossy() },
+        "faults": serde_json::from_str::<serde_json::Value>(TEST_FAULTS).unwrap(),
     });
     if let (Some(m), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
-            m.insert(k.clone(), v.clone());
+            match (m.get_mut(k), v) {
+                // faults: the test's settings over the scenario's.
+                (Some(serde_json::Value::Object(base)), serde_json::Value::Object(more)) => {
+                    base.extend(more.clone());
+                }
+                _ => {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
         }
     }
     let path = s.tmp.path().join(name);

@@ -116,6 +116,7 @@ impl Rig {
             "trusted_keys_dir": s.trust.to_string_lossy(),
             "device": { "machine_id_file": s.machine_id.to_string_lossy() },
             "host_version": "2.1.0",
+            "faults": serde_json::from_str::<serde_json::Value>(xplugin_tests::scenario::TEST_FAULTS).unwrap(),
         });
         cfg["admin_socket"] = socket.to_string_lossy().into_owned().into();
         let config = dir.path().join("controller.json");
