@@ -512,11 +512,7 @@ impl std::fmt::Display for RemoteImportReport {
                     self.controller_transaction.as_deref().unwrap_or("-"),
                 )?;
             }
-            if let Some(running) = self
-                .applied
-                .as_ref()
-                .and_then(|a| a["generation"]["running"].as_u64())
-            {
+            if let Some(running) = self.applied.as_ref().and_then(|a| a["running"].as_u64()) {
                 writeln!(f, "controller: now running generation {running}")?;
             }
         }
