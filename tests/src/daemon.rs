@@ -146,20 +146,7 @@ impl Daemon {
     /// `status`'s running generation and each plugin's (name, state).
     pub fn running(&self) -> (Option<u64>, Vec<(String, String)>) {
         let v = self.status().ok().json();
-        let plugins = v["plugins"]
-            .as_array()
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| {
-                        (
-                            p["name"].as_str().unwrap_or("").to_string(),
-                            p["state"].as_str().unwrap_or("").to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        (v["generation"]["running"].as_u64(), plugins)
+        (v["generation"]["running"].as_u64(), plugin_states(&v))
     }
 
     /// Runs an `xplugin-controller` command with this daemon's root,
@@ -241,4 +228,21 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Each plugin's (name, state) in a report's `plugins` list (boot, status).
+pub fn plugin_states(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["plugins"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap_or("").to_string(),
+                        p["state"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -455,13 +455,8 @@ fn settle_quarantine(
     let Some(guard) = &opts.guard else {
         return Default::default();
     };
-    let installed: BTreeMap<String, String> = generation
-        .map(|g| {
-            g.plugins()
-                .into_iter()
-                .map(|p| (p.name, p.version))
-                .collect()
-        })
+    let installed = generation
+        .map(xplugin_store::Generation::versions)
         .unwrap_or_default();
     match crate::quarantine::settle_previous_run(&opts.root, &installed, guard.policy) {
         Ok((q, settled)) => {

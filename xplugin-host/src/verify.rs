@@ -237,15 +237,10 @@ pub fn verify_side_with_progress(
             ));
         }
     }
-    let installed_versions: BTreeMap<String, String> = v
+    let installed_versions = v
         .base
         .as_ref()
-        .map(|g| {
-            g.plugins()
-                .into_iter()
-                .map(|p| (p.name, p.version))
-                .collect()
-        })
+        .map(xplugin_store::Generation::versions)
         .unwrap_or_default();
     // The base's stored configuration values, read (never written) for the
     // migration of every changed plugin.

@@ -92,6 +92,15 @@ impl Generation {
             .collect()
     }
 
+    /// Every installed plugin's version, by name.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        self.state
+            .plugins
+            .iter()
+            .map(|(name, p)| (name.clone(), p.version.clone()))
+            .collect()
+    }
+
     /// The installed plugins, sorted by name.
     pub fn plugins(&self) -> Vec<InstalledPlugin> {
         self.state

@@ -139,20 +139,7 @@ fn expect_death(how: How, status: std::process::ExitStatus, run: &Run, what: &st
 }
 
 fn states(run: &Run) -> Vec<(String, String)> {
-    let v = run.json();
-    v["plugins"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().unwrap_or("").to_string(),
-                        p["state"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    xplugin_tests::daemon::plugin_states(&run.json())
 }
 
 fn state_of(run: &Run, name: &str) -> String {
