@@ -322,8 +322,16 @@ impl Store {
         }
         let base = self.current()?.map(|g| g.number);
         let root = self.transactions_root();
+        let first = !root.is_dir();
         fsutil::ensure_dir(&root, fsutil::DIR_MODE)
             .map_err(|e| StoreError::io("create directory", &root, e, HINT_DISK))?;
+        if first {
+            // The root's entry for `transactions/` must be durable too, or a
+            // power cut loses a transaction already reported prepared (found
+            // by tests/tests/it/powerloss.rs, case txn-prepare).
+            fsutil::fsync_dir(self.root())
+                .map_err(|e| StoreError::io("fsync directory", self.root(), e, HINT_DISK))?;
+        }
         self.adopt_one(&root);
         let (id, dir) = loop {
             let id = new_id();

@@ -117,10 +117,13 @@ mod filter {
             libc::SYS_clock_nanosleep as u32,
             libc::SYS_restart_syscall as u32,
         ];
+        // 32-bit ARM glibc uses the 64-bit-time calls (Linux 5.1+); the
+        // libc crate does not name them for arm-gnu, so the numbers come
+        // from the kernel's common 32-bit table (asm-generic/unistd.h).
         #[cfg(target_arch = "arm")]
         v.extend([
-            libc::SYS_clock_gettime64 as u32,
-            libc::SYS_clock_nanosleep_time64 as u32,
+            403, // __NR_clock_gettime64
+            407, // __NR_clock_nanosleep_time64
         ]);
         v
     }

@@ -56,7 +56,8 @@ use xplugin_license::{
 };
 use xplugin_model::Version;
 use xplugin_store::failpoint::{set_skip_fsync, SkipFsync};
-use xplugin_store::{CommitPlan, StagedPlugin, Store, ValuesFile};
+use xplugin_store::transaction::{DEFAULT_TIMEOUT, TRANSACTIONS_DIR};
+use xplugin_store::{CommitPlan, StagedPlugin, Store, TransactionPlugin, ValuesFile};
 use xplugin_tests::powerfs::{Boundary, Image, Mount};
 
 use crate::store::{installed, read_generation, Model, PluginModel};
@@ -229,11 +230,12 @@ fn read_tree(root: &Path) -> Result<Tree, String> {
         for entry in entries {
             let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .map_err(|e| e.to_string())?
-                .to_string_lossy()
-                .into_owned();
+            let rel = txn_path(
+                &path
+                    .strip_prefix(root)
+                    .map_err(|e| e.to_string())?
+                    .to_string_lossy(),
+            );
             let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
             let mode = meta.mode() & 0o7777;
             let node = if meta.file_type().is_symlink() {
@@ -247,6 +249,8 @@ fn read_tree(root: &Path) -> Result<Tree, String> {
                 let bytes = std::fs::read(&path).map_err(|e| format!("{rel}: {e}"))?;
                 let bytes = if rel.ends_with("/state.json") {
                     normalize_state(bytes)
+                } else if rel.starts_with("transactions/") && rel.ends_with("/record.json") {
+                    normalize_record(bytes)
                 } else {
                     bytes
                 };
@@ -258,17 +262,108 @@ fn read_tree(root: &Path) -> Result<Tree, String> {
     Ok(tree)
 }
 
-/// `state.json` with `created_unix` set to 0 (unparsable bytes stay as they
-/// are, and will not match).
+/// `state.json` with `created_unix` set to 0 and the transaction that made
+/// it named `TXN` (unparsable bytes stay as they are, and will not match).
 fn normalize_state(bytes: Vec<u8>) -> Vec<u8> {
+    normalize_json(bytes, &["created_unix"], &["transaction"])
+}
+
+/// A transaction's `record.json` with its random id and its times fixed.
+fn normalize_record(bytes: Vec<u8>) -> Vec<u8> {
+    normalize_json(
+        bytes,
+        &["created_unix", "expires_unix", "decided_unix"],
+        &["id"],
+    )
+}
+
+fn normalize_json(bytes: Vec<u8>, times: &[&str], ids: &[&str]) -> Vec<u8> {
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(mut value) => {
-            if let Some(t) = value.get_mut("created_unix") {
-                *t = 0.into();
+            for key in times {
+                if let Some(t) = value.get_mut(*key) {
+                    *t = 0.into();
+                }
+            }
+            for key in ids {
+                if let Some(id) = value.get_mut(*key).filter(|v| v.is_string()) {
+                    *id = "TXN".into();
+                }
             }
             value.to_string().into_bytes()
         }
         Err(_) => bytes,
+    }
+}
+
+/// Transaction ids are random: `transactions/<ID>` is `transactions/TXN` in
+/// trees and boundary names, so that two runs of an operation compare. (The
+/// cases hold one transaction per root.)
+fn txn_path(path: &str) -> String {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    for i in 1..parts.len() {
+        if parts[i - 1] == TRANSACTIONS_DIR && xplugin_store::transaction::valid_id(parts[i]) {
+            parts[i] = "TXN";
+        }
+    }
+    parts.join("/")
+}
+
+/// The boundaries a mount saw, with transaction ids as [`txn_path`] writes
+/// them.
+fn boundaries_of(mount: &Mount) -> Vec<Boundary> {
+    mount
+        .boundaries()
+        .into_iter()
+        .map(|b| match b {
+            Boundary::Fsync(p) => Boundary::Fsync(txn_path(&p)),
+            Boundary::FsyncDir(p) => Boundary::FsyncDir(txn_path(&p)),
+            Boundary::Rename(from, to) => Boundary::Rename(txn_path(&from), txn_path(&to)),
+            Boundary::Link(p) => Boundary::Link(txn_path(&p)),
+            Boundary::Symlink(p) => Boundary::Symlink(txn_path(&p)),
+        })
+        .collect()
+}
+
+/// How a case's trees are compared: exactly, or with an aborted
+/// transaction counted as none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compare {
+    Exact,
+    /// A prepare cut short is aborted by recovery (or never became
+    /// visible): the installation is the old one, the root keeps the
+    /// aborted record (nothing else of it) for callers that ask. A record
+    /// with anything left beside it still counts, and will not match.
+    AbortedIsNone,
+}
+
+impl Compare {
+    fn apply(self, mut tree: Tree) -> Tree {
+        if self == Compare::Exact {
+            return tree;
+        }
+        let aborted: Vec<String> = tree
+            .iter()
+            .filter_map(|(path, node)| {
+                let dir = path.strip_suffix("/record.json")?;
+                let Node::File(_, bytes) = node else {
+                    return None;
+                };
+                let record: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+                (dir.starts_with("transactions/") && record["state"] == "aborted")
+                    .then(|| dir.to_string())
+            })
+            .collect();
+        for dir in aborted {
+            let inside = |p: &String| p.starts_with(&format!("{dir}/"));
+            if tree.keys().filter(|p| inside(p)).count() == 1 {
+                tree.retain(|p, _| *p != dir && !inside(p));
+            }
+        }
+        if !tree.keys().any(|p| p.starts_with("transactions/")) {
+            tree.remove(TRANSACTIONS_DIR);
+        }
+        tree
     }
 }
 
@@ -326,6 +421,7 @@ struct Case<'a> {
     op: Operation<'a>,
     old: Installation,
     new: Installation,
+    compare: Compare,
 }
 
 /// A mount point and the vendor, shared by the cases of one test.
@@ -440,17 +536,17 @@ impl Harness {
 
     /// Mounts `image`, recovers it and checks it against the two reference
     /// trees.
-    fn check(&self, image: &Image, old: &Tree, new: &Tree) -> Outcome {
+    fn check(&self, image: &Image, old: &Tree, new: &Tree, compare: Compare) -> Outcome {
         if !image.anomalies().is_empty() {
             return Outcome::Broken(format!("model anomalies: {:?}", image.anomalies()));
         }
         let mount = self.mount(image);
-        let outcome = self.check_mounted(mount.path(), old, new);
+        let outcome = self.check_mounted(mount.path(), old, new, compare);
         mount.unmount().unwrap();
         outcome
     }
 
-    fn check_mounted(&self, root: &Path, old: &Tree, new: &Tree) -> Outcome {
+    fn check_mounted(&self, root: &Path, old: &Tree, new: &Tree, compare: Compare) -> Outcome {
         let recovered = Store::open(root).and_then(|store| {
             let lock = store.lock()?;
             let problems = lock.recovery().problems.clone();
@@ -477,7 +573,7 @@ impl Harness {
         if let Err(why) = licenses {
             return Outcome::Broken(format!("license check: {why}"));
         }
-        match read_tree(root) {
+        match read_tree(root).map(|t| compare.apply(t)) {
             Ok(tree) if tree == *old => Outcome::Old,
             Ok(tree) if tree == *new => Outcome::New,
             Ok(tree) => Outcome::Broken(format!(
@@ -491,7 +587,13 @@ impl Harness {
 
     /// The tree of `image` after recovery with the normal store, checked
     /// against `expected` through the store's API and the licenses.
-    fn reference(&self, image: &Image, expected: &Installation, what: &str) -> Tree {
+    fn reference(
+        &self,
+        image: &Image,
+        expected: &Installation,
+        compare: Compare,
+        what: &str,
+    ) -> Tree {
         set_skip_fsync(SkipFsync::default());
         let mount = self.mount(image);
         let root = mount.path();
@@ -510,7 +612,7 @@ impl Harness {
                 .verify(g)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
         }
-        let tree = read_tree(root).unwrap();
+        let tree = compare.apply(read_tree(root).unwrap());
         mount.unmount().unwrap();
         tree
     }
@@ -525,7 +627,7 @@ impl Harness {
                 case.name
             );
         }
-        let boundaries = mount.boundaries();
+        let boundaries = boundaries_of(&mount);
         let durable = mount.power_cut();
         let live = mount.shutdown().unwrap();
         (boundaries, durable, live)
@@ -535,9 +637,19 @@ impl Harness {
     /// fsyncs as `skip` says, and checks every cut.
     fn enumerate(&self, case: &Case<'_>, skip: SkipFsync) -> CaseResult {
         let started = Instant::now();
-        let old = self.reference(&case.start, &case.old, &format!("{}: start", case.name));
+        let old = self.reference(
+            &case.start,
+            &case.old,
+            case.compare,
+            &format!("{}: start", case.name),
+        );
         let (_, _, live) = self.clean_run(case);
-        let new = self.reference(&live, &case.new, &format!("{}: end", case.name));
+        let new = self.reference(
+            &live,
+            &case.new,
+            case.compare,
+            &format!("{}: end", case.name),
+        );
 
         set_skip_fsync(skip);
         let (boundaries, end, _) = self.clean_run(case);
@@ -552,7 +664,7 @@ impl Harness {
             mount.cut_after(k);
             let _ = (case.op)(mount.path());
             let cut = mount.take_cut();
-            let seen = mount.boundaries();
+            let seen = boundaries_of(&mount);
             mount.unmount().unwrap();
             let cut = cut.unwrap_or_else(|| {
                 panic!(
@@ -565,10 +677,13 @@ impl Harness {
                 &boundaries[..k],
                 "{name}: the operation took another path than in the clean run"
             );
-            cuts.push((name.clone(), self.check(&cut.durable, &old, &new)));
+            cuts.push((
+                name.clone(),
+                self.check(&cut.durable, &old, &new, case.compare),
+            ));
         }
         let end_name = format!("{}#end (returned)", case.name);
-        cuts.push((end_name, self.check(&end, &old, &new)));
+        cuts.push((end_name, self.check(&end, &old, &new, case.compare)));
         set_skip_fsync(SkipFsync::default());
         CaseResult {
             name: case.name.clone(),
@@ -601,9 +716,15 @@ struct Fixture {
     v1: Model,
     v2: Model,
     v3: Model,
+    /// What the transaction installs over v1 (alpha 2.0.0, delta).
+    txn_plugins: Model,
+    /// v1 with the transaction committed: nothing removed.
+    v2t: Model,
     empty: Image,
     at_v1: Image,
     at_v2: Image,
+    /// v1 with the transaction prepared.
+    prepared: Image,
 }
 
 fn model(entries: &[(&str, &PluginModel)]) -> Model {
@@ -652,6 +773,53 @@ fn set_enabled(root: &Path, name: &str, enabled: bool) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Prepares an install transaction of `add` as the controller's install
+/// does: the received package and its unpacked tree in the transaction, the
+/// plugins moved to `staged/`, their values staged, then `prepared`.
+fn prepare(root: &Path, add: &Model) -> Result<(), String> {
+    let store = Store::open(root).map_err(|e| e.to_string())?;
+    let lock = store.lock().map_err(|e| e.to_string())?;
+    let mut txn = store
+        .begin_transaction(&lock, "powerloss", DEFAULT_TIMEOUT, false)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(txn.package_path(), b"PK\x05\x06 the received package")
+        .map_err(|e| format!("write package: {e}"))?;
+    let mut plugins = Vec::new();
+    for (name, m) in add {
+        let unpacked = txn.unpack_dir().join(name);
+        write_tree(&unpacked, &m.files).map_err(|e| format!("unpack {name}: {e}"))?;
+        std::fs::rename(&unpacked, txn.staged_dir().join(name))
+            .map_err(|e| format!("stage {name}: {e}"))?;
+        store
+            .stage_transaction_values(&lock, txn.id(), name, m.values.as_deref())
+            .map_err(|e| e.to_string())?;
+        plugins.push(TransactionPlugin {
+            name: name.clone(),
+            version: m.version.clone(),
+            enabled: m.enabled,
+        });
+    }
+    store
+        .mark_prepared(&lock, &mut txn, plugins)
+        .map_err(|e| e.to_string())
+}
+
+/// Decides the root's one open transaction: commit or abort.
+fn decide(root: &Path, commit: bool) -> Result<(), String> {
+    let store = Store::open(root).map_err(|e| e.to_string())?;
+    let lock = store.lock().map_err(|e| e.to_string())?;
+    let open = store
+        .open_transaction()
+        .map_err(|e| e.to_string())?
+        .ok_or("no open transaction")?;
+    match commit {
+        true => store.commit_transaction(&lock, &open.id),
+        false => store.abort_transaction(&lock, &open.id, "aborted by the test"),
+    }
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
 /// Takes the lock, which runs recovery.
 fn recover(root: &Path) -> Result<(), String> {
     let store = Store::open(root).map_err(|e| e.to_string())?;
@@ -679,17 +847,23 @@ impl Fixture {
             let data = Store::open(root).unwrap().data_dir("alpha").unwrap();
             std::fs::write(data.join("calibration.json"), "{\"offset\": 42}").unwrap();
         });
+        let txn_plugins = model(&[("alpha", &v2["alpha"]), ("delta", &v2["delta"])]);
         let at_v2 = h.build(&at_v1, |root| {
-            let changed = model(&[("alpha", &v2["alpha"]), ("delta", &v2["delta"])]);
-            commit(root, &changed, &["gamma"]).unwrap();
+            commit(root, &txn_plugins, &["gamma"]).unwrap();
         });
+        let prepared = h.build(&at_v1, |root| prepare(root, &txn_plugins).unwrap());
+        let mut v2t = v1.clone();
+        v2t.extend(txn_plugins.clone());
         Fixture {
             v1,
             v2,
             v3,
+            txn_plugins,
+            v2t,
             empty,
             at_v1,
             at_v2,
+            prepared,
         }
     }
 
@@ -699,20 +873,23 @@ impl Fixture {
             "v1" => Installation::of(1, &self.v1, None),
             "v2" => Installation::of(2, &self.v2, Some((1, &self.v1))),
             "v3" => Installation::of(3, &self.v3, Some((2, &self.v2))),
+            "v2t" => Installation::of(2, &self.v2t, Some((1, &self.v1))),
             other => panic!("no installation {other}"),
         }
     }
 
     /// Commit (first install and upgrade), set_enabled (a commit that
-    /// prunes), rollback.
+    /// prunes), rollback, and the two-phase install: prepare (a cut short
+    /// prepare must leave the old installation, and at most its aborted
+    /// record), commit and abort of a prepared transaction.
     ///
     /// Another operation is one more entry: its start image (an image above,
-    /// or one made with [`Harness::build`], e.g. with a prepared
-    /// transaction), the closure, and the installations before and after.
-    /// Whatever else the operation leaves on disk (a transaction record) is
-    /// compared through the trees of the clean runs; names or contents that
-    /// differ from run to run (random ids, times) must be fixed by the
-    /// closure or normalized in [`read_tree`] like `created_unix`. Kills in
+    /// or one made with [`Harness::build`], like `prepared`), the closure,
+    /// and the installations before and after. Whatever else the operation
+    /// leaves on disk (a transaction record) is compared through the trees
+    /// of the clean runs; names or contents that differ from run to run are
+    /// normalized in [`read_tree`] (transaction ids, `created_unix`, the
+    /// record's times) and in [`boundaries_of`]. Kills in
     /// the middle of it become recovery cases in [`Fixture::recoveries`].
     fn operations(&self) -> Vec<Case<'_>> {
         let changed = model(&[("alpha", &self.v2["alpha"]), ("delta", &self.v2["delta"])]);
@@ -723,6 +900,7 @@ impl Fixture {
                 op: Box::new(|root| commit(root, &self.v1, &[])),
                 old: self.installation("empty"),
                 new: self.installation("v1"),
+                compare: Compare::Exact,
             },
             Case {
                 name: "upgrade".into(),
@@ -730,6 +908,7 @@ impl Fixture {
                 op: Box::new(move |root| commit(root, &changed, &["gamma"])),
                 old: self.installation("v1"),
                 new: self.installation("v2"),
+                compare: Compare::Exact,
             },
             Case {
                 name: "set-enabled".into(),
@@ -737,6 +916,7 @@ impl Fixture {
                 op: Box::new(|root| set_enabled(root, "beta", false)),
                 old: self.installation("v2"),
                 new: self.installation("v3"),
+                compare: Compare::Exact,
             },
             Case {
                 name: "rollback".into(),
@@ -744,6 +924,33 @@ impl Fixture {
                 op: Box::new(rollback),
                 old: self.installation("v2"),
                 new: self.installation("v1"),
+                compare: Compare::Exact,
+            },
+            // The two-phase install (controller `install --prepare`, `commit
+            // ID`, `abort ID`; the pendant's install over the link).
+            Case {
+                name: "txn-prepare".into(),
+                start: self.at_v1.clone(),
+                op: Box::new(|root| prepare(root, &self.txn_plugins)),
+                old: self.installation("v1"),
+                new: self.installation("v1"),
+                compare: Compare::AbortedIsNone,
+            },
+            Case {
+                name: "txn-commit".into(),
+                start: self.prepared.clone(),
+                op: Box::new(|root| decide(root, true)),
+                old: self.installation("v1"),
+                new: self.installation("v2t"),
+                compare: Compare::Exact,
+            },
+            Case {
+                name: "txn-abort".into(),
+                start: self.prepared.clone(),
+                op: Box::new(|root| decide(root, false)),
+                old: self.installation("v1"),
+                new: self.installation("v1"),
+                compare: Compare::Exact,
             },
         ]
     }
@@ -753,7 +960,7 @@ impl Fixture {
     /// uncommitted `N`, `current.tmp`, a rolled-back `N`, `N.trash`).
     fn recoveries(&self, h: &Harness, operations: &[Case<'_>]) -> Vec<Case<'static>> {
         type Pick = fn(&Boundary) -> bool;
-        let picks: [(&str, Pick, &str); 6] = [
+        let picks: [(&str, Pick, &str); 8] = [
             (
                 "upgrade",
                 |b| matches!(b, Boundary::Fsync(p) if p.ends_with("state.json")),
@@ -784,6 +991,20 @@ impl Fixture {
                 |b| matches!(b, Boundary::Rename(_, to) if to.ends_with(".trash")),
                 "v3",
             ),
+            // Switched, the `committed` record not yet written: recovery
+            // sees the generation carry the transaction's id.
+            (
+                "txn-commit",
+                |b| matches!(b, Boundary::Rename(_, to) if to == "current"),
+                "v2t",
+            ),
+            // Killed while preparing: recovery aborts it (its record stays
+            // and says so; the old installation is untouched).
+            (
+                "txn-prepare",
+                |b| matches!(b, Boundary::Rename(_, to) if to.starts_with("transactions/TXN/staged/")),
+                "v1",
+            ),
         ];
         picks
             .iter()
@@ -801,6 +1022,7 @@ impl Fixture {
                     op: Box::new(recover),
                     old: self.installation(installed),
                     new: self.installation(installed),
+                    compare: Compare::Exact,
                 }
             })
             .collect()
