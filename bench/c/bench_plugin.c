@@ -143,6 +143,7 @@ static const xplugin_descriptor bench_descriptor = {
     NULL, /* step */
     bench_idle,
 #endif
+    NULL, /* render (ABI 1.1) */
 };
 
 XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) {

@@ -199,6 +199,7 @@ static const xplugin_descriptor motionlog_descriptor = {
     NULL, /* reconfigure: not supported; the host restarts the plugin */
     motionlog_step,
     NULL, /* idle: client plugins only */
+    NULL, /* render (ABI 1.1): client plugins only */
 };
 
 XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) {

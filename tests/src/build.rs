@@ -41,6 +41,7 @@ const CDYLIB_PACKAGES: &[(&str, &str)] = &[
     ("plugindemo_client", "xplugin-example-plugindemo-client"),
     ("uikit_client", "xplugin-example-uikit-client"),
     ("panicky", "xplugin-test-panicky"),
+    ("modules", "xplugin-test-modules"),
     ("xplugin", "xplugin-runtime"),
 ];
 
@@ -384,6 +385,28 @@ pub fn c_fixture(name: &str, defines: &[&str]) -> PathBuf {
         .join(cdylib_file_name(name));
     compiled_once(&key, &out, |tmp| {
         let source = workspace_root().join("examples/test-plugins/c/fixture.c");
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        compile_c_plugin(&[&source], &refs, tmp);
+    })
+}
+
+/// Compiles the C test plugin with several entry modules,
+/// `examples/test-plugins/c/modules.c`, with `MODULES_NAME="<name>"` plus
+/// `defines`, once per process and set of defines (as [`c_fixture`]), and
+/// returns its path. See the head of modules.c for every define.
+///
+/// # Panics
+/// If the compiler fails.
+pub fn c_modules_fixture(name: &str, defines: &[&str]) -> PathBuf {
+    let mut all: Vec<String> = vec![format!("MODULES_NAME=\"{name}\"")];
+    all.extend(defines.iter().map(|d| d.to_string()));
+    let key = all.join(" ");
+    let out = target_dir()
+        .join("xplugin-c-fixtures")
+        .join(format!("modules-{name}-{:016x}", fnv1a(key.as_bytes())))
+        .join(cdylib_file_name(name));
+    compiled_once(&key, &out, |tmp| {
+        let source = workspace_root().join("examples/test-plugins/c/modules.c");
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         compile_c_plugin(&[&source], &refs, tmp);
     })

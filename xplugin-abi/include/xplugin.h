@@ -68,6 +68,8 @@
  *                    `xplugin-controller boot`/`run`  `xplugin-client run`
  *   ---------------  -------------------------------  -----------------------------
  *   xplugin_entry    main thread, once, after dlopen  main thread, once
+ *   xplugin_modules  main thread, once, after dlopen  main thread, once
+ *   (1.1, optional)  (entry modules: below)
  *   init             main, every plugin in load order main, same
  *   start            main, load order, after every    main, same; only enabled
  *                    init returned                    plugins (manifest, `enable`)
@@ -75,6 +77,8 @@
  *                    SCHED_FIFO when configured),
  *                    every cycle, in load order, only
  *                    between start and stop
+ *   render (1.1)     never                            main, once per start, after
+ *                                                     every start, load order
  *   idle             never                            main, every idle round, in
  *                                                     load order
  *   stop             main, reverse load order, after  main, same
@@ -124,6 +128,8 @@
  *   register_service  yes (init: best)    NOT_READY (***)  yes      yes            no (**)
  *   find_service      yes                 NOT_READY (***)  yes      yes            yes
  *   set_busy (1.1)    yes                 yes              yes      yes            yes
+ *
+ *   `render` (1.1) allows what `idle` allows.
  *
  *   (*)  On the cycle thread `log` and `publish` never block, allocate or
  *        make a system call: the line or message is copied into a
@@ -482,6 +488,26 @@ typedef struct xplugin_host_api {
   xplugin_status (*set_busy)(xplugin_host *host, uint8_t busy);
 } xplugin_host_api;
 
+/* ---- render (ABI 1.1, client plugins) ----------------------------------- */
+
+/** `xplugin_render_context.toolkit`: what `parent` is. */
+#define XPLUGIN_TOOLKIT_NONE 0u       /* headless host (`xplugin-client run`): parent is NULL */
+#define XPLUGIN_TOOLKIT_QT_WIDGET 1u  /* parent is a Qt QWidget* */
+#define XPLUGIN_TOOLKIT_WIN32_HWND 2u /* parent is a Windows HWND */
+
+/**
+ * What `render` gets: where to attach the plugin's UI. Host-owned, borrowed
+ * for the call (copy what you keep); `parent` itself stays valid until the
+ * plugin's `stop`.
+ */
+typedef struct xplugin_render_context {
+  uint32_t struct_size; /* sizeof(xplugin_render_context) as the host knows it */
+  uint32_t toolkit;     /* XPLUGIN_TOOLKIT_* */
+  void *parent;         /* the host's UI object to attach to; NULL for NONE */
+  uint32_t width;       /* initial size in pixels, 0 if unknown */
+  uint32_t height;
+} xplugin_render_context;
+
 /* ---- the plugin descriptor --------------------------------------------- */
 
 /**
@@ -491,8 +517,17 @@ typedef struct xplugin_host_api {
  *   init (every plugin, in dependency order) -> start (every plugin, in
  *   order, after all inits) -> [step | idle]* -> stop (reverse order)
  *   -> destroy (reverse order, after all stops).
- * Client stages map as: init = init, after-init = start, idle = idle,
- * detach = stop + destroy (render: ABI 1.1, docs/abi.md).
+ * Client stages (the vendor's) map as:
+ *
+ *   vendor stage  xplugin call            when (pendant host)
+ *   ------------  ----------------------  ------------------------------------
+ *   init          init                    every plugin, load order
+ *   after-init    start                   every enabled plugin, after all inits
+ *   render        render (1.1, optional)  every started plugin, after all starts
+ *   idle          idle (optional)         every idle round, load order
+ *   detach        stop, then destroy      reverse load order, before unload
+ *
+ * `xplugin-client run` reports each stage per plugin.
  *
  * What follows a failure:
  * - `init` fails (any status but XPLUGIN_OK, a Rust panic included): the
@@ -626,7 +661,105 @@ typedef struct xplugin_descriptor {
    * error is reported; the plugin keeps running.
    */
   xplugin_status (*idle)(void *instance);
+
+  /* ---- ABI 1.1 (read by the host only when struct_size covers it) ---- */
+
+  /**
+   * Optional (NULL), client plugins: the vendor's render stage, where the
+   * plugin attaches its UI. Called by the pendant host once per start, on
+   * its main (UI) thread, after every enabled plugin's `start` (after-init)
+   * and before the first `idle`, in load order, only for plugins whose
+   * `start` succeeded. `ctx`: never NULL, borrowed for the call. A failure
+   * is reported (the report's `render` stage) and the plugin keeps running
+   * without UI: it is not stopped. Never called by the controller host.
+   */
+  xplugin_status (*render)(void *instance, const xplugin_render_context *ctx,
+                           char *err, size_t err_cap);
 } xplugin_descriptor;
+
+/* ---- entry modules (ABI 1.1) ------------------------------------------- */
+
+/**
+ * One library may hold several entry modules (the vendor's entry modules
+ * with priorities), each a descriptor of its own. A library lists them by
+ * exporting `xplugin_modules`; a library without it is one module named
+ * after the plugin, priority 0. Export `xplugin_entry` as well (returning
+ * the first module's descriptor), so that a 1.0 host loads that one.
+ *
+ * Order (deterministic; the vendor leaves ties and destruction open, xplugin
+ * does not): plugins in dependency order as always; within a plugin, `init`
+ * and `start` run module by module, higher `priority` first, equal
+ * priorities by `name` (byte order); `stop` runs in exactly the reverse of
+ * start and `destroy` in exactly the reverse of init. `step`, `idle`,
+ * `render` and `reconfigure` of a plugin's modules run in start order.
+ *
+ * Each module is an instance of its own (its own `init` ... `destroy`);
+ * the modules share the plugin's name, version, data directory, license,
+ * dependencies, configuration and host context (services and subscriptions
+ * belong to the plugin). A failing module fails the plugin: a failed `init`
+ * destroys the modules already initialised (in reverse) and skips the
+ * plugin's dependents; a failed `start` stops the modules already started
+ * (in reverse), and every module is destroyed at shutdown; the reason names
+ * the module (`module "motion": init returned ...`). In the cycle a
+ * plugin's modules share its slot and its step budget. `reconfigure` goes to
+ * every module in start order; when one refuses (or has none), the modules
+ * that accepted get the previous configuration back and the change is
+ * refused (or stored for the next start) as a whole.
+ */
+#define XPLUGIN_MODULES_SYMBOL "xplugin_modules"
+/** Most modules one library may list. */
+#define XPLUGIN_MAX_MODULES 64u
+
+typedef struct xplugin_module {
+  uint32_t struct_size; /* sizeof(xplugin_module) as the plugin knows it */
+  int32_t priority;     /* higher runs first (init, start); ties by name */
+  const char *name;     /* unique in the plugin: 1 to 64 bytes of [A-Za-z0-9_.-]; static */
+  const xplugin_descriptor *descriptor; /* static; name and version = the plugin's */
+} xplugin_module;
+
+typedef struct xplugin_module_list {
+  uint32_t magic; /* XPLUGIN_MAGIC */
+  uint16_t abi_major;
+  uint16_t abi_minor;
+  uint32_t struct_size; /* sizeof(xplugin_module_list) as the plugin knows it */
+  uint32_t count;       /* 1 to XPLUGIN_MAX_MODULES */
+  const xplugin_module *const *modules; /* `count` pointers, static */
+} xplugin_module_list;
+
+/**
+ * The optional second entry point:
+ *   XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_module_list *xplugin_modules(void);
+ * Same rules as `xplugin_entry`: called once, on the main thread, right after
+ * dlopen; returns static data; must not allocate or call the host. A list
+ * that is malformed (bad magic or major, count 0 or over the maximum, a
+ * missing or invalid name, a duplicate name, a descriptor `xplugin_entry`
+ * would not pass) refuses the whole plugin, naming the module.
+ */
+typedef const xplugin_module_list *(*xplugin_modules_fn)(void);
+
+/**
+ * One line per module, then one line for the list (C and C++):
+ *
+ *   XPLUGIN_MODULE(safety_module, "safety", 20, &safety_descriptor);
+ *   XPLUGIN_MODULE(motion_module, "motion", 10, &motion_descriptor);
+ *   XPLUGIN_DEFINE_MODULES(&safety_module, &motion_module)
+ */
+#define XPLUGIN_MODULE(var_, name_, priority_, descriptor_)                    \
+  static const xplugin_module var_ = {(uint32_t)sizeof(xplugin_module),       \
+                                      (int32_t)(priority_), (name_),           \
+                                      (descriptor_)}
+#define XPLUGIN_DEFINE_MODULES(...)                                            \
+  static const xplugin_module *const xplugin_module_ptrs_[] = {__VA_ARGS__};   \
+  static const xplugin_module_list xplugin_module_list_ = {                    \
+      XPLUGIN_MAGIC, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR,                     \
+      (uint32_t)sizeof(xplugin_module_list),                                   \
+      (uint32_t)(sizeof(xplugin_module_ptrs_) /                                \
+                 sizeof(xplugin_module_ptrs_[0])),                             \
+      xplugin_module_ptrs_};                                                   \
+  XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_module_list *xplugin_modules(  \
+      void) {                                                                  \
+    return &xplugin_module_list_;                                              \
+  }
 
 /**
  * The one entry point:

@@ -277,6 +277,39 @@ pub type ReconfigureFn = unsafe extern "C" fn(
 pub type StepFn = unsafe extern "C" fn(instance: *mut c_void, cycle: u64, now_ns: u64) -> Status;
 /// `idle`: the periodic client hook.
 pub type IdleFn = unsafe extern "C" fn(instance: *mut c_void) -> Status;
+/// ABI 1.1 `render`: the client hook that attaches the plugin's UI.
+pub type RenderFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    ctx: *const RenderContext,
+    err: *mut c_char,
+    err_cap: usize,
+) -> Status;
+
+/// `RenderContext::toolkit`: no UI toolkit (a headless pendant host such as
+/// `xplugin-client run`); `parent` is NULL.
+pub const XPLUGIN_TOOLKIT_NONE: u32 = 0;
+/// `RenderContext::toolkit`: `parent` is a Qt `QWidget *`.
+pub const XPLUGIN_TOOLKIT_QT_WIDGET: u32 = 1;
+/// `RenderContext::toolkit`: `parent` is a Windows `HWND`.
+pub const XPLUGIN_TOOLKIT_WIN32_HWND: u32 = 2;
+
+/// What `render` gets (`xplugin_render_context`): where to attach the UI.
+/// Host-owned, borrowed for the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RenderContext {
+    /// Size of this struct as the host knows it.
+    pub struct_size: u32,
+    /// `XPLUGIN_TOOLKIT_*`: what `parent` is.
+    pub toolkit: u32,
+    /// The host's UI object to attach to (NULL with `XPLUGIN_TOOLKIT_NONE`);
+    /// valid until the plugin's `stop`.
+    pub parent: *mut c_void,
+    /// Initial width in pixels, 0 if unknown.
+    pub width: u32,
+    /// Initial height in pixels, 0 if unknown.
+    pub height: u32,
+}
 /// The exported entry function `xplugin_entry`.
 pub type EntryFn = unsafe extern "C" fn() -> *const Descriptor;
 
@@ -311,7 +344,67 @@ pub struct Descriptor {
     pub step: Option<StepFn>,
     /// Optional, client plugins.
     pub idle: Option<IdleFn>,
+    /// ABI 1.1, optional, client plugins: attach the UI (the vendor's render
+    /// stage). Read only when `struct_size` covers it.
+    pub render: Option<RenderFn>,
 }
+
+/// Size of an ABI 1.0 descriptor (every field up to `idle`): the least a
+/// 1.x host accepts. Fields after it are read only when `struct_size`
+/// covers them.
+pub const DESCRIPTOR_SIZE_1_0: usize = core::mem::offset_of!(Descriptor, render);
+
+/// Name of the optional exported function listing a library's entry
+/// modules (ABI 1.1), without NUL.
+pub const XPLUGIN_MODULES_SYMBOL: &str = "xplugin_modules";
+/// Most entry modules one library may list.
+pub const XPLUGIN_MAX_MODULES: u32 = 64;
+
+/// One entry module (`xplugin_module`): a descriptor of its own with a name
+/// and a priority. Static data of the plugin.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Module {
+    /// Size of this struct as the plugin knows it.
+    pub struct_size: u32,
+    /// Higher runs first (init, start); ties by name.
+    pub priority: i32,
+    /// Unique within the plugin: 1 to 64 bytes of `[A-Za-z0-9_.-]`.
+    pub name: *const c_char,
+    /// Its lifecycle; `name` and `version` equal the plugin's.
+    pub descriptor: *const Descriptor,
+}
+
+/// The list `xplugin_modules` returns (`xplugin_module_list`).
+#[repr(C)]
+pub struct ModuleList {
+    /// [`XPLUGIN_MAGIC`].
+    pub magic: u32,
+    /// ABI major the plugin was built against.
+    pub abi_major: u16,
+    /// ABI minor the plugin was built against.
+    pub abi_minor: u16,
+    /// Size of this struct as the plugin knows it.
+    pub struct_size: u32,
+    /// Number of entries in `modules` (1 to [`XPLUGIN_MAX_MODULES`]).
+    pub count: u32,
+    /// `count` pointers to modules.
+    pub modules: *const *const Module,
+}
+
+// SAFETY: like `Descriptor`: immutable static data (integers, pointers to
+// static strings, descriptors and modules) that nothing writes after the
+// plugin returned it.
+unsafe impl Sync for Module {}
+// SAFETY: owns nothing; see `Descriptor`.
+unsafe impl Send for Module {}
+// SAFETY: as for `Module`.
+unsafe impl Sync for ModuleList {}
+// SAFETY: as for `Module`.
+unsafe impl Send for ModuleList {}
+
+/// The optional exported `xplugin_modules` function.
+pub type ModulesFn = unsafe extern "C" fn() -> *const ModuleList;
 
 // SAFETY: a descriptor is immutable static data: plain integers, pointers to
 // static strings and function pointers. Nothing writes through it after the
@@ -428,6 +521,42 @@ pub fn layout_table() -> Vec<(&'static str, usize)> {
         ),
         ("xplugin_descriptor.step", offset_of!(Descriptor, step)),
         ("xplugin_descriptor.idle", offset_of!(Descriptor, idle)),
+        ("xplugin_descriptor.render", offset_of!(Descriptor, render)),
+        ("sizeof(xplugin_render_context)", size_of::<RenderContext>()),
+        (
+            "xplugin_render_context.toolkit",
+            offset_of!(RenderContext, toolkit),
+        ),
+        (
+            "xplugin_render_context.parent",
+            offset_of!(RenderContext, parent),
+        ),
+        (
+            "xplugin_render_context.width",
+            offset_of!(RenderContext, width),
+        ),
+        (
+            "xplugin_render_context.height",
+            offset_of!(RenderContext, height),
+        ),
+        ("sizeof(xplugin_module)", size_of::<Module>()),
+        ("xplugin_module.priority", offset_of!(Module, priority)),
+        ("xplugin_module.name", offset_of!(Module, name)),
+        ("xplugin_module.descriptor", offset_of!(Module, descriptor)),
+        ("sizeof(xplugin_module_list)", size_of::<ModuleList>()),
+        (
+            "xplugin_module_list.abi_major",
+            offset_of!(ModuleList, abi_major),
+        ),
+        (
+            "xplugin_module_list.struct_size",
+            offset_of!(ModuleList, struct_size),
+        ),
+        ("xplugin_module_list.count", offset_of!(ModuleList, count)),
+        (
+            "xplugin_module_list.modules",
+            offset_of!(ModuleList, modules),
+        ),
     ]
 }
 

@@ -117,6 +117,19 @@ pub trait Plugin: Sized + Send + 'static {
     fn idle(&mut self) -> Result<(), PluginError> {
         Ok(())
     }
+
+    /// Whether [`Plugin::render`] is exported (client plugins, ABI 1.1).
+    const HAS_RENDER: bool = false;
+
+    /// The render stage (client plugins): attach the UI to `ctx.parent`
+    /// (what it is says `ctx.toolkit`; NULL on a headless host). Called once
+    /// per start, after every plugin started, before the first `idle`.
+    ///
+    /// # Errors
+    /// Reported; the plugin keeps running without UI.
+    fn render(&mut self, _ctx: &RenderContext) -> Result<(), PluginError> {
+        Ok(())
+    }
 }
 
 /// Writes `message` into a caller-provided error buffer: truncated on a UTF-8
@@ -775,6 +788,29 @@ pub mod __private {
         unsafe { with_instance::<P>(i, core::ptr::null_mut(), 0, |p| p.idle()) }
     }
 
+    /// `render` wrapper.
+    ///
+    /// # Safety
+    /// As [`start`], and `ctx` is NULL or points to a render context valid
+    /// for the call.
+    pub unsafe extern "C" fn render<P: Plugin>(
+        i: *mut c_void,
+        ctx: *const RenderContext,
+        err: *mut c_char,
+        cap: usize,
+    ) -> Status {
+        if ctx.is_null() {
+            // SAFETY: the ABI's error buffer (this function's contract).
+            unsafe { write_error(err, cap, "render called with a NULL context") };
+            return XPLUGIN_ERR_INVALID_ARG;
+        }
+        // SAFETY: non-NULL and valid for the call (this function's
+        // contract); copied, so nothing borrowed outlives the call.
+        let ctx = unsafe { *ctx };
+        // SAFETY: this function's contract is `with_instance`'s.
+        unsafe { with_instance::<P>(i, err, cap, |p| p.render(&ctx)) }
+    }
+
     /// Builds the descriptor for `P`.
     pub const fn descriptor<P: Plugin>(
         kind: u32,
@@ -796,6 +832,71 @@ pub mod __private {
             reconfigure: Some(reconfigure::<P>),
             step: if P::HAS_STEP { Some(step::<P>) } else { None },
             idle: if P::HAS_IDLE { Some(idle::<P>) } else { None },
+            render: if P::HAS_RENDER {
+                Some(render::<P>)
+            } else {
+                None
+            },
+        }
+    }
+
+    /// 1 per module: counts `modules = [...]` in [`export_plugin!`].
+    pub const fn one(_name: &str) -> usize {
+        1
+    }
+
+    /// The entry modules for [`export_plugin!`]'s `modules = [...]`: module
+    /// `i` is `names[i]` (NUL-terminated) at `priorities[i]` with
+    /// `descriptors[i]`.
+    pub const fn modules<const N: usize>(
+        names: [&'static str; N],
+        priorities: [i32; N],
+        descriptors: &'static [Descriptor; N],
+    ) -> [Module; N] {
+        let empty = Module {
+            struct_size: core::mem::size_of::<Module>() as u32,
+            priority: 0,
+            name: core::ptr::null(),
+            descriptor: core::ptr::null(),
+        };
+        let mut out = [empty; N];
+        let mut i = 0;
+        while i < N {
+            out[i].priority = priorities[i];
+            out[i].name = names[i].as_ptr().cast::<c_char>();
+            out[i].descriptor = &descriptors[i];
+            i += 1;
+        }
+        out
+    }
+
+    /// References to `modules`, the array the list points to.
+    pub const fn module_refs<const N: usize>(
+        modules: &'static [Module; N],
+    ) -> [&'static Module; N] {
+        assert!(
+            N > 0,
+            "export_plugin!: modules = [...] needs at least one module"
+        );
+        let mut out = [&modules[0]; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = &modules[i];
+            i += 1;
+        }
+        out
+    }
+
+    /// The module list of [`export_plugin!`]'s `modules = [...]`.
+    pub const fn module_list(modules: &'static [&'static Module]) -> ModuleList {
+        ModuleList {
+            magic: XPLUGIN_MAGIC,
+            abi_major: XPLUGIN_ABI_MAJOR,
+            abi_minor: XPLUGIN_ABI_MINOR,
+            struct_size: core::mem::size_of::<ModuleList>() as u32,
+            count: modules.len() as u32,
+            // `&Module` and `*const Module` have the same layout.
+            modules: modules.as_ptr().cast::<*const Module>(),
         }
     }
 }
@@ -808,8 +909,83 @@ pub mod __private {
 /// xplugin_abi::export_plugin!(MyPlugin, kind = controller, name = "plugindemo", version = "1.0.0");
 /// ```
 /// `kind` is `controller` or `client`. `name` must equal the manifest name.
+///
+/// A library with several entry modules (ABI 1.1; order and failure rules in
+/// `xplugin.h`, "entry modules") lists one `Type => ("module", priority)`
+/// per module instead of a single type; each type implements [`Plugin`] and
+/// is an instance of its own. `xplugin_entry` returns the first module, for
+/// 1.0 hosts.
+///
+/// ```ignore
+/// xplugin_abi::export_plugin!(
+///     kind = controller, name = "cell", version = "1.0.0",
+///     modules = [
+///         Safety => ("safety", 20),
+///         Motion => ("motion", 10),
+///     ]
+/// );
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
+    (kind = controller, name = $name:literal, version = $version:literal,
+     modules = [ $($module:ty => ($mname:literal, $prio:expr)),+ $(,)? ] $(,)?) => {
+        $crate::export_plugin!(@modules $crate::XPLUGIN_KIND_CONTROLLER, $name, $version,
+            $($module => ($mname, $prio)),+);
+    };
+    (kind = client, name = $name:literal, version = $version:literal,
+     modules = [ $($module:ty => ($mname:literal, $prio:expr)),+ $(,)? ] $(,)?) => {
+        $crate::export_plugin!(@modules $crate::XPLUGIN_KIND_CLIENT, $name, $version,
+            $($module => ($mname, $prio)),+);
+    };
+    (@modules $kind:expr, $name:literal, $version:literal,
+     $($module:ty => ($mname:literal, $prio:expr)),+) => {
+        /// The ABI tag the host reads from the file before loading it.
+        // SAFETY (no_mangle): as in the single-type form.
+        #[unsafe(no_mangle)]
+        #[used]
+        #[allow(non_upper_case_globals)]
+        pub static xplugin_abi: $crate::AbiTag = $crate::AbiTag::current($kind);
+
+        #[doc(hidden)]
+        const __XPLUGIN_MODULE_COUNT: usize = 0 $(+ $crate::__private::one($mname))+;
+        #[doc(hidden)]
+        static __XPLUGIN_DESCRIPTORS: [$crate::Descriptor; __XPLUGIN_MODULE_COUNT] = [
+            $($crate::__private::descriptor::<$module>(
+                $kind,
+                concat!($name, "\0"),
+                concat!($version, "\0"),
+            )),+
+        ];
+        #[doc(hidden)]
+        static __XPLUGIN_MODULES: [$crate::Module; __XPLUGIN_MODULE_COUNT] =
+            $crate::__private::modules(
+                [$(concat!($mname, "\0")),+],
+                [$($prio),+],
+                &__XPLUGIN_DESCRIPTORS,
+            );
+        #[doc(hidden)]
+        static __XPLUGIN_MODULE_REFS: [&$crate::Module; __XPLUGIN_MODULE_COUNT] =
+            $crate::__private::module_refs(&__XPLUGIN_MODULES);
+        #[doc(hidden)]
+        static __XPLUGIN_MODULE_LIST: $crate::ModuleList =
+            $crate::__private::module_list(&__XPLUGIN_MODULE_REFS);
+
+        /// The xplugin entry point: the first module, for 1.0 hosts.
+        // SAFETY (no_mangle): the ABI's reserved symbol, defined once per
+        // library, with the `EntryFn` signature.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn xplugin_entry() -> *const $crate::Descriptor {
+            &__XPLUGIN_DESCRIPTORS[0]
+        }
+
+        /// The entry modules (ABI 1.1).
+        // SAFETY (no_mangle): the ABI's reserved symbol `xplugin_modules`,
+        // defined once per library, with the `ModulesFn` signature.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn xplugin_modules() -> *const $crate::ModuleList {
+            &__XPLUGIN_MODULE_LIST
+        }
+    };
     ($plugin:ty, kind = controller, name = $name:literal, version = $version:literal $(,)?) => {
         $crate::export_plugin!(@emit $plugin, $crate::XPLUGIN_KIND_CONTROLLER, $name, $version);
     };

@@ -115,7 +115,82 @@ pub struct PluginReport {
     pub reason: Option<String>,
     /// License outcome.
     pub license: LicenseStatus,
+    /// Its entry modules in start order (a library that lists them, ABI
+    /// 1.1), each with its state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<crate::lifecycle::ModuleOutcome>,
+    /// The host's calls into it, stage by stage, in stage order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
 }
+
+/// One stage of the calls into a plugin, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageReport {
+    /// The host's stage.
+    pub stage: Stage,
+    /// The vendor's name of it on this side (client: `after-init` for
+    /// `start`, `detach` for `stop` and `destroy`).
+    pub vendor_stage: &'static str,
+    /// Calls made (`idle`: rounds).
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// False when the plugin has no such (optional) function.
+    pub provided: bool,
+    /// The last failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl StageReport {
+    fn of(side: Side, s: &crate::lifecycle::StageOutcome) -> StageReport {
+        let vendor_stage = match (side, s.stage) {
+            (Side::Client, Stage::Start) => "after-init",
+            (Side::Client, Stage::Stop | Stage::Destroy) => "detach",
+            (_, stage) => stage.as_str(),
+        };
+        StageReport {
+            stage: s.stage,
+            vendor_stage,
+            calls: s.calls,
+            failures: s.failures,
+            provided: s.provided,
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for StageReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match (self.vendor_stage, self.stage) {
+            ("detach", Stage::Stop) => "detach (stop)".to_string(),
+            ("detach", Stage::Destroy) => "detach (destroy)".to_string(),
+            (v, _) => v.to_string(),
+        };
+        match (self.provided, self.failures, self.calls) {
+            (false, _, _) => write!(f, "{name} not provided"),
+            (true, 0, 1) => write!(f, "{name} ok"),
+            (true, 0, n) => write!(f, "{name} ok x{n}"),
+            (true, k, n) => write!(
+                f,
+                "{name} FAILED {k} of {n}: {}",
+                self.last_error.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// The order stages are reported in: the order they run.
+const STAGE_ORDER: [Stage; 7] = [
+    Stage::Init,
+    Stage::Start,
+    Stage::Render,
+    Stage::Idle,
+    Stage::Reconfigure,
+    Stage::Stop,
+    Stage::Destroy,
+];
 
 /// Where a plugin stands in a boot report. The names (`--json` and text)
 /// are stable: scripts read them.
@@ -413,6 +488,8 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             state,
             reason,
             license: c.license.clone(),
+            modules: Vec::new(),
+            stages: Vec::new(),
         });
     }
     Ok(PreparedBoot {
@@ -552,6 +629,18 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
     let load_init = micros(init_started);
     let start_started = std::time::Instant::now();
     lifecycle.start_all();
+    if side == Side::Client {
+        // The vendor's render stage, after every plugin's after-init. This
+        // host has no UI toolkit: plugins get XPLUGIN_TOOLKIT_NONE.
+        let ctx = xplugin_abi::RenderContext {
+            struct_size: std::mem::size_of::<xplugin_abi::RenderContext>() as u32,
+            toolkit: xplugin_abi::XPLUGIN_TOOLKIT_NONE,
+            parent: std::ptr::null_mut(),
+            width: 0,
+            height: 0,
+        };
+        lifecycle.render_all(&ctx);
+    }
     let start_us = micros(start_started);
     let mut report = prepared.report;
     report.timings_us.load_init = load_init;
@@ -632,6 +721,13 @@ impl Booted {
             };
             p.state = state;
             p.reason = reason.or(o.stop_error.clone().map(|e| format!("stop failed: {e}")));
+            p.modules = o.modules.clone();
+            let side = self.report.side;
+            p.stages = STAGE_ORDER
+                .iter()
+                .filter_map(|st| o.stages.iter().find(|s| s.stage == *st))
+                .map(|s| StageReport::of(side, s))
+                .collect();
         }
     }
 
@@ -862,6 +958,18 @@ impl std::fmt::Display for BootReport {
             )?;
             if let Some(r) = &p.reason {
                 write!(f, "\n      reason: {r}")?;
+            }
+            if !p.modules.is_empty() {
+                let modules: Vec<String> = p
+                    .modules
+                    .iter()
+                    .map(|m| format!("{} (priority {}) {}", m.name, m.priority, m.state))
+                    .collect();
+                write!(f, "\n      modules: {}", modules.join(", "))?;
+            }
+            if !p.stages.is_empty() {
+                let stages: Vec<String> = p.stages.iter().map(|s| s.to_string()).collect();
+                write!(f, "\n      stages: {}", stages.join(", "))?;
             }
             writeln!(f)?;
         }

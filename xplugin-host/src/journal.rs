@@ -528,6 +528,7 @@ pub fn around<T>(index: usize, stage: Stage, f: impl FnOnce() -> T) -> T {
             | Stage::Stop
             | Stage::Destroy
             | Stage::Reconfigure
+            | Stage::Render
     ) {
         j.sync();
     }

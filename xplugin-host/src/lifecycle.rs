@@ -7,9 +7,15 @@
 //! reason chain (`b: depends on a, which failed: init returned ...`), and every
 //! unrelated plugin goes on. Init of every plugin finishes before any plugin
 //! starts (the vendor's stage order).
+//!
+//! A plugin is one or more entry modules (ABI 1.1, `xplugin_modules`): each
+//! stage runs module by module, init and start in the loader's order (higher
+//! priority first, then name), stop in exactly the reverse of start and
+//! destroy in exactly the reverse of init. A failing module fails its plugin
+//! with the module named in the reason.
 
 use crate::cycle::CyclePlugin;
-use crate::loader::{open_plugin, CheckedLibrary, LoadedPlugin};
+use crate::loader::{open_plugin, CheckedLibrary, LoadedModule, LoadedPlugin};
 use crate::services::{Bus, PluginHost};
 use crate::stage::Stage;
 use serde::Serialize;
@@ -17,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::sync::Arc;
-use xplugin_abi::{status_name, Status, XPLUGIN_OK};
+use xplugin_abi::{status_name, RenderContext, Status, StepFn, XPLUGIN_OK};
 
 /// Size of the error-text buffer handed to every lifecycle call.
 const ERR_BUF: usize = 1024;
@@ -97,16 +103,150 @@ pub struct PluginOutcome {
     /// Text of a failed `stop`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_error: Option<String>,
+    /// Its entry modules in start order, when the library lists them
+    /// (`xplugin_modules`); empty for a library that is one module.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<ModuleOutcome>,
+    /// The calls made into it, stage by stage (only stages it was called
+    /// in, or that it does not provide: `render`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageOutcome>,
 }
+
+/// One entry module of a plugin, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleOutcome {
+    /// Module name.
+    pub name: String,
+    /// Its priority (higher runs first).
+    pub priority: i32,
+    /// How far it got: `initialized`, `running`, `stopped`, `destroyed`,
+    /// `failed` or `not-initialized`.
+    pub state: &'static str,
+}
+
+/// The calls of one stage into one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageOutcome {
+    /// The host's name of the stage.
+    pub stage: Stage,
+    /// Calls made (per plugin, all its modules together; `idle`: rounds).
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// False when the plugin has no such function (optional `render`, `idle`,
+    /// `reconfigure`): not called.
+    pub provided: bool,
+    /// The last failure's text (module named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// What the host knows about one module of a loaded plugin while it runs.
+struct ModuleRun {
+    /// What `init` wrote; NULL before `init` succeeded and after `destroy`.
+    instance: *mut c_void,
+    started: bool,
+}
+
+/// The steps of a plugin with several stepping modules, called by one
+/// cycle slot through [`step_modules`]. Boxed in its entry, so its address
+/// stays put while the cycle uses it.
+struct ModuleSteps(Vec<(StepFn, *mut c_void)>);
 
 struct Entry {
     spec: PluginToLoad,
     state: LifecycleState,
     loaded: Option<LoadedPlugin>,
-    instance: *mut c_void,
+    /// One per module of `loaded`, same order.
+    runs: Vec<ModuleRun>,
     host: Option<Box<PluginHost>>,
     stop_error: Option<String>,
     was_started: bool,
+    steps: Option<Box<ModuleSteps>>,
+    stages: Vec<StageOutcome>,
+}
+
+impl Entry {
+    fn modules(&self) -> &[LoadedModule] {
+        self.loaded.as_ref().map_or(&[], |l| l.modules())
+    }
+
+    /// "module \"NAME\": " for a plugin that lists modules, else nothing:
+    /// reasons name the module that failed.
+    fn label(&self, k: usize) -> String {
+        match (&self.loaded, self.modules().get(k)) {
+            (Some(l), Some(m)) if l.has_module_list() => format!("module \"{}\": ", m.name),
+            _ => String::new(),
+        }
+    }
+
+    /// Whether any module has this optional function.
+    fn provides(&self, f: impl Fn(&xplugin_abi::Descriptor) -> bool) -> bool {
+        self.modules().iter().any(|m| f(&m.descriptor))
+    }
+
+    fn any_initialized(&self) -> bool {
+        self.runs.iter().any(|r| !r.instance.is_null())
+    }
+
+    /// Counts one call of `stage` (`Err`: it failed, with this text).
+    fn note(&mut self, stage: Stage, result: Result<(), String>) {
+        let i = match self.stages.iter().position(|s| s.stage == stage) {
+            Some(i) => i,
+            None => {
+                self.stages.push(StageOutcome {
+                    stage,
+                    calls: 0,
+                    failures: 0,
+                    provided: true,
+                    last_error: None,
+                });
+                self.stages.len() - 1
+            }
+        };
+        let s = &mut self.stages[i];
+        s.calls += 1;
+        if let Err(e) = result {
+            s.failures += 1;
+            s.last_error = Some(e);
+        }
+    }
+
+    /// Records that the plugin has no function for `stage` (once).
+    fn note_absent(&mut self, stage: Stage) {
+        if !self.stages.iter().any(|s| s.stage == stage) {
+            self.stages.push(StageOutcome {
+                stage,
+                calls: 0,
+                failures: 0,
+                provided: false,
+                last_error: None,
+            });
+        }
+    }
+}
+
+/// The cycle's step for a plugin with several stepping modules: every
+/// module's `step` in start order; the first failing status is returned
+/// (the others still step). Allocates nothing.
+///
+/// # Safety
+/// `instance` is the entry's boxed [`ModuleSteps`], alive while the cycle
+/// steps it, whose instances are live and only stepped from this thread
+/// (the contract of [`Lifecycle::cycle_plugins`]).
+unsafe extern "C" fn step_modules(instance: *mut c_void, cycle: u64, now_ns: u64) -> Status {
+    // SAFETY: this function's contract.
+    let steps = unsafe { &*instance.cast::<ModuleSteps>() };
+    let mut first = XPLUGIN_OK;
+    for (step, module) in &steps.0 {
+        // SAFETY: a live module instance, stepped only from this thread.
+        let s = unsafe { step(*module, cycle, now_ns) };
+        if s != XPLUGIN_OK && first == XPLUGIN_OK {
+            first = s;
+        }
+    }
+    first
 }
 
 /// What [`Lifecycle::reconfigure`] did.
@@ -179,10 +319,12 @@ impl Lifecycle {
             let mut entry = Entry {
                 state: LifecycleState::Initialized,
                 loaded: None,
-                instance: std::ptr::null_mut(),
+                runs: Vec::new(),
                 host: None,
                 stop_error: None,
                 was_started: false,
+                steps: None,
+                stages: Vec::new(),
                 spec,
             };
             if let Some(reason) = self.blocked_by_dependency(&entry.spec.depend) {
@@ -231,9 +373,11 @@ impl Lifecycle {
         None
     }
 
-    /// Opens `entry`'s library, validates its descriptor and calls `init`.
-    /// On success the instance is stored in `entry`; on failure nothing is
-    /// stored, so `destroy` is never called for a plugin whose `init` failed.
+    /// Opens `entry`'s library, validates its descriptors and calls every
+    /// module's `init` in start order. On success the instances are stored
+    /// in `entry`; when a module's `init` fails, the modules initialised
+    /// before it are destroyed (in reverse) and nothing is stored, so
+    /// `destroy` is never called for a failed `init`.
     ///
     /// # Safety
     /// As [`Lifecycle::init_all`]: `entry.spec` passed every package check.
@@ -264,7 +408,6 @@ impl Lifecycle {
                 }
             }
         };
-        let d = loaded.descriptor();
         let host = PluginHost::new(
             &spec.name,
             &self.host_version,
@@ -273,49 +416,75 @@ impl Lifecycle {
             self.bus.clone(),
         );
         host.set_journal_index(index);
-        let mut err = [0u8; ERR_BUF];
-        let mut instance: *mut c_void = std::ptr::null_mut();
         let config = format!("{}\0", spec.config_json);
-        let status = match d.init {
-            // SAFETY: `init` comes from the descriptor `open_plugin` validated
-            // (magic, ABI major, a struct_size covering every 1.0 field, kind,
-            // name, version), so it has the `InitFn` signature. Its arguments
-            // meet the ABI contract: `host.api()` points into the boxed
-            // `PluginHost`, which is kept in `entry.host` below and dropped
-            // only with the `Lifecycle`, after `destroy`; `config` is
-            // NUL-terminated, `config_json.len()` bytes before the NUL, and
-            // outlives the call; `instance` and `err` are locals valid for
-            // writes of one pointer and `err.len()` bytes.
-            Some(init) => crate::journal::around(index, Stage::Init, || unsafe {
-                init(
-                    host.api(),
-                    config.as_ptr().cast::<c_char>(),
-                    spec.config_json.len(),
-                    &mut instance,
-                    err.as_mut_ptr().cast::<c_char>(),
-                    err.len(),
-                )
-            }),
-            None => xplugin_abi::XPLUGIN_ERR_FAILED,
-        };
+        let config_len = spec.config_json.len();
+        entry.runs = loaded
+            .modules()
+            .iter()
+            .map(|_| ModuleRun {
+                instance: std::ptr::null_mut(),
+                started: false,
+            })
+            .collect();
         entry.loaded = Some(loaded);
         entry.host = Some(host);
-        if status != XPLUGIN_OK {
-            // Whatever it registered before failing must not be found.
-            self.bus.remove_owner(&spec.name);
-            return LifecycleState::Failed {
-                stage: Stage::Init,
-                reason: status_text(status, &err),
+        for k in 0..entry.runs.len() {
+            let mut err = [0u8; ERR_BUF];
+            let mut instance: *mut c_void = std::ptr::null_mut();
+            let Some(host) = entry.host.as_ref() else {
+                break;
             };
+            let status = match entry.modules()[k].descriptor.init {
+                // SAFETY: `init` comes from a descriptor `open_plugin`
+                // validated (magic, ABI major, a struct_size covering every
+                // 1.0 field, kind, name, version), so it has the `InitFn`
+                // signature. Its arguments meet the ABI contract:
+                // `host.api()` points into the boxed `PluginHost`, which is
+                // kept in `entry.host` and dropped only with the `Lifecycle`,
+                // after `destroy`; `config` is NUL-terminated, `config_len`
+                // bytes before the NUL, and outlives the call; `instance`
+                // and `err` are locals valid for writes of one pointer and
+                // `err.len()` bytes.
+                Some(init) => crate::journal::around(index, Stage::Init, || unsafe {
+                    init(
+                        host.api(),
+                        config.as_ptr().cast::<c_char>(),
+                        config_len,
+                        &mut instance,
+                        err.as_mut_ptr().cast::<c_char>(),
+                        err.len(),
+                    )
+                }),
+                None => xplugin_abi::XPLUGIN_ERR_FAILED,
+            };
+            if status != XPLUGIN_OK {
+                let reason = format!("{}{}", entry.label(k), status_text(status, &err));
+                entry.note(Stage::Init, Err(reason.clone()));
+                // The modules already initialised go (in reverse), and
+                // whatever the plugin registered must not be found.
+                self.bus.remove_owner(&entry.spec.name);
+                destroy_modules(index, entry);
+                return LifecycleState::Failed {
+                    stage: Stage::Init,
+                    reason,
+                };
+            }
+            entry.runs[k].instance = instance;
         }
-        entry.instance = instance;
-        log::info!("plugin \"{}\" {} initialised", spec.name, spec.version);
+        entry.note(Stage::Init, Ok(()));
+        log::info!(
+            "plugin \"{}\" {} initialised",
+            entry.spec.name,
+            entry.spec.version
+        );
         LifecycleState::Initialized
     }
 
-    /// Starts every initialised plugin in load order. A plugin whose
-    /// dependency did not start is skipped (it stays initialised and is
-    /// destroyed at shutdown).
+    /// Starts every initialised plugin in load order, module by module. A
+    /// plugin whose dependency did not start is skipped (it stays
+    /// initialised and is destroyed at shutdown). When a module's `start`
+    /// fails, the plugin's modules started before it are stopped (in
+    /// reverse) and the plugin fails.
     pub fn start_all(&mut self) {
         for i in 0..self.entries.len() {
             if self.entries[i].state != LifecycleState::Initialized || !self.entries[i].spec.enable
@@ -340,75 +509,145 @@ impl Lifecycle {
                 e.state = LifecycleState::Skipped { reason };
                 continue;
             }
-            let mut err = [0u8; ERR_BUF];
-            let status = match e.loaded.as_ref().and_then(|l| l.descriptor().start) {
-                // SAFETY: the state is `Initialized`, which `load_and_init`
-                // sets only after `init` returned OK and stored the instance;
-                // nothing has destroyed it (only `shutdown` does, and it
-                // moves every initialised entry out of `Initialized`).
-                // `&mut self` serialises lifecycle calls, so no other host
-                // call into this instance runs now; `err` is a local buffer
-                // of `err.len()` bytes.
-                Some(start) => crate::journal::around(i, Stage::Start, || unsafe {
-                    start(e.instance, err.as_mut_ptr().cast(), err.len())
-                }),
-                None => xplugin_abi::XPLUGIN_ERR_FAILED,
-            };
-            if status == XPLUGIN_OK {
-                e.state = LifecycleState::Running;
-                e.was_started = true;
-                log::info!("plugin \"{}\" started", e.spec.name);
-            } else {
-                e.state = LifecycleState::Failed {
-                    stage: Stage::Start,
-                    reason: status_text(status, &err),
+            let mut failed = None;
+            for k in 0..e.runs.len() {
+                let mut err = [0u8; ERR_BUF];
+                let instance = e.runs[k].instance;
+                let status = match e.modules()[k].descriptor.start {
+                    // SAFETY: the state is `Initialized`, which
+                    // `load_and_init` sets only after every module's `init`
+                    // returned OK and stored its instance; nothing has
+                    // destroyed them (only `shutdown` does, and it moves
+                    // every initialised entry out of `Initialized`). `&mut
+                    // self` serialises lifecycle calls, so no other host call
+                    // into this instance runs now; `err` is a local buffer of
+                    // `err.len()` bytes.
+                    Some(start) => crate::journal::around(i, Stage::Start, || unsafe {
+                        start(instance, err.as_mut_ptr().cast(), err.len())
+                    }),
+                    None => xplugin_abi::XPLUGIN_ERR_FAILED,
                 };
-                log::error!(
-                    "plugin \"{}\" failed to start: {}",
-                    e.spec.name,
-                    status_text(status, &err)
-                );
-                self.bus.remove_owner(&self.entries[i].spec.name);
+                if status != XPLUGIN_OK {
+                    failed = Some(format!("{}{}", e.label(k), status_text(status, &err)));
+                    break;
+                }
+                e.runs[k].started = true;
+            }
+            match failed {
+                None => {
+                    e.note(Stage::Start, Ok(()));
+                    e.state = LifecycleState::Running;
+                    e.was_started = true;
+                    e.steps = module_steps(e);
+                    log::info!("plugin \"{}\" started", e.spec.name);
+                }
+                Some(reason) => {
+                    e.note(Stage::Start, Err(reason.clone()));
+                    log::error!("plugin \"{}\" failed to start: {reason}", e.spec.name);
+                    // No `stop` for the failed module; those started before
+                    // it are stopped, in reverse.
+                    stop_modules(i, e);
+                    e.state = LifecycleState::Failed {
+                        stage: Stage::Start,
+                        reason,
+                    };
+                    self.bus.remove_owner(&self.entries[i].spec.name);
+                }
             }
         }
     }
 
+    /// The client render stage: calls `render` of every running plugin's
+    /// modules (in load order, then start order) with `ctx`, once; call it
+    /// after [`Lifecycle::start_all`]. A failure is reported and returned
+    /// (plugin, text); the plugin keeps running.
+    pub fn render_all(&mut self, ctx: &RenderContext) -> Vec<(String, String)> {
+        let mut failures = Vec::new();
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if e.state != LifecycleState::Running {
+                continue;
+            }
+            if !e.provides(|d| d.render.is_some()) {
+                e.note_absent(Stage::Render);
+                continue;
+            }
+            let mut failed = None;
+            for k in 0..e.runs.len() {
+                let Some(render) = e.modules()[k].descriptor.render else {
+                    continue;
+                };
+                let instance = e.runs[k].instance;
+                let mut err = [0u8; ERR_BUF];
+                // SAFETY: a `Running` entry's modules are all started and
+                // live; `&mut self` rules out a concurrent host call; `ctx`
+                // and `err` are valid for the call (`err.len()` bytes).
+                let s = crate::journal::around(i, Stage::Render, || unsafe {
+                    render(instance, ctx, err.as_mut_ptr().cast(), err.len())
+                });
+                if s != XPLUGIN_OK && failed.is_none() {
+                    failed = Some(format!("{}{}", e.label(k), status_text(s, &err)));
+                }
+            }
+            match failed {
+                None => e.note(Stage::Render, Ok(())),
+                Some(why) => {
+                    log::warn!(
+                        "plugin \"{}\" render failed (it runs without UI): {why}",
+                        e.spec.name
+                    );
+                    e.note(Stage::Render, Err(why.clone()));
+                    failures.push((e.spec.name.clone(), why));
+                }
+            }
+        }
+        failures
+    }
+
     /// The running plugins that have a `step`, in load order, for the
-    /// real-time cycle ([`crate::cycle::Cycle::spawn`]).
+    /// real-time cycle ([`crate::cycle::Cycle::spawn`]). A plugin with
+    /// several stepping modules is one slot that steps them in start order.
     ///
     /// The instances stay valid while this lifecycle lives and the plugins
     /// are not stopped; the caller must join the cycle before
     /// [`Lifecycle::shutdown`] and may stop a plugin with
     /// [`Lifecycle::take_out`] only once the cycle no longer steps it.
     pub fn cycle_plugins(&self) -> Vec<CyclePlugin> {
-        let stepping: Vec<(usize, &Entry)> = self
+        let stepping: Vec<(usize, &Entry, StepFn, *mut c_void)> = self
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| {
-                e.state == LifecycleState::Running
-                    && e.loaded
-                        .as_ref()
-                        .is_some_and(|l| l.descriptor().step.is_some())
+            .filter(|(_, e)| e.state == LifecycleState::Running)
+            .filter_map(|(index, e)| {
+                let (step, instance) = match &e.steps {
+                    Some(boxed) => {
+                        let p: *const ModuleSteps = &**boxed;
+                        (step_modules as StepFn, p.cast_mut().cast::<c_void>())
+                    }
+                    None => {
+                        let k = e
+                            .modules()
+                            .iter()
+                            .position(|m| m.descriptor.step.is_some())?;
+                        (e.modules()[k].descriptor.step?, e.runs[k].instance)
+                    }
+                };
+                Some((index, e, step, instance))
             })
             .collect();
         stepping
             .iter()
-            .filter_map(|(index, e)| {
-                let step = e.loaded.as_ref()?.descriptor().step?;
-                Some(CyclePlugin {
-                    journal_index: *index as u32,
-                    name: e.spec.name.clone(),
-                    step,
-                    instance: e.instance,
-                    budget_ns: e.spec.cycle_budget_ns,
-                    depends_on: e
-                        .spec
-                        .depend
-                        .iter()
-                        .filter_map(|d| stepping.iter().position(|(_, o)| &o.spec.name == d))
-                        .collect(),
-                })
+            .map(|(index, e, step, instance)| CyclePlugin {
+                journal_index: *index as u32,
+                name: e.spec.name.clone(),
+                step: *step,
+                instance: *instance,
+                budget_ns: e.spec.cycle_budget_ns,
+                depends_on: e
+                    .spec
+                    .depend
+                    .iter()
+                    .filter_map(|d| stepping.iter().position(|(_, o, _, _)| &o.spec.name == d))
+                    .collect(),
             })
             .collect()
     }
@@ -436,18 +675,35 @@ impl Lifecycle {
         }
     }
 
-    /// Calls every running plugin's `idle` once (client periodic hook).
+    /// Calls every running plugin's `idle` once (client periodic hook), its
+    /// modules in start order.
     pub fn idle_all(&mut self) -> Vec<(String, Status)> {
         let mut failures = Vec::new();
-        for (i, e) in self.entries.iter().enumerate() {
+        for (i, e) in self.entries.iter_mut().enumerate() {
             if e.state != LifecycleState::Running {
                 continue;
             }
-            if let Some(idle) = e.loaded.as_ref().and_then(|l| l.descriptor().idle) {
-                // SAFETY: a `Running` instance is live, and `&mut self` rules
-                // out a concurrent host call.
-                let s = crate::journal::around(i, Stage::Idle, || unsafe { idle(e.instance) });
-                if s != XPLUGIN_OK {
+            if !e.provides(|d| d.idle.is_some()) {
+                e.note_absent(Stage::Idle);
+                continue;
+            }
+            let mut failed = None;
+            for k in 0..e.runs.len() {
+                let Some(idle) = e.modules()[k].descriptor.idle else {
+                    continue;
+                };
+                let instance = e.runs[k].instance;
+                // SAFETY: a `Running` entry's modules are live, and `&mut
+                // self` rules out a concurrent host call.
+                let s = crate::journal::around(i, Stage::Idle, || unsafe { idle(instance) });
+                if s != XPLUGIN_OK && failed.is_none() {
+                    failed = Some((s, format!("{}{}", e.label(k), status_name(s))));
+                }
+            }
+            match failed {
+                None => e.note(Stage::Idle, Ok(())),
+                Some((s, why)) => {
+                    e.note(Stage::Idle, Err(why));
                     failures.push((e.spec.name.clone(), s));
                 }
             }
@@ -455,26 +711,21 @@ impl Lifecycle {
         failures
     }
 
-    /// Calls `stop` of running entry `i` and marks it stopped.
+    /// Calls `stop` of running entry `i`'s modules (reverse start order) and
+    /// marks it stopped.
     fn stop_entry(&mut self, i: usize) {
         let e = &mut self.entries[i];
-        let mut err = [0u8; ERR_BUF];
-        if let Some(stop) = e.loaded.as_ref().and_then(|l| l.descriptor().stop) {
-            // SAFETY: callers pass a `Running` entry: the instance is live
-            // (init and start succeeded, not stopped or destroyed yet); `err`
-            // is a local buffer of `err.len()` bytes; `&mut self` serialises
-            // lifecycle calls, and the cycle no longer steps it (the
-            // contract of `cycle_plugins` / `take_out`).
-            let s = crate::journal::around(i, Stage::Stop, || unsafe {
-                stop(e.instance, err.as_mut_ptr().cast(), err.len())
-            });
-            if s != XPLUGIN_OK {
-                let t = status_text(s, &err);
-                log::warn!("plugin \"{}\" stop failed: {t}", e.spec.name);
-                e.stop_error = Some(t);
-            }
+        let failures = stop_modules(i, e);
+        if failures.is_empty() {
+            e.note(Stage::Stop, Ok(()));
+        } else {
+            let t = failures.join("; ");
+            log::warn!("plugin \"{}\" stop failed: {t}", e.spec.name);
+            e.note(Stage::Stop, Err(t.clone()));
+            e.stop_error = Some(t);
         }
         e.state = LifecycleState::Stopped;
+        e.steps = None;
         // A stopped plugin holds nothing busy any more.
         if let Some(h) = &e.host {
             h.clear_busy();
@@ -496,30 +747,23 @@ impl Lifecycle {
     }
 
     /// Stops every started plugin in reverse load order, then destroys every
-    /// initialised plugin in reverse load order. Idempotent.
+    /// initialised plugin in reverse load order (modules in reverse init
+    /// order). Idempotent.
     pub fn shutdown(&mut self) {
         for i in (0..self.entries.len()).rev() {
             if self.entries[i].state == LifecycleState::Running {
                 self.stop_entry(i);
             }
         }
-        for (i, e) in self.entries.iter_mut().enumerate().rev() {
-            if e.instance.is_null() {
+        for i in (0..self.entries.len()).rev() {
+            let e = &mut self.entries[i];
+            if !e.any_initialized() {
                 continue;
             }
-            // Nobody may call into the instance once it is gone.
+            // Nobody may call into the instances once they are gone.
             self.bus.remove_owner(&e.spec.name);
-            if let Some(destroy) = e.loaded.as_ref().and_then(|l| l.descriptor().destroy) {
-                // SAFETY: `e.instance` is non-null only after a successful
-                // `init` and is nulled right below, so `destroy` runs exactly
-                // once per instance and nothing of ours calls into it after.
-                // Entries are destroyed in reverse load order, so every
-                // dependent that could hold this plugin's service tables is
-                // already gone, and `remove_owner` above waited for in-flight
-                // deliveries to its subscriptions and removed them.
-                crate::journal::around(i, Stage::Destroy, || unsafe { destroy(e.instance) });
-            }
-            e.instance = std::ptr::null_mut();
+            destroy_modules(i, e);
+            e.note(Stage::Destroy, Ok(()));
             if matches!(
                 e.state,
                 LifecycleState::Stopped | LifecycleState::Initialized
@@ -538,6 +782,20 @@ impl Lifecycle {
                 version: e.spec.version.clone(),
                 state: e.state.clone(),
                 stop_error: e.stop_error.clone(),
+                modules: match &e.loaded {
+                    Some(l) if l.has_module_list() => l
+                        .modules()
+                        .iter()
+                        .zip(&e.runs)
+                        .map(|(m, r)| ModuleOutcome {
+                            name: m.name.clone(),
+                            priority: m.priority,
+                            state: module_state(&e.state, r),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                stages: e.stages.clone(),
             })
             .collect()
     }
@@ -545,6 +803,11 @@ impl Lifecycle {
     /// Calls running plugin `name`'s `reconfigure` with the whole new
     /// configuration `config_json` (an object, as `init` got) and, when it
     /// accepts, makes that its configuration for a later restart too.
+    ///
+    /// A plugin of several modules takes it module by module in start order;
+    /// when one refuses (or cannot reconfigure), those that accepted get the
+    /// previous configuration back, and the change is refused (or left for
+    /// the next start) as a whole.
     ///
     /// The caller must make sure the plugin's `step` cannot run meanwhile
     /// (the cycle's step gate, [`crate::cycle::Cycle::close_gate`]); `&mut
@@ -557,39 +820,49 @@ impl Lifecycle {
         if e.state != LifecycleState::Running {
             return Reconfigured::NotRunning;
         }
-        let Some(reconfigure) = e.loaded.as_ref().and_then(|l| l.descriptor().reconfigure) else {
+        if !e.provides(|d| d.reconfigure.is_some()) {
             return Reconfigured::NotSupported;
-        };
-        let config = format!("{config_json}\0");
-        let mut err = [0u8; ERR_BUF];
-        // SAFETY: the state is `Running`, so `init` returned OK with this
-        // instance and nothing destroyed it; `&mut self` serialises lifecycle
-        // calls and our caller keeps the plugin's `step` from running, so no
-        // other call into the instance runs now. `config` is NUL-terminated
-        // with `config_json.len()` bytes before the NUL and outlives the call;
-        // `err` is a local buffer of `err.len()` bytes.
-        let status = crate::journal::around(i, Stage::Reconfigure, || unsafe {
-            reconfigure(
-                e.instance,
-                config.as_ptr().cast::<c_char>(),
-                config_json.len(),
-                err.as_mut_ptr().cast::<c_char>(),
-                err.len(),
-            )
-        });
-        match status {
-            XPLUGIN_OK => {
-                e.spec.config_json = config_json.to_string();
-                log::info!("plugin \"{name}\" reconfigured");
-                Reconfigured::Applied
-            }
-            xplugin_abi::XPLUGIN_ERR_NOT_IMPLEMENTED => Reconfigured::NotSupported,
-            other => {
-                let why = status_text(other, &err);
-                log::warn!("plugin \"{name}\" refused its new configuration: {why}");
-                Reconfigured::Refused(why)
+        }
+        let mut applied = Vec::new();
+        let mut outcome = Reconfigured::Applied;
+        for k in 0..e.runs.len() {
+            match reconfigure_module(i, e, k, config_json) {
+                Ok(()) => applied.push(k),
+                Err(Some(why)) => {
+                    outcome = Reconfigured::Refused(format!("{}{why}", e.label(k)));
+                    break;
+                }
+                Err(None) => {
+                    outcome = Reconfigured::NotSupported;
+                    break;
+                }
             }
         }
+        if outcome != Reconfigured::Applied {
+            // All or nothing: the modules that took it get the old one back.
+            let old = e.spec.config_json.clone();
+            for k in applied.into_iter().rev() {
+                if let Err(Some(why)) = reconfigure_module(i, e, k, &old) {
+                    log::error!(
+                        "plugin \"{name}\": {}refused its previous configuration back: {why}",
+                        e.label(k)
+                    );
+                }
+            }
+        }
+        match &outcome {
+            Reconfigured::Applied => {
+                e.spec.config_json = config_json.to_string();
+                e.note(Stage::Reconfigure, Ok(()));
+                log::info!("plugin \"{name}\" reconfigured");
+            }
+            Reconfigured::Refused(why) => {
+                e.note(Stage::Reconfigure, Err(why.clone()));
+                log::warn!("plugin \"{name}\" refused its new configuration: {why}");
+            }
+            _ => {}
+        }
+        outcome
     }
 
     /// Running plugins that hold the host busy (`set_busy`), in load order.
@@ -616,6 +889,120 @@ impl Lifecycle {
         self.entries
             .iter()
             .any(|e| e.spec.name == name && e.was_started)
+    }
+}
+
+/// Calls `stop` of every started module of entry `i` in reverse start order;
+/// returns the failures' texts (module named).
+fn stop_modules(i: usize, e: &mut Entry) -> Vec<String> {
+    let mut failures = Vec::new();
+    for k in (0..e.runs.len()).rev() {
+        if !e.runs[k].started {
+            continue;
+        }
+        e.runs[k].started = false;
+        let Some(stop) = e.modules()[k].descriptor.stop else {
+            continue;
+        };
+        let instance = e.runs[k].instance;
+        let mut err = [0u8; ERR_BUF];
+        // SAFETY: a started module: its instance is live (init and start
+        // succeeded, not stopped or destroyed yet: `started` is cleared
+        // above, so this runs once); `err` is a local buffer of `err.len()`
+        // bytes; the caller holds `&mut Lifecycle`, which serialises
+        // lifecycle calls, and the cycle no longer steps it (the contract of
+        // `cycle_plugins` / `take_out`).
+        let s = crate::journal::around(i, Stage::Stop, || unsafe {
+            stop(instance, err.as_mut_ptr().cast(), err.len())
+        });
+        if s != XPLUGIN_OK {
+            failures.push(format!("{}{}", e.label(k), status_text(s, &err)));
+        }
+    }
+    failures
+}
+
+/// Calls `destroy` of every initialised module of entry `i` in reverse init
+/// order and forgets the instances.
+fn destroy_modules(i: usize, e: &mut Entry) {
+    for k in (0..e.runs.len()).rev() {
+        let instance = std::mem::replace(&mut e.runs[k].instance, std::ptr::null_mut());
+        if instance.is_null() {
+            continue;
+        }
+        if let Some(destroy) = e.modules()[k].descriptor.destroy {
+            // SAFETY: `instance` is non-null only after a successful `init`
+            // and is nulled above, so `destroy` runs exactly once per
+            // instance and nothing of ours calls into it after. Entries are
+            // destroyed in reverse load order, so every dependent that could
+            // hold this plugin's service tables is already gone, and the
+            // caller's `remove_owner` waited for in-flight deliveries to its
+            // subscriptions and removed them.
+            crate::journal::around(i, Stage::Destroy, || unsafe { destroy(instance) });
+        }
+    }
+}
+
+/// `reconfigure` of module `k` of running entry `i`: `Ok` when it took
+/// `config_json`, `Err(Some(text))` when it refused, `Err(None)` when it
+/// cannot (NULL or `XPLUGIN_ERR_NOT_IMPLEMENTED`).
+fn reconfigure_module(
+    i: usize,
+    e: &Entry,
+    k: usize,
+    config_json: &str,
+) -> Result<(), Option<String>> {
+    let Some(reconfigure) = e.modules()[k].descriptor.reconfigure else {
+        return Err(None);
+    };
+    let instance = e.runs[k].instance;
+    let config = format!("{config_json}\0");
+    let mut err = [0u8; ERR_BUF];
+    // SAFETY: the entry is `Running`, so every module's `init` returned OK
+    // with this instance and nothing destroyed it; the caller holds `&mut
+    // Lifecycle`, which serialises lifecycle calls, and keeps the plugin's
+    // `step` from running, so no other call into the instance runs now.
+    // `config` is NUL-terminated with `config_json.len()` bytes before the
+    // NUL and outlives the call; `err` is a local buffer of `err.len()`
+    // bytes.
+    let status = crate::journal::around(i, Stage::Reconfigure, || unsafe {
+        reconfigure(
+            instance,
+            config.as_ptr().cast::<c_char>(),
+            config_json.len(),
+            err.as_mut_ptr().cast::<c_char>(),
+            err.len(),
+        )
+    });
+    match status {
+        XPLUGIN_OK => Ok(()),
+        xplugin_abi::XPLUGIN_ERR_NOT_IMPLEMENTED => Err(None),
+        other => Err(Some(status_text(other, &err))),
+    }
+}
+
+/// The boxed step list of a just-started entry with several stepping
+/// modules (one stepping module is called directly).
+fn module_steps(e: &Entry) -> Option<Box<ModuleSteps>> {
+    let steps: Vec<(StepFn, *mut c_void)> = e
+        .modules()
+        .iter()
+        .zip(&e.runs)
+        .filter_map(|(m, r)| Some((m.descriptor.step?, r.instance)))
+        .collect();
+    (steps.len() > 1).then(|| Box::new(ModuleSteps(steps)))
+}
+
+fn module_state(plugin: &LifecycleState, run: &ModuleRun) -> &'static str {
+    match (plugin, run.instance.is_null(), run.started) {
+        (LifecycleState::Failed { .. }, true, _) => "failed",
+        (_, false, true) => "running",
+        (LifecycleState::Stopped, false, false) => "stopped",
+        (LifecycleState::Initialized, false, false) => "initialized",
+        (LifecycleState::Failed { .. }, false, false) => "initialized",
+        (LifecycleState::Destroyed, true, _) => "destroyed",
+        (_, true, _) => "not-initialized",
+        _ => "initialized",
     }
 }
 

@@ -16,7 +16,9 @@ pub use crate::checks::CheckedLibrary;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use xplugin_abi::{
-    kind_name, Descriptor, EntryFn, XPLUGIN_ABI_MAJOR, XPLUGIN_ENTRY_SYMBOL, XPLUGIN_MAGIC,
+    kind_name, Descriptor, EntryFn, Module, ModuleList, ModulesFn, DESCRIPTOR_SIZE_1_0,
+    XPLUGIN_ABI_MAJOR, XPLUGIN_ENTRY_SYMBOL, XPLUGIN_MAGIC, XPLUGIN_MAX_MODULES,
+    XPLUGIN_MODULES_SYMBOL,
 };
 use xplugin_package::binary::BinaryError;
 
@@ -67,18 +69,44 @@ pub enum LoadError {
     },
 }
 
-/// An opened plugin library and its validated descriptor. Never unloaded (see
-/// the module documentation).
+/// One entry module of an opened plugin: its name, priority and validated
+/// descriptor (the host's copy; see [`read_descriptor`]).
+#[derive(Debug)]
+pub struct LoadedModule {
+    /// Module name: the plugin's name for a library without a module list.
+    pub name: String,
+    /// Priority (higher runs first).
+    pub priority: i32,
+    /// The descriptor, as far as the plugin's `struct_size` covers it
+    /// (fields beyond it read as NULL).
+    pub descriptor: Descriptor,
+}
+
+/// An opened plugin library and its validated entry modules. Never unloaded
+/// (see the module documentation).
 pub struct LoadedPlugin {
     path: PathBuf,
-    descriptor: &'static Descriptor,
+    modules: Vec<LoadedModule>,
+    listed: bool,
     _library: ManuallyDrop<libloading::Library>,
 }
 
 impl LoadedPlugin {
-    /// The validated descriptor.
-    pub fn descriptor(&self) -> &'static Descriptor {
-        self.descriptor
+    /// The first module's descriptor (the only one of a library without a
+    /// module list).
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.modules[0].descriptor
+    }
+
+    /// The entry modules in start order: higher priority first, then name.
+    /// Never empty.
+    pub fn modules(&self) -> &[LoadedModule] {
+        &self.modules
+    }
+
+    /// Whether the library lists its modules (`xplugin_modules`, ABI 1.1).
+    pub fn has_module_list(&self) -> bool {
+        self.listed
     }
 
     /// The library file.
@@ -91,6 +119,7 @@ impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
             .field("path", &self.path)
+            .field("modules", &self.modules.len())
             .finish()
     }
 }
@@ -182,51 +211,118 @@ pub unsafe fn open_plugin(
     if raw.is_null() {
         return Err(bad("xplugin_entry returned NULL".into()));
     }
-    /// The leading fields every ABI version puts first, read before the
-    /// descriptor's size is known.
-    struct Head {
-        magic: u32,
-        abi_major: u16,
-        struct_size: u32,
-    }
-    // SAFETY: `raw` is non-NULL and, per the ABI, points to the plugin's
-    // static descriptor, which lives as long as the never-unloaded library.
-    // Only the leading fields (the first 12 bytes of any version) are read,
-    // by value through the raw pointer, so no reference to a possibly
-    // shorter struct exists before `struct_size` is checked.
-    let d = unsafe {
-        Head {
-            magic: (*raw).magic,
-            abi_major: (*raw).abi_major,
-            struct_size: (*raw).struct_size,
-        }
+    let expect = Expected {
+        path: &path,
+        kind: lib.kind(),
+        name: expected_name,
+        version: expected_version,
     };
-    if d.magic != XPLUGIN_MAGIC {
-        return Err(bad(format!("magic is {:#010x}, expected XPLG", d.magic)));
+    // SAFETY: non-NULL, and per the ABI a static descriptor of the
+    // never-unloaded library.
+    let main = unsafe { read_descriptor(raw, &expect) }?;
+    // SAFETY: the ABI declares `xplugin_modules` as `xplugin_modules_fn`,
+    // which `ModulesFn` mirrors. It is optional: absent, the library is one
+    // module. The copied pointer stays valid (the library is never
+    // unloaded).
+    let list = unsafe { library.get::<ModulesFn>(XPLUGIN_MODULES_SYMBOL.as_bytes()) }
+        .ok()
+        .map(|f| *f);
+    let (modules, listed) = match list {
+        None => (
+            vec![LoadedModule {
+                name: expected_name.to_string(),
+                priority: 0,
+                descriptor: main,
+            }],
+            false,
+        ),
+        // SAFETY: the library's `xplugin_modules` (above): no arguments,
+        // returns NULL or static data (the ABI).
+        Some(f) => (unsafe { read_modules(f(), &expect) }?, true),
+    };
+    Ok(LoadedPlugin {
+        path,
+        modules,
+        listed,
+        _library: library,
+    })
+}
+
+/// What a descriptor must say: the manifest's plugin, of the host's side.
+struct Expected<'a> {
+    path: &'a Path,
+    kind: u32,
+    name: &'a str,
+    version: &'a str,
+}
+
+impl Expected<'_> {
+    fn bad(&self, problem: String) -> LoadError {
+        LoadError::BadDescriptor {
+            path: self.path.to_path_buf(),
+            problem,
+        }
     }
-    if d.abi_major != XPLUGIN_ABI_MAJOR {
-        return Err(bad(format!(
-            "ABI major is {}, this host speaks {}",
-            d.abi_major, XPLUGIN_ABI_MAJOR
+}
+
+/// Copies and validates a descriptor: magic, ABI major, a `struct_size`
+/// covering every 1.0 field, kind, the required functions, name and
+/// version. Fields the plugin's `struct_size` does not cover read as NULL in
+/// the copy, so the host never reads past the plugin's struct.
+///
+/// # Safety
+/// `raw` is non-NULL and points to a descriptor of at least the 12 leading
+/// bytes, and of `struct_size` bytes if its magic and major are right,
+/// valid for as long as the library (static data, never unloaded).
+unsafe fn read_descriptor(
+    raw: *const Descriptor,
+    expect: &Expected<'_>,
+) -> Result<Descriptor, LoadError> {
+    // SAFETY: only the leading fields (the first 12 bytes of any version)
+    // are read, by value through the raw pointer, so no reference to a
+    // possibly shorter struct exists before `struct_size` is checked.
+    let (magic, abi_major, struct_size) =
+        unsafe { ((*raw).magic, (*raw).abi_major, (*raw).struct_size) };
+    if magic != XPLUGIN_MAGIC {
+        return Err(expect.bad(format!("magic is {magic:#010x}, expected XPLG")));
+    }
+    if abi_major != XPLUGIN_ABI_MAJOR {
+        return Err(expect.bad(format!(
+            "ABI major is {abi_major}, this host speaks {XPLUGIN_ABI_MAJOR}"
         )));
     }
     // Append-only evolution: any 1.x descriptor holds at least the 1.0 fields.
-    let min = std::mem::size_of::<Descriptor>();
-    if (d.struct_size as usize) < min {
-        return Err(bad(format!(
-            "struct_size is {}, an ABI 1.x descriptor has at least {min} bytes",
-            d.struct_size
+    if (struct_size as usize) < DESCRIPTOR_SIZE_1_0 {
+        return Err(expect.bad(format!(
+            "struct_size is {struct_size}, an ABI 1.x descriptor has at least {DESCRIPTOR_SIZE_1_0} bytes"
         )));
     }
-    // SAFETY: `struct_size` says the plugin's descriptor holds every 1.0
-    // field, and it lives for 'static (static data of a library that is
-    // never unloaded); the host never writes to it.
-    let d: &'static Descriptor = unsafe { &*raw };
-    if d.kind != lib.kind() {
-        return Err(bad(format!(
+    // Whole fields only: a size between two fields covers the earlier ones.
+    let covered = if struct_size as usize >= std::mem::size_of::<Descriptor>() {
+        std::mem::size_of::<Descriptor>()
+    } else {
+        DESCRIPTOR_SIZE_1_0
+    };
+    // SAFETY: every field of `Descriptor` is an integer, a raw pointer or an
+    // `Option` of a function pointer, for which all-zero bytes are valid
+    // (0, NULL, `None`).
+    let mut d: Descriptor = unsafe { std::mem::zeroed() };
+    // SAFETY: the plugin's struct holds `struct_size` >= `covered` bytes
+    // (the ABI; checked above), `d` is a distinct local of at least
+    // `covered` bytes, and `covered` ends on a field boundary, so the copy
+    // leaves every field whole: the plugin's value or zero.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            raw.cast::<u8>(),
+            (&mut d as *mut Descriptor).cast::<u8>(),
+            covered,
+        )
+    };
+    if d.kind != expect.kind {
+        return Err(expect.bad(format!(
             "it is a {}, expected a {}",
             kind_name(d.kind),
-            kind_name(lib.kind())
+            kind_name(expect.kind)
         )));
     }
     let missing: Vec<&str> = [
@@ -240,7 +336,7 @@ pub unsafe fn open_plugin(
     .map(|(n, _)| *n)
     .collect();
     if !missing.is_empty() {
-        return Err(bad(format!(
+        return Err(expect.bad(format!(
             "required functions are NULL: {}",
             missing.join(", ")
         )));
@@ -249,29 +345,130 @@ pub unsafe fn open_plugin(
     // string; the magic and ABI major checked above say this is a 1.x
     // descriptor, so the field holds what the plugin put there.
     let name = unsafe { d.name_str() }.unwrap_or("<missing or not UTF-8>");
-    if name != expected_name {
+    if name != expect.name {
         return Err(LoadError::Mismatch {
-            path,
+            path: expect.path.to_path_buf(),
             field: "name",
-            expected: expected_name.to_string(),
+            expected: expect.name.to_string(),
             found: name.to_string(),
         });
     }
     // SAFETY: as for `name`: NULL or a static NUL-terminated string.
     let version = unsafe { d.version_str() }.unwrap_or("<missing or not UTF-8>");
-    if !versions_agree(version, expected_version) {
+    if !versions_agree(version, expect.version) {
         return Err(LoadError::Mismatch {
-            path,
+            path: expect.path.to_path_buf(),
             field: "version",
-            expected: expected_version.to_string(),
+            expected: expect.version.to_string(),
             found: version.to_string(),
         });
     }
-    Ok(LoadedPlugin {
-        path,
-        descriptor: d,
-        _library: library,
-    })
+    Ok(d)
+}
+
+/// Reads and validates a module list; returns the modules in start order
+/// (higher priority first, then name).
+///
+/// # Safety
+/// `raw` is what the library's `xplugin_modules` returned: NULL or static
+/// data laid out as the ABI says, valid for as long as the library.
+unsafe fn read_modules(
+    raw: *const ModuleList,
+    expect: &Expected<'_>,
+) -> Result<Vec<LoadedModule>, LoadError> {
+    if raw.is_null() {
+        return Err(expect.bad("xplugin_modules returned NULL".into()));
+    }
+    // SAFETY: the three leading fields (12 bytes) of any version, read by
+    // value before `struct_size` is known.
+    let (magic, abi_major, struct_size) =
+        unsafe { ((*raw).magic, (*raw).abi_major, (*raw).struct_size) };
+    if magic != XPLUGIN_MAGIC || abi_major != XPLUGIN_ABI_MAJOR {
+        return Err(expect.bad(format!(
+            "the module list has magic {magic:#010x} and ABI major {abi_major}, expected XPLG and {XPLUGIN_ABI_MAJOR}"
+        )));
+    }
+    if (struct_size as usize) < std::mem::size_of::<ModuleList>() {
+        return Err(expect.bad(format!(
+            "the module list's struct_size is {struct_size}, expected at least {}",
+            std::mem::size_of::<ModuleList>()
+        )));
+    }
+    // SAFETY: `struct_size` covers the whole 1.1 list (checked above).
+    let (count, entries) = unsafe { ((*raw).count, (*raw).modules) };
+    if count == 0 || count > XPLUGIN_MAX_MODULES || entries.is_null() {
+        return Err(expect.bad(format!(
+            "the module list has {count} modules (at {entries:p}); expected 1 to {XPLUGIN_MAX_MODULES}"
+        )));
+    }
+    let mut modules: Vec<LoadedModule> = Vec::with_capacity(count as usize);
+    for i in 0..count as usize {
+        // SAFETY: `entries` holds `count` pointers (the ABI), `i < count`.
+        let m = unsafe { *entries.add(i) };
+        if m.is_null() {
+            return Err(expect.bad(format!("module {} of {count} is NULL", i + 1)));
+        }
+        // SAFETY: non-NULL; the leading field of any version.
+        let size = unsafe { (*m).struct_size } as usize;
+        if size < std::mem::size_of::<Module>() {
+            return Err(expect.bad(format!(
+                "module {} has struct_size {size}, expected at least {}",
+                i + 1,
+                std::mem::size_of::<Module>()
+            )));
+        }
+        // SAFETY: `struct_size` covers the whole 1.1 module.
+        let (priority, name_ptr, descriptor) =
+            unsafe { ((*m).priority, (*m).name, (*m).descriptor) };
+        let name = if name_ptr.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL and, per the ABI, a static NUL-terminated
+            // string.
+            unsafe { std::ffi::CStr::from_ptr(name_ptr) }.to_str().ok()
+        };
+        let name = match name {
+            Some(n) if module_name_ok(n) => n.to_string(),
+            other => return Err(expect.bad(format!(
+                "module {} has the name {:?}; a module name is 1 to 64 bytes of A-Z a-z 0-9 _ . -",
+                i + 1,
+                other.unwrap_or("<missing or not UTF-8>")
+            ))),
+        };
+        if modules.iter().any(|o| o.name == name) {
+            return Err(expect.bad(format!("two modules are named \"{name}\"")));
+        }
+        if descriptor.is_null() {
+            return Err(expect.bad(format!("module \"{name}\" has no descriptor")));
+        }
+        // SAFETY: non-NULL and static per the ABI (a module's descriptor
+        // follows the rules of `xplugin_entry`'s).
+        let descriptor = unsafe { read_descriptor(descriptor, expect) }.map_err(|e| match e {
+            LoadError::BadDescriptor { path, problem } => LoadError::BadDescriptor {
+                path,
+                problem: format!("module \"{name}\": {problem}"),
+            },
+            other => other,
+        })?;
+        modules.push(LoadedModule {
+            name,
+            priority,
+            descriptor,
+        });
+    }
+    modules.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(modules)
+}
+
+fn module_name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `1.0` and `1.0.0` are the same version; compare numerically when both

@@ -27,11 +27,14 @@ pub enum Stage {
     Stop,
     /// `destroy`.
     Destroy,
+    /// `render` (client plugins, ABI 1.1). Last, so that the journal's
+    /// stage numbers of older versions keep their meaning.
+    Render,
 }
 
 impl Stage {
     /// Every stage, in a fixed order (the journal stores the index).
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Load,
         Stage::Init,
         Stage::Start,
@@ -41,6 +44,7 @@ impl Stage {
         Stage::Reconfigure,
         Stage::Stop,
         Stage::Destroy,
+        Stage::Render,
     ];
 
     /// The lower-case name used in reports (`init`, `step`, ...).
@@ -55,6 +59,7 @@ impl Stage {
             Stage::Reconfigure => "reconfigure",
             Stage::Stop => "stop",
             Stage::Destroy => "destroy",
+            Stage::Render => "render",
         }
     }
 

@@ -68,7 +68,7 @@ impl Timeouts {
     fn of(&self, stage: Stage) -> Duration {
         match stage {
             Stage::Load | Stage::Init => self.init,
-            Stage::Start => self.start,
+            Stage::Start | Stage::Render => self.start,
             Stage::Stop => self.stop,
             Stage::Destroy => self.destroy,
             Stage::Reconfigure => self.reconfigure,

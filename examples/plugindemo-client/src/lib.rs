@@ -5,7 +5,10 @@
 //! `depend: ["uikit"]` (a second client plugin) and `ctrlDepend:
 //! ["plugindemo"]` (the controller plugin of the same package). In `init` it
 //! finds the `uikit.widgets` service that uikit registered and adds a button;
-//! the periodic `idle` hook counts UI idle ticks, reported at `stop`.
+//! the render stage (ABI 1.1 `render`) shows its panel where the pendant
+//! says (headless hosts such as `xplugin-client run` pass no toolkit: the
+//! plugin notes it and runs without a panel); the periodic `idle` hook
+//! counts UI idle ticks, reported at `stop`.
 //!
 //! The library file is `libplugindemo_client.so`; it is packaged as
 //! `client/plugindemo/plugindemo.so` beside `libxplugin.so`.
@@ -19,8 +22,8 @@ mod widgets_service;
 use std::ffi::CString;
 use widgets_service::{WidgetsService, WIDGETS_SERVICE_NAME, WIDGETS_SERVICE_VERSION};
 use xplugin_abi::{
-    status_name, Host, Plugin, PluginError, XPLUGIN_ERR_DEPENDENCY, XPLUGIN_ERR_INVALID_ARG,
-    XPLUGIN_OK,
+    status_name, Host, Plugin, PluginError, RenderContext, XPLUGIN_ERR_DEPENDENCY,
+    XPLUGIN_ERR_INVALID_ARG, XPLUGIN_OK, XPLUGIN_TOOLKIT_NONE,
 };
 
 /// Label of the button this plugin adds to the pendant UI.
@@ -125,6 +128,25 @@ impl Plugin for PluginDemoClient {
             "plugindemo (client): detaching after {} idle tick(s)",
             self.idle_ticks
         ));
+        Ok(())
+    }
+
+    const HAS_RENDER: bool = true;
+
+    fn render(&mut self, ctx: &RenderContext) -> Result<(), PluginError> {
+        if ctx.toolkit == XPLUGIN_TOOLKIT_NONE || ctx.parent.is_null() {
+            self.host.info(
+                "plugindemo (client): render: headless host, no panel (button stays in uikit)",
+            );
+        } else {
+            // A real pendant build attaches its panel to `ctx.parent` here
+            // (a QWidget* or HWND, as `ctx.toolkit` says); this example has
+            // no UI toolkit of its own.
+            self.host.info(&format!(
+                "plugindemo (client): render: panel {}x{} for toolkit {}",
+                ctx.width, ctx.height, ctx.toolkit
+            ));
+        }
         Ok(())
     }
 

@@ -717,6 +717,7 @@ static const xplugin_descriptor fixture_descriptor = {
     FIXTURE_RECONFIGURE_FN,
     FIXTURE_STEP_FN,
     NULL, /* idle */
+    NULL, /* render (ABI 1.1) */
 };
 
 XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) {

@@ -45,6 +45,15 @@ fn extra_layout_table() -> Vec<(String, usize)> {
         ),
         ("xplugin_descriptor.magic", offset_of!(Descriptor, magic)),
         (
+            "xplugin_render_context.struct_size",
+            offset_of!(RenderContext, struct_size),
+        ),
+        (
+            "xplugin_module.struct_size",
+            offset_of!(Module, struct_size),
+        ),
+        ("xplugin_module_list.magic", offset_of!(ModuleList, magic)),
+        (
             "sizeof(plugindemo_motion_service)",
             size_of::<MotionService>(),
         ),
@@ -119,6 +128,16 @@ fn constant_table() -> Vec<(&'static str, i64)> {
         ("XPLUGIN_LOG_INFO", i64::from(XPLUGIN_LOG_INFO)),
         ("XPLUGIN_LOG_DEBUG", i64::from(XPLUGIN_LOG_DEBUG)),
         ("XPLUGIN_LOG_TRACE", i64::from(XPLUGIN_LOG_TRACE)),
+        ("XPLUGIN_TOOLKIT_NONE", i64::from(XPLUGIN_TOOLKIT_NONE)),
+        (
+            "XPLUGIN_TOOLKIT_QT_WIDGET",
+            i64::from(XPLUGIN_TOOLKIT_QT_WIDGET),
+        ),
+        (
+            "XPLUGIN_TOOLKIT_WIN32_HWND",
+            i64::from(XPLUGIN_TOOLKIT_WIN32_HWND),
+        ),
+        ("XPLUGIN_MAX_MODULES", i64::from(XPLUGIN_MAX_MODULES)),
         (
             "PLUGINDEMO_MOTION_VERSION",
             i64::from(motion_service::MOTION_SERVICE_VERSION),
@@ -374,7 +393,7 @@ void destroy(void *) {}
 const xplugin_descriptor descriptor = {
     XPLUGIN_MAGIC, XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, sizeof(xplugin_descriptor),
     XPLUGIN_KIND_CLIENT, "cppdemo", "1.0.0", init, stage, stage, destroy,
-    nullptr, nullptr, nullptr};
+    nullptr, nullptr, nullptr, nullptr};
 }  // namespace
 XPLUGIN_EXTERN_C XPLUGIN_EXPORT const xplugin_descriptor *xplugin_entry(void) {
   return &descriptor;

@@ -53,6 +53,8 @@ fn import_then_boot_then_run_the_examples() {
             "3.0.2",
             "--controller-root",
             &croot,
+            "--idle",
+            "3",
             "--json",
         ])
         .ok()
@@ -62,6 +64,50 @@ fn import_then_boot_then_run_the_examples() {
         serde_json::json!(["uikit", "plugindemo"])
     );
     assert_eq!(plugin(&run, "plugindemo")["state"], "stopped", "{run:#}");
+    // The vendor's client stages, each reported: init, after-init, render
+    // (plugindemo has one; uikit does not), idle rounds, detach.
+    let stages = |name: &str| -> Vec<(String, u64, bool)> {
+        plugin(&run, name)["stages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no stages in {run:#}"))
+            .iter()
+            .map(|s| {
+                (
+                    s["vendor_stage"].as_str().unwrap_or("?").to_string(),
+                    s["calls"].as_u64().unwrap_or(0),
+                    s["provided"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let staged = |v: &[(&str, u64, bool)]| -> Vec<(String, u64, bool)> {
+        v.iter().map(|(s, n, p)| (s.to_string(), *n, *p)).collect()
+    };
+    assert_eq!(
+        stages("plugindemo"),
+        staged(&[
+            ("init", 1, true),
+            ("after-init", 1, true),
+            ("render", 1, true),
+            ("idle", 3, true),
+            ("detach", 1, true),
+            ("detach", 1, true),
+        ]),
+        "{run:#}"
+    );
+    assert_eq!(
+        stages("uikit")[2],
+        ("render".to_string(), 0, false),
+        "{run:#}"
+    );
+    let text = s
+        .client(&["run", "--hmi-version", "3.0.2", "--controller-root", &croot])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("stages: init ok, after-init ok, render ok, idle ok, detach (stop) ok, detach (destroy) ok"),
+        "{text}"
+    );
 
     // Listing shows both plugins, enabled.
     let list = s.client(&["list", "--json"]).ok().json();

@@ -12,6 +12,7 @@ mod link;
 mod loading;
 mod mender;
 mod messaging;
+mod modules;
 mod powerloss;
 mod realtime;
 mod store;
