@@ -7,6 +7,7 @@
 //! root; `identity`, `pair`, `unpair`, `controller-status` are the link's.
 //! The logic lives in `xplugin-host` and `xplugin-link`.
 
+mod bridge;
 mod link;
 mod runner;
 
@@ -83,7 +84,8 @@ enum Command {
         #[arg(long)]
         hmi_version: Option<String>,
         /// The controller's pendant link: ctrlDepend is checked against the
-        /// plugins it runs.
+        /// plugins it runs; with --until-stopped, plugin messages cross to
+        /// and from its plugins (the manifests' `bridge`).
         #[arg(long, conflicts_with = "controller_root")]
         controller: Option<String>,
         /// Controller root whose enabled plugins count as running (for ctrlDepend).
@@ -132,7 +134,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
-    xplugin_cli::logging::init(PROGRAM, g.verbose, g.syslog);
+    // A long-running pendant host logs like a service: info by default.
+    let verbose = match cli.command {
+        Command::Run {
+            until_stopped: true,
+            ..
+        } => g.verbose.max(1),
+        _ => g.verbose,
+    };
+    xplugin_cli::logging::init(PROGRAM, verbose, g.syslog);
     let config = match g.config(HostSide::Client) {
         Ok(c) => c,
         Err(e) => return fail(PROGRAM, &e, g.json),
@@ -390,6 +400,14 @@ fn run_plugins(
         Ok(v) => v,
         Err(e) => return fail(PROGRAM, &e, json),
     };
+    // `run --until-stopped --controller ADDR` also bridges plugin messages.
+    let bridge_target = match (&controller.address, until_stopped) {
+        (Some(address), true) => match link::target(&root, config, address, Some(&version)) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(PROGRAM, &e, json),
+        },
+        _ => None,
+    };
     let running = match (
         controller.running,
         controller.address,
@@ -424,7 +442,7 @@ fn run_plugins(
         Err(e) => return fail(PROGRAM, &e, json),
     };
     if until_stopped {
-        return runner::serve(booted, &opts, json);
+        return runner::serve(booted, &opts, bridge_target, json);
     }
     for _ in 0..idle {
         for (name, status) in booted.idle_all() {

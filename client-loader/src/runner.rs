@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use xplugin_cli::report_boot;
 use xplugin_host::boot::{BootOptions, Booted};
 use xplugin_host::config::ApplyPolicy;
-use xplugin_host::remote_import::{ApplyRequest, Runner, APPLY_REQUEST_FILE, RUNNER_FILE};
+use xplugin_host::remote_import::{
+    ApplyRequest, LinkTarget, Runner, APPLY_REQUEST_FILE, RUNNER_FILE,
+};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static WAKE: AtomicBool = AtomicBool::new(false);
@@ -54,8 +56,16 @@ fn install_handlers() {
 const IDLE_PERIOD: Duration = Duration::from_millis(100);
 
 /// Runs the booted client plugins until stopped; applies new generations.
-pub fn serve(mut booted: Booted, opts: &BootOptions<'_>, json: bool) -> ExitCode {
+/// With `bridge` (`--controller`), plugin messages cross to and from the
+/// controller while they run.
+pub fn serve(
+    mut booted: Booted,
+    opts: &BootOptions<'_>,
+    bridge: Option<LinkTarget>,
+    json: bool,
+) -> ExitCode {
     install_handlers();
+    let mut bridge = bridge.and_then(|t| crate::bridge::start(&booted, t));
     let root = &opts.root;
     let running = booted.report.generation;
     let me = Runner {
@@ -111,6 +121,7 @@ pub fn serve(mut booted: Booted, opts: &BootOptions<'_>, json: bool) -> ExitCode
                             "applying client generation {} ({policy}): stopping the plugins, then restarting",
                             req.generation
                         );
+                        stop_bridge(bridge.take());
                         let report = booted.shutdown();
                         log::info!("stopped for the apply:\n{report}");
                         let e = reexec();
@@ -126,7 +137,28 @@ pub fn serve(mut booted: Booted, opts: &BootOptions<'_>, json: bool) -> ExitCode
         std::thread::sleep(IDLE_PERIOD);
     }
     let _ = std::fs::remove_file(&runner_file);
+    stop_bridge(bridge.take());
     report_boot(&booted.shutdown(), json)
+}
+
+/// Ends the bridge before the plugins stop (they hear the link go down)
+/// and logs what crossed.
+fn stop_bridge(bridge: Option<crate::bridge::PendantBridge>) {
+    if let Some(b) = bridge {
+        let stats = b.stop();
+        for (name, p) in &stats.plugins {
+            log::info!(
+                "plugin message bridge: {name}: sent {}, received {}, dropped rate {} queue {} too large {} no link {}, refused {}",
+                p.sent,
+                p.received,
+                p.dropped_rate,
+                p.dropped_queue,
+                p.dropped_too_large,
+                p.dropped_no_link,
+                p.refused
+            );
+        }
+    }
 }
 
 fn apply_request(root: &std::path::Path) -> Option<ApplyRequest> {

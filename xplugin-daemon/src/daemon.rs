@@ -99,6 +99,7 @@ struct Shared {
     live: Mutex<Live>,
     cycle: Option<Arc<CycleStats>>,
     main: Sender<MainRequest>,
+    bridge: Arc<xplugin_host::bridge::Bridge>,
 }
 
 struct Live {
@@ -193,6 +194,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }),
         cycle: booted.cycle().map(|c| c.stats().clone()),
         main: main_tx,
+        bridge: booted.bridge(xplugin_link::bridge::Limits::default()),
     });
     let group = access.admin_gid;
     let handler = Arc::new(Admin {
@@ -697,7 +699,13 @@ impl Admin {
             apply: live.apply.clone(),
             timing: self.shared.cycle.as_ref().map(|c| c.report()),
             development_mode: config.allow_unlicensed,
+            bridge: config.listen.is_some().then(|| self.shared.bridge.stats()),
         }
+    }
+
+    /// The plugin message bridge of this boot.
+    pub(crate) fn bridge(&self) -> &Arc<xplugin_host::bridge::Bridge> {
+        &self.shared.bridge
     }
 
     fn install(&self, fd: Option<OwnedFd>, peer: &Peer, req: InstallArgs) -> Response {

@@ -16,10 +16,11 @@ use std::time::Duration;
 use xplugin_host::config::ApplyPolicy;
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
 use xplugin_host::verify::Policy;
+use xplugin_link::bridge::BridgeDecl;
 use xplugin_link::message::{
     wire, ConfigReply, ControllerStatus, Hello, RemotePlugin, RemoteTransaction, TransactionReply,
 };
-use xplugin_link::server::{Answer, LinkHandler, Pendant, Server, ServerOptions};
+use xplugin_link::server::{Answer, BridgeAttach, LinkHandler, Pendant, Server, ServerOptions};
 use xplugin_link::upload::Uploads;
 use xplugin_model::manifest::Side;
 use xplugin_model::{Failure, Problem, ProblemCode};
@@ -305,6 +306,26 @@ impl LinkHandler for Link {
         Ok(ConfigReply {
             text: report.to_string(),
             report: serde_json::to_value(&report).unwrap_or_default(),
+        })
+    }
+
+    fn bridge_open(&self, pendant: &Pendant, plugins: &[BridgeDecl]) -> Answer<BridgeAttach> {
+        let bridge = self.admin.bridge().clone();
+        let (opened, outbound, id) = bridge
+            .open(&pendant.describe(), &pendant.key.to_string(), plugins)
+            .map_err(|p| vec![p])?;
+        log::info!(
+            "link: {} opened the plugin message bridge: {} route(s), {} refused",
+            pendant.describe(),
+            opened.routes.len(),
+            opened.problems.len()
+        );
+        let sink = bridge.sink(id);
+        Ok(BridgeAttach {
+            opened,
+            outbound,
+            sink,
+            closed: Box::new(move |why| bridge.detach(id, why)),
         })
     }
 

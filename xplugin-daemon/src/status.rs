@@ -97,6 +97,9 @@ pub struct Status {
     pub timing: Option<TimingReport>,
     /// True when licenses are not enforced (`allow_unlicensed`).
     pub development_mode: bool,
+    /// The plugin message bridge to the pendant (when the link serves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<xplugin_host::bridge::BridgeStats>,
 }
 
 impl std::fmt::Display for Status {
@@ -175,9 +178,47 @@ impl std::fmt::Display for Status {
             }
             writeln!(f)?;
         }
+        if let Some(b) = &self.bridge {
+            write_bridge(f, b)?;
+        }
         if let Some(t) = &self.timing {
             write!(f, "{t}")?;
         }
         Ok(())
     }
+}
+
+/// The bridge's lines of `status` (and of the pendant's report).
+pub fn write_bridge(
+    f: &mut std::fmt::Formatter<'_>,
+    b: &xplugin_host::bridge::BridgeStats,
+) -> std::fmt::Result {
+    match &b.peer {
+        Some(peer) if b.connected => writeln!(
+            f,
+            "plugin message bridge: connected to {peer}, {} route(s), {} session(s) so far",
+            b.routes.len(),
+            b.sessions
+        )?,
+        _ => writeln!(
+            f,
+            "plugin message bridge: no pendant connected ({} session(s) so far)",
+            b.sessions
+        )?,
+    }
+    for (name, p) in &b.plugins {
+        writeln!(
+            f,
+            "  bridge {name}: sent {}, received {}, dropped {} (rate {}, queue {}, too large {}, no link {}), refused {}",
+            p.sent,
+            p.received,
+            p.dropped_rate + p.dropped_queue + p.dropped_too_large + p.dropped_no_link,
+            p.dropped_rate,
+            p.dropped_queue,
+            p.dropped_too_large,
+            p.dropped_no_link,
+            p.refused
+        )?;
+    }
+    Ok(())
 }

@@ -335,6 +335,9 @@ pub struct PreparedBoot {
     /// The report so far (states are filled in by [`start`]).
     pub report: BootReport,
     to_load: Vec<PluginToLoad>,
+    /// The `bridge` declarations of the plugins to load (with their
+    /// `ctrlDepend` names on the client side).
+    bridge_decls: Vec<xplugin_link::bridge::BridgeDecl>,
     enabled: BTreeSet<String>,
     runtimes: Vec<crate::loader::CheckedLibrary>,
     guard: Option<Guard>,
@@ -418,6 +421,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     let mut problems = Vec::new();
     let mut plugins = Vec::new();
     let mut to_load = Vec::new();
+    let mut bridge_decls = Vec::new();
     let mut runtimes = Vec::new();
     let mut enabled_set = BTreeSet::new();
     let by_name: BTreeMap<&str, &(PluginCheck, bool)> =
@@ -445,6 +449,14 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         }
         if let Some(rt) = &c.runtime {
             runtimes.push(rt.clone());
+        }
+        if !m.bridge.send.is_empty() || !m.bridge.receive.is_empty() {
+            bridge_decls.push(xplugin_link::bridge::BridgeDecl {
+                plugin: name.clone(),
+                ctrl_depend: m.ctrl_depend.iter().map(|d| d.name.clone()).collect(),
+                send: m.bridge.send.clone(),
+                receive: m.bridge.receive.clone(),
+            });
         }
         to_load.push(PluginToLoad {
             name: name.clone(),
@@ -515,6 +527,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             safe_mode: quarantine.safe_mode.clone(),
         },
         to_load,
+        bridge_decls,
         enabled: enabled_set,
         runtimes,
         guard: opts.guard.clone(),
@@ -583,6 +596,7 @@ pub struct Booted {
     supervisor: Option<crate::supervisor::Supervisor>,
     /// Where the supervisor finds the cycle's counter.
     cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
+    bridge_decls: Vec<xplugin_link::bridge::BridgeDecl>,
 }
 
 /// Loads, initialises and starts a prepared set.
@@ -652,6 +666,7 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         cycle: None,
         supervisor,
         cycle_stats,
+        bridge_decls: prepared.bridge_decls,
     };
     booted.refresh();
     booted
@@ -734,6 +749,24 @@ impl Booted {
     /// The lifecycle, for reading outcomes.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle
+    }
+
+    /// The plugin message bridge over this boot's bus, for the plugins
+    /// running now that declare a `bridge`.
+    pub fn bridge(&self, limits: xplugin_link::bridge::Limits) -> Arc<crate::bridge::Bridge> {
+        let running = self.lifecycle.running();
+        let decls = self
+            .bridge_decls
+            .iter()
+            .filter(|d| running.contains(&d.plugin))
+            .cloned()
+            .collect();
+        crate::bridge::Bridge::new(
+            self.report.side,
+            self.lifecycle.bus().clone(),
+            decls,
+            limits,
+        )
     }
 
     /// Calls every running client plugin's `idle` once; returns the plugins

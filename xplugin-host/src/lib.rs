@@ -20,11 +20,13 @@
 //! | [`lifecycle`] | init/start/stop/destroy with failure isolation |
 //! | [`services`] | the host services table given to plugins |
 //! | [`delivery`] | message deliveries in flight; unsubscribe without deadlock |
+//! | [`bridge`] | plugin messages across the pendant link: routes, bounds, counters |
 //! | [`admin`] | list, enable, disable, remove, rollback |
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod boot;
+pub mod bridge;
 pub mod checks;
 pub mod config;
 pub mod cycle;

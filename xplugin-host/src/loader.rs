@@ -429,11 +429,13 @@ unsafe fn read_modules(
         };
         let name = match name {
             Some(n) if module_name_ok(n) => n.to_string(),
-            other => return Err(expect.bad(format!(
+            other => {
+                return Err(expect.bad(format!(
                 "module {} has the name {:?}; a module name is 1 to 64 bytes of A-Z a-z 0-9 _ . -",
                 i + 1,
                 other.unwrap_or("<missing or not UTF-8>")
-            ))),
+            )))
+            }
         };
         if modules.iter().any(|o| o.name == name) {
             return Err(expect.bad(format!("two modules are named \"{name}\"")));

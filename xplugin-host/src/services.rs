@@ -59,6 +59,12 @@ struct BusState {
     subscribers: Vec<Arc<Subscriber>>,
 }
 
+/// A host hook that sees every message a plugin publishes: publisher,
+/// topic, payload. The plugin message bridge uses it to forward what
+/// crosses the pendant link. Runs on the publisher's thread (for messages
+/// from `step`, the service thread): it must not block.
+pub type Tap = Arc<dyn Fn(&str, &str, &[u8]) + Send + Sync>;
+
 /// Topics and services shared by all plugins of one host.
 #[derive(Default)]
 pub struct Bus {
@@ -67,6 +73,8 @@ pub struct Bus {
     /// Who waits for whose deliveries, to refuse an `unsubscribe` that would
     /// deadlock.
     waits: WaitGraph,
+    /// The bridge's hook, once set.
+    tap: std::sync::OnceLock<Tap>,
 }
 
 /// Why [`Bus::publish`] delivered nothing.
@@ -150,6 +158,32 @@ impl Bus {
             .iter()
             .map(|(n, s)| (n.clone(), s.provider.clone(), s.version))
             .collect()
+    }
+
+    /// Sets the hook that sees every plugin's publish ([`Tap`]); once per
+    /// bus (a second one is refused and returned).
+    ///
+    /// # Errors
+    /// The tap given, when one is set already.
+    pub fn set_tap(&self, tap: Tap) -> Result<(), Tap> {
+        self.tap.set(tap)
+    }
+
+    /// A plugin's publish: shown to the tap (if any), then delivered as
+    /// [`Bus::publish`] does.
+    ///
+    /// # Errors
+    /// As [`Bus::publish`].
+    pub fn publish_from(
+        &self,
+        publisher: &str,
+        topic: &str,
+        data: &[u8],
+    ) -> Result<usize, PublishError> {
+        if let Some(tap) = self.tap.get() {
+            tap(publisher, topic, data);
+        }
+        self.publish(topic, data)
     }
 
     /// Publishes from the host itself (or a test) and from plugins'
@@ -456,7 +490,7 @@ unsafe extern "C" fn host_publish(
         if let Some(status) = crate::cycle::outbox::publish(topic, bytes) {
             return status;
         }
-        match h.bus.publish(topic, bytes) {
+        match h.bus.publish_from(&h.name, topic, bytes) {
             Ok(_) => XPLUGIN_OK,
             Err(e) => {
                 log::warn!("[{}] {e}", h.name);

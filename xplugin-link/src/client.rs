@@ -441,6 +441,36 @@ impl Connection {
         }
     }
 
+    /// Opens the plugin message bridge for these client plugins; on success
+    /// the connection carries bridge frames only: turn it into a
+    /// [`crate::bridge::BridgeLink`] with [`Connection::into_bridge`].
+    ///
+    /// # Errors
+    /// [`LinkError`]; the controller's refusal (a status-role pendant,
+    /// another pendant holding the bridge) is [`LinkError::Remote`].
+    pub fn open_bridge(
+        &mut self,
+        plugins: Vec<crate::bridge::BridgeDecl>,
+    ) -> Result<crate::bridge::BridgeOpened, LinkError> {
+        match self.exchange(
+            &Message::BridgeOpen { plugins },
+            "opening the plugin message bridge",
+            Instant::now() + QUICK_DEADLINE,
+        )? {
+            Message::BridgeOpened(o) => Ok(o),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// The connection as a running bridge's two halves (after
+    /// [`Connection::open_bridge`]).
+    ///
+    /// # Errors
+    /// The socket cannot be duplicated.
+    pub fn into_bridge(self) -> std::io::Result<crate::bridge::BridgeLink> {
+        crate::bridge::BridgeLink::new(self.session)
+    }
+
     /// Sends any message and returns the answer: for the tests of old and
     /// new protocol sessions.
     ///

@@ -19,11 +19,13 @@
 //! | [`upload`] | the controller's upload area: resumable, addressed by SHA-256, with a quota |
 //! | [`server`] | the controller's half: listener, connection limit, request dispatch |
 //! | [`client`] | the pendant's half: connect, hello, requests |
+//! | [`bridge`] | plugin messages both ways over an open session: frames, order, keep-alive |
 //! | [`failpoint`] | test hooks at the link's boundaries (feature `failpoints`) |
 //! | [`error`] | failures as problems |
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod bridge;
 pub mod client;
 pub mod error;
 pub mod failpoint;

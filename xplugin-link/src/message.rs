@@ -390,6 +390,16 @@ pub enum Message {
     },
     /// Controller: the answer to a configuration request.
     Config(ConfigReply),
+    /// Pendant: open the plugin message bridge on this connection, for
+    /// these client plugins (docs/link.md, "Plugin messages"). After the
+    /// controller's `bridge-opened` the connection carries bridge frames
+    /// only.
+    BridgeOpen {
+        /// Every running client plugin with a `bridge` declaration.
+        plugins: Vec<crate::bridge::BridgeDecl>,
+    },
+    /// Controller: the bridge is open with these routes.
+    BridgeOpened(crate::bridge::BridgeOpened),
     /// Controller: the request failed; nothing was done beyond what the
     /// problems say.
     Error {
@@ -420,6 +430,8 @@ impl Message {
             Message::ConfigShow { .. } => "config-show",
             Message::ConfigSet { .. } => "config-set",
             Message::Config(_) => "config",
+            Message::BridgeOpen { .. } => "bridge-open",
+            Message::BridgeOpened(_) => "bridge-opened",
             Message::Error { .. } => "error",
         }
     }
@@ -435,6 +447,7 @@ impl Message {
                 | Message::Commit { .. }
                 | Message::Abort { .. }
                 | Message::ConfigSet { .. }
+                | Message::BridgeOpen { .. }
         )
     }
 }

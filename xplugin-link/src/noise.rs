@@ -356,6 +356,12 @@ impl Session {
         self.stream
     }
 
+    /// The stream and the Noise state, for the bridge's split
+    /// ([`crate::bridge::BridgeLink`]).
+    pub(crate) fn into_parts(self) -> (TcpStream, snow::TransportState) {
+        (self.stream, self.transport)
+    }
+
     /// Closes the connection (both directions).
     pub fn close(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);

@@ -14,6 +14,7 @@
 //! What the requests do is the [`LinkHandler`]'s (the daemon's install
 //! transactions); uploads are received here ([`crate::upload`]).
 
+use crate::bridge::{BridgeDecl, BridgeFrame, BridgeLink, BridgeOpened, BridgeSink};
 use crate::error::not_authorised;
 use crate::failpoint::{kill_point, pinning_disabled};
 use crate::identity::Identity;
@@ -108,6 +109,23 @@ pub trait LinkHandler: Send + Sync + 'static {
         plugin: &str,
         assignments: &[String],
     ) -> Answer<ConfigReply>;
+    /// Opens the plugin message bridge for `pendant`'s client plugins: the
+    /// routes the controller accepts, the queue it sends from and what takes
+    /// the frames in. [`BridgeAttach::closed`] is called once the bridge
+    /// ends.
+    fn bridge_open(&self, pendant: &Pendant, plugins: &[BridgeDecl]) -> Answer<BridgeAttach>;
+}
+
+/// A bridge the handler opened for one pendant connection.
+pub struct BridgeAttach {
+    /// Sent to the pendant as `bridge-opened`.
+    pub opened: BridgeOpened,
+    /// The frames to send (the handler's bounded queue).
+    pub outbound: crossbeam_channel::Receiver<BridgeFrame>,
+    /// What takes the frames that arrive.
+    pub sink: Arc<dyn BridgeSink>,
+    /// Called once when the bridge ended, with why.
+    pub closed: Box<dyn FnOnce(&str) + Send>,
 }
 
 /// What the server needs.
@@ -293,13 +311,37 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         address: peer.to_string(),
     };
     match converse(&mut session, &pendant, shared) {
-        Ok(()) | Err(End::Quiet) => {}
+        Ok(None) | Err(End::Quiet) => {}
+        Ok(Some(attach)) => return bridge(session, &pendant, attach),
         Err(End::Because(why)) => log::warn!("link: {} dropped: {why}", pendant.describe()),
     }
     session.close();
 }
 
-fn converse(session: &mut Session, pendant: &Pendant, shared: &Shared) -> Result<(), End> {
+/// Runs the plugin message bridge on this connection until it ends.
+fn bridge(session: Session, pendant: &Pendant, attach: BridgeAttach) {
+    let BridgeAttach {
+        outbound,
+        sink,
+        closed,
+        ..
+    } = attach;
+    let why = match BridgeLink::new(session) {
+        Ok(link) => crate::bridge::pump(link, outbound, sink).to_string(),
+        Err(e) => format!("cannot split the connection: {e}"),
+    };
+    log::info!(
+        "link: {}: plugin message bridge ended: {why}",
+        pendant.describe()
+    );
+    closed(&why);
+}
+
+fn converse(
+    session: &mut Session,
+    pendant: &Pendant,
+    shared: &Shared,
+) -> Result<Option<BridgeAttach>, End> {
     send(session, &Message::Welcome { role: pendant.role })?;
     let theirs = match receive(session, Instant::now() + HELLO_DEADLINE)? {
         Received::Message(bytes) => match serde_json::from_slice::<Message>(&bytes) {
@@ -315,7 +357,7 @@ fn converse(session: &mut Session, pendant: &Pendant, shared: &Shared) -> Result
         let problem = version_problem(&ours, &theirs, "this controller", "the pendant");
         log::warn!("link: {} refused: {}", pendant.describe(), problem.message);
         refuse(session, &problem);
-        return Ok(());
+        return Ok(None);
     };
     ours.protocol = Some(agreed);
     send(session, &Message::Hello(ours))?;
@@ -373,6 +415,18 @@ fn converse(session: &mut Session, pendant: &Pendant, shared: &Shared) -> Result
             log::warn!("link: {}", p.message);
             send(session, &error(&[p]))?;
             continue;
+        }
+        if let Message::BridgeOpen { plugins } = &message {
+            match shared.handler.bridge_open(pendant, plugins) {
+                Ok(attach) => {
+                    send(session, &Message::BridgeOpened(attach.opened.clone()))?;
+                    return Ok(Some(attach));
+                }
+                Err(p) => {
+                    send(session, &error(&p))?;
+                    continue;
+                }
+            }
         }
         let answer = handle(message, &mut upload, pendant, shared);
         send(session, &answer)?;

@@ -1,11 +1,14 @@
 //! The two halves against each other in one process, over loopback.
 
+use crate::bridge::{
+    pump, BridgeDecl, BridgeEnd, BridgeFrame, BridgeOpened, BridgeSink, Direction, Limits, Route,
+};
 use crate::client::{connect, Connection};
 use crate::error::LinkError;
 use crate::identity::Identity;
 use crate::message::{ConfigReply, ControllerStatus, Hello, TransactionReply};
 use crate::peers::{pair_controller, pair_pendant, Role};
-use crate::server::{Answer, LinkHandler, Pendant, Server, ServerOptions};
+use crate::server::{Answer, BridgeAttach, LinkHandler, Pendant, Server, ServerOptions};
 use crate::upload::Uploads;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -108,6 +111,100 @@ impl LinkHandler for Recorder {
             report: serde_json::json!({ "name": plugin, "set": assignments }),
         })
     }
+    /// An echo bridge: every frame comes back on `echo/TOPIC`.
+    fn bridge_open(&self, _: &Pendant, plugins: &[BridgeDecl]) -> Answer<BridgeAttach> {
+        let (tx, rx) = crossbeam_channel::bounded(256);
+        let routes = plugins
+            .iter()
+            .flat_map(|d| {
+                d.send.iter().map(|t| Route {
+                    direction: Direction::ToController,
+                    topic: t.clone(),
+                    from: d.plugin.clone(),
+                    to: vec!["echo".into()],
+                })
+            })
+            .collect();
+        Ok(BridgeAttach {
+            opened: BridgeOpened {
+                routes,
+                problems: Vec::new(),
+                limits: Limits::default(),
+            },
+            outbound: rx,
+            sink: Arc::new(Echo(tx)),
+            closed: Box::new(|_| {}),
+        })
+    }
+}
+
+struct Echo(crossbeam_channel::Sender<BridgeFrame>);
+
+impl BridgeSink for Echo {
+    fn deliver(&self, mut frame: BridgeFrame) {
+        frame.topic = format!("echo/{}", frame.topic);
+        let _ = self.0.send(frame);
+    }
+    fn sent(&self, _: &BridgeFrame) {}
+}
+
+/// Collects what the pendant's side of a bridge receives.
+struct Collect(crossbeam_channel::Sender<BridgeFrame>);
+
+impl BridgeSink for Collect {
+    fn deliver(&self, frame: BridgeFrame) {
+        let _ = self.0.send(frame);
+    }
+    fn sent(&self, _: &BridgeFrame) {}
+}
+
+#[test]
+fn a_bridge_carries_frames_both_ways_in_order_and_ends_when_closed() {
+    let w = world(Some(Role::Install));
+    let mut c = join(&w).unwrap();
+    let opened = c
+        .open_bridge(vec![BridgeDecl {
+            plugin: "ui".into(),
+            ctrl_depend: vec!["echo".into()],
+            send: vec!["ui/button".into()],
+            receive: vec!["echo/ui/button".into()],
+        }])
+        .unwrap();
+    assert_eq!(opened.routes.len(), 1);
+    let link = c.into_bridge().unwrap();
+    let closer = link.closer();
+    let (out_tx, out_rx) = crossbeam_channel::bounded(64);
+    let (in_tx, in_rx) = crossbeam_channel::unbounded();
+    let pump = std::thread::spawn(move || pump(link, out_rx, Arc::new(Collect(in_tx))));
+    for i in 0..50u8 {
+        out_tx
+            .send(BridgeFrame {
+                seq: 0,
+                plugin: "ui".into(),
+                topic: "ui/button".into(),
+                data: vec![i; usize::from(i) * 40],
+            })
+            .unwrap();
+    }
+    for i in 0..50u8 {
+        let f = in_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(f.seq, u64::from(i) + 1);
+        assert_eq!(f.topic, "echo/ui/button");
+        assert_eq!(f.data, vec![i; usize::from(i) * 40]);
+    }
+    closer.close();
+    let end = pump.join().unwrap();
+    assert!(matches!(end, BridgeEnd::Closed), "{end}");
+}
+
+#[test]
+fn a_status_pendant_may_not_open_the_bridge() {
+    let w = world(Some(Role::Status));
+    let mut c = join(&w).unwrap();
+    let e = c.open_bridge(Vec::new()).unwrap_err();
+    assert_eq!(code(&e), ProblemCode::LinkRoleDenied, "{e}");
 }
 
 struct World {

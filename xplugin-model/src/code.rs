@@ -261,6 +261,9 @@ problem_codes! {
     ManifestWrongType = "manifest.wrong_type", Error,
         "A field has the wrong JSON type (e.g. a number where a version string is expected).",
         "Write the field as the message shows.";
+    ManifestBadTopic = "manifest.bad_topic", Error,
+        "A topic in the manifest's \"bridge\" (the topics that cross the pendant link) is malformed, reserved (\"xplugin/...\") or one list is too long.",
+        "Use 1 to 128 bytes of A-Z a-z 0-9 _ . - /, prefixed with the plugin name (\"plugindemo/button\").";
     ManifestInvalidName = "manifest.invalid_name", Error,
         "A plugin or dependency name breaks the naming rule.",
         "Rename the plugin (folder, files and \"name\") to follow the rule.";
@@ -700,6 +703,12 @@ problem_codes! {
     LinkRoleDenied = "link.role_denied", Error,
         "The pendant is paired with the status role, which may only look, and asked to change something.",
         "Pair it again with `xplugin-controller pair KEY --role install` if it should install.";
+    LinkBridgeRefused = "link.bridge_refused", Warning,
+        "A topic a plugin declares in its \"bridge\" cannot cross the pendant link: no plugin on the other computer that it may reach declares it (a client plugin reaches only the controller plugins in its ctrlDepend), or that plugin does not run. Its messages stay on this computer.",
+        "Declare the topic on both sides (\"send\" on one, \"receive\" on the other) and list the controller plugin in the client plugin's ctrlDepend.";
+    LinkBridgeBusy = "link.bridge_busy", Error,
+        "Another pendant holds the controller's plugin message bridge; one pendant at a time exchanges plugin messages.",
+        "Stop `xplugin-client run` on the other pendant, or retry when it has gone.";
     LinkHandshakeFailed = "link.handshake_failed", Error,
         "The link's handshake failed: the peer is not an xplugin link, speaks another handshake, or a message was replayed, altered or cut.",
         "Check that the address is the controller's pendant link; a replayed or altered handshake is an attack or a broken network.";

@@ -232,6 +232,7 @@ mod tests {
             description: None,
             config: Default::default(),
             cycle_budget_us: None,
+            bridge: Default::default(),
         }
     }
 

@@ -1002,6 +1002,7 @@ mod tests {
             description: None,
             config: Default::default(),
             cycle_budget_us: None,
+            bridge: Default::default(),
         };
         assert!(Node::from_manifest(&m).load);
         let controller = Manifest {
@@ -1343,6 +1344,7 @@ mod tests {
             description: None,
             config: Default::default(),
             cycle_budget_us: None,
+            bridge: Default::default(),
         }
     }
 

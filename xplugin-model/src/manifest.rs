@@ -201,6 +201,52 @@ pub struct Manifest {
     /// `cycle_budget_us` (controller only, an extension of this product):
     /// the step budget in microseconds.
     pub cycle_budget_us: Option<u64>,
+    /// `bridge` (an extension of this product): the topics this plugin
+    /// sends to and accepts from plugins on the other computer over the
+    /// pendant link. Empty without one: nothing crosses.
+    pub bridge: BridgeTopics,
+}
+
+/// A plugin's `bridge` object: `{"send": [...], "receive": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BridgeTopics {
+    /// Topics it publishes that go to the other computer.
+    pub send: Vec<String>,
+    /// Topics from the other computer delivered to it.
+    pub receive: Vec<String>,
+}
+
+/// Longest bridge topic, in bytes.
+pub const MAX_TOPIC_LEN: usize = 128;
+/// Most topics in one `send` or `receive` list.
+pub const MAX_BRIDGE_TOPICS: usize = 64;
+/// Topics under this prefix are the host's own (`xplugin/link`).
+pub const RESERVED_TOPIC_PREFIX: &str = "xplugin/";
+
+/// Why a bridge topic is refused, or `None` when it is fine: 1 to
+/// [`MAX_TOPIC_LEN`] bytes of `A-Z a-z 0-9 _ . - /`, not starting with
+/// [`RESERVED_TOPIC_PREFIX`].
+pub fn topic_problem(topic: &str) -> Option<String> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+        return Some(format!(
+            "a topic is 1 to {MAX_TOPIC_LEN} bytes, found {} bytes",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')))
+    {
+        return Some(format!(
+            "topic {topic:?} contains {c:?}; topics use A-Z a-z 0-9 _ . - /"
+        ));
+    }
+    if topic.starts_with(RESERVED_TOPIC_PREFIX) {
+        return Some(format!(
+            "topic {topic:?} is under {RESERVED_TOPIC_PREFIX:?}, which the host reserves"
+        ));
+    }
+    None
 }
 
 impl Manifest {
@@ -299,6 +345,7 @@ const CLIENT_FIELDS: &[&str] = &[
     "author",
     "description",
     "config",
+    "bridge",
 ];
 
 const CONTROLLER_FIELDS: &[&str] = &[
@@ -312,6 +359,7 @@ const CONTROLLER_FIELDS: &[&str] = &[
     "description",
     "config",
     "cycle_budget_us",
+    "bridge",
 ];
 
 /// Parses and validates the manifest of the plugin in folder `expected_name`
@@ -611,6 +659,7 @@ impl Checker {
             Side::Controller => self.cycle_budget(obj.get("cycle_budget_us")),
             Side::Client => None,
         };
+        let bridge = self.bridge(obj.get("bridge"));
         self.unknown_fields(obj);
         let (custom_hmi_versions, must_controller_versions) = match side {
             Side::Client => (host_list, Vec::new()),
@@ -632,7 +681,95 @@ impl Checker {
             description,
             config,
             cycle_budget_us,
+            bridge,
         }
+    }
+
+    /// `bridge`: `{"send": [TOPIC, ...], "receive": [TOPIC, ...]}`.
+    fn bridge(&mut self, value: Option<&Value>) -> BridgeTopics {
+        let hint = "write e.g. \"bridge\": {\"send\": [\"plugindemo/button\"], \"receive\": [\"plugindemo/motion\"]}";
+        let obj = match value {
+            None | Some(Value::Null) => return BridgeTopics::default(),
+            Some(Value::Object(o)) => o,
+            Some(other) => {
+                let found = describe(other);
+                self.report(
+                    ProblemCode::ManifestWrongType,
+                    Some("bridge"),
+                    format!("\"bridge\" must be an object with \"send\" and \"receive\" lists, found {found}"),
+                    hint.into(),
+                );
+                return BridgeTopics::default();
+            }
+        };
+        if let Some(k) = obj.keys().find(|k| *k != "send" && *k != "receive") {
+            self.report(
+                ProblemCode::ManifestBadTopic,
+                Some("bridge"),
+                format!(
+                    "\"bridge\" has the unknown key {k:?}; it holds only \"send\" and \"receive\""
+                ),
+                hint.into(),
+            );
+        }
+        BridgeTopics {
+            send: self.topics("bridge.send", obj.get("send"), hint),
+            receive: self.topics("bridge.receive", obj.get("receive"), hint),
+        }
+    }
+
+    fn topics(&mut self, field: &str, value: Option<&Value>, hint: &str) -> Vec<String> {
+        let list = match value {
+            None | Some(Value::Null) => return Vec::new(),
+            Some(Value::Array(a)) if a.len() <= MAX_BRIDGE_TOPICS => a,
+            Some(Value::Array(a)) => {
+                self.report(
+                    ProblemCode::ManifestBadTopic,
+                    Some(field),
+                    format!(
+                        "\"{field}\" lists {} topics, at most {MAX_BRIDGE_TOPICS} are allowed",
+                        a.len()
+                    ),
+                    "group messages under fewer topics".into(),
+                );
+                return Vec::new();
+            }
+            Some(other) => {
+                let found = describe(other);
+                self.report(
+                    ProblemCode::ManifestWrongType,
+                    Some(field),
+                    format!("\"{field}\" must be a list of topic strings, found {found}"),
+                    hint.into(),
+                );
+                return Vec::new();
+            }
+        };
+        let mut topics: Vec<String> = Vec::new();
+        for v in list {
+            let Some(t) = v.as_str() else {
+                let found = describe(v);
+                self.report(
+                    ProblemCode::ManifestWrongType,
+                    Some(field),
+                    format!("\"{field}\" must hold topic strings, found {found}"),
+                    hint.into(),
+                );
+                continue;
+            };
+            if let Some(why) = topic_problem(t) {
+                self.report(
+                    ProblemCode::ManifestBadTopic,
+                    Some(field),
+                    format!("\"{field}\": {why}"),
+                    "rename the topic; prefix it with the plugin name, e.g. \"plugindemo/button\""
+                        .into(),
+                );
+            } else if !topics.iter().any(|x| x == t) {
+                topics.push(t.to_string());
+            }
+        }
+        topics
     }
 
     /// `cycle_budget_us`: a whole number of microseconds, 1 to 10 s.

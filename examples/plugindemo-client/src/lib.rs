@@ -10,6 +10,11 @@
 //! plugin notes it and runs without a panel); the periodic `idle` hook
 //! counts UI idle ticks, reported at `stop`.
 //!
+//! Over the pendant link (its manifest's `bridge`): when the link to the
+//! controller comes up (`xplugin/link`), the button is "pressed" once (this
+//! example has no screen): `plugindemo/button` goes to the controller's
+//! plugindemo, whose answer arrives on `plugindemo/motion` and is logged.
+//!
 //! The library file is `libplugindemo_client.so`; it is packaged as
 //! `client/plugindemo/plugindemo.so` beside `libxplugin.so`.
 #![deny(missing_docs)]
@@ -22,18 +27,26 @@ mod widgets_service;
 use std::ffi::CString;
 use widgets_service::{WidgetsService, WIDGETS_SERVICE_NAME, WIDGETS_SERVICE_VERSION};
 use xplugin_abi::{
-    status_name, Host, Plugin, PluginError, RenderContext, XPLUGIN_ERR_DEPENDENCY,
+    status_name, Host, Plugin, PluginError, RenderContext, Subscription, XPLUGIN_ERR_DEPENDENCY,
     XPLUGIN_ERR_INVALID_ARG, XPLUGIN_OK, XPLUGIN_TOOLKIT_NONE,
 };
 
 /// Label of the button this plugin adds to the pendant UI.
 const BUTTON_LABEL: &str = "Start demo motion";
 
+/// The button's message to the controller plugin (crosses the link).
+const BUTTON_TOPIC: &str = "plugindemo/button";
+/// The controller plugin's answer.
+const MOTION_TOPIC: &str = "plugindemo/motion";
+/// The host's link state topic.
+const LINK_TOPIC: &str = "xplugin/link";
+
 /// The running instance.
 struct PluginDemoClient {
     host: Host,
     button_id: u32,
     idle_ticks: u64,
+    subscriptions: Vec<Subscription>,
 }
 
 /// Finds uikit's widget table and checks that it is a version this plugin
@@ -112,10 +125,49 @@ impl Plugin for PluginDemoClient {
             host,
             button_id,
             idle_ticks: 0,
+            subscriptions: Vec::new(),
         })
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
+        let host = self.host;
+        let button = self.button_id;
+        let subscribed = host
+            .subscribe(MOTION_TOPIC, move |_, answer| {
+                host.info(&format!(
+                    "plugindemo (client): the controller answered: {}",
+                    String::from_utf8_lossy(answer)
+                ));
+            })
+            .and_then(|motion| {
+                let link = host.subscribe(LINK_TOPIC, move |_, state| {
+                    host.info(&format!(
+                        "plugindemo (client): controller link {}",
+                        String::from_utf8_lossy(state)
+                    ));
+                    if state.starts_with(b"up") {
+                        // The operator presses the button (headless: once per link).
+                        let press = format!("button {button} {BUTTON_LABEL:?} pressed");
+                        if let Err(s) = host.publish(BUTTON_TOPIC, press.as_bytes()) {
+                            host.warn(&format!(
+                                "plugindemo (client): cannot send the button: {}",
+                                status_name(s)
+                            ));
+                        }
+                    }
+                })?;
+                Ok([motion, link])
+            })
+            .map_err(|status| {
+                PluginError::new(
+                    status,
+                    format!(
+                        "plugindemo (client): cannot subscribe: {}",
+                        status_name(status)
+                    ),
+                )
+            })?;
+        self.subscriptions.extend(subscribed);
         self.host.info(&format!(
             "plugindemo (client): ready, button {} live",
             self.button_id
@@ -124,6 +176,7 @@ impl Plugin for PluginDemoClient {
     }
 
     fn stop(&mut self) -> Result<(), PluginError> {
+        self.subscriptions.clear();
         self.host.info(&format!(
             "plugindemo (client): detaching after {} idle tick(s)",
             self.idle_ticks

@@ -12,7 +12,11 @@
 //!   at `stop` it publishes `{"state":"stopped","cycles":N}`;
 //! - logs every stage through the host;
 //! - accepts `{"speed_override": 0.0..=1.0}` as configuration, also at runtime
-//!   through `reconfigure`.
+//!   through `reconfigure`;
+//! - talks to its client plugin on the teach pendant over the link (its
+//!   manifest's `bridge`): the pendant's button arrives on
+//!   `plugindemo/button`, the answer goes back on `plugindemo/motion`; the
+//!   link's state arrives on `xplugin/link`.
 //!
 //! The library file is `libplugindemo_controller.so`; it is packaged as
 //! `controller/plugindemo/plugindemo.so` (see `examples/build-examples`).
@@ -24,7 +28,7 @@ mod motion_service;
 use config::Config;
 use core::ffi::c_void;
 use std::path::PathBuf;
-use xplugin_abi::{status_name, Host, Plugin, PluginError, XPLUGIN_ERR_IO};
+use xplugin_abi::{status_name, Host, Plugin, PluginError, Subscription, XPLUGIN_ERR_IO};
 
 /// Plugin name; equals the manifest's `name` and the package folder name.
 const PLUGIN_NAME: &str = "plugindemo";
@@ -34,11 +38,35 @@ const PLUGIN_VERSION: &str = "1.0.0";
 pub const STATE_TOPIC: &str = "plugindemo/state";
 /// File written into the data directory at every start.
 const START_RECORD_FILE: &str = "last_start.json";
+/// What the pendant's plugindemo sends when its button is pressed (crosses
+/// the link: declared in the manifest's `bridge`).
+pub const BUTTON_TOPIC: &str = "plugindemo/button";
+/// The answer to the button, back to the pendant.
+pub const MOTION_TOPIC: &str = "plugindemo/motion";
+/// The host's link state topic.
+const LINK_TOPIC: &str = "xplugin/link";
 
 /// The running instance.
 struct PluginDemoController {
     host: Host,
     config: Config,
+    /// The button and link subscriptions, while started.
+    subscriptions: Vec<Subscription>,
+}
+
+/// Answers the pendant's button: a message callback, called on the link's
+/// thread (never inside `step`).
+fn on_button(host: Host, payload: &[u8]) {
+    let text = String::from_utf8_lossy(payload);
+    let cycles = (motion_service::MOTION_SERVICE.get_cycle_count)();
+    host.info(&format!("plugindemo: button from the pendant: {text}"));
+    let answer = format!("motion started for \"{text}\" at cycle {cycles}");
+    if let Err(status) = host.publish(MOTION_TOPIC, answer.as_bytes()) {
+        host.warn(&format!(
+            "plugindemo: cannot answer on {MOTION_TOPIC}: {}",
+            status_name(status)
+        ));
+    }
 }
 
 impl PluginDemoController {
@@ -115,10 +143,33 @@ impl Plugin for PluginDemoController {
             motion_service::MOTION_SERVICE_VERSION,
             config.speed_override
         ));
-        Ok(PluginDemoController { host, config })
+        Ok(PluginDemoController {
+            host,
+            config,
+            subscriptions: Vec::new(),
+        })
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
+        let host = self.host;
+        let subscribed = host
+            .subscribe(BUTTON_TOPIC, move |_, payload| on_button(host, payload))
+            .and_then(|button| {
+                let link = host.subscribe(LINK_TOPIC, move |_, state| {
+                    host.info(&format!(
+                        "plugindemo: pendant link {}",
+                        String::from_utf8_lossy(state)
+                    ));
+                })?;
+                Ok([button, link])
+            })
+            .map_err(|status| {
+                PluginError::new(
+                    status,
+                    format!("plugindemo: cannot subscribe: {}", status_name(status)),
+                )
+            })?;
+        self.subscriptions.extend(subscribed);
         let record = self.write_start_record()?;
         self.publish_state(&serde_json::json!({
             "state": "running",
@@ -134,6 +185,7 @@ impl Plugin for PluginDemoController {
     }
 
     fn stop(&mut self) -> Result<(), PluginError> {
+        self.subscriptions.clear();
         let cycles = (motion_service::MOTION_SERVICE.get_cycle_count)();
         self.publish_state(&serde_json::json!({"state": "stopped", "cycles": cycles}));
         self.host.info(&format!(

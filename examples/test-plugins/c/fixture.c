@@ -92,6 +92,14 @@
  *                             records "NAME:step-sees-config N cycle C" (N
  *                             counts accepted reconfigures).
  *
+ *   FIXTURE_ON_LINK_TOPIC="t" start subscribes the host's link topic
+ *                             "xplugin/link"; each time the link comes up it
+ *                             publishes FIXTURE_ON_LINK_COUNT (default 1)
+ *                             messages of 32 bytes on t from inside that
+ *                             callback, and logs "NAME: link up, published N
+ *                             on t" (a flood with a large count, a message on
+ *                             an undeclared topic with 1).
+ *
  * Example: cc -std=c99 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden
  *   -I xplugin-abi/include '-DFIXTURE_NAME="failinit"' -DFIXTURE_FAIL_INIT
  *   -o libfailinit.so examples/test-plugins/c/fixture.c
@@ -515,6 +523,31 @@ static void fixture_set_busy(fixture *self, uint8_t busy) {
 }
 #endif
 
+#ifdef FIXTURE_ON_LINK_TOPIC
+#ifndef FIXTURE_ON_LINK_COUNT
+#define FIXTURE_ON_LINK_COUNT 1
+#endif
+static void fixture_on_link(void *user, const char *topic, const uint8_t *data,
+                            size_t len) {
+  fixture *self = (fixture *)user;
+  const xplugin_host_api *host = self->host;
+  uint8_t payload[32];
+  char line[160];
+  int n;
+  (void)topic;
+  if (len < 2 || data[0] != 'u' || data[1] != 'p') {
+    return;
+  }
+  memset(payload, 'x', sizeof payload);
+  for (n = 0; n < FIXTURE_ON_LINK_COUNT; n++) {
+    (void)host->publish(host->host, FIXTURE_ON_LINK_TOPIC, payload, sizeof payload);
+  }
+  snprintf(line, sizeof line, "%s: link up, published %d on %s", FIXTURE_NAME,
+           n, FIXTURE_ON_LINK_TOPIC);
+  host->log(host->host, XPLUGIN_LOG_INFO, line);
+}
+#endif
+
 static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
 #ifdef FIXTURE_CRASH_START
   fixture_crash();
@@ -530,6 +563,16 @@ static xplugin_status fixture_start(void *instance, char *err, size_t err_cap) {
   if (status == XPLUGIN_OK &&
       fixture_messaging_run((fixture *)instance, err, err_cap) != 0) {
     status = XPLUGIN_ERR_FAILED;
+  }
+#endif
+#ifdef FIXTURE_ON_LINK_TOPIC
+  if (status == XPLUGIN_OK) {
+    fixture *self = (fixture *)instance;
+    status = self->host->subscribe(self->host->host, "xplugin/link",
+                                   fixture_on_link, self, NULL);
+    if (status != XPLUGIN_OK) {
+      set_error(err, err_cap, FIXTURE_NAME ": cannot subscribe to xplugin/link");
+    }
   }
 #endif
   return status;

@@ -1,4 +1,5 @@
 mod abi_layout;
+mod bridge;
 mod cli;
 mod config;
 mod crash;

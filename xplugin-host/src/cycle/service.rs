@@ -79,7 +79,11 @@ impl ServiceContext {
             any = true;
             // The cycle side checked the topic is UTF-8.
             if let Ok(topic) = std::str::from_utf8(&m.topic[..usize::from(m.topic_len)]) {
-                if let Err(e) = self.bus.publish(topic, &m.data[..usize::from(m.len)]) {
+                let publisher = self.name(m.slot);
+                if let Err(e) =
+                    self.bus
+                        .publish_from(publisher, topic, &m.data[..usize::from(m.len)])
+                {
                     log::warn!(
                         "[{}] message from step not delivered: {e}",
                         self.name(m.slot)
