@@ -7,6 +7,9 @@
 //!   refused (length prefix, `MAX_FRAME`, truncation);
 //!   set: the controller's `noise::respond` answers them as a handshake
 //!   (frames, `MAX_HANDSHAKE_MESSAGE`, Noise message 1 and 3 parsing).
+//! * bit 1 set (checked first): the bytes are a decrypted plugin message
+//!   bridge frame's body: `bridge::BridgeFrame::decode`, whose result must
+//!   encode back to the same bytes.
 
 #![no_main]
 
@@ -15,6 +18,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use xplugin_link::bridge::{BridgeFrame, KIND_BRIDGE, MAX_PAYLOAD};
 use xplugin_link::frame::{read_frame, MAX_FRAME};
 use xplugin_link::identity::Identity;
 use xplugin_link::noise::respond;
@@ -37,6 +41,16 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, bytes)) = data.split_first() else {
         return;
     };
+    if mode & 2 != 0 {
+        if let Ok(frame) = BridgeFrame::decode(bytes) {
+            assert!(frame.data.len() <= MAX_PAYLOAD);
+            let mut back = Vec::new();
+            frame.encode(&mut back).expect("a decoded frame encodes");
+            assert_eq!(back[0], KIND_BRIDGE);
+            assert_eq!(&back[1..], bytes, "decode and encode disagree");
+        }
+        return;
+    }
     let identity = identity();
     let (mut ours, mut theirs) = xplugin_fuzz::loopback_pair();
     let bytes = bytes.to_vec();
