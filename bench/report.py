@@ -600,6 +600,30 @@ def main():
       "`scripts/bench` runs there too.")
     p("")
 
+    # ---- 7. plugin messages ---------------------------------------------
+    p("## 7. Plugin messages over the link")
+    p("")
+    try:
+        b = key_values(read(results, "bridge-rtt.txt"))
+        p("`cargo bench -p xplugin-host --bench bridge_rtt`: a "
+          f"{b['payload_bytes']}-byte message from a pendant plugin to a controller plugin that answers "
+          "it, over the pendant link on 127.0.0.1 (Noise session, both hosts' bridges and buses, subscriptions "
+          "made through the ABI table; rate bounds lifted), against a raw TCP echo of the same size "
+          f"(TCP_NODELAY), {b['rounds']} rounds of each, interleaved in batches.")
+        p("")
+        p("| | median µs | p99 µs |")
+        p("|---|---|---|")
+        p(f"| raw TCP echo | {b['tcp_echo_median_us']} | {b['tcp_echo_p99_us']} |")
+        p(f"| plugin message round trip | {b['bridge_median_us']} | {b['bridge_p99_us']} |")
+        p(f"| **ratio** | **{b['ratio_median']}×** | **{b['ratio_p99']}×** |")
+        p("")
+        r = float(b["ratio_median"])
+        summary.append(("Plugin message round trip ≤ 2 × raw TCP echo (median)", f"{r:.2f}×",
+                        verdict(r <= 2.0, "within", "over: a writer-thread hop per direction (docs/link.md)")))
+    except (Missing, KeyError, ValueError) as e:
+        p(f"Not measured ({e}).")
+        p("")
+
     # ---- profiles -------------------------------------------------------
     p("## Where the time goes")
     try:

@@ -96,6 +96,11 @@
  *   message callback a message published from `step`: the service thread
  *                    (xplugin-service), after `step` returned; any other
  *                    publish: the publishing thread, inside its `publish`
+ *   message callback the link's connection    the bridge thread
+ *   for a message    thread (xplugin-link-    (xplugin-bridge)
+ *   from the other   conn)
+ *   computer (the manifest's `bridge`; also the host's `xplugin/link`
+ *   topic, "up PEER" / "down REASON", docs/link.md "Plugin messages")
  *
  * The host makes at most one lifecycle call into an instance at a time:
  * init, start, step or idle, stop, destroy and reconfigure never overlap
