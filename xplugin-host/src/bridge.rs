@@ -16,7 +16,8 @@
 //! per plugin; one plugin's flood never takes another's room. The tap that
 //! sees a publish never blocks: it is called on the publisher's thread
 //! (for a publish from `step`, the service thread: never the cycle thread)
-//! and only `try_send`s into the bounded queue the link's writer drains.
+//! and either hands the frame to the socket without waiting or queues it for
+//! the link's writer (bounded).
 //!
 //! Both sides' plugins learn the link's state on the topic
 //! [`LINK_TOPIC`]: `up PEER` when a bridge session starts, `down REASON`
@@ -24,14 +25,14 @@
 //! `dropped_no_link`), never sent again: no message is delivered twice.
 
 use crate::services::Bus;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 use xplugin_link::bridge::{
-    BridgeDecl, BridgeFrame, BridgeOpened, BridgeSink, Direction, Limits, Route,
+    BridgeDecl, BridgeFrame, BridgeOpened, BridgeSink, BridgeTx, Direction, Limits, Route,
+    TxRefused, TxTaken,
 };
 use xplugin_model::manifest::Side;
 use xplugin_model::{Problem, ProblemCode};
@@ -40,7 +41,9 @@ use xplugin_model::{Problem, ProblemCode};
 /// `down REASON`, published on each side's own bus.
 pub const LINK_TOPIC: &str = "xplugin/link";
 /// Outbound queue, all plugins together (each plugin is bounded further by
-/// [`Limits::queue_per_plugin`]).
+/// [`Limits::queue_per_plugin`]). Frames wait only while the socket is busy:
+/// when nothing waits, the publishing thread hands a frame to the socket
+/// itself, without waiting (`xplugin_link::bridge::BridgeTx`).
 pub const QUEUE: usize = 1024;
 
 /// What one plugin's bridge traffic came to.
@@ -104,11 +107,11 @@ struct Live {
     peer: String,
     /// The peer's key (the controller: one pendant at a time).
     key: String,
-    tx: Sender<BridgeFrame>,
+    tx: BridgeTx,
     /// Topic -> local plugins whose publishes on it go out.
     out: BTreeMap<String, BTreeSet<String>>,
-    /// (remote plugin, topic) this side accepts.
-    inbound: BTreeSet<(String, String)>,
+    /// Remote plugin -> topics this side accepts from it.
+    inbound: BTreeMap<String, BTreeSet<String>>,
     routes: Vec<Route>,
 }
 
@@ -205,7 +208,7 @@ impl Bridge {
         peer: &str,
         peer_key: &str,
         pendant: &[BridgeDecl],
-    ) -> Result<(BridgeOpened, Receiver<BridgeFrame>, u64), Problem> {
+    ) -> Result<(BridgeOpened, BridgeTx, u64), Problem> {
         {
             let live = lock(&self.live);
             if let Some(l) = live.as_ref() {
@@ -234,11 +237,7 @@ impl Bridge {
 
     /// Pendant: starts a session with the controller's answer. Routes the
     /// controller accepted but this side did not declare are ignored.
-    pub fn attach(
-        self: &Arc<Self>,
-        peer: &str,
-        opened: &BridgeOpened,
-    ) -> (Receiver<BridgeFrame>, u64) {
+    pub fn attach(self: &Arc<Self>, peer: &str, opened: &BridgeOpened) -> (BridgeTx, u64) {
         let ours = |r: &Route| match r.direction {
             Direction::ToController => self
                 .decls
@@ -254,36 +253,39 @@ impl Bridge {
         self.start(peer, "", &routes)
     }
 
-    fn start(&self, peer: &str, key: &str, routes: &[Route]) -> (Receiver<BridgeFrame>, u64) {
+    fn start(&self, peer: &str, key: &str, routes: &[Route]) -> (BridgeTx, u64) {
         let outgoing = match self.side {
             Side::Controller => Direction::ToPendant,
             Side::Client => Direction::ToController,
         };
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut inbound = BTreeSet::new();
+        let mut inbound: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in routes {
             if r.direction == outgoing {
                 out.entry(r.topic.clone())
                     .or_default()
                     .insert(r.from.clone());
             } else {
-                inbound.insert((r.from.clone(), r.topic.clone()));
+                inbound
+                    .entry(r.from.clone())
+                    .or_default()
+                    .insert(r.topic.clone());
             }
         }
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let tx = BridgeTx::new(QUEUE);
         let id = self.sessions.fetch_add(1, Relaxed) + 1;
-        // Replacing an older session drops its sender: its writer ends and
-        // closes that connection.
         let old = lock(&self.live).replace(Live {
             id,
             peer: peer.to_string(),
             key: key.to_string(),
-            tx,
+            tx: tx.clone(),
             out,
             inbound,
             routes: routes.to_vec(),
         });
-        if old.is_some() {
+        if let Some(old) = old {
+            // The older session ends: its connection is closed.
+            old.tx.close();
             log::info!("link: the plugin message bridge moves to a new session with {peer}");
         }
         for c in self.counters.values() {
@@ -291,7 +293,7 @@ impl Bridge {
         }
         let up = format!("up {peer}");
         let _ = self.bus.publish(LINK_TOPIC, up.as_bytes());
-        (rx, id)
+        (tx, id)
     }
 
     /// The sink for session `id`'s incoming frames.
@@ -307,7 +309,9 @@ impl Bridge {
     pub fn detach(&self, id: u64, why: &str) {
         let mut live = lock(&self.live);
         if live.as_ref().is_some_and(|l| l.id == id) {
-            *live = None;
+            if let Some(l) = live.take() {
+                l.tx.close();
+            }
             drop(live);
             // What waited in the queue is lost with the session.
             for c in self.counters.values() {
@@ -354,6 +358,8 @@ impl Bridge {
             bump(&c.dropped_queue);
             return;
         }
+        // Counted before the frame can reach the writer (whose `sent`
+        // takes it back off).
         c.waiting.fetch_add(1, Relaxed);
         let frame = BridgeFrame {
             seq: 0,
@@ -362,12 +368,16 @@ impl Bridge {
             data: data.to_vec(),
         };
         match l.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Ok(TxTaken::Queued) => {}
+            Ok(TxTaken::Sent) => {
+                c.waiting.fetch_sub(1, Relaxed);
+                bump(&c.sent);
+            }
+            Err(TxRefused::Full) => {
                 c.waiting.fetch_sub(1, Relaxed);
                 bump(&c.dropped_queue);
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(TxRefused::Closed) => {
                 c.waiting.fetch_sub(1, Relaxed);
                 bump(&c.dropped_no_link);
             }
@@ -385,10 +395,18 @@ impl Bridge {
         let rate = f64::from(self.limits.rate_per_s);
         let burst = f64::from(self.limits.burst.max(1));
         let mut buckets = lock(&self.buckets);
-        let b = buckets.entry(plugin.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
+        if !buckets.contains_key(plugin) {
+            buckets.insert(
+                plugin.to_string(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                },
+            );
+        }
+        let Some(b) = buckets.get_mut(plugin) else {
+            return false;
+        };
         b.tokens = (b.tokens + rate * now.duration_since(b.at).as_secs_f64()).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -405,7 +423,8 @@ impl Bridge {
             live.as_ref().is_some_and(|l| {
                 l.id == id
                     && l.inbound
-                        .contains(&(frame.plugin.clone(), frame.topic.clone()))
+                        .get(frame.plugin.as_str())
+                        .is_some_and(|topics| topics.contains(frame.topic.as_str()))
             })
         };
         let receivers: Vec<&Counters> = self
@@ -649,7 +668,7 @@ mod tests {
             problems: Vec::new(),
             limits,
         };
-        let (rx, _id) = b.attach("controller", &opened);
+        let (tx, _id) = b.attach("controller", &opened);
         for _ in 0..100 {
             bus.publish_from("flood", "c/a", b"x").unwrap();
         }
@@ -659,9 +678,8 @@ mod tests {
         let flood = &stats.plugins["flood"];
         assert_eq!(flood.dropped_queue + flood.dropped_rate, 96, "{flood:?}");
         assert_eq!(flood.dropped_too_large, 1);
-        let frames: Vec<BridgeFrame> = rx.try_iter().collect();
-        assert_eq!(frames.len(), 5);
-        assert_eq!(frames.last().map(|f| f.topic.as_str()), Some("c/b"));
+        // No socket attached: all of it waits in the session's queue.
+        assert_eq!(tx.queued(), 5);
         assert_eq!(stats.plugins["calm"], PluginBridgeStats::default());
     }
 }

@@ -22,20 +22,25 @@
 //! to one session; a new session starts a new numbering the peer cannot
 //! confuse with the old one: Noise keys are new per session).
 //!
-//! [`pump`] runs a bridge over a [`Session`]: a writer thread drains the
-//! host's bounded outbound queue (the host never blocks on it: it drops and
-//! counts when the queue is full), the calling thread reads and hands every
-//! frame to the [`BridgeSink`]. What may cross, the bounds and the counters
-//! are the host's (`xplugin_host::bridge`).
+//! Sending ([`BridgeTx`]): when nothing waits, the publishing thread
+//! encrypts the frame and hands it to the socket itself, without waiting
+//! (`MSG_DONTWAIT`: what the socket does not take at once is finished by
+//! the writer thread); otherwise the frame joins a bounded queue that one
+//! writer thread drains in order. Either way the sender never waits for the
+//! network, and a full queue is refused at once (the host drops and counts).
+//! [`pump`] runs a bridge over a [`Session`]: the writer thread, and the
+//! calling thread reads and hands every frame to the [`BridgeSink`]. What may
+//! cross, the bounds and the counters are the host's
+//! (`xplugin_host::bridge`).
 
-use crate::frame::{read_frame, write_frame, FrameError};
+use crate::frame::FrameError;
 use crate::message::WireProblem;
 use crate::noise::{Session, MAX_PLAINTEXT};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Frame kind: a bridge message.
@@ -266,8 +271,8 @@ impl Closer {
     }
 }
 
-/// A session split for the bridge: one thread encrypts and writes, one
-/// reads and decrypts. The Noise state is shared under a mutex held only
+/// A session split for the bridge: the reader decrypts, the sender side
+/// ([`BridgeTx`]) encrypts. The Noise state is shared under a mutex held only
 /// while a frame is encrypted or decrypted (its sending and receiving
 /// counters are separate, so the two directions never wait on the network
 /// for each other).
@@ -308,70 +313,371 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs the bridge until the connection ends: frames from `outbound` go
-/// out in order (a ping after [`KEEPALIVE`] of quiet), frames in go to
-/// `sink`. Returns why it ended; the connection is closed then.
-pub fn pump(
-    link: BridgeLink,
-    outbound: Receiver<BridgeFrame>,
-    sink: Arc<dyn BridgeSink>,
-) -> BridgeEnd {
+/// Why [`BridgeTx::try_send`] did not take a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxRefused {
+    /// The queue is full (the link is slower than the publishers).
+    Full,
+    /// The session ended.
+    Closed,
+}
+
+/// What [`BridgeTx::try_send`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxTaken {
+    /// Handed to the socket now (the sink's `sent` is not called for it).
+    Sent,
+    /// Queued; the writer thread sends it and calls the sink's `sent`.
+    Queued,
+}
+
+struct Wire {
+    stream: TcpStream,
+    transport: Arc<Mutex<snow::TransportState>>,
+}
+
+#[derive(Default)]
+struct TxState {
+    /// The socket and cipher, once [`pump`] runs.
+    wire: Option<Wire>,
+    queue: VecDeque<BridgeFrame>,
+    /// The writer thread is writing outside the lock, or `pending` holds the
+    /// rest of a frame the socket did not take: nobody else may write.
+    busy: bool,
+    pending: Vec<u8>,
+    closed: bool,
+    seq: u64,
+}
+
+struct TxShared {
+    state: Mutex<TxState>,
+    wake: Condvar,
+    capacity: usize,
+}
+
+/// The sending side of one bridge session: cheap to clone, usable from any
+/// thread; never waits for the network.
+#[derive(Clone)]
+pub struct BridgeTx(Arc<TxShared>);
+
+impl BridgeTx {
+    /// A sender holding at most `capacity` frames while the socket is busy
+    /// (or before [`pump`] attaches the socket).
+    pub fn new(capacity: usize) -> BridgeTx {
+        BridgeTx(Arc::new(TxShared {
+            state: Mutex::new(TxState::default()),
+            wake: Condvar::new(),
+            capacity: capacity.max(1),
+        }))
+    }
+
+    /// Sends `frame` (its `seq` is assigned here) or queues it.
+    ///
+    /// # Errors
+    /// [`TxRefused`]: the queue is full or the session ended.
+    pub fn try_send(&self, mut frame: BridgeFrame) -> Result<TxTaken, TxRefused> {
+        let mut guard = lock(&self.0.state);
+        let st = &mut *guard;
+        if st.closed {
+            return Err(TxRefused::Closed);
+        }
+        if !st.busy && st.queue.is_empty() {
+            if let Some(wire) = &st.wire {
+                // Nothing waits: this thread hands the frame to the socket.
+                let sealed = seal(wire, &mut st.seq, Some(&mut frame));
+                let sent = sealed.as_ref().map(|bytes| send_now(&wire.stream, bytes));
+                return match (sealed, sent) {
+                    (Some(bytes), Some(Ok(n))) => {
+                        if n < bytes.len() {
+                            // The socket's buffer is full: the writer
+                            // finishes the frame, the rest queue behind it.
+                            st.pending = bytes[n..].to_vec();
+                            st.busy = true;
+                            self.0.wake.notify_one();
+                        }
+                        Ok(TxTaken::Sent)
+                    }
+                    _ => {
+                        st.closed = true;
+                        self.0.wake.notify_all();
+                        Err(TxRefused::Closed)
+                    }
+                };
+            }
+        }
+        if st.queue.len() >= self.0.capacity {
+            return Err(TxRefused::Full);
+        }
+        st.queue.push_back(frame);
+        self.0.wake.notify_one();
+        Ok(TxTaken::Queued)
+    }
+
+    /// Ends the session's sending (and, with the socket attached, the
+    /// connection).
+    pub fn close(&self) {
+        let mut st = lock(&self.0.state);
+        st.closed = true;
+        if let Some(w) = &st.wire {
+            let _ = w.stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.0.wake.notify_all();
+    }
+
+    /// Frames waiting in the queue.
+    pub fn queued(&self) -> usize {
+        lock(&self.0.state).queue.len()
+    }
+}
+
+/// Encrypts the next frame (`frame`, or a ping) into wire bytes (length
+/// prefix included), numbering it; `None` when encryption fails.
+fn seal(wire: &Wire, seq: &mut u64, frame: Option<&mut BridgeFrame>) -> Option<Vec<u8>> {
+    let mut plain = Vec::with_capacity(64);
+    match frame {
+        Some(f) => {
+            *seq += 1;
+            f.seq = *seq;
+            f.encode(&mut plain).ok()?;
+        }
+        None => plain.push(KIND_PING),
+    }
+    let mut cipher = vec![0u8; plain.len() + 16];
+    let n = lock(&wire.transport)
+        .write_message(&plain, &mut cipher)
+        .ok()?;
+    let mut out = Vec::with_capacity(4 + n);
+    out.extend_from_slice(&(n as u32).to_be_bytes());
+    out.extend_from_slice(&cipher[..n]);
+    Some(out)
+}
+
+/// Writes what the socket takes now, without waiting.
+#[cfg(unix)]
+fn send_now(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    use nix::sys::socket::{send, MsgFlags};
+    use std::os::fd::AsRawFd;
+    loop {
+        match send(
+            stream.as_raw_fd(),
+            bytes,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)),
+        }
+    }
+}
+
+/// Without a per-call non-blocking send, the writer thread sends
+/// everything.
+#[cfg(not(unix))]
+fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> std::io::Result<usize> {
+    Ok(0)
+}
+
+/// The writer thread: finishes a partly sent frame, drains the queue in
+/// order, pings after [`KEEPALIVE`] of quiet; ends when the session does.
+fn writer(tx: BridgeTx, mut stream: TcpStream, sink: Arc<dyn BridgeSink>, closer: Closer) {
+    let shared = &tx.0;
+    loop {
+        let (bytes, frame) = {
+            let mut st = lock(&shared.state);
+            loop {
+                if st.closed || closer.stop.load(Ordering::SeqCst) {
+                    drop(st);
+                    closer.close();
+                    return;
+                }
+                if !st.pending.is_empty() {
+                    break (std::mem::take(&mut st.pending), None);
+                }
+                if !st.busy {
+                    if let Some(mut f) = st.queue.pop_front() {
+                        let sealed = st.wire.as_ref().and_then(|w| {
+                            let mut seq = st.seq;
+                            let b = seal(w, &mut seq, Some(&mut f));
+                            Some((b?, seq))
+                        });
+                        let Some((b, seq)) = sealed else {
+                            st.closed = true;
+                            continue;
+                        };
+                        st.seq = seq;
+                        st.busy = true;
+                        break (b, Some(f));
+                    }
+                }
+                let (guard, timeout) = shared
+                    .wake
+                    .wait_timeout(st, KEEPALIVE)
+                    .unwrap_or_else(|e| e.into_inner());
+                st = guard;
+                if timeout.timed_out() && !st.busy && st.queue.is_empty() && st.pending.is_empty() {
+                    let mut seq = st.seq;
+                    let Some(b) = st.wire.as_ref().and_then(|w| seal(w, &mut seq, None)) else {
+                        st.closed = true;
+                        continue;
+                    };
+                    st.busy = true;
+                    break (b, None);
+                }
+            }
+        };
+        let written = stream
+            .set_write_timeout(Some(crate::frame::WRITE_DEADLINE))
+            .and_then(|()| std::io::Write::write_all(&mut stream, &bytes));
+        let mut st = lock(&shared.state);
+        st.busy = false;
+        if written.is_err() {
+            st.closed = true;
+            continue;
+        }
+        drop(st);
+        if let Some(f) = frame {
+            sink.sent(&f);
+        }
+    }
+}
+
+/// Reads frames from the bridge's stream with one `read` for as many bytes
+/// as the socket holds (a frame per system call or better; the general
+/// `frame::read_frame` makes several per frame). The same bounds: a frame over
+/// [`crate::frame::MAX_FRAME`] is refused before it is read, no byte within
+/// [`SILENCE`] ends the bridge, a frame not complete within
+/// [`FRAME_DEADLINE`] of its first byte too.
+struct FrameReader {
+    stream: TcpStream,
+    /// Zeroed once; bytes `start..end` are received and not yet taken.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    partial_since: Option<Instant>,
+}
+
+/// Room for the largest frame and its prefix, twice.
+const READ_BUFFER: usize = 2 * (crate::frame::MAX_FRAME + 4);
+
+impl FrameReader {
+    fn new(stream: TcpStream) -> std::io::Result<FrameReader> {
+        stream.set_read_timeout(Some(SILENCE))?;
+        Ok(FrameReader {
+            stream,
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+            partial_since: None,
+        })
+    }
+
+    fn next(&mut self) -> Result<Vec<u8>, FrameError> {
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if avail.len() >= 4 {
+                let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+                if len > crate::frame::MAX_FRAME {
+                    return Err(FrameError::TooLarge(len));
+                }
+                if avail.len() >= 4 + len {
+                    let body = avail[4..4 + len].to_vec();
+                    self.start += 4 + len;
+                    if self.start == self.end {
+                        self.start = 0;
+                        self.end = 0;
+                        self.partial_since = None;
+                    } else {
+                        self.partial_since = Some(Instant::now());
+                    }
+                    return Ok(body);
+                }
+            }
+            if !avail.is_empty() {
+                let since = *self.partial_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > FRAME_DEADLINE {
+                    return Err(FrameError::Timeout {
+                        what: "a whole frame",
+                    });
+                }
+            }
+            if self.end == self.buf.len() {
+                // Only a partial frame is left: move it to the front.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let had = self.end - self.start;
+            match std::io::Read::read(&mut self.stream, &mut self.buf[self.end..]) {
+                Ok(0) if had == 0 => return Err(FrameError::Closed),
+                Ok(0) => {
+                    return Err(FrameError::Truncated {
+                        got: had,
+                        want: had + 1,
+                    })
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(FrameError::Timeout { what: "a message" })
+                }
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+    }
+}
+
+/// Runs the bridge until the connection ends: what `tx` is given goes out
+/// in order (a ping after [`KEEPALIVE`] of quiet), frames in go to `sink`.
+/// Returns why it ended; the connection and `tx` are closed then.
+pub fn pump(link: BridgeLink, tx: BridgeTx, sink: Arc<dyn BridgeSink>) -> BridgeEnd {
     let BridgeLink {
-        mut reader,
-        mut writer,
+        reader,
+        writer: writer_stream,
         closer,
         transport,
     } = link;
-    let writer_transport = transport.clone();
-    let writer_closer = closer.clone();
-    let writer_sink = sink.clone();
+    let mut reader = match FrameReader::new(reader) {
+        Ok(r) => r,
+        Err(e) => {
+            tx.close();
+            closer.close();
+            return BridgeEnd::Broken(format!("cannot set the connection's deadline: {e}"));
+        }
+    };
+    let attached = writer_stream.try_clone().map(|stream| {
+        lock(&tx.0.state).wire = Some(Wire {
+            stream,
+            transport: transport.clone(),
+        });
+        tx.0.wake.notify_one();
+    });
+    if let Err(e) = attached {
+        tx.close();
+        closer.close();
+        return BridgeEnd::Broken(format!("cannot duplicate the connection: {e}"));
+    }
+    let (writer_tx, writer_sink, writer_closer) = (tx.clone(), sink.clone(), closer.clone());
     let spawned = std::thread::Builder::new()
         .name("xplugin-bridge-tx".into())
         .stack_size(256 * 1024)
-        .spawn(move || {
-            let mut plain = Vec::with_capacity(MAX_PLAINTEXT);
-            let mut cipher = vec![0u8; crate::frame::MAX_FRAME];
-            let mut seq = 0u64;
-            while !writer_closer.stop.load(Ordering::SeqCst) {
-                let frame = match outbound.recv_timeout(KEEPALIVE) {
-                    Ok(mut f) => {
-                        seq += 1;
-                        f.seq = seq;
-                        if f.encode(&mut plain).is_err() {
-                            continue;
-                        }
-                        Some(f)
-                    }
-                    Err(RecvTimeoutError::Timeout) => {
-                        plain.clear();
-                        plain.push(KIND_PING);
-                        None
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                };
-                let n = match lock(&writer_transport).write_message(&plain, &mut cipher) {
-                    Ok(n) => n,
-                    Err(_) => break,
-                };
-                if write_frame(&mut writer, &cipher[..n]).is_err() {
-                    break;
-                }
-                if let Some(f) = frame {
-                    writer_sink.sent(&f);
-                }
-            }
-            writer_closer.close();
-        });
+        .spawn(move || writer(writer_tx, writer_stream, writer_sink, writer_closer));
     let writer_thread = match spawned {
         Ok(t) => t,
         Err(e) => {
+            tx.close();
             closer.close();
             return BridgeEnd::Broken(format!("cannot start the bridge's writer thread: {e}"));
         }
     };
     let mut last_seq = 0u64;
     let end = loop {
-        let frame = match read_frame(&mut reader, Instant::now() + SILENCE, FRAME_DEADLINE) {
+        let frame = match reader.next() {
             Ok(f) => f,
             Err(_) if closer.stop.load(Ordering::SeqCst) => break BridgeEnd::Closed,
             Err(FrameError::Closed) => break BridgeEnd::Closed,
@@ -403,6 +709,7 @@ pub fn pump(
             _ => break BridgeEnd::Broken("a frame that is not a bridge frame".into()),
         }
     };
+    tx.close();
     closer.close();
     let _ = writer_thread.join();
     end

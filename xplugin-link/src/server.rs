@@ -14,7 +14,7 @@
 //! What the requests do is the [`LinkHandler`]'s (the daemon's install
 //! transactions); uploads are received here ([`crate::upload`]).
 
-use crate::bridge::{BridgeDecl, BridgeFrame, BridgeLink, BridgeOpened, BridgeSink};
+use crate::bridge::{BridgeDecl, BridgeLink, BridgeOpened, BridgeSink, BridgeTx};
 use crate::error::not_authorised;
 use crate::failpoint::{kill_point, pinning_disabled};
 use crate::identity::Identity;
@@ -120,8 +120,8 @@ pub trait LinkHandler: Send + Sync + 'static {
 pub struct BridgeAttach {
     /// Sent to the pendant as `bridge-opened`.
     pub opened: BridgeOpened,
-    /// The frames to send (the handler's bounded queue).
-    pub outbound: crossbeam_channel::Receiver<BridgeFrame>,
+    /// The session's sender (the handler keeps a clone to send with).
+    pub outbound: BridgeTx,
     /// What takes the frames that arrive.
     pub sink: Arc<dyn BridgeSink>,
     /// Called once when the bridge ended, with why.

@@ -1,7 +1,8 @@
 //! The two halves against each other in one process, over loopback.
 
 use crate::bridge::{
-    pump, BridgeDecl, BridgeEnd, BridgeFrame, BridgeOpened, BridgeSink, Direction, Limits, Route,
+    pump, BridgeDecl, BridgeEnd, BridgeFrame, BridgeOpened, BridgeSink, BridgeTx, Direction,
+    Limits, Route, TxTaken,
 };
 use crate::client::{connect, Connection};
 use crate::error::LinkError;
@@ -113,7 +114,7 @@ impl LinkHandler for Recorder {
     }
     /// An echo bridge: every frame comes back on `echo/TOPIC`.
     fn bridge_open(&self, _: &Pendant, plugins: &[BridgeDecl]) -> Answer<BridgeAttach> {
-        let (tx, rx) = crossbeam_channel::bounded(256);
+        let tx = BridgeTx::new(256);
         let routes = plugins
             .iter()
             .flat_map(|d| {
@@ -131,19 +132,20 @@ impl LinkHandler for Recorder {
                 problems: Vec::new(),
                 limits: Limits::default(),
             },
-            outbound: rx,
+            outbound: tx.clone(),
             sink: Arc::new(Echo(tx)),
             closed: Box::new(|_| {}),
         })
     }
 }
 
-struct Echo(crossbeam_channel::Sender<BridgeFrame>);
+struct Echo(BridgeTx);
 
 impl BridgeSink for Echo {
     fn deliver(&self, mut frame: BridgeFrame) {
         frame.topic = format!("echo/{}", frame.topic);
-        let _ = self.0.send(frame);
+        // From the reading thread, as a controller plugin's answer would.
+        assert!(self.0.try_send(frame).is_ok(), "the echo queue is full");
     }
     fn sent(&self, _: &BridgeFrame) {}
 }
@@ -173,18 +175,27 @@ fn a_bridge_carries_frames_both_ways_in_order_and_ends_when_closed() {
     assert_eq!(opened.routes.len(), 1);
     let link = c.into_bridge().unwrap();
     let closer = link.closer();
-    let (out_tx, out_rx) = crossbeam_channel::bounded(64);
+    let out_tx = BridgeTx::new(64);
     let (in_tx, in_rx) = crossbeam_channel::unbounded();
-    let pump = std::thread::spawn(move || pump(link, out_rx, Arc::new(Collect(in_tx))));
-    for i in 0..50u8 {
+    // Some frames queued before the socket is attached, the rest sent by
+    // the publishing thread itself or queued behind a busy socket.
+    let send = |i: u8| {
         out_tx
-            .send(BridgeFrame {
+            .try_send(BridgeFrame {
                 seq: 0,
                 plugin: "ui".into(),
                 topic: "ui/button".into(),
-                data: vec![i; usize::from(i) * 40],
+                data: vec![i; usize::from(i) * 80],
             })
-            .unwrap();
+            .unwrap()
+    };
+    for i in 0..5u8 {
+        assert_eq!(send(i), TxTaken::Queued);
+    }
+    let pump_tx = out_tx.clone();
+    let pump = std::thread::spawn(move || pump(link, pump_tx, Arc::new(Collect(in_tx))));
+    for i in 5..50u8 {
+        send(i);
     }
     for i in 0..50u8 {
         let f = in_rx
@@ -192,7 +203,7 @@ fn a_bridge_carries_frames_both_ways_in_order_and_ends_when_closed() {
             .unwrap();
         assert_eq!(f.seq, u64::from(i) + 1);
         assert_eq!(f.topic, "echo/ui/button");
-        assert_eq!(f.data, vec![i; usize::from(i) * 40]);
+        assert_eq!(f.data, vec![i; usize::from(i) * 80]);
     }
     closer.close();
     let end = pump.join().unwrap();
