@@ -189,10 +189,16 @@ fn client_and_controller_plugins_talk_over_the_link_within_bounds_and_learn_when
     let bridge = &st["bridge"];
     assert_eq!(bridge["connected"], true, "{st:#}");
     let flood = &bridge["plugins"]["flood"];
-    let dropped =
-        flood["dropped_rate"].as_u64().unwrap_or(0) + flood["dropped_queue"].as_u64().unwrap_or(0);
-    assert!(dropped >= 4000, "{bridge:#}");
-    assert!(flood["sent"].as_u64().unwrap_or(0) > 0, "{bridge:#}");
+    let n = |k: &str| flood[k].as_u64().unwrap_or(0);
+    let dropped = n("dropped_rate") + n("dropped_queue");
+    // Over its rate (a burst of 200, then 1000/s) it is dropped; every
+    // message is accounted for: sent, dropped, or (at most 64) waiting.
+    assert!(dropped > 0 && n("sent") > 0, "{bridge:#}");
+    let accounted = n("sent") + dropped + n("dropped_no_link");
+    assert!(
+        (5000 - 64..=5000).contains(&accounted),
+        "{accounted}: {bridge:#}"
+    );
     let demo = &bridge["plugins"]["plugindemo"];
     assert_eq!(demo["received"], 1, "{bridge:#}");
     assert_eq!(demo["sent"], 1, "{bridge:#}");
