@@ -61,7 +61,8 @@ pub struct PluginBridgeStats {
     pub dropped_queue: u64,
     /// Not sent: no link (or lost with one that ended).
     pub dropped_no_link: u64,
-    /// Frames from the other computer refused: not on a route.
+    /// Frames from the other computer refused: not on a route, too large,
+    /// or their sender over its rate (a peer that does not keep its bounds).
     pub refused: u64,
 }
 
@@ -143,6 +144,11 @@ pub struct Bridge {
     counters: BTreeMap<String, Counters>,
     live: Mutex<Option<Live>>,
     buckets: Mutex<BTreeMap<String, Bucket>>,
+    /// The same bounds for what the other side's plugins send here: a peer
+    /// that does not keep its own bounds does not get past these.
+    inbound_buckets: Mutex<BTreeMap<String, Bucket>>,
+    /// When the last refusal was logged (at most one line per 10 s).
+    last_refusal_log: Mutex<Option<Instant>>,
     sessions: AtomicU64,
 }
 
@@ -169,6 +175,8 @@ impl Bridge {
             counters,
             live: Mutex::new(None),
             buckets: Mutex::new(BTreeMap::new()),
+            inbound_buckets: Mutex::new(BTreeMap::new()),
+            last_refusal_log: Mutex::new(None),
             sessions: AtomicU64::new(0),
         });
         let weak: Weak<Bridge> = Arc::downgrade(&bridge);
@@ -391,10 +399,14 @@ impl Bridge {
     }
 
     fn take_token(&self, plugin: &str) -> bool {
+        self.take_token_from(&self.buckets, plugin)
+    }
+
+    fn take_token_from(&self, buckets: &Mutex<BTreeMap<String, Bucket>>, plugin: &str) -> bool {
         let now = Instant::now();
         let rate = f64::from(self.limits.rate_per_s);
         let burst = f64::from(self.limits.burst.max(1));
-        let mut buckets = lock(&self.buckets);
+        let mut buckets = lock(buckets);
         if !buckets.contains_key(plugin) {
             buckets.insert(
                 plugin.to_string(),
@@ -433,15 +445,28 @@ impl Bridge {
             .filter(|d| d.receive.contains(&frame.topic))
             .filter_map(|d| self.counters.get(&d.plugin))
             .collect();
-        if !accepted {
+        let why = if !accepted {
+            Some("not on a route of this bridge")
+        } else if frame.data.len() > self.limits.max_payload {
+            Some("larger than the bridge's payload limit")
+        } else if !self.take_token_from(&self.inbound_buckets, &frame.plugin) {
+            Some("its sender is over its rate")
+        } else {
+            None
+        };
+        if let Some(why) = why {
             for c in &receivers {
                 bump(&c.refused);
             }
-            log::warn!(
-                "link: a message of {} on topic \"{}\" was refused: not on a route of this bridge",
-                frame.plugin,
-                frame.topic
-            );
+            let mut last = lock(&self.last_refusal_log);
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                *last = Some(Instant::now());
+                log::warn!(
+                    "link: a message of {} on topic \"{}\" was refused: {why} (further refusals within 10 s are counted, not logged)",
+                    frame.plugin,
+                    frame.topic
+                );
+            }
             return;
         }
         for c in &receivers {
@@ -643,6 +668,46 @@ mod tests {
             .all(|p| p.code == ProblemCode::LinkBridgeRefused));
         assert!(refused[0].1.contains("\"other/cmd\""), "{refused:?}");
         assert!(refused[1].0.contains("spy"), "{refused:?}");
+    }
+
+    #[test]
+    fn a_peer_over_the_bounds_is_refused_on_arrival() {
+        let bus = Bus::new();
+        let limits = Limits {
+            max_payload: 16,
+            queue_per_plugin: 4,
+            rate_per_s: 1,
+            burst: 8,
+        };
+        let b = Bridge::new(
+            Side::Controller,
+            bus,
+            vec![decl("motion", &[], &[], &["motion/cmd"])],
+            limits,
+        );
+        let (_opened, _tx, id) = b
+            .open(
+                "pendant",
+                "key",
+                &[decl("ui", &["motion"], &["motion/cmd"], &[])],
+            )
+            .unwrap();
+        let sink = b.sink(id);
+        let frame = |topic: &str, len: usize| BridgeFrame {
+            seq: 0,
+            plugin: "ui".into(),
+            topic: topic.into(),
+            data: vec![0; len],
+        };
+        for _ in 0..100 {
+            sink.deliver(frame("motion/cmd", 4));
+        }
+        sink.deliver(frame("motion/cmd", 17));
+        sink.deliver(frame("other/topic", 4));
+        let s = &b.stats().plugins["motion"];
+        // The burst of 8 arrives; 92 over the rate and the oversized one are
+        // refused (the off-route topic has no receiver here to count it).
+        assert_eq!((s.received, s.refused), (8, 93), "{s:?}");
     }
 
     #[test]
