@@ -99,7 +99,9 @@ struct Shared {
     live: Mutex<Live>,
     cycle: Option<Arc<CycleStats>>,
     main: Sender<MainRequest>,
-    bridge: Arc<xplugin_host::bridge::Bridge>,
+    /// The plugin message bridge, when the pendant link serves (without
+    /// `listen` no tap is put on the bus: nothing could cross).
+    bridge: Option<Arc<xplugin_host::bridge::Bridge>>,
 }
 
 struct Live {
@@ -194,7 +196,11 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }),
         cycle: booted.cycle().map(|c| c.stats().clone()),
         main: main_tx,
-        bridge: booted.bridge(xplugin_link::bridge::Limits::default()),
+        bridge: opts
+            .config
+            .listen
+            .is_some()
+            .then(|| booted.bridge(xplugin_link::bridge::Limits::default())),
     });
     let group = access.admin_gid;
     let handler = Arc::new(Admin {
@@ -212,7 +218,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
         }
     };
     log::info!("admin socket {} ready", server.path().display());
-    let link = match crate::link::start(&opts, handler) {
+    let link = match crate::link::start(&opts, handler, shared.bridge.clone()) {
         Ok(l) => l,
         Err(e) => {
             log::error!("{e}");
@@ -699,14 +705,10 @@ impl Admin {
             apply: live.apply.clone(),
             timing: self.shared.cycle.as_ref().map(|c| c.report()),
             development_mode: config.allow_unlicensed,
-            bridge: config.listen.is_some().then(|| self.shared.bridge.stats()),
+            bridge: self.shared.bridge.as_ref().map(|b| b.stats()),
         }
     }
 
-    /// The plugin message bridge of this boot.
-    pub(crate) fn bridge(&self) -> &Arc<xplugin_host::bridge::Bridge> {
-        &self.shared.bridge
-    }
 
     fn install(&self, fd: Option<OwnedFd>, peer: &Peer, req: InstallArgs) -> Response {
         let Some(fd) = fd else {

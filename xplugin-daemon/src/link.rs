@@ -16,6 +16,7 @@ use std::time::Duration;
 use xplugin_host::config::ApplyPolicy;
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
 use xplugin_host::verify::Policy;
+use xplugin_host::bridge::Bridge;
 use xplugin_link::bridge::BridgeDecl;
 use xplugin_link::message::{
     wire, ConfigReply, ControllerStatus, Hello, RemotePlugin, RemoteTransaction, TransactionReply,
@@ -27,12 +28,17 @@ use xplugin_model::{Failure, Problem, ProblemCode};
 use xplugin_store::{Store, TransactionRecord};
 
 /// Starts the pendant link when `listen` is configured (or given); `None`
-/// when it is not: no network port is opened then.
+/// when it is not: no network port is opened then. `bridge` is the daemon's
+/// plugin message bridge, made exactly when `listen` is.
 ///
 /// # Errors
 /// A message naming the address when it cannot listen.
-pub(crate) fn start(opts: &DaemonOptions, admin: Arc<Admin>) -> Result<Option<Server>, String> {
-    let Some(listen) = opts.config.listen.as_deref() else {
+pub(crate) fn start(
+    opts: &DaemonOptions,
+    admin: Arc<Admin>,
+    bridge: Option<Arc<Bridge>>,
+) -> Result<Option<Server>, String> {
+    let (Some(listen), Some(bridge)) = (opts.config.listen.as_deref(), bridge) else {
         return Ok(None);
     };
     let address = xplugin_link::address::normalize(listen).map_err(|e| e.to_string())?;
@@ -51,6 +57,7 @@ pub(crate) fn start(opts: &DaemonOptions, admin: Arc<Admin>) -> Result<Option<Se
     };
     let handler = Arc::new(Link {
         admin,
+        bridge,
         hashes: Mutex::new((None, BTreeMap::new())),
     });
     let server = Server::start(options, handler).map_err(|e| {
@@ -64,6 +71,7 @@ pub(crate) fn start(opts: &DaemonOptions, admin: Arc<Admin>) -> Result<Option<Se
 
 struct Link {
     admin: Arc<Admin>,
+    bridge: Arc<Bridge>,
     /// Library hashes of the running generation, computed once per
     /// generation.
     hashes: Mutex<(Option<u64>, BTreeMap<String, String>)>,
@@ -310,7 +318,7 @@ impl LinkHandler for Link {
     }
 
     fn bridge_open(&self, pendant: &Pendant, plugins: &[BridgeDecl]) -> Answer<BridgeAttach> {
-        let bridge = self.admin.bridge().clone();
+        let bridge = self.bridge.clone();
         let (opened, outbound, id) = bridge
             .open(&pendant.describe(), &pendant.key.to_string(), plugins)
             .map_err(|p| vec![p])?;
