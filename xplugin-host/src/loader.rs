@@ -200,23 +200,19 @@ pub unsafe fn open_plugin(
             path: path.clone(),
             source,
         })?;
-    let bad = |problem: String| LoadError::BadDescriptor {
-        path: path.clone(),
-        problem,
-    };
-    // SAFETY: `entry` is the library's `xplugin_entry` (above); the ABI says
-    // it takes no arguments, does not allocate or start threads, and
-    // returns NULL or a pointer to a static descriptor.
-    let raw = unsafe { entry() };
-    if raw.is_null() {
-        return Err(bad("xplugin_entry returned NULL".into()));
-    }
     let expect = Expected {
         path: &path,
         kind: lib.kind(),
         name: expected_name,
         version: expected_version,
     };
+    // SAFETY: `entry` is the library's `xplugin_entry` (above); the ABI says
+    // it takes no arguments, does not allocate or start threads, and
+    // returns NULL or a pointer to a static descriptor.
+    let raw = unsafe { entry() };
+    if raw.is_null() {
+        return Err(expect.bad("xplugin_entry returned NULL".into()));
+    }
     // SAFETY: non-NULL, and per the ABI a static descriptor of the
     // never-unloaded library.
     let main = unsafe { read_descriptor(raw, &expect) }?;
