@@ -46,6 +46,25 @@ pub fn daemon(s: &Scenario, address: &str, env: &[(&str, &str)]) -> Daemon {
     Daemon::start_env(s, &s.controller_config, &["--listen", address], env, true)
 }
 
+/// `xplugin-client run --until-stopped --hmi-version 3.0.2 --controller
+/// ADDRESS --config --root` of the scenario's pendant, to spawn.
+pub fn pendant_runner(s: &Scenario, address: &str) -> std::process::Command {
+    let mut cmd = target_command(&bin_path("xplugin-client"));
+    cmd.args([
+        "run",
+        "--until-stopped",
+        "--hmi-version",
+        "3.0.2",
+        "--controller",
+        address,
+    ])
+    .arg("--config")
+    .arg(&s.client_config)
+    .arg("--root")
+    .arg(&s.client_root);
+    cmd
+}
+
 /// `xplugin-client ARGS --config --root` with `env`.
 pub fn client_env(s: &Scenario, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = target_command(&bin_path("xplugin-client"));

@@ -709,7 +709,6 @@ impl Admin {
         }
     }
 
-
     fn install(&self, fd: Option<OwnedFd>, peer: &Peer, req: InstallArgs) -> Response {
         let Some(fd) = fd else {
             return refusal(

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use xplugin_host::bridge::Bridge;
 use xplugin_host::config::ApplyPolicy;
 use xplugin_host::install::{InstallError, InstallHost, InstallReport, InstallRequest};
 use xplugin_host::verify::Policy;
-use xplugin_host::bridge::Bridge;
 use xplugin_link::bridge::BridgeDecl;
 use xplugin_link::message::{
     wire, ConfigReply, ControllerStatus, Hello, RemotePlugin, RemoteTransaction, TransactionReply,

@@ -670,15 +670,18 @@ mod tests {
         assert!(refused[1].0.contains("spy"), "{refused:?}");
     }
 
+    /// Small bounds, to reach every one of them in a few messages.
+    const TIGHT: Limits = Limits {
+        max_payload: 16,
+        queue_per_plugin: 4,
+        rate_per_s: 1,
+        burst: 8,
+    };
+
     #[test]
     fn a_peer_over_the_bounds_is_refused_on_arrival() {
         let bus = Bus::new();
-        let limits = Limits {
-            max_payload: 16,
-            queue_per_plugin: 4,
-            rate_per_s: 1,
-            burst: 8,
-        };
+        let limits = TIGHT;
         let b = Bridge::new(
             Side::Controller,
             bus,
@@ -713,12 +716,7 @@ mod tests {
     #[test]
     fn floods_are_dropped_per_plugin_and_counted() {
         let bus = Bus::new();
-        let limits = Limits {
-            max_payload: 16,
-            queue_per_plugin: 4,
-            rate_per_s: 1,
-            burst: 8,
-        };
+        let limits = TIGHT;
         let b = Bridge::new(
             Side::Client,
             bus.clone(),

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use xplugin_tests::build::{bin_path, c_fixture, plugin_folder, target_command};
+use xplugin_tests::build::{c_fixture, plugin_folder};
 use xplugin_tests::daemon::{ready_timeout, Daemon};
-use xplugin_tests::link::{daemon, free_port, pair};
+use xplugin_tests::link::{daemon, free_port, pair, pendant_runner};
 use xplugin_tests::scenario::Scenario;
 
 struct Pendant {
@@ -26,19 +26,7 @@ impl Pendant {
     fn start(s: &Scenario, address: &str, name: &str) -> Pendant {
         let log = s.tmp.path().join(format!("{name}.log"));
         let err = std::fs::File::create(&log).unwrap();
-        let child = target_command(&bin_path("xplugin-client"))
-            .args([
-                "run",
-                "--until-stopped",
-                "--hmi-version",
-                "3.0.2",
-                "--controller",
-                address,
-            ])
-            .arg("--config")
-            .arg(&s.client_config)
-            .arg("--root")
-            .arg(&s.client_root)
+        let child = pendant_runner(s, address)
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()

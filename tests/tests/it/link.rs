@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use xplugin_tests::build::{bin_path, runner_prefix, target_command};
 use xplugin_tests::daemon::Daemon;
 use xplugin_tests::link::{
-    client_env, copy_tree, daemon, free_port, identity, import_online, installed, pair, seeded,
-    tree, Proxy, Tamper,
+    client_env, copy_tree, daemon, free_port, identity, import_online, installed, pair,
+    pendant_runner, seeded, tree, Proxy, Tamper,
 };
 use xplugin_tests::problems::codes;
 use xplugin_tests::scenario::{Run, Scenario};
@@ -245,19 +245,7 @@ fn an_import_is_forwarded_applied_by_the_daemon_and_reported_back() {
 fn a_running_pendant_is_told_about_its_new_generation_and_restarts() {
     let w = world();
     let d = daemon(&w.s, &w.address, &[]);
-    let mut runner = target_command(&bin_path("xplugin-client"))
-        .args([
-            "run",
-            "--until-stopped",
-            "--hmi-version",
-            "3.0.2",
-            "--controller",
-            &w.address,
-        ])
-        .arg("--config")
-        .arg(&w.s.client_config)
-        .arg("--root")
-        .arg(&w.s.client_root)
+    let mut runner = pendant_runner(&w.s, &w.address)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use xplugin_abi::{XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER};
 use xplugin_host::checks::check_plugin_file;
-use xplugin_host::cycle::{Cycle, CycleHooks, CycleSettings};
+use xplugin_host::cycle::{Cycle, CycleHooks, CyclePlugin, CycleSettings, TimingReport};
 use xplugin_host::lifecycle::{Lifecycle, LifecycleState, PluginToLoad};
 use xplugin_host::services::Bus;
 use xplugin_host::stage::Stage;
@@ -44,6 +44,29 @@ fn state(lc: &Lifecycle, name: &str) -> LifecycleState {
         .find(|o| o.name == name)
         .unwrap_or_else(|| panic!("{name} not in outcomes"))
         .state
+}
+
+/// Steps `plugins` (from `lc.cycle_plugins()`) for `cycles` cycles of
+/// `period_ns` on the real cycle thread and returns its timing.
+pub(crate) fn run_cycles(
+    lc: &Lifecycle,
+    plugins: Vec<CyclePlugin>,
+    period_ns: u64,
+    cycles: u64,
+) -> TimingReport {
+    let settings = CycleSettings {
+        period_ns,
+        cycles: Some(cycles),
+        ..CycleSettings::default()
+    };
+    // SAFETY: the instances are the running plugins of `lc`, which the
+    // caller shuts down only after this returned (the cycle is joined).
+    let cycle = unsafe { Cycle::spawn(settings, plugins, lc.bus().clone(), CycleHooks::default()) }
+        .unwrap();
+    while !cycle.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    cycle.join()
 }
 
 fn trace_config(trace: &Path) -> String {
@@ -343,19 +366,7 @@ fn c_plugin_uses_the_service_of_its_rust_dependency() {
     // Both step on the real-time cycle; none fails a step.
     let plugins = lc.cycle_plugins();
     assert_eq!(plugins.len(), 2);
-    let settings = CycleSettings {
-        period_ns: 100_000,
-        cycles: Some(50),
-        ..CycleSettings::default()
-    };
-    // SAFETY: the instances are the running plugins of `lc`, which is shut
-    // down only after the cycle is joined.
-    let cycle = unsafe { Cycle::spawn(settings, plugins, lc.bus().clone(), CycleHooks::default()) }
-        .unwrap();
-    while !cycle.is_finished() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let timing = cycle.join();
+    let timing = run_cycles(&lc, plugins, 100_000, 50);
     assert_eq!(timing.cycles, 50);
     for (name, p) in &timing.plugins {
         assert_eq!((p.failures, p.step_ns.count), (0, 50), "{name}");

@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use xplugin_abi::{RenderContext, XPLUGIN_KIND_CLIENT, XPLUGIN_KIND_CONTROLLER};
 use xplugin_host::checks::check_plugin_file;
-use xplugin_host::cycle::{Cycle, CycleHooks, CycleSettings};
 use xplugin_host::lifecycle::{Lifecycle, LifecycleState, PluginToLoad, Reconfigured};
 use xplugin_host::services::Bus;
 use xplugin_host::stage::Stage;
@@ -173,19 +172,7 @@ fn rust_modules_from_export_plugin_run_in_order_and_all_step_in_the_cycle() {
     // One cycle slot for the plugin, stepping its three modules.
     let plugins = lc.cycle_plugins();
     assert_eq!(plugins.len(), 1);
-    let settings = CycleSettings {
-        period_ns: 200_000,
-        cycles: Some(20),
-        ..CycleSettings::default()
-    };
-    // SAFETY: the instances are the running plugins of `lc`, which is shut
-    // down only after the cycle is joined.
-    let cycle = unsafe { Cycle::spawn(settings, plugins, lc.bus().clone(), CycleHooks::default()) }
-        .unwrap();
-    while !cycle.is_finished() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let timing = cycle.join();
+    let timing = crate::loading::run_cycles(&lc, plugins, 200_000, 20);
     assert_eq!(timing.plugins["rcell"].step_ns.count, 20);
     assert_eq!(timing.plugins["rcell"].failures, 0);
     lc.shutdown();
