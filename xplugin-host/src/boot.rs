@@ -341,6 +341,9 @@ pub struct PreparedBoot {
     enabled: BTreeSet<String>,
     runtimes: Vec<crate::loader::CheckedLibrary>,
     guard: Option<Guard>,
+    /// The previous run was lost with the machine during a lifecycle phase
+    /// without saying which call ran: this run makes each one durable.
+    durable_calls: bool,
 }
 
 /// Verifies and resolves the installed set. Loads nothing.
@@ -381,7 +384,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     }
     drop(lock);
     facts.record_clock();
-    let (quarantine, previous_end) = settle_quarantine(opts, generation.as_ref());
+    let (quarantine, previous_end, durable_calls) = settle_quarantine(opts, generation.as_ref());
 
     let verify_us = micros(verify_started);
     let resolve_started = std::time::Instant::now();
@@ -531,6 +534,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         enabled: enabled_set,
         runtimes,
         guard: opts.guard.clone(),
+        durable_calls,
     })
 }
 
@@ -541,7 +545,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
 fn settle_quarantine(
     opts: &BootOptions<'_>,
     generation: Option<&xplugin_store::Generation>,
-) -> (crate::quarantine::Quarantine, Option<String>) {
+) -> (crate::quarantine::Quarantine, Option<String>, bool) {
     let Some(guard) = &opts.guard else {
         return Default::default();
     };
@@ -561,11 +565,12 @@ fn settle_quarantine(
             if let Some(why) = &q.safe_mode {
                 log::error!("SAFE MODE: {why}");
             }
-            (q, settled.previous_end)
+            (q, settled.previous_end, settled.durable_calls)
         }
         Err(e) => {
             log::error!("quarantine not applied: {e}");
-            Default::default()
+            // Without the evidence, record every call: the next loss names it.
+            (Default::default(), None, true)
         }
     }
 }
@@ -622,10 +627,16 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
     let names: Arc<Vec<String>> =
         Arc::new(prepared.to_load.iter().map(|p| p.name.clone()).collect());
     let cycle_stats = Arc::new(std::sync::OnceLock::new());
-    let supervisor = prepared
-        .guard
-        .as_ref()
-        .and_then(|g| guard_up(&prepared.report, g, names.clone(), cycle_stats.clone()));
+    let guarded = prepared.guard.is_some();
+    let supervisor = prepared.guard.as_ref().and_then(|g| {
+        guard_up(
+            &prepared.report,
+            g,
+            prepared.durable_calls,
+            names.clone(),
+            cycle_stats.clone(),
+        )
+    });
     let mut lifecycle = Lifecycle::new(&prepared.report.host_version, Bus::new());
     let mut to_load = prepared.to_load;
     for p in &mut to_load {
@@ -655,6 +666,9 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         };
         lifecycle.render_all(&ctx);
     }
+    if let (true, Some(j)) = (guarded, crate::journal::get()) {
+        j.phase(crate::journal::Phase::Running);
+    }
     let start_us = micros(start_started);
     let mut report = prepared.report;
     report.timings_us.load_init = load_init;
@@ -678,12 +692,19 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
 fn guard_up(
     report: &BootReport,
     guard: &Guard,
+    durable_calls: bool,
     names: Arc<Vec<String>>,
     cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
 ) -> Option<crate::supervisor::Supervisor> {
     let path = crate::quarantine::journal_path(&report.root);
-    match crate::journal::Journal::open(&path, report.generation.unwrap_or(0)) {
-        Ok(_) => {}
+    match crate::journal::Journal::open(&path, report.generation.unwrap_or(0), durable_calls) {
+        Ok(_) => {
+            if durable_calls {
+                log::warn!(
+                    "this run makes every plugin's load, init, start, stop and destroy durable in the journal before it runs (slower by one disk flush per call), so that another loss of the machine names the plugin"
+                );
+            }
+        }
         Err(e) => {
             log::error!(
                 "no crash journal ({}: {e}): a plugin that crashes the controller will not be quarantined",
@@ -913,6 +934,9 @@ impl Booted {
         if let Some(c) = &self.cycle {
             c.request_stop();
         }
+        if let Some(j) = crate::journal::get() {
+            j.phase(crate::journal::Phase::Stopping);
+        }
         self.lifecycle.emergency_stop(&hang.plugin);
         log::error!(
             "safe stop done: exiting with status {} (the other plugins were stopped; \"{}\" is quarantined at the next boot)",
@@ -931,6 +955,11 @@ impl Booted {
     pub fn shutdown(mut self) -> BootReport {
         self.stop_cycle();
         let stop_started = std::time::Instant::now();
+        if self.supervisor.is_some() {
+            if let Some(j) = crate::journal::get() {
+                j.phase(crate::journal::Phase::Stopping);
+            }
+        }
         self.lifecycle.shutdown();
         if let Some(mut s) = self.supervisor.take() {
             s.stop();

@@ -19,10 +19,18 @@
 //! The slot of a thread is written only by that thread, with relaxed atomic
 //! stores into the mapping (the cycle thread: two stores before and one
 //! after each `step`, no system call). Names and the header are written
-//! before the plugins are called. Lifecycle transitions (init, start, stop,
-//! destroy) are made durable with `msync` so a power cut right after does
-//! not lose the record; the cycle path is not (a crash needs no msync: the
-//! page cache outlives the process).
+//! before the plugins are called. A process that dies leaves its record in
+//! the page cache, which outlives it: a crash needs no `msync`. A machine
+//! that goes down (power cut, reset, kernel crash) keeps only what was made
+//! durable, so the header says which [`Phase`] the run was in, made durable
+//! at each change (a handful of `msync`s per run), and whether each
+//! lifecycle call (load, init, start, render, stop, destroy) was made durable
+//! before it ran ([`Journal::open`]'s `durable_calls`). That costs one disk
+//! flush per plugin per call, so a run does it only after a previous run was
+//! lost by the machine going down during a lifecycle phase, when the record
+//! did not say which call was running: the next such loss then names the
+//! plugin. `reconfigure` (rare, admin-driven) is always durable. The cycle
+//! path is three relaxed stores per step, never a system call.
 //!
 //! The fault record is written by [`crate::fault`]'s signal handler with
 //! plain stores only (async-signal-safe).
@@ -79,6 +87,46 @@ impl Role {
     }
 }
 
+/// What the host was doing, as far as the machine going down is concerned.
+/// Every change is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Phase {
+    /// Not recorded (a journal written before phases existed, whose
+    /// lifecycle calls were all durable).
+    Unknown = 0,
+    /// Loading, initialising, starting (and rendering) plugins.
+    Starting = 1,
+    /// Every plugin is started; the cycle and admin calls run.
+    Running = 2,
+    /// Stopping and destroying plugins.
+    Stopping = 3,
+}
+
+impl Phase {
+    fn from_u32(v: u32) -> Phase {
+        [Phase::Starting, Phase::Running, Phase::Stopping]
+            .into_iter()
+            .find(|p| *p as u32 == v)
+            .unwrap_or(Phase::Unknown)
+    }
+
+    /// True for the phases whose plugin calls are lifecycle calls.
+    pub fn is_lifecycle(self) -> bool {
+        !matches!(self, Phase::Running)
+    }
+
+    /// Words for a message: `starting plugins`, ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Unknown => "in an unrecorded phase",
+            Phase::Starting => "loading and starting plugins",
+            Phase::Running => "running (plugins started)",
+            Phase::Stopping => "stopping plugins",
+        }
+    }
+}
+
 /// How the last run ended, as the header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -97,6 +145,8 @@ const H_PID: usize = 16;
 const H_BOOT_ID: usize = 24; // 16 bytes
 const H_STARTED_NS: usize = 40;
 const H_GENERATION: usize = 48;
+const H_LAZY_CALLS: usize = 56; // 1: lifecycle calls not made durable; 0: each one was
+const H_PHASE: usize = 60;
 // Fault record.
 const F_SIGNAL: usize = 64;
 const F_KIND: usize = 68; // 1 signal, 2 exit() inside a plugin, 3 hang
@@ -131,6 +181,8 @@ pub enum FaultKind {
 /// The mapped journal of this process.
 pub struct Journal {
     base: *mut u8,
+    /// Every lifecycle call is made durable before it runs.
+    durable_calls: bool,
 }
 
 // SAFETY: the mapping is process-wide and lives until exit (never unmapped);
@@ -157,6 +209,11 @@ pub struct LastRun {
     pub boot_id: [u8; 16],
     /// The generation it booted.
     pub generation: u64,
+    /// Each lifecycle call was made durable before it ran, so the slots
+    /// are true even after the machine went down.
+    pub durable_calls: bool,
+    /// Its phase (durable).
+    pub phase: Phase,
     /// Plugin names by journal index.
     pub names: Vec<String>,
     /// Threads that were inside a plugin: (role, plugin, stage, since_ns, cycle).
@@ -286,6 +343,8 @@ pub fn read_last(path: &Path) -> Option<LastRun> {
         pid: read_u32(&b, H_PID),
         boot_id: boot,
         generation: read_u64(&b, H_GENERATION),
+        durable_calls: read_u32(&b, H_LAZY_CALLS) == 0,
+        phase: Phase::from_u32(read_u32(&b, H_PHASE)),
         names,
         inside,
         fault,
@@ -294,12 +353,14 @@ pub fn read_last(path: &Path) -> Option<LastRun> {
 
 impl Journal {
     /// Creates (or reuses) the journal file at `path`, sized and zeroed, maps
-    /// it, writes this run's header and makes it the process's journal.
+    /// it, writes this run's header (phase [`Phase::Starting`]) and makes it
+    /// the process's journal. With `durable_calls`, every lifecycle call is
+    /// made durable before it runs (see the module documentation for when).
     /// Returns `Ok(false)` if this process already has one.
     ///
     /// # Errors
     /// The I/O error (the host then runs without a journal and says so).
-    pub fn open(path: &Path, generation: u64) -> std::io::Result<bool> {
+    pub fn open(path: &Path, generation: u64, durable_calls: bool) -> std::io::Result<bool> {
         if JOURNAL.get().is_some() {
             return Ok(false);
         }
@@ -331,7 +392,10 @@ impl Journal {
         if base == nix::libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        let j = Journal { base: base.cast() };
+        let j = Journal {
+            base: base.cast(),
+            durable_calls,
+        };
         j.u64(H_MAGIC).store(MAGIC, Relaxed);
         j.u32(H_VERSION).store(VERSION, Relaxed);
         j.u32(H_STATE).store(RunState::Running as u32, Relaxed);
@@ -346,6 +410,9 @@ impl Journal {
         j.u64(H_STARTED_NS)
             .store(crate::cycle::clock::monotonic_ns(), Relaxed);
         j.u64(H_GENERATION).store(generation, Relaxed);
+        j.u32(H_LAZY_CALLS)
+            .store(u32::from(!durable_calls), Relaxed);
+        j.u32(H_PHASE).store(Phase::Starting as u32, Relaxed);
         j.sync();
         let _ = JOURNAL.set(j);
         Ok(true)
@@ -494,6 +561,25 @@ impl Journal {
             .store(kind_code, std::sync::atomic::Ordering::Release);
     }
 
+    /// Records that the run entered `phase` and makes it durable (with
+    /// every slot as it is now: a call that returned is no longer shown as
+    /// running after the machine goes down).
+    pub fn phase(&self, phase: Phase) {
+        if self.u32(H_PHASE).swap(phase as u32, Relaxed) != phase as u32 {
+            self.sync();
+        }
+    }
+
+    /// The phase this run is in.
+    pub fn current_phase(&self) -> Phase {
+        Phase::from_u32(self.u32(H_PHASE).load(Relaxed))
+    }
+
+    /// Every lifecycle call of this run is made durable before it runs.
+    pub fn durable_calls(&self) -> bool {
+        self.durable_calls
+    }
+
     /// Marks the run as stopped cleanly and makes that durable.
     pub fn clean_stop(&self) {
         self.u32(H_STATE).store(RunState::Clean as u32, Relaxed);
@@ -513,14 +599,17 @@ pub fn current_role() -> Option<Role> {
 
 /// Runs `f` recorded as `stage` of plugin `index` on the calling thread's
 /// slot (a no-op wrapper when there is no journal or the thread has no
-/// slot). Lifecycle stages are made durable before the call.
+/// slot). A lifecycle call is made durable before it runs when the run has
+/// `durable_calls`; one outside the lifecycle phases (`reconfigure`, or one
+/// plugin stopped or started while the others run) always, before and
+/// after, so that its record neither gets lost nor outlives it.
 pub fn around<T>(index: usize, stage: Stage, f: impl FnOnce() -> T) -> T {
     let (Some(j), Some(role)) = (get(), current_role()) else {
         return f();
     };
     j.enter(role, index as u32, stage, 0);
     j.since(role, crate::cycle::clock::monotonic_ns());
-    if matches!(
+    let lifecycle = matches!(
         stage,
         Stage::Load
             | Stage::Init
@@ -529,11 +618,16 @@ pub fn around<T>(index: usize, stage: Stage, f: impl FnOnce() -> T) -> T {
             | Stage::Destroy
             | Stage::Reconfigure
             | Stage::Render
-    ) {
+    );
+    let outside = lifecycle && !j.current_phase().is_lifecycle();
+    if outside || (lifecycle && j.durable_calls) {
         j.sync();
     }
     let out = f();
     j.leave(role);
+    if outside {
+        j.sync();
+    }
     out
 }
 

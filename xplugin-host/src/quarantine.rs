@@ -194,6 +194,11 @@ pub struct Settled {
     pub counted: Option<Option<String>>,
     /// The previous run's end, in words, when it did not stop cleanly.
     pub previous_end: Option<String>,
+    /// The previous run was lost with the machine (power cut, reset, kernel
+    /// crash) during a lifecycle phase, and its journal cannot say which
+    /// call ran: this run should make every lifecycle call durable
+    /// ([`journal::Journal::open`]), so that a repeat names the plugin.
+    pub durable_calls: bool,
 }
 
 fn path(root: &Path) -> PathBuf {
@@ -300,6 +305,8 @@ impl Quarantine {
         }
         let boot = hex(&last.boot_id);
         let this_boot = hex(&journal::boot_id());
+        let same_kernel = boot == this_boot;
+        let machine_lost = !same_kernel && last.fault.is_none() && !last.durable_calls;
         // What to blame.
         let culprit: Option<Culprit> = match &last.fault {
             Some(f) => {
@@ -326,7 +333,10 @@ impl Quarantine {
                     mono_ns: f.mono_ns,
                 })
             }
-            // No record: a lifecycle call (not step) in progress is blamed.
+            // No record: a lifecycle call (not step) in progress is blamed,
+            // if the slots can be believed: the process died under this
+            // kernel (the page cache kept them) or they were durable.
+            None if !same_kernel && !last.durable_calls => None,
             None => last
                 .inside
                 .iter()
@@ -354,11 +364,22 @@ impl Quarantine {
                 c.stage.map_or("(unknown call)".to_string(), |s| s.to_string()),
                 c.how
             ),
+            None if machine_lost => format!(
+                "the previous run (pid {}) was lost with the machine (power cut, reset or kernel crash) while {}; which plugin call was running is not known, because lifecycle calls are made durable only after such a loss{}",
+                last.pid,
+                last.phase.describe(),
+                if last.phase.is_lifecycle() {
+                    ": this run makes each one durable, so that a repeat names the plugin"
+                } else {
+                    ""
+                }
+            ),
             None => format!(
                 "the previous run (pid {}) ended without stopping cleanly and without a plugin to blame",
                 last.pid
             ),
         };
+        settled.durable_calls = machine_lost && last.phase.is_lifecycle();
         settled.previous_end = Some(previous_end);
         let in_window = |c: &Crash| c.boot_id == this_boot;
         let window_ns = policy.window.as_nanos() as u64;
@@ -548,4 +569,83 @@ pub fn clear(root: &Path, name: Option<&str>, all: bool) -> Result<String, Quara
     };
     q.save(root)?;
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Inside, Phase, RunState};
+
+    /// A run that died inside `crashy`'s init, under this kernel or another.
+    fn died_in_init(same_kernel: bool, durable_calls: bool, phase: Phase) -> LastRun {
+        let boot_id = if same_kernel {
+            journal::boot_id()
+        } else {
+            let mut other = journal::boot_id();
+            other[0] ^= 0xff;
+            other
+        };
+        LastRun {
+            state: RunState::Running,
+            pid: 42,
+            boot_id,
+            generation: 1,
+            durable_calls,
+            phase,
+            names: vec!["crashy".into()],
+            inside: vec![Inside {
+                role: "main",
+                plugin: "crashy".into(),
+                stage: Some(Stage::Init),
+                since_ns: 1,
+                cycle: 0,
+            }],
+            fault: None,
+        }
+    }
+
+    fn settle(last: &LastRun) -> (Quarantine, Settled) {
+        let mut q = Quarantine::default();
+        let installed = [("crashy".to_string(), "1.0.0".to_string())].into();
+        let settled = q.settle(last, &installed, Policy::default());
+        (q, settled)
+    }
+
+    #[test]
+    fn a_process_that_died_under_this_kernel_is_blamed_from_its_lazy_record() {
+        let (q, settled) = settle(&died_in_init(true, false, Phase::Starting));
+        assert_eq!(settled.quarantined, ["crashy"]);
+        assert!(q.plugins.contains_key("crashy"));
+        assert!(!settled.durable_calls);
+    }
+
+    #[test]
+    fn a_lost_machine_with_a_lazy_record_blames_nobody_and_asks_for_durable_calls() {
+        let (q, settled) = settle(&died_in_init(false, false, Phase::Starting));
+        assert!(settled.quarantined.is_empty(), "{settled:?}");
+        assert!(q.plugins.is_empty());
+        assert!(settled.durable_calls);
+        let end = settled.previous_end.unwrap_or_default();
+        assert!(end.contains("lost with the machine"), "{end}");
+        assert!(end.contains("loading and starting plugins"), "{end}");
+        // Not a crash loop of this kernel: outside every window.
+        assert!(q.safe_mode.is_none());
+    }
+
+    #[test]
+    fn a_lost_machine_while_running_needs_no_durable_calls() {
+        let mut last = died_in_init(false, false, Phase::Running);
+        last.inside.clear();
+        let (_, settled) = settle(&last);
+        assert!(settled.quarantined.is_empty());
+        assert!(!settled.durable_calls, "{settled:?}");
+    }
+
+    #[test]
+    fn a_lost_machine_with_durable_calls_blames_the_call_in_progress() {
+        let (q, settled) = settle(&died_in_init(false, true, Phase::Starting));
+        assert_eq!(settled.quarantined, ["crashy"]);
+        assert_eq!(q.plugins["crashy"].stage, "init");
+        assert!(!settled.durable_calls);
+    }
 }

@@ -389,3 +389,107 @@ fn diagnostics_holds_the_crash_record_quarantine_and_logs() {
 fn zip_reader(file: std::fs::File) -> zip::ZipArchive<std::fs::File> {
     zip::ZipArchive::new(file).unwrap()
 }
+
+/// The journal header's offsets this test reads and writes (see
+/// `xplugin-host/src/journal.rs`): the kernel boot id and the flag that
+/// says lifecycle calls were not made durable.
+const JOURNAL_BOOT_ID: std::ops::Range<usize> = 24..40;
+const JOURNAL_LAZY_CALLS: usize = 56;
+
+/// Starts a guarded boot whose `crashy` hangs in `init` (no supervisor
+/// timeout soon), waits until the journal shows the call, kills the process
+/// with SIGKILL and pretends the machine went down with it: the journal's
+/// boot id is replaced by another kernel's. Returns the journal's "lazy
+/// calls" flag as the killed run left it.
+fn lose_the_machine_during_init(s: &Scenario, cfg: &std::path::Path) -> u32 {
+    let journal = s.controller_root.join("state/journal");
+    let mut child =
+        xplugin_tests::build::target_command(&xplugin_tests::build::bin_path("xplugin-controller"))
+            .args(["boot", "--controller-version", "2.1.0", "--config"])
+            .arg(cfg)
+            .arg("--root")
+            .arg(&s.controller_root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    // The slot of the main thread says "init" once the plugin hangs in it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let in_init = loop {
+        let inside = std::fs::read(&journal)
+            .ok()
+            .filter(|b| b.len() > 56 && b[24..40] == own_boot_id());
+        if let Some(b) = inside {
+            // Header 256, names 256 x 64, main slot first: active, plugin, stage.
+            let slot = 256 + 256 * 64;
+            let active = u32::from_le_bytes(b[slot..slot + 4].try_into().unwrap());
+            let stage = u32::from_le_bytes(b[slot + 8..slot + 12].try_into().unwrap());
+            if active == 1 && stage == 1 {
+                break true;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(in_init, "the boot never entered crashy's init");
+    let mut b = std::fs::read(&journal).unwrap();
+    b[JOURNAL_BOOT_ID].copy_from_slice(&[0xab; 16]);
+    std::fs::write(&journal, &b).unwrap();
+    u32::from_le_bytes(
+        b[JOURNAL_LAZY_CALLS..JOURNAL_LAZY_CALLS + 4]
+            .try_into()
+            .unwrap(),
+    )
+}
+
+fn own_boot_id() -> Vec<u8> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let hex: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_machine_lost_during_boot_makes_the_next_boot_record_each_call_and_a_repeat_is_blamed() {
+    let (s, _) = crash_scenario("init", How::Hang, &[]);
+    let cfg = s.tmp.path().join("slow-faults.json");
+    let body = serde_json::json!({
+        "trusted_keys_dir": s.trust.to_string_lossy(),
+        "device": { "machine_id_file": s.machine_id.to_string_lossy() },
+        "faults": { "init_timeout_s": 600 }
+    });
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&body).unwrap()).unwrap();
+
+    // A normal boot does not make each call durable, so after the machine
+    // is lost its slots prove nothing: no plugin is blamed, and the next
+    // boot records each call.
+    assert_eq!(
+        lose_the_machine_during_init(&s, &cfg),
+        1,
+        "a normal run is lazy"
+    );
+    let careful = lose_the_machine_during_init(&s, &cfg);
+    assert_eq!(
+        careful, 0,
+        "the boot after an unexplained loss makes every lifecycle call durable"
+    );
+    let list = s.controller(&["quarantine", "list", "--json"]).ok().json();
+    assert!(
+        list["quarantine"].as_object().unwrap().is_empty(),
+        "the first loss blames nobody: {list}"
+    );
+    // The careful run's record is durable: the repeat names the plugin.
+    let (_, run) = boot(&s, &cfg);
+    assert_eq!(state_of(&run, "crashy"), "quarantined", "{}", run.all());
+    assert_eq!(state_of(&run, "bystander"), "stopped", "{}", run.all());
+    assert!(
+        run.stderr.contains("ended in plugin \"crashy\" init"),
+        "{}",
+        run.all()
+    );
+}
