@@ -436,6 +436,7 @@ fn run_plugins(
         lock_timeout: Duration::from_secs(60),
         cycle_budget_us: None,
         guard: None,
+        verify: config.verify.unwrap_or_default(),
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,

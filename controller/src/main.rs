@@ -54,6 +54,12 @@ enum Command {
         /// a `timing` section).
         #[arg(long, default_value_t = 0)]
         cycles: u64,
+        /// How the installed files are verified: `record` (unchanged files'
+        /// digests from the digest record, re-read from the media in the
+        /// background after start) or `full` (every byte at boot). Overrides
+        /// `verify` in the configuration.
+        #[arg(long, value_parser = ["record", "full"])]
+        verify: Option<String>,
         #[command(flatten)]
         cycle: CycleArgs,
     },
@@ -66,6 +72,12 @@ enum Command {
         /// Serve the pendant link on ADDR:PORT (config `listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// How the installed files are verified: `record` (unchanged files'
+        /// digests from the digest record, re-read from the media in the
+        /// background after start) or `full` (every byte at boot). Overrides
+        /// `verify` in the configuration.
+        #[arg(long, value_parser = ["record", "full"])]
+        verify: Option<String>,
         #[command(flatten)]
         cycle: CycleArgs,
     },
@@ -212,17 +224,20 @@ fn main() -> ExitCode {
         Command::Boot {
             controller_version,
             cycles,
+            verify,
             cycle,
         } => {
             if let Err(e) = admin::refuse_if_daemon(&root) {
                 return fail(PROGRAM, &e, g.json);
             }
             let settings = cycle.settings(&config, Some(cycles));
+            let config = with_verify(&config, verify.as_deref());
             run_boot(g.json, &config, root, controller_version, settings)
         }
         Command::Run {
             controller_version,
             listen,
+            verify,
             cycle,
         } => {
             install_signal_handlers(true);
@@ -234,7 +249,7 @@ fn main() -> ExitCode {
             run_daemon(
                 &cli.daemon,
                 g,
-                config.clone(),
+                with_verify(&config, verify.as_deref()),
                 root,
                 controller_version,
                 listen,
@@ -281,6 +296,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration with `--verify` applied.
+fn with_verify(config: &HostConfig, verify: Option<&str>) -> HostConfig {
+    let mut config = config.clone();
+    if let Some(mode) = verify.and_then(xplugin_host::digests::VerifyMode::parse) {
+        config.verify = Some(mode);
+    }
+    config
+}
+
 /// `boot`: runs `settings.cycles` cycles (none for 0), stops, prints the report.
 fn run_boot(
     json: bool,
@@ -306,6 +330,7 @@ fn run_boot(
             settings.period_ns,
             (settings.rt_priority, settings.cpu),
         )),
+        verify: config.verify.unwrap_or_default(),
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,

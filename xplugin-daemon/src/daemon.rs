@@ -161,6 +161,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
             opts.cycle.period_ns,
             (opts.cycle.rt_priority, opts.cycle.cpu),
         )),
+        verify: opts.config.verify.unwrap_or_default(),
     };
     let mut booted = match boot(&boot_opts) {
         Ok(b) => b,

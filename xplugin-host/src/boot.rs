@@ -44,6 +44,8 @@ pub struct BootOptions<'a> {
     /// Controller: fault containment (journal, quarantine, supervisor);
     /// `None` runs without (tests that load plugins in-process).
     pub guard: Option<Guard>,
+    /// How the installed files are verified ([`crate::digests`]).
+    pub verify: crate::digests::VerifyMode,
 }
 
 /// Fault containment settings of a boot.
@@ -344,6 +346,9 @@ pub struct PreparedBoot {
     /// The previous run was lost with the machine during a lifecycle phase
     /// without saying which call ran: this run makes each one durable.
     durable_calls: bool,
+    /// Files of the plugins to load whose digest came from the record, to
+    /// re-read from the media after start: (plugin, version, file).
+    background: Vec<(String, String, crate::digests::Recorded)>,
 }
 
 /// Verifies and resolves the installed set. Loads nothing.
@@ -361,7 +366,9 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             "DEVELOPMENT MODE: allow_unlicensed is on; plugins without a valid license will be loaded. Turn it off on production robots."
         );
     }
-    let ctx = facts.context(&opts.host_version);
+    let record = crate::digests::DigestRecord::load(&opts.root, opts.verify);
+    let mut ctx = facts.context(&opts.host_version);
+    ctx.digests = &record;
 
     let verify_started = std::time::Instant::now();
     let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
@@ -382,7 +389,10 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         }
         checks.push((check, p.enabled));
     }
+    record.save();
     drop(lock);
+    let (answered, hashed) = record.counts();
+    log::debug!("verify: {answered} file digests from the record, {hashed} files hashed");
     facts.record_clock();
     let (quarantine, previous_end, durable_calls) = settle_quarantine(opts, generation.as_ref());
 
@@ -427,6 +437,11 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     let mut bridge_decls = Vec::new();
     let mut runtimes = Vec::new();
     let mut enabled_set = BTreeSet::new();
+    // Sorted by path: a folder's files follow it, so each plugin's files
+    // are one contiguous run found by binary search.
+    let mut from_record = record.from_record();
+    from_record.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut background = Vec::new();
     let by_name: BTreeMap<&str, &(PluginCheck, bool)> =
         checks.iter().map(|c| (c.0.name.as_str(), c)).collect();
     for (c, _) in &checks {
@@ -461,6 +476,13 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 receive: m.bridge.receive.clone(),
             });
         }
+        let first = from_record.partition_point(|f| f.path.as_path() < c.dir.as_path());
+        background.extend(
+            from_record[first..]
+                .iter()
+                .take_while(|f| f.path.starts_with(&c.dir))
+                .map(|f| (name.clone(), m.version.to_string(), f.clone())),
+        );
         to_load.push(PluginToLoad {
             name: name.clone(),
             version: m.version.to_string(),
@@ -535,6 +557,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         runtimes,
         guard: opts.guard.clone(),
         durable_calls,
+        background,
     })
 }
 
@@ -602,6 +625,8 @@ pub struct Booted {
     /// Where the supervisor finds the cycle's counter.
     cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
     bridge_decls: Vec<xplugin_link::bridge::BridgeDecl>,
+    /// Tells the background verification to stop at the next file.
+    background_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Loads, initialises and starts a prepared set.
@@ -670,6 +695,13 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         j.phase(crate::journal::Phase::Running);
     }
     let start_us = micros(start_started);
+    let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_background_check(
+        &prepared.report.root,
+        side,
+        prepared.background,
+        background_stop.clone(),
+    );
     let mut report = prepared.report;
     report.timings_us.load_init = load_init;
     report.timings_us.start = start_us;
@@ -681,9 +713,76 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         supervisor,
         cycle_stats,
         bridge_decls: prepared.bridge_decls,
+        background_stop,
     };
     booted.refresh();
     booted
+}
+
+/// How long after start the background verification begins: the start
+/// itself (plugins' first cycles, the link) goes first.
+const BACKGROUND_DELAY: Duration = Duration::from_secs(5);
+
+/// Starts the background verification of the files whose digest came from
+/// the record ([`crate::digests::background_check`]): a file whose bytes on
+/// the media differ is dropped from the record and, on the controller, its
+/// plugin is quarantined for the next boot; every mismatch is logged as an
+/// error.
+fn spawn_background_check(
+    root: &std::path::Path,
+    side: Side,
+    files: Vec<(String, String, crate::digests::Recorded)>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    if files.is_empty() {
+        return;
+    }
+    let root = root.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("xplugin-verify".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let versions: BTreeMap<String, String> = files
+                .iter()
+                .map(|(p, v, _)| (p.clone(), v.clone()))
+                .collect();
+            let list: Vec<(String, crate::digests::Recorded)> =
+                files.into_iter().map(|(p, _, f)| (p, f)).collect();
+            let mut bad = 0;
+            let checked = crate::digests::background_check(&list, BACKGROUND_DELAY, &stop, |m| {
+                bad += 1;
+                let found = match &m.found {
+                    Ok(d) => format!("SHA-256 {d}"),
+                    Err(e) => format!("an unreadable file ({e})"),
+                };
+                let how = format!(
+                    "had its file {} changed on the media without a change through the file system: the license says SHA-256 {}, the media holds {found}",
+                    m.path.display(),
+                    m.expected
+                );
+                log::error!(
+                    "background verification: plugin \"{}\" {how}; check the storage (it may be failing) and re-import the plugin",
+                    m.plugin
+                );
+                if let Some(e) = list.iter().find(|(_, f)| f.path == m.path) {
+                    crate::digests::forget(&root, &e.1.relative);
+                }
+                if side == Side::Controller {
+                    let version = versions.get(&m.plugin).cloned().unwrap_or_default();
+                    if let Err(e) =
+                        crate::quarantine::quarantine_changed_file(&root, &m.plugin, &version, &how)
+                    {
+                        log::error!("cannot quarantine \"{}\": {e}", m.plugin);
+                    }
+                }
+            });
+            if bad == 0 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                log::info!("background verification: {checked} files re-read from the media, all as licensed");
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the background verification: {e}; `--verify full` checks every byte at boot");
+    }
 }
 
 /// Opens this run's journal, installs the fault handlers and starts the
@@ -953,6 +1052,8 @@ impl Booted {
 
     /// Stops in reverse order, destroys, and returns the final report.
     pub fn shutdown(mut self) -> BootReport {
+        self.background_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.stop_cycle();
         let stop_started = std::time::Instant::now();
         if self.supervisor.is_some() {

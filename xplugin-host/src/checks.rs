@@ -59,6 +59,10 @@ pub struct CheckContext<'a> {
     /// Said with a wrong architecture when [`CheckContext::arch`] is not
     /// this computer's (where it came from).
     pub arch_hint: Option<&'a str>,
+    /// Where the licensed files' digests come from: hashing every byte
+    /// ([`xplugin_license::Rehash`]) or a boot's digest record
+    /// ([`crate::digests::DigestRecord`]).
+    pub digests: &'a dyn xplugin_license::FileDigests,
 }
 
 impl CheckContext<'_> {
@@ -128,6 +132,7 @@ impl HostFacts {
             origin: Origin::Installed,
             arch: Arch::host(),
             arch_hint: None,
+            digests: &xplugin_license::Rehash,
         }
     }
 
@@ -487,7 +492,7 @@ fn check_license(
                 now: ctx.now,
                 high_water_mark: ctx.high_water_mark,
             };
-            match xplugin_license::verify_plugin_dir(dir, trust, &vctx) {
+            match xplugin_license::verify_plugin_dir_with(dir, trust, &vctx, ctx.digests) {
                 Ok(l) => {
                     return LicenseStatus::Verified {
                         license_id: l.license_id().to_string(),

@@ -174,6 +174,11 @@ pub struct HostConfig {
     /// Controller: step budget in microseconds of plugins whose manifest
     /// sets no `cycle_budget_us` (default: none).
     pub cycle_budget_us: Option<u64>,
+    /// How a boot verifies the installed files: `record` (the default:
+    /// unchanged files' digests from the digest record, re-read from the
+    /// media in the background after start) or `full` (every byte hashed at
+    /// every boot). `--verify` overrides it.
+    pub verify: Option<crate::digests::VerifyMode>,
     /// Controller: the daemon's admin socket (`--admin-socket`; default
     /// `/run/xplugin/controller.sock`).
     pub admin_socket: Option<PathBuf>,
@@ -250,6 +255,7 @@ impl Default for HostConfig {
             overrun_policy: None,
             overrun_limit: None,
             cycle_budget_us: None,
+            verify: None,
             admin_socket: None,
             listen: None,
             apply: None,

@@ -33,6 +33,7 @@ pub mod cycle;
 pub mod delivery;
 pub mod device;
 pub mod diagnostics;
+pub mod digests;
 mod failures;
 pub mod fault;
 pub mod import;

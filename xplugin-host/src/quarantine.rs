@@ -469,6 +469,35 @@ impl Quarantine {
     }
 }
 
+/// Quarantines `plugin` (of `version`) of `root` for the next boot because
+/// a file of it changed on the media (`how`, found by the background
+/// verification of [`crate::digests`]).
+///
+/// # Errors
+/// [`QuarantineError`] when the file cannot be read or written.
+pub fn quarantine_changed_file(
+    root: &Path,
+    plugin: &str,
+    version: &str,
+    how: &str,
+) -> Result<(), QuarantineError> {
+    let mut q = Quarantine::load(root)?;
+    q.plugins.insert(
+        plugin.to_string(),
+        Entry {
+            version: version.to_string(),
+            stage: "background verification".to_string(),
+            how: how.to_string(),
+            signal: None,
+            cycle: 0,
+            pc: None,
+            found_unix: now_unix(),
+            crashes: Vec::new(),
+        },
+    );
+    q.save(root)
+}
+
 /// Settles the previous run of `root` and returns the quarantine in force
 /// (with replaced versions forgotten), saving it when it changed.
 ///

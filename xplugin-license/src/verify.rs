@@ -340,6 +340,32 @@ pub fn verify_files(license: &VerifiedLicense, plugin_dir: &Path) -> Result<(), 
     check_files(&license.payload, plugin_dir)
 }
 
+/// Where [`check_files_with`] gets the SHA-256 of a licensed file.
+///
+/// The default, [`Rehash`], reads every byte. A host may answer from a
+/// record of earlier full verifications instead, keyed by what any change
+/// of the file through the file system changes (see `xplugin-host`'s
+/// `digests` module); the licensed digest is compared with the answer
+/// either way.
+pub trait FileDigests {
+    /// The lowercase hex SHA-256 of the regular file at `path`, whose
+    /// `symlink_metadata` is `meta`.
+    ///
+    /// # Errors
+    /// The I/O error reading the file.
+    fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String>;
+}
+
+/// [`FileDigests`] that hashes every byte, every time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rehash;
+
+impl FileDigests for Rehash {
+    fn sha256(&self, path: &Path, _meta: &std::fs::Metadata) -> std::io::Result<String> {
+        sha256_file(path)
+    }
+}
+
 /// Most directory entries walked when looking for unlicensed code.
 const MAX_WALK_ENTRIES: usize = 10_000;
 /// Deepest sub-folder walked when looking for unlicensed code.
@@ -357,6 +383,19 @@ const MAX_WALK_DEPTH: usize = 8;
 /// [`LicenseError::FileNotLicensed`], [`LicenseError::FileUnreadable`], or
 /// [`LicenseError::Multiple`] of these.
 pub fn check_files(payload: &LicensePayload, plugin_dir: &Path) -> Result<(), LicenseError> {
+    check_files_with(payload, plugin_dir, &Rehash)
+}
+
+/// [`check_files`] with the digests from `digests`.
+///
+/// # Errors
+///
+/// As [`check_files`].
+pub fn check_files_with(
+    payload: &LicensePayload,
+    plugin_dir: &Path,
+    digests: &dyn FileDigests,
+) -> Result<(), LicenseError> {
     let plugin = &payload.plugin;
     let unreadable = |file: &str, reason: &str, source| LicenseError::FileUnreadable {
         plugin: plugin.clone(),
@@ -381,7 +420,7 @@ pub fn check_files(payload: &LicensePayload, plugin_dir: &Path) -> Result<(), Li
                 "it is not a regular file (a symlink, folder or device)",
                 None,
             )),
-            Ok(_) => match sha256_file(&path) {
+            Ok(meta) => match digests.sha256(&path, &meta) {
                 Ok(actual) if &actual == expected => {}
                 Ok(actual) => errors.push(LicenseError::FileHashMismatch {
                     plugin: plugin.clone(),
@@ -552,9 +591,23 @@ pub fn verify_plugin_dir(
     trust: &TrustStore,
     ctx: &VerifyContext<'_>,
 ) -> Result<VerifiedLicense, LicenseError> {
+    verify_plugin_dir_with(plugin_dir, trust, ctx, &Rehash)
+}
+
+/// [`verify_plugin_dir`] with the file digests from `digests`.
+///
+/// # Errors
+///
+/// As [`verify_plugin_dir`].
+pub fn verify_plugin_dir_with(
+    plugin_dir: &Path,
+    trust: &TrustStore,
+    ctx: &VerifyContext<'_>,
+    digests: &dyn FileDigests,
+) -> Result<VerifiedLicense, LicenseError> {
     let text = read_license_file(&plugin_dir.join(format!("{}.lic", ctx.plugin)), ctx.plugin)?;
     let license = verify(&text, trust, ctx)?;
-    verify_files(&license, plugin_dir)?;
+    check_files_with(&license.payload, plugin_dir, digests)?;
     Ok(license)
 }
 

@@ -361,7 +361,7 @@ pub fn inspect_library(path: &Path) -> Result<LibraryInfo, BinaryError> {
             }
         }
     }
-    let abi_tag = tag_addr.and_then(|addr| read_tag(&obj, addr, little_endian));
+    let abi_tag = tag_addr.and_then(|addr| read_tag(&obj, &cache, addr, little_endian));
     Ok(LibraryInfo {
         format,
         arch,
@@ -372,6 +372,7 @@ pub fn inspect_library(path: &Path) -> Result<LibraryInfo, BinaryError> {
 
 fn read_tag<'d, R: object::ReadRef<'d>>(
     obj: &object::File<'d, R>,
+    data: R,
     addr: u64,
     little_endian: bool,
 ) -> Option<AbiTag> {
@@ -380,8 +381,15 @@ fn read_tag<'d, R: object::ReadRef<'d>>(
         let start = section.address();
         let end = start.checked_add(section.size())?;
         if addr >= start && addr.checked_add(size)? <= end {
-            // A tag in a NOBITS section (.bss) has no bytes in the file: None.
-            let bytes = section.data_range(addr, size).ok()??;
+            // Only the tag's bytes: `data_range` would read the whole
+            // section, and a vendor's .rodata may be megabytes. A tag in a
+            // NOBITS section (.bss) has no bytes in the file: None.
+            let (offset, len) = section.file_range()?;
+            let within = addr - start;
+            if within.checked_add(size)? > len {
+                return None;
+            }
+            let bytes = data.read_bytes_at(offset.checked_add(within)?, size).ok()?;
             return AbiTag::from_bytes(bytes, little_endian);
         }
     }

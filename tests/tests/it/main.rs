@@ -18,3 +18,4 @@ mod powerloss;
 mod realtime;
 mod store;
 mod systemd;
+mod verification;

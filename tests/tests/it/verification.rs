@@ -1,0 +1,230 @@
+//! Boot-time verification with the digest record (docs/verification.md): a
+//! library rewritten through the file system after install is refused
+//! before it loads, even with its mtime put back; bytes changed below the
+//! file system (an ext4 image on a loop device, written at the file's
+//! blocks) are caught by the background pass, which quarantines the plugin
+//! for the next boot.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use xplugin_tests::daemon::Daemon;
+use xplugin_tests::scenario::{Run, Scenario};
+
+fn state_of(run: &Run, name: &str) -> String {
+    xplugin_tests::daemon::plugin_states(&run.json())
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+}
+
+/// The installed library `file` under `root` (not in staging or a
+/// transaction).
+fn installed(root: &Path, file: &str) -> PathBuf {
+    fn walk(dir: &Path, file: &str, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                walk(&p, file, out);
+            } else if p.file_name().is_some_and(|n| n == file) && !p.is_symlink() {
+                out.push(p);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, file, &mut found);
+    assert_eq!(
+        found.len(),
+        1,
+        "one installed {file} under {}: {found:?}",
+        root.display()
+    );
+    found.remove(0)
+}
+
+fn imported() -> Scenario {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("verify"), &[]).ok();
+    s
+}
+
+#[test]
+fn a_library_rewritten_through_the_file_system_is_refused_before_it_loads() {
+    let s = imported();
+    let first = s.boot();
+    assert_eq!(state_of(&first, "motionlog"), "stopped", "{}", first.all());
+    assert!(
+        s.controller_root.join("state/digests").is_file(),
+        "the first boot records the digests it verified"
+    );
+    let again = s.boot();
+    assert_eq!(state_of(&again, "motionlog"), "stopped", "{}", again.all());
+
+    // Rewrite the library in place (same length), put the mtime back.
+    let lib = installed(&s.controller_root, "motionlog.so");
+    let mtime = std::fs::metadata(&lib).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&lib, &bytes).unwrap();
+    let f = std::fs::File::options().write(true).open(&lib).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+
+    let run = s.boot();
+    assert_eq!(state_of(&run, "motionlog"), "blocked", "{}", run.all());
+    assert!(
+        run.json()["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["code"] == "license.file_hash_mismatch"
+                && p["subject"].as_str().unwrap_or("").contains("motionlog")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(state_of(&run, "plugindemo"), "stopped", "{}", run.all());
+}
+
+/// An ext4 image on a loop device, mounted at `at`; unmounted on drop.
+struct LoopMount {
+    at: PathBuf,
+    image: PathBuf,
+}
+
+impl LoopMount {
+    /// `None` when this machine cannot loop-mount (not root, no loop
+    /// devices): the caller says so and skips.
+    fn new(image: PathBuf, at: &Path) -> Option<LoopMount> {
+        if !nix::unistd::geteuid().is_root() || !Path::new("/dev/loop-control").exists() {
+            return None;
+        }
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(64 << 20).unwrap();
+        drop(f);
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096"])
+            .arg(&image)
+            .status()
+            .expect("mkfs.ext4 (e2fsprogs) runs");
+        assert!(mkfs.success(), "mkfs.ext4 failed");
+        std::fs::create_dir_all(at).unwrap();
+        let mount = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(at)
+            .status()
+            .expect("mount runs");
+        assert!(
+            mount.success(),
+            "mount -o loop failed (as root, with /dev/loop-control)"
+        );
+        Some(LoopMount {
+            at: at.to_path_buf(),
+            image,
+        })
+    }
+
+    /// Changes `needle`'s bytes wherever they are in the image (the file's
+    /// blocks, and any freed copy), behind the mounted file system's back.
+    fn corrupt(&self, needle: &[u8]) -> usize {
+        use std::os::unix::fs::FileExt;
+        let mut image = std::fs::read(&self.image).unwrap();
+        let mut hits = 0;
+        let mut from = 0;
+        while let Some(pos) = image[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+        {
+            let at = from + pos + needle.len() / 2;
+            image[at] ^= 0xff;
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&self.image)
+                .unwrap();
+            f.write_all_at(&image[at..at + 1], at as u64).unwrap();
+            f.sync_all().unwrap();
+            hits += 1;
+            from = at + 1;
+        }
+        hits
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+#[test]
+fn bytes_changed_below_the_file_system_are_caught_by_the_background_pass() {
+    let s = Scenario::new();
+    let Some(mount) = LoopMount::new(s.tmp.path().join("controller.ext4"), &s.controller_root)
+    else {
+        eprintln!("SKIPPED: loop-mounting an ext4 image needs root and /dev/loop-control");
+        return;
+    };
+    s.license_all();
+    s.import(&s.pack("verify"), &[]).ok();
+    // The first boot hashes every file and records the digests.
+    let first = s.boot();
+    assert_eq!(state_of(&first, "motionlog"), "stopped", "{}", first.all());
+
+    let lib = installed(&s.controller_root, "motionlog.so");
+    let before = std::fs::metadata(&lib).unwrap();
+    let bytes = std::fs::read(&lib).unwrap();
+    let mid = (bytes.len() / 2) & !4095;
+    let needle = &bytes[mid..mid + 256];
+    assert!(
+        mount.corrupt(needle) >= 1,
+        "the library's bytes are in the image"
+    );
+    let after = std::fs::metadata(&lib).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (
+            before.ctime(),
+            before.ctime_nsec(),
+            before.mtime_nsec(),
+            before.ino()
+        ),
+        (
+            after.ctime(),
+            after.ctime_nsec(),
+            after.mtime_nsec(),
+            after.ino()
+        ),
+        "nothing the file system knows changed"
+    );
+
+    // The next start answers from the record (the file looks unchanged),
+    // then the background pass reads the media and finds the change.
+    let d = Daemon::start_with(&s, &s.controller_config, &[]);
+    let quarantine = s.controller_root.join("state/quarantine.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut found = String::new();
+    while std::time::Instant::now() < deadline {
+        found = std::fs::read_to_string(&quarantine).unwrap_or_default();
+        if found.contains("background verification") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(d.stop(), 0);
+    assert!(
+        found.contains("motionlog") && found.contains("changed on the media"),
+        "the background pass quarantined motionlog: {found:?}"
+    );
+    let next = s.boot();
+    assert_eq!(
+        state_of(&next, "motionlog"),
+        "quarantined",
+        "{}",
+        next.all()
+    );
+    assert_eq!(state_of(&next, "plugindemo"), "stopped", "{}", next.all());
+    drop(mount);
+}

@@ -1,0 +1,551 @@
+//! The digest record: the SHA-256 of each installed file as last verified,
+//! keyed by what any change of the file through the file system changes, so
+//! that a boot need not read every library byte again.
+//!
+//! `ROOT/state/digests` maps a file (by its path under the root) to its
+//! device, inode, size, mtime and ctime in nanoseconds and its digest. A boot
+//! ([`DigestRecord`], a [`FileDigests`] for the license check) answers from
+//! the record when the file's key is unchanged and hashes the file
+//! otherwise; the licensed digest is compared with the answer either way, so
+//! a library changed after install is refused before it is loaded. What
+//! each key field catches:
+//!
+//! * a write, truncation or `utime` through the file system changes the
+//!   ctime, which user space cannot set (only the clock it is taken from);
+//! * a file put in place by rename or copy is another inode;
+//! * a file system mounted in its place is another device.
+//!
+//! Bytes changed *below* the file system (media corruption, a write to the
+//! block device) change none of these. [`background_check`] re-hashes the
+//! files answered from the record after start, at the lowest CPU priority
+//! and reading the media itself (`O_DIRECT`, past the page cache); a
+//! mismatch quarantines the plugin for the next boot and is logged as an
+//! error. `verify = full` ([`VerifyMode::Full`]) re-hashes everything at boot.
+//!
+//! The record is a cache: it is replaced atomically but not synced (a lost
+//! or damaged record costs one full verification), and a digest is recorded
+//! only when the file's key was the same before and after reading it (a file
+//! changed while it was hashed is not recorded).
+//!
+//! Trust: the record is as trustworthy as `ROOT/state`, which only the
+//! controller's user may write (0700). Whoever can write it can also replace
+//! the host binaries; against that the background pass is the remaining
+//! check. Docs: docs/verification.md.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use xplugin_license::FileDigests;
+
+/// File name under `ROOT/state/`.
+pub const DIGESTS_FILE: &str = "digests";
+/// Largest record read (about 40 000 files).
+const MAX_RECORD_BYTES: u64 = 16 << 20;
+const FORMAT: u32 = 1;
+
+/// How a boot verifies the installed files (configuration `verify`,
+/// `--verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum VerifyMode {
+    /// Digests of unchanged files come from the record; the background
+    /// pass re-reads them after start.
+    #[default]
+    Record,
+    /// Every byte of every licensed file is hashed at boot (and the record
+    /// refreshed).
+    Full,
+}
+
+impl VerifyMode {
+    /// Parses `record` or `full`.
+    pub fn parse(s: &str) -> Option<VerifyMode> {
+        match s {
+            "record" => Some(VerifyMode::Record),
+            "full" => Some(VerifyMode::Full),
+            _ => None,
+        }
+    }
+}
+
+/// What changes when a file changes through the file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileKey {
+    /// The key of a file with metadata `m`.
+    #[cfg(unix)]
+    pub fn of(m: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    // Not flattened: serde's flatten buffers values, which cannot hold i128.
+    key: FileKey,
+    sha256: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RecordFile {
+    format: u32,
+    files: BTreeMap<String, Entry>,
+}
+
+/// A file whose digest came from the record at this boot, for
+/// [`background_check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The file.
+    pub path: PathBuf,
+    /// Its path under the root (the record's key).
+    pub relative: String,
+    /// The digest the record gave (the licensed one, or the file would
+    /// have been refused).
+    pub sha256: String,
+}
+
+/// The record of one root for one boot: answers [`FileDigests`] and
+/// collects what to save and what to re-check in the background.
+#[derive(Debug)]
+pub struct DigestRecord {
+    root: PathBuf,
+    mode: VerifyMode,
+    old: BTreeMap<String, Entry>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every file verified at this boot (files not asked about are dropped).
+    new: BTreeMap<String, Entry>,
+    from_record: Vec<Recorded>,
+    hashed: u64,
+}
+
+fn record_path(root: &Path) -> PathBuf {
+    root.join(xplugin_store::STATE_DIR).join(DIGESTS_FILE)
+}
+
+impl DigestRecord {
+    /// Reads the record of `root` (an unreadable or damaged one is empty and
+    /// logged: it costs one full verification).
+    pub fn load(root: &Path, mode: VerifyMode) -> DigestRecord {
+        let path = record_path(root);
+        let old = match crate::checks::read_bounded(&path, MAX_RECORD_BYTES) {
+            Ok(bytes) => match serde_json::from_slice::<RecordFile>(&bytes) {
+                Ok(r) if r.format == FORMAT => r.files,
+                Ok(r) => {
+                    log::info!(
+                        "{}: record format {} is not {FORMAT}: every file is hashed",
+                        path.display(),
+                        r.format
+                    );
+                    BTreeMap::new()
+                }
+                Err(e) => {
+                    log::warn!("{}: unusable ({e}): every file is hashed", path.display());
+                    BTreeMap::new()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                log::warn!("{}: unreadable ({e}): every file is hashed", path.display());
+                BTreeMap::new()
+            }
+        };
+        DigestRecord {
+            root: root.to_path_buf(),
+            mode,
+            old,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data: keep using it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Files answered from the record (for [`background_check`]).
+    pub fn from_record(&self) -> Vec<Recorded> {
+        self.state().from_record.clone()
+    }
+
+    /// (files answered from the record, files hashed).
+    pub fn counts(&self) -> (u64, u64) {
+        let s = self.state();
+        (s.from_record.len() as u64, s.hashed)
+    }
+
+    /// Replaces the record with the files verified at this boot, if it
+    /// changed. Not synced: the record is a cache.
+    pub fn save(&self) {
+        let files = self.state().new.clone();
+        if files == self.old {
+            return;
+        }
+        let path = record_path(&self.root);
+        let body = RecordFile {
+            format: FORMAT,
+            files,
+        };
+        let result = serde_json::to_vec(&body)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_unsynced(&path, &bytes));
+        if let Err(e) = result {
+            log::warn!(
+                "cannot write the digest record {}: {e} (the next boot hashes every file)",
+                path.display()
+            );
+        }
+    }
+}
+
+fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+impl FileDigests for DigestRecord {
+    fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
+        let key = FileKey::of(meta);
+        let relative = path
+            .strip_prefix(&self.root)
+            .ok()
+            .and_then(Path::to_str)
+            .map(str::to_string);
+        let Some(relative) = relative else {
+            return xplugin_license::sha256_file(path);
+        };
+        if self.mode == VerifyMode::Record {
+            if let Some(e) = self.old.get(&relative).filter(|e| e.key == key) {
+                let mut s = self.state();
+                s.new.insert(relative.clone(), e.clone());
+                s.from_record.push(Recorded {
+                    path: path.to_path_buf(),
+                    relative,
+                    sha256: e.sha256.clone(),
+                });
+                return Ok(e.sha256.clone());
+            }
+        }
+        let (sha256, unchanged) = hash_checked(path, key)?;
+        let mut s = self.state();
+        s.hashed += 1;
+        if unchanged {
+            s.new.insert(
+                relative,
+                Entry {
+                    key,
+                    sha256: sha256.clone(),
+                },
+            );
+        }
+        Ok(sha256)
+    }
+}
+
+/// Hashes the file at `path` and says whether its key was `key` both when
+/// it was opened and after the last byte was read.
+fn hash_checked(path: &Path, key: FileKey) -> std::io::Result<(String, bool)> {
+    let mut file = std::fs::File::open(path)?;
+    let before = FileKey::of(&file.metadata()?);
+    let sha256 = hash_reader(&mut file)?;
+    let after = FileKey::of(&file.metadata()?);
+    Ok((sha256, before == key && after == key))
+}
+
+fn hash_reader(r: &mut impl Read) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Block alignment `O_DIRECT` needs for the buffer (and offsets).
+const DIRECT_ALIGN: usize = 4096;
+/// Small reads: a process that exits waits for a direct read in flight.
+const DIRECT_CHUNK: usize = 256 << 10;
+
+/// The SHA-256 of the file at `path` as its bytes are on the media: read
+/// with `O_DIRECT`, past the page cache (which may still hold what the file
+/// said before the media changed). Falls back to a normal read after asking
+/// the kernel to drop the file's cached pages, where `O_DIRECT` is refused
+/// (tmpfs, some FUSE file systems).
+///
+/// # Errors
+/// The I/O error.
+pub fn sha256_from_media(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::OpenOptionsExt;
+    let direct = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(path);
+    let mut file = match direct {
+        Ok(f) => f,
+        Err(_) => return sha256_uncached(path),
+    };
+    // An aligned window of a plain buffer: O_DIRECT wants the memory, the
+    // file offset and the length aligned to the logical block size.
+    let mut storage = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+    let skip = storage.as_ptr().align_offset(DIRECT_ALIGN);
+    let Some(buf) = storage.get_mut(skip..skip + DIRECT_CHUNK) else {
+        return sha256_uncached(path);
+    };
+    let mut hasher = Sha256::new();
+    loop {
+        match file.read(buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(buf.get(..n).unwrap_or_default()),
+            // The file system takes O_DIRECT opens but not reads.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return sha256_uncached(path),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn sha256_uncached(path: &Path) -> std::io::Result<String> {
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::File::open(path)?;
+    // SAFETY: a valid open descriptor; advice only, any result is fine.
+    unsafe {
+        nix::libc::posix_fadvise(file.as_raw_fd(), 0, 0, nix::libc::POSIX_FADV_DONTNEED);
+    }
+    hash_reader(&mut file)
+}
+
+/// What [`background_check`] found wrong with one plugin's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The plugin whose folder holds the file.
+    pub plugin: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The digest the record (and the license) expect.
+    pub expected: String,
+    /// What the media holds now, or why it could not be read.
+    pub found: Result<String, String>,
+}
+
+/// Re-hashes `files` (each with the plugin owning it) from the media at the
+/// lowest CPU and I/O priority (`SCHED_IDLE` and the idle I/O class on the
+/// calling thread), after waiting `delay` (so that it does not compete with
+/// the start itself), and for every mismatch calls `on_mismatch`. Returns
+/// how many files were checked; stops early when `stop` is set.
+pub fn background_check(
+    files: &[(String, Recorded)],
+    delay: std::time::Duration,
+    stop: &std::sync::atomic::AtomicBool,
+    mut on_mismatch: impl FnMut(Mismatch),
+) -> usize {
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let until = std::time::Instant::now() + delay;
+    while !stopped() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    lowest_priority();
+    let mut checked = 0;
+    for (plugin, file) in files {
+        if stopped() {
+            break;
+        }
+        let found = sha256_from_media(&file.path).map_err(|e| e.to_string());
+        checked += 1;
+        if found.as_ref() != Ok(&file.sha256) {
+            on_mismatch(Mismatch {
+                plugin: plugin.clone(),
+                path: file.path.clone(),
+                expected: file.sha256.clone(),
+                found,
+            });
+        }
+    }
+    checked
+}
+
+fn lowest_priority() {
+    // SAFETY: a zeroed sched_param is valid for SCHED_IDLE (priority 0);
+    // pid 0 is the calling thread.
+    let rc = unsafe {
+        let param: nix::libc::sched_param = std::mem::zeroed();
+        nix::libc::sched_setscheduler(0, nix::libc::SCHED_IDLE, &param)
+    };
+    if rc != 0 {
+        log::debug!(
+            "background verification runs at normal CPU priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // ioprio_set(IOPRIO_WHO_PROCESS, this thread, class IDLE): honoured by
+    // the BFQ scheduler, ignored by the others (no wrapper in libc).
+    const IOPRIO_WHO_PROCESS: nix::libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: nix::libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: nix::libc::c_long = 13;
+    // SAFETY: a plain system call with integer arguments; who 0 is the
+    // calling thread.
+    let _ = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as nix::libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+}
+
+/// Drops the record's entry for `relative` (a file found changed on the
+/// media), so the next boot hashes it.
+pub fn forget(root: &Path, relative: &str) {
+    let path = record_path(root);
+    let Ok(bytes) = crate::checks::read_bounded(&path, MAX_RECORD_BYTES) else {
+        return;
+    };
+    let Ok(mut r) = serde_json::from_slice::<RecordFile>(&bytes) else {
+        return;
+    };
+    if r.files.remove(relative).is_some() {
+        if let Ok(bytes) = serde_json::to_vec(&r) {
+            let _ = write_unsynced(&path, &bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with_file(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join(xplugin_store::STATE_DIR)).expect("state");
+        let file = dir.path().join("lib.so");
+        std::fs::write(&file, content).expect("write");
+        (dir, file)
+    }
+
+    fn ask(record: &DigestRecord, file: &Path) -> String {
+        let meta = std::fs::symlink_metadata(file).expect("meta");
+        record.sha256(file, &meta).expect("digest")
+    }
+
+    #[test]
+    fn an_unchanged_file_is_answered_from_the_record_and_a_rewritten_one_is_hashed() {
+        let (dir, file) = root_with_file(b"original library bytes");
+        let first = DigestRecord::load(dir.path(), VerifyMode::Record);
+        let digest = ask(&first, &file);
+        assert_eq!(first.counts(), (0, 1));
+        first.save();
+
+        let second = DigestRecord::load(dir.path(), VerifyMode::Record);
+        assert_eq!(ask(&second, &file), digest);
+        assert_eq!(second.counts(), (1, 0), "answered from the record");
+        assert_eq!(second.from_record()[0].relative, "lib.so");
+
+        // Same length, mtime put back: the ctime still changes.
+        let mtime = std::fs::metadata(&file)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        std::fs::write(&file, b"tampered library bytes").expect("write");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .expect("open");
+        f.set_modified(mtime).expect("set mtime");
+        drop(f);
+        let third = DigestRecord::load(dir.path(), VerifyMode::Record);
+        let now = ask(&third, &file);
+        assert_ne!(now, digest, "the rewritten file was hashed again");
+        assert_eq!(third.counts(), (0, 1));
+    }
+
+    #[test]
+    fn full_mode_hashes_every_file_and_a_damaged_record_is_empty() {
+        let (dir, file) = root_with_file(b"bytes");
+        let first = DigestRecord::load(dir.path(), VerifyMode::Record);
+        ask(&first, &file);
+        first.save();
+        let full = DigestRecord::load(dir.path(), VerifyMode::Full);
+        ask(&full, &file);
+        assert_eq!(full.counts(), (0, 1));
+
+        std::fs::write(record_path(dir.path()), b"{not json").expect("damage");
+        let damaged = DigestRecord::load(dir.path(), VerifyMode::Record);
+        ask(&damaged, &file);
+        assert_eq!(damaged.counts(), (0, 1));
+    }
+
+    #[test]
+    fn the_media_digest_is_the_files_digest() {
+        let (_dir, file) = root_with_file(&vec![7u8; 3 * DIRECT_CHUNK / 2 + 5]);
+        let expected = xplugin_license::sha256_file(&file).expect("hash");
+        assert_eq!(sha256_from_media(&file).expect("media"), expected);
+    }
+
+    #[test]
+    fn the_background_check_reports_a_mismatch() {
+        let (_dir, file) = root_with_file(b"bytes");
+        let files = vec![(
+            "demo".to_string(),
+            Recorded {
+                path: file.clone(),
+                relative: "lib.so".into(),
+                sha256: "0".repeat(64),
+            },
+        )];
+        let mut found = Vec::new();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let n = background_check(&files, std::time::Duration::ZERO, &stop, |m| found.push(m));
+        assert_eq!(n, 1);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].plugin, "demo");
+    }
+}
