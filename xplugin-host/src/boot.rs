@@ -375,15 +375,13 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
     let mut checks: Vec<(PluginCheck, bool)> = Vec::new();
     // The values each plugin runs with: the booted generation's own.
     let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
-    for p in &installed {
-        let (Some(g), Some(dir)) = (
-            generation.as_ref(),
-            generation.as_ref().and_then(|g| g.plugin_dir(&p.name)),
-        ) else {
-            continue;
-        };
-        let check = check_plugin_folder(&dir, &p.name, opts.side, &ctx);
-        if let Some(m) = &check.manifest {
+    let folders: Vec<(&xplugin_store::InstalledPlugin, PathBuf)> = installed
+        .iter()
+        .filter_map(|p| Some((p, generation.as_ref()?.plugin_dir(&p.name)?)))
+        .collect();
+    let checked = check_folders(&folders, opts.side, &ctx);
+    for ((p, _), check) in folders.iter().zip(checked) {
+        if let (Some(m), Some(g)) = (&check.manifest, generation.as_ref()) {
             let resolved = crate::plugin_config::values_for(&store, g.number, m);
             values.insert(p.name.clone(), resolved.map(|v| v.to_json().to_string()));
         }
@@ -717,6 +715,53 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
     };
     booted.refresh();
     booted
+}
+
+/// Checks the plugin `folders` (in order), spread over the CPUs: each
+/// check reads and hashes files and verifies a signature, independent of
+/// the others.
+fn check_folders(
+    folders: &[(&xplugin_store::InstalledPlugin, PathBuf)],
+    side: Side,
+    ctx: &crate::checks::CheckContext<'_>,
+) -> Vec<PluginCheck> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4)
+        .min(folders.len().div_ceil(8).max(1));
+    let check = |(p, dir): &(&xplugin_store::InstalledPlugin, PathBuf)| {
+        check_plugin_folder(dir, &p.name, side, ctx)
+    };
+    if workers == 1 {
+        return folders.iter().map(check).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, PluginCheck)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(folder) = folders.get(i) else { break };
+                        mine.push((i, check(folder)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(mine) => mine,
+                // A check does not panic on input; should one, the panic
+                // goes on in this thread, as it would without workers.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, c)| c).collect()
 }
 
 /// How long after start the background verification begins: the start

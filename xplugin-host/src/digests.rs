@@ -108,6 +108,10 @@ struct Entry {
 struct RecordFile {
     format: u32,
     files: BTreeMap<String, Entry>,
+    /// Fingerprints (hex) of license signatures that verified
+    /// ([`FileDigests::signature_verified`]).
+    #[serde(default)]
+    signatures: std::collections::BTreeSet<String>,
 }
 
 /// A file whose digest came from the record at this boot, for
@@ -130,6 +134,7 @@ pub struct DigestRecord {
     root: PathBuf,
     mode: VerifyMode,
     old: BTreeMap<String, Entry>,
+    old_signatures: std::collections::BTreeSet<String>,
     state: Mutex<State>,
 }
 
@@ -137,6 +142,8 @@ pub struct DigestRecord {
 struct State {
     /// Every file verified at this boot (files not asked about are dropped).
     new: BTreeMap<String, Entry>,
+    /// Every signature verified (or remembered) at this boot.
+    signatures: std::collections::BTreeSet<String>,
     from_record: Vec<Recorded>,
     hashed: u64,
 }
@@ -152,30 +159,31 @@ impl DigestRecord {
         let path = record_path(root);
         let old = match crate::checks::read_bounded(&path, MAX_RECORD_BYTES) {
             Ok(bytes) => match serde_json::from_slice::<RecordFile>(&bytes) {
-                Ok(r) if r.format == FORMAT => r.files,
+                Ok(r) if r.format == FORMAT => r,
                 Ok(r) => {
                     log::info!(
                         "{}: record format {} is not {FORMAT}: every file is hashed",
                         path.display(),
                         r.format
                     );
-                    BTreeMap::new()
+                    RecordFile::default()
                 }
                 Err(e) => {
                     log::warn!("{}: unusable ({e}): every file is hashed", path.display());
-                    BTreeMap::new()
+                    RecordFile::default()
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RecordFile::default(),
             Err(e) => {
                 log::warn!("{}: unreadable ({e}): every file is hashed", path.display());
-                BTreeMap::new()
+                RecordFile::default()
             }
         };
         DigestRecord {
             root: root.to_path_buf(),
             mode,
-            old,
+            old: old.files,
+            old_signatures: old.signatures,
             state: Mutex::new(State::default()),
         }
     }
@@ -201,14 +209,18 @@ impl DigestRecord {
     /// Replaces the record with the files verified at this boot, if it
     /// changed. Not synced: the record is a cache.
     pub fn save(&self) {
-        let files = self.state().new.clone();
-        if files == self.old {
+        let (files, signatures) = {
+            let s = self.state();
+            (s.new.clone(), s.signatures.clone())
+        };
+        if files == self.old && signatures == self.old_signatures {
             return;
         }
         let path = record_path(&self.root);
         let body = RecordFile {
             format: FORMAT,
             files,
+            signatures,
         };
         let result = serde_json::to_vec(&body)
             .map_err(std::io::Error::other)
@@ -238,6 +250,14 @@ fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl FileDigests for DigestRecord {
+    fn signature_verified_before(&self, fingerprint: &[u8; 32]) -> bool {
+        self.mode == VerifyMode::Record && self.old_signatures.contains(&hex(fingerprint))
+    }
+
+    fn signature_verified(&self, fingerprint: [u8; 32]) {
+        self.state().signatures.insert(hex(&fingerprint));
+    }
+
     fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
         let key = FileKey::of(meta);
         let relative = path

@@ -17,7 +17,7 @@ use crate::keys::TrustStore;
 use crate::payload::{LicensePayload, Side};
 use crate::strict_json::find_duplicate_key;
 use crate::timestamp::{system_time, unix_seconds};
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::Read;
@@ -132,6 +132,21 @@ pub fn check_signature(
     trust: &TrustStore,
     plugin: &str,
 ) -> Result<LicensePayload, LicenseError> {
+    check_signature_with(text, trust, plugin, &Rehash)
+}
+
+/// [`check_signature`], skipping the Ed25519 verification of a signature
+/// `cache` remembers ([`FileDigests::signature_verified_before`]).
+///
+/// # Errors
+///
+/// As [`check_signature`].
+pub fn check_signature_with(
+    text: &str,
+    trust: &TrustStore,
+    plugin: &str,
+    cache: &dyn FileDigests,
+) -> Result<LicensePayload, LicenseError> {
     if text.len() > MAX_LICENSE_BYTES {
         return Err(LicenseError::Oversized {
             plugin: plugin.to_string(),
@@ -158,16 +173,18 @@ pub fn check_signature(
             found: parts.signature.len(),
         });
     };
-    let signature = Signature::from_bytes(&signature);
-    if key
-        .verify_strict(&signed_message(&parts.payload), &signature)
-        .is_err()
-    {
-        return Err(LicenseError::BadSignature {
-            plugin: plugin.to_string(),
-            key_id: parts.key_id,
-        });
+    let message = signed_message(&parts.payload);
+    let fingerprint = signature_fingerprint(key, &signature, &message);
+    if !cache.signature_verified_before(&fingerprint) {
+        let signature = Signature::from_bytes(&signature);
+        if key.verify_strict(&message, &signature).is_err() {
+            return Err(LicenseError::BadSignature {
+                plugin: plugin.to_string(),
+                key_id: parts.key_id,
+            });
+        }
     }
+    cache.signature_verified(fingerprint);
     // From here on the bytes are the vendor's.
     let invalid = |problems: Vec<String>| LicenseError::InvalidPayload {
         plugin: plugin.to_string(),
@@ -219,7 +236,22 @@ pub fn verify(
     trust: &TrustStore,
     ctx: &VerifyContext<'_>,
 ) -> Result<VerifiedLicense, LicenseError> {
-    let payload = check_signature(text, trust, ctx.plugin)?;
+    verify_with(text, trust, ctx, &Rehash)
+}
+
+/// [`verify`] with the signature cache of `cache`
+/// ([`check_signature_with`]).
+///
+/// # Errors
+///
+/// As [`verify`].
+pub fn verify_with(
+    text: &str,
+    trust: &TrustStore,
+    ctx: &VerifyContext<'_>,
+    cache: &dyn FileDigests,
+) -> Result<VerifiedLicense, LicenseError> {
+    let payload = check_signature_with(text, trust, ctx.plugin, cache)?;
     let errors = check_context(&payload, ctx);
     match LicenseError::combine(ctx.plugin, errors) {
         Some(e) => Err(e),
@@ -347,13 +379,41 @@ pub fn verify_files(license: &VerifiedLicense, plugin_dir: &Path) -> Result<(), 
 /// of the file through the file system changes (see `xplugin-host`'s
 /// `digests` module); the licensed digest is compared with the answer
 /// either way.
-pub trait FileDigests {
+///
+/// It may also remember signatures it was told verified, by a fingerprint
+/// over the signed message, the signature and the public key that verified
+/// it (so a changed license, or a trust store without that key, is checked
+/// again): a remembered signature is not verified again. Only the Ed25519
+/// arithmetic is skipped; the payload is parsed and its binding (plugin,
+/// side, versions, device, dates against this clock) checked every time.
+pub trait FileDigests: Sync {
     /// The lowercase hex SHA-256 of the regular file at `path`, whose
     /// `symlink_metadata` is `meta`.
     ///
     /// # Errors
     /// The I/O error reading the file.
     fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String>;
+
+    /// True if a signature with this fingerprint verified before.
+    fn signature_verified_before(&self, fingerprint: &[u8; 32]) -> bool {
+        let _ = fingerprint;
+        false
+    }
+
+    /// Told that the signature with this fingerprint verified now.
+    fn signature_verified(&self, fingerprint: [u8; 32]) {
+        let _ = fingerprint;
+    }
+}
+
+/// The fingerprint [`FileDigests`] remembers a verified signature by.
+fn signature_fingerprint(key: &VerifyingKey, signature: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"xplugin verified signature v1\0");
+    h.update(key.as_bytes());
+    h.update(signature);
+    h.update(message);
+    h.finalize().into()
 }
 
 /// [`FileDigests`] that hashes every byte, every time.
@@ -606,7 +666,7 @@ pub fn verify_plugin_dir_with(
     digests: &dyn FileDigests,
 ) -> Result<VerifiedLicense, LicenseError> {
     let text = read_license_file(&plugin_dir.join(format!("{}.lic", ctx.plugin)), ctx.plugin)?;
-    let license = verify(&text, trust, ctx)?;
+    let license = verify_with(&text, trust, ctx, digests)?;
     check_files_with(&license.payload, plugin_dir, digests)?;
     Ok(license)
 }
@@ -686,6 +746,66 @@ mod tests {
         let err = check(&forged, &trust, ISSUED).expect_err("refused");
         assert!(matches!(err, LicenseError::BadSignature { .. }), "{err}");
         assert!(err.to_string().contains("does not verify"), "{err}");
+    }
+
+    /// Remembers every fingerprint it is told about.
+    #[derive(Default)]
+    struct Remember(std::sync::Mutex<Vec<[u8; 32]>>);
+
+    impl FileDigests for Remember {
+        fn sha256(&self, path: &Path, _meta: &std::fs::Metadata) -> std::io::Result<String> {
+            sha256_file(path)
+        }
+        fn signature_verified_before(&self, fingerprint: &[u8; 32]) -> bool {
+            self.0.lock().is_ok_and(|v| v.contains(fingerprint))
+        }
+        fn signature_verified(&self, fingerprint: [u8; 32]) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(fingerprint);
+            }
+        }
+    }
+
+    #[test]
+    fn a_remembered_signature_covers_only_the_same_bytes_and_key() {
+        let (key, trust) = setup();
+        let version = Version::parse("1.2.0").expect("version");
+        let ctx = VerifyContext {
+            plugin: "demo",
+            side: Side::Controller,
+            plugin_version: &version,
+            device_id: DEVICE,
+            now: system_time(ISSUED + DAY),
+            high_water_mark: None,
+        };
+        let text = issue(&payload("vendor-a"), &key).expect("issue");
+        let cache = Remember::default();
+        verify_with(&text, &trust, &ctx, &cache).expect("verifies");
+        assert_eq!(cache.0.lock().map(|v| v.len()).unwrap_or(0), 1);
+        // Remembered: still verifies (and the binding is still checked).
+        verify_with(&text, &trust, &ctx, &cache).expect("verifies again");
+        let later = VerifyContext {
+            device_id: "ffffffff-ffffffff-ffffffff-ffffffff",
+            ..ctx
+        };
+        let err = verify_with(&text, &trust, &later, &cache).expect_err("binding checked");
+        assert!(matches!(err, LicenseError::WrongDevice { .. }), "{err}");
+        // Changed bytes are another fingerprint: verified, and refused.
+        let mut parts: Armored = dearmor(&text).expect("dearmor");
+        if let Some(b) = parts.payload.get_mut(10) {
+            *b ^= 0x01;
+        }
+        let forged = armor(&parts.key_id, &parts.payload, &parts.signature);
+        let err = verify_with(&forged, &trust, &ctx, &cache).expect_err("refused");
+        assert!(matches!(err, LicenseError::BadSignature { .. }), "{err}");
+        // Another key under the same id: another fingerprint.
+        let (other, _) = generate_keypair(Some("vendor-a")).expect("keygen");
+        let mut swapped = TrustStore::new();
+        swapped
+            .insert("vendor-a", other.verifying_key())
+            .expect("trust");
+        let err = verify_with(&text, &swapped, &ctx, &cache).expect_err("refused");
+        assert!(matches!(err, LicenseError::BadSignature { .. }), "{err}");
     }
 
     #[test]
