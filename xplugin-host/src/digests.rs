@@ -28,7 +28,7 @@
 //! changed while it was hashed is not recorded).
 //!
 //! Trust: the record is as trustworthy as `ROOT/state`, which only the
-//! controller's user may write (0700). Whoever can write it can also replace
+//! host's user may write (0755 or tighter). Whoever can write it can also replace
 //! the host binaries; against that the background pass is the remaining
 //! check. Docs: docs/verification.md.
 
