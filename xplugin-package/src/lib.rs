@@ -45,9 +45,10 @@
 //!
 //! `staging/client/NAME/...` and `staging/controller/NAME/...`, created
 //! component by component, files with `O_EXCL|O_NOFOLLOW`, mode 0644, folders
-//! 0755, whatever the archive says; touched folders are fsynced, files are
-//! not (the store's commit fsyncs every staged file it installs, and staging
-//! is discarded after a crash). An inner zip is first spooled (decompressed, size- and
+//! 0755, whatever the archive says; nothing is fsynced (staging is not the
+//! installation: the store's commit fsyncs every staged file and folder it
+//! installs, a transaction's prepare fsyncs its staged tree, and staging is
+//! discarded after a crash). An inner zip is first spooled (decompressed, size- and
 //! CRC-checked) to `staging/.spool-<side>.zip` and removed after use. On any
 //! refusal or failure everything this call created is removed, leaving the
 //! staging directory empty.
@@ -310,7 +311,6 @@ fn unpack_into(
     if problems.has_errors() {
         return Err(PackageError::Refused(problems));
     }
-    stage.sync_dirs()?;
     unpacked.warnings = problems;
     Ok(unpacked)
 }

@@ -40,8 +40,6 @@ pub(crate) struct Staging {
     root: PathBuf,
     /// Top-level names created directly under `root`.
     created_top: BTreeSet<String>,
-    /// Directories whose entries changed and must be fsynced.
-    dirty_dirs: BTreeSet<PathBuf>,
 }
 
 impl Staging {
@@ -65,7 +63,6 @@ impl Staging {
         Ok(Staging {
             root: root.to_path_buf(),
             created_top: BTreeSet::new(),
-            dirty_dirs: BTreeSet::new(),
         })
     }
 
@@ -74,14 +71,12 @@ impl Staging {
     pub(crate) fn make_dirs(&mut self, components: &[&str]) -> Result<PathBuf, WriteFailure> {
         let mut path = self.root.clone();
         for (i, component) in components.iter().enumerate() {
-            let parent = path.clone();
             path.push(component);
             match create_dir(&path) {
                 Ok(()) => {
                     if i == 0 {
                         self.created_top.insert((*component).to_string());
                     }
-                    self.dirty_dirs.insert(parent);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let meta = fs::symlink_metadata(&path).map_err(|e| failure(&path, e))?;
@@ -115,7 +110,6 @@ impl Staging {
         if dirs.is_empty() {
             self.created_top.insert((*file_name).to_string());
         }
-        self.dirty_dirs.insert(dir);
         Ok((file, path))
     }
 
@@ -127,15 +121,6 @@ impl Staging {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(failure(path, e)),
         }
-    }
-
-    /// fsyncs every directory whose entries this import changed, deepest first.
-    pub(crate) fn sync_dirs(&self) -> Result<(), WriteFailure> {
-        for dir in self.dirty_dirs.iter().rev() {
-            let handle = File::open(dir).map_err(|e| failure(dir, e))?;
-            handle.sync_all().map_err(|e| failure(dir, e))?;
-        }
-        Ok(())
     }
 
     /// Removes everything this import created under the root (the root stays).

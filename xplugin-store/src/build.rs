@@ -59,9 +59,8 @@ pub(crate) fn fill_tmp_generation(
         place_tree(src, &plugins_dir.join(name), Origin::Staged, &mut unsynced)?;
         hit("commit", "after-staged-plugin");
     }
-    for file in &unsynced.files {
-        fsutil::fsync_file(file).map_err(|e| StoreError::io("fsync file", file, e, HINT_DISK))?;
-    }
+    fsutil::fsync_files(&unsynced.files)
+        .map_err(|(file, e)| StoreError::io("fsync file", &file, e, HINT_DISK))?;
     for dir in unsynced.dirs.iter().chain([&plugins_dir]) {
         fsutil::fsync_dir(dir).map_err(|e| StoreError::io("fsync directory", dir, e, HINT_DISK))?;
     }

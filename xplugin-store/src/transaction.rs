@@ -772,18 +772,34 @@ fn write_record(dir: &Path, record: &TransactionRecord) -> Result<(), StoreError
     fsutil::replace_file(&path, &bytes).map_err(|e| StoreError::io("write", &path, e, HINT_DISK))
 }
 
-/// fsyncs every regular file and directory under `dir` (and `dir`).
+/// fsyncs every regular file and directory under `dir` (and `dir`): the
+/// files batched ([`fsutil::fsync_files`]), then the directories, deepest
+/// first.
 fn fsync_tree(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            fsync_tree(&entry.path())?;
-        } else if ft.is_file() {
-            fsutil::fsync_file(&entry.path())?;
+    fn collect(
+        dir: &Path,
+        files: &mut Vec<PathBuf>,
+        dirs: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                collect(&entry.path(), files, dirs)?;
+            } else if ft.is_file() {
+                files.push(entry.path());
+            }
         }
+        dirs.push(dir.to_path_buf());
+        Ok(())
     }
-    fsutil::fsync_dir(dir)
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    collect(dir, &mut files, &mut dirs)?;
+    fsutil::fsync_files(&files).map_err(|(_, e)| e)?;
+    for d in &dirs {
+        fsutil::fsync_dir(d)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
