@@ -14,9 +14,11 @@ import sys
 
 BOOT_GOAL = 1.2          # boot <= 1.2 x (dlopen floor + sha256 floor)
 IMPORT_GOAL = 1.0        # import <= 1.0 x unzip
+DURABLE_GOAL = 1.5       # import <= 1.5 x the durable-copy floor (cp -r + sync -f)
+CLASS_LOADER_GOAL = 1.0  # boot <= 1.0 x class_loader (N = 100, 200 KB and 2 MB)
 LINK_GOAL = 1.3          # import over the pendant link <= 1.3 x the local import
 IMPORT_RSS_GOAL_MIB = 32
-RESOLVER_GOAL_MS = 20.0
+RESOLVER_GOAL_MS = 10.0
 ABI_GOAL_NS = 2.0
 
 SIZE_LABEL = {"200k": "200 KB", "2m": "2 MB"}
@@ -317,15 +319,16 @@ def main():
         summary.append(("Boot ≤ 1.2 × (dlopen + sha256)", f"worst {worst[2]:.2f}× (N={worst[1]}, {SIZE_LABEL[worst[0]]})",
                         verdict(met, "all cases", detail)))
     if cl_ratios:
-        slower = [t for t in cl_ratios if t[2] >= 1.0]
-        best = min(cl_ratios, key=lambda t: t[2])
-        worst = max(cl_ratios, key=lambda t: t[2])
+        goal_cases = [t for t in cl_ratios if t[1] == 100] or cl_ratios
+        slower = [t for t in goal_cases if t[2] > CLASS_LOADER_GOAL]
+        best = min(goal_cases, key=lambda t: t[2])
+        worst = max(goal_cases, key=lambda t: t[2])
         detail = ", ".join(f"N={n} {SIZE_LABEL[s]}: {r:.2f}× class_loader's time" for s, n, r in slower)
-        summary.append(("Boot faster than class_loader",
+        summary.append((f"Boot ≤ {CLASS_LOADER_GOAL:.1f} × class_loader (N = 100)",
                         f"{best[2]:.2f}× – {worst[2]:.2f}× class_loader's time",
                         verdict(not slower, "every case", detail)))
     elif cl_unavailable:
-        summary.append(("Boot faster than class_loader", "not measured", "class_loader unavailable (see §1)"))
+        summary.append((f"Boot ≤ {CLASS_LOADER_GOAL:.1f} × class_loader (N = 100)", "not measured", "class_loader unavailable (see §1)"))
 
     # ---- 2. import -------------------------------------------------------
     p("## 2. Import")
@@ -349,7 +352,19 @@ def main():
         p("|---|---|---|---|")
         p(f"| xplugin-client import | {spread(r['xplugin'])} | **{ratio:.2f}** | {cpu(r['xplugin'])} |")
         p(f"| unzip -q (outer + 2 inner) | {spread(r['unzip'])} | 1.00 | {cpu(r['unzip'])} |")
+        if "durable_copy" in r:
+            dc = r["durable_copy"]["median"]
+            p(f"| durable copy (`cp -r` of the extracted tree + `sync -f`) | {spread(r['durable_copy'])} "
+              f"| {dc / uz:.2f} | {cpu(r['durable_copy'])} |")
         p("")
+        if "durable_copy" in r:
+            dratio = xi / dc
+            p(f"Import against the durable-copy floor: **{dratio:.2f}×** ({(xi - dc) * 1000:.0f} ms more).")
+            p("")
+            summary.append((f"Import ≤ {DURABLE_GOAL} × durable copy (cp -r + sync -f)", f"{dratio:.2f}×",
+                            verdict(dratio <= DURABLE_GOAL, f"{(DURABLE_GOAL - dratio):.2f}× to spare",
+                                    f"+{(dratio / DURABLE_GOAL - 1) * 100:.0f}% over the goal, "
+                                    f"{(xi - dc) * 1000:.0f} ms more than the floor")))
         summary.append(("Import ≤ 1.0 × unzip", f"{ratio:.2f}×",
                         verdict(ratio <= IMPORT_GOAL, f"{(1 - ratio) * 100:.0f}% faster than unzip",
                                 f"+{(ratio / IMPORT_GOAL - 1) * 100:.0f}% over the goal, "
@@ -427,7 +442,7 @@ def main():
         if main_case is not None:
             over = [(labels.get(k, k), v / 1e6) for k, v in d.items() if v / 1e6 > RESOLVER_GOAL_MS]
             detail = "; ".join(f"{k}: {v:.1f} ms, +{(v / RESOLVER_GOAL_MS - 1) * 100:.0f}% over" for k, v in over)
-            summary.append(("Resolver 10 000 / 50 000 ≤ 20 ms (every case)",
+            summary.append((f"Resolver 10 000 / 50 000 ≤ {RESOLVER_GOAL_MS:.0f} ms (every case)",
                             " / ".join(f"{v / 1e6:.1f} ms" for v in d.values()),
                             verdict(not over, "every case", detail)))
     except Missing as e:
@@ -673,9 +688,11 @@ def main():
     missed = {g for g, _, v in summary if "MISSED" in v}
     boot_acts = activity_text(results, "boot-largest")
     if any(g.startswith("Boot") for g in missed) and boot_acts:
-        notes.append(f"**Boot** ({profile_case}, CPU profile): {boot_acts}. Boot reads and hashes every byte "
-                     "of every library and checks one Ed25519 signature per plugin before any `dlopen`; "
-                     "class_loader does neither, so its time is close to the dlopen floor.")
+        notes.append(f"**Boot** ({profile_case}, CPU profile): {boot_acts}. Before any `dlopen` boot checks "
+                     "every plugin: manifest, license binding, each licensed file's key against the digest "
+                     "record (files that changed are hashed), ELF headers and ABI tag; it also opens the "
+                     "crash journal and starts the supervisor. class_loader does none of it, so its time is "
+                     "close to the dlopen floor.")
     if any(g.startswith("Import ≤") for g in missed):
         parts = []
         fs = syscall_line(results, "import-200m", "fsync")
