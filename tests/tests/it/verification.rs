@@ -127,29 +127,53 @@ impl LoopMount {
         })
     }
 
-    /// Changes `needle`'s bytes wherever they are in the image (the file's
-    /// blocks, and any freed copy), behind the mounted file system's back.
-    fn corrupt(&self, needle: &[u8]) -> usize {
+    /// Flips one byte of `file` (on the mounted file system) at `offset`,
+    /// by writing to the image at the file's physical block (from FIEMAP,
+    /// `filefrag -v`), behind the mounted file system's back.
+    fn corrupt(&self, file: &Path, offset: u64) {
         use std::os::unix::fs::FileExt;
-        let mut image = std::fs::read(&self.image).unwrap();
-        let mut hits = 0;
-        let mut from = 0;
-        while let Some(pos) = image[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-        {
-            let at = from + pos + needle.len() / 2;
-            image[at] ^= 0xff;
-            let f = std::fs::File::options()
-                .write(true)
-                .open(&self.image)
-                .unwrap();
-            f.write_all_at(&image[at..at + 1], at as u64).unwrap();
-            f.sync_all().unwrap();
-            hits += 1;
-            from = at + 1;
-        }
-        hits
+        let out = Command::new("filefrag")
+            .args(["-v", "-b4096"])
+            .arg(file)
+            .output()
+            .expect("filefrag (e2fsprogs) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let block = offset / 4096;
+        // " ext: logical_offset: physical_offset: length: ..." rows:
+        // "   0:        0..     511:      34816..     35327:    512: ..."
+        let physical = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split(':').map(str::trim);
+                parts.next()?.parse::<u64>().ok()?;
+                let (lstart, lend) = parts.next()?.split_once("..")?;
+                let (pstart, _) = parts.next()?.split_once("..")?;
+                let lstart = lstart.trim().parse::<u64>().ok()?;
+                let lend = lend.trim().parse::<u64>().ok()?;
+                let pstart = pstart.trim().parse::<u64>().ok()?;
+                (lstart..=lend)
+                    .contains(&block)
+                    .then(|| pstart + (block - lstart))
+            })
+            .next()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no extent of {} holds block {block}:\n{text}",
+                    file.display()
+                )
+            });
+        let at = physical * 4096 + offset % 4096;
+        let image = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&self.image)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        image.read_exact_at(&mut byte, at).unwrap();
+        let expected = std::fs::read(file).unwrap()[offset as usize];
+        assert_eq!(byte[0], expected, "the image holds the file's byte at {at}");
+        image.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+        image.sync_all().unwrap();
     }
 }
 
@@ -175,13 +199,7 @@ fn bytes_changed_below_the_file_system_are_caught_by_the_background_pass() {
 
     let lib = installed(&s.controller_root, "motionlog.so");
     let before = std::fs::metadata(&lib).unwrap();
-    let bytes = std::fs::read(&lib).unwrap();
-    let mid = (bytes.len() / 2) & !4095;
-    let needle = &bytes[mid..mid + 256];
-    assert!(
-        mount.corrupt(needle) >= 1,
-        "the library's bytes are in the image"
-    );
+    mount.corrupt(&lib, before.len() / 2);
     let after = std::fs::metadata(&lib).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
