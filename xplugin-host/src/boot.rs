@@ -449,7 +449,7 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         }
     }
     for name in &resolution.load_order {
-        let Some((c, enabled)) = by_name.get(name.as_str()).copied() else {
+        let Some((c, enabled)) = by_name.get(name).copied() else {
             continue;
         };
         let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
@@ -461,14 +461,14 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             continue;
         };
         if *enabled {
-            enabled_set.insert(name.clone());
+            enabled_set.insert(name.to_owned());
         }
         if let Some(rt) = &c.runtime {
             runtimes.push(rt.clone());
         }
         if !m.bridge.send.is_empty() || !m.bridge.receive.is_empty() {
             bridge_decls.push(xplugin_link::bridge::BridgeDecl {
-                plugin: name.clone(),
+                plugin: name.to_owned(),
                 ctrl_depend: m.ctrl_depend.iter().map(|d| d.name.clone()).collect(),
                 send: m.bridge.send.clone(),
                 receive: m.bridge.receive.clone(),
@@ -479,10 +479,10 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             from_record[first..]
                 .iter()
                 .take_while(|f| f.path.starts_with(&c.dir))
-                .map(|f| (name.clone(), m.version.to_string(), f.clone())),
+                .map(|f| (name.to_owned(), m.version.to_string(), f.clone())),
         );
         to_load.push(PluginToLoad {
-            name: name.clone(),
+            name: name.to_owned(),
             version: m.version.to_string(),
             library: lib.clone(),
             config_json: config_json.clone(),
@@ -535,8 +535,8 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             host_version: opts.host_version.to_string(),
             device_id: facts.device.unwrap_or_else(|e| format!("unknown ({e})")),
             development_mode: opts.config.allow_unlicensed,
-            load_order: resolution.load_order.clone(),
-            stop_order: resolution.stop_order.clone(),
+            load_order: resolution.load_order.to_vec(),
+            stop_order: resolution.stop_order.to_vec(),
             plugins,
             problems,
             timings_us: BootTimings {

@@ -506,7 +506,7 @@ impl SideVerdict {
             load_order: self
                 .after
                 .as_ref()
-                .map(|r| r.load_order.clone())
+                .map(|r| r.load_order.to_vec())
                 .unwrap_or_default(),
         }
     }

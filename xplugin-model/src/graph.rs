@@ -42,14 +42,17 @@
 //! its reason, message and hint are rendered when asked for (each in
 //! O(`MAX_CHAIN` + `MAX_CYCLE_SHOWN`) plus the plugin's own entries), so
 //! thousands of blocked plugins cost no text until they are reported.
+//! `load_order`, `stop_order` and `blocked` refer to the resolution's one
+//! copy of the names by index, with no string per plugin.
 
 mod explain;
+mod order;
 
 use crate::code::ProblemCode;
 use crate::manifest::{Dependency, Manifest, Side};
 use crate::problem::{Problem, Problems};
 use crate::version::{Version, VersionReq};
-use explain::{Explain, Issue, Own, Rec};
+use explain::{Explain, Issue, Names, Own, Rec};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
@@ -58,6 +61,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 pub use explain::Blocked;
+pub use order::{BlockedPlugins, OrderIter, PluginOrder};
 
 /// Most plugins named in one dependency chain; longer chains keep the first
 /// `MAX_CHAIN - 1` and the root cause and count the rest in `elided`.
@@ -226,17 +230,17 @@ impl BlockReason {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Resolution {
     /// Plugins to load, dependencies first.
-    pub load_order: Vec<String>,
+    pub load_order: PluginOrder,
     /// `load_order` reversed: dependents stop first.
-    pub stop_order: Vec<String>,
+    pub stop_order: PluginOrder,
     /// Plugins that cannot load, by name.
-    pub blocked: BTreeMap<String, Blocked>,
+    pub blocked: BlockedPlugins,
 }
 
 impl Resolution {
     /// True if `name` is in the load order.
     pub fn loads(&self, name: &str) -> bool {
-        self.load_order.iter().any(|n| n == name)
+        self.load_order.contains(name)
     }
 }
 
@@ -405,10 +409,6 @@ impl<'a> Graph<'a> {
 
     fn len(&self) -> usize {
         self.nodes.len()
-    }
-
-    fn name(&self, i: usize) -> &'a str {
-        &self.nodes[i].name
     }
 
     fn deps(&self, i: usize) -> &[u32] {
@@ -624,7 +624,7 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
     let n = g.len();
     let (comp, members, bounds) = g.sccs();
     let mut finder = CycleFinder::new(n);
-    let mut ex = Explain::new(g.nodes.iter().map(|node| node.name.as_str()));
+    let mut ex = Explain::new(Names::new(g.nodes.iter().map(|node| node.name.as_str())));
 
     for (id, range) in bounds.windows(2).enumerate() {
         let id = id as u32;
@@ -657,9 +657,9 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
             ready.push(Reverse(i as u32));
         }
     }
-    let mut load_order = Vec::with_capacity(n);
+    let mut load_order: Vec<u32> = Vec::with_capacity(n);
     while let Some(Reverse(v)) = ready.pop() {
-        load_order.push(g.name(v as usize).to_string());
+        load_order.push(v);
         for &s in g.dependents(v as usize) {
             let s = s as usize;
             if !recs[s].blocked {
@@ -670,21 +670,16 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
             }
         }
     }
-    let stop_order = load_order.iter().rev().cloned().collect();
+    let stop_order: Vec<u32> = load_order.iter().rev().copied().collect();
     let ex = Arc::new(ex);
-    let blocked = (0..n)
-        .filter(|&i| ex.recs[i].blocked)
-        .map(|i| {
-            (
-                g.name(i).to_string(),
-                Blocked::new(Arc::clone(&ex), i as u32),
-            )
-        })
+    let blocked = (0..n as u32)
+        .filter(|&i| ex.recs[i as usize].blocked)
+        .map(|i| Blocked::new(Arc::clone(&ex), i))
         .collect();
     Resolution {
-        load_order,
-        stop_order,
-        blocked,
+        load_order: PluginOrder::new(Arc::clone(&ex), load_order),
+        stop_order: PluginOrder::new(Arc::clone(&ex), stop_order),
+        blocked: BlockedPlugins::new(blocked),
     }
 }
 
@@ -859,7 +854,7 @@ pub fn broken_by_import(
 ) -> Problems {
     let mut problems = Problems::default();
     for name in &before.load_order {
-        if incoming_names.contains(&name.as_str()) {
+        if incoming_names.contains(&name) {
             continue;
         }
         if let Some(b) = after.blocked.get(name) {

@@ -51,8 +51,8 @@ pub use code::ProblemCode;
 pub use compat::{check as check_compat, CompatRule, Incompatible};
 pub use config_schema::{ConfigSchema, ConfigValues};
 pub use graph::{
-    broken_by_import, dependents_of, merge_installed, resolve, BlockReason, Blocked, Node,
-    Resolution, ResolveInput,
+    broken_by_import, dependents_of, merge_installed, resolve, BlockReason, Blocked,
+    BlockedPlugins, Node, PluginOrder, Resolution, ResolveInput,
 };
 pub use manifest::{
     check_name, parse_manifest, Dependency, Manifest, ManifestOutcome, NameError, Side,

@@ -104,7 +104,7 @@ fn check(spec: &Spec, r: &Resolution) -> Result<(), TestCaseError> {
         .load_order
         .iter()
         .enumerate()
-        .map(|(k, s)| (s.as_str(), k))
+        .map(|(k, s)| (s, k))
         .collect();
     prop_assert_eq!(loaded.len(), r.load_order.len(), "a plugin loads twice");
     prop_assert_eq!(
@@ -112,7 +112,7 @@ fn check(spec: &Spec, r: &Resolution) -> Result<(), TestCaseError> {
         n,
         "every plugin is loaded or blocked"
     );
-    let stop: Vec<String> = r.load_order.iter().rev().cloned().collect();
+    let stop: Vec<String> = r.load_order.iter().rev().map(str::to_owned).collect();
     prop_assert_eq!(&r.stop_order, &stop);
 
     for i in 0..n {
@@ -189,8 +189,8 @@ fn check(spec: &Spec, r: &Resolution) -> Result<(), TestCaseError> {
                     .iter()
                     .all(|&(t, _)| placed.contains(&name(t)))
             });
-        prop_assert_eq!(ready.as_ref(), Some(nm));
-        placed.insert(nm.clone());
+        prop_assert_eq!(ready.as_deref(), Some(nm));
+        placed.insert(nm.to_owned());
     }
     Ok(())
 }

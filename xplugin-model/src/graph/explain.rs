@@ -77,13 +77,45 @@ impl Rec {
     };
 }
 
+/// The plugin names of one resolution, copied once from the input: node
+/// i's name is `text[spans[i].0..][..spans[i].1]`, nodes in name order.
+#[derive(Default)]
+pub(super) struct Names {
+    /// The names concatenated.
+    pub(super) text: String,
+    /// (start, length) in `text` of node i's name.
+    pub(super) spans: Vec<(u32, u32)>,
+}
+
+impl Names {
+    pub(super) fn new<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Names {
+        let mut n = Names {
+            text: String::new(),
+            spans: Vec::with_capacity(names.len()),
+        };
+        for name in names {
+            n.spans.push((n.text.len() as u32, name.len() as u32));
+            n.text.push_str(name);
+        }
+        n
+    }
+
+    pub(super) fn get(&self, i: u32) -> &str {
+        let (start, len) = self.spans[i as usize];
+        &self.text[start as usize..(start + len) as usize]
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
+
 /// Everything needed to render any blocked plugin's texts, shared by all
-/// [`Blocked`] values of one resolution.
+/// [`Blocked`] values of one resolution (and by its load and stop orders,
+/// which are node indices).
 #[derive(Default)]
 pub(super) struct Explain {
-    /// Node names concatenated; name i is `names[offsets[i]..offsets[i+1]]`.
-    names: String,
-    offsets: Vec<u32>,
+    names: Names,
     pub(super) recs: Vec<Rec>,
     pub(super) issues: Vec<Issue>,
     /// Pre-failure texts and names of plugins outside the set.
@@ -98,23 +130,16 @@ pub(super) struct Explain {
 const UNKNOWN_CONTROLLER: &str = "the controller's running plugins are unknown";
 
 impl Explain {
-    pub(super) fn new<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Explain {
-        let mut e = Explain {
-            offsets: Vec::with_capacity(names.len() + 1),
+    pub(super) fn new(names: Names) -> Explain {
+        Explain {
+            recs: vec![Rec::LOADS; names.len()],
+            names,
             ..Explain::default()
-        };
-        e.offsets.push(0);
-        for name in names {
-            e.names.push_str(name);
-            e.offsets.push(e.names.len() as u32);
         }
-        e.recs = vec![Rec::LOADS; e.offsets.len() - 1];
-        e
     }
 
     pub(super) fn name(&self, i: u32) -> &str {
-        let i = i as usize;
-        &self.names[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+        self.names.get(i)
     }
 
     pub(super) fn push_string(&mut self, s: &str) -> u32 {
@@ -527,6 +552,11 @@ pub struct Blocked {
 impl Blocked {
     pub(super) fn new(explain: Arc<Explain>, node: u32) -> Blocked {
         Blocked { explain, node }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        self.explain.name(self.node)
     }
 
     /// The primary reason.
