@@ -81,25 +81,13 @@ impl Rec {
 /// i's name is `text[spans[i].0..][..spans[i].1]`, nodes in name order.
 #[derive(Default)]
 pub(super) struct Names {
-    /// The names concatenated.
+    /// The names concatenated in input order (the order they are read in).
     pub(super) text: String,
     /// (start, length) in `text` of node i's name.
     pub(super) spans: Vec<(u32, u32)>,
 }
 
 impl Names {
-    pub(super) fn new<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Names {
-        let mut n = Names {
-            text: String::new(),
-            spans: Vec::with_capacity(names.len()),
-        };
-        for name in names {
-            n.spans.push((n.text.len() as u32, name.len() as u32));
-            n.text.push_str(name);
-        }
-        n
-    }
-
     pub(super) fn get(&self, i: u32) -> &str {
         let (start, len) = self.spans[i as usize];
         &self.text[start as usize..(start + len) as usize]
