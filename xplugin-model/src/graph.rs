@@ -39,16 +39,17 @@
 //! names only where those bytes tie; one more O(V log V) sort when a name
 //! is duplicated), O(log₆₄ V) per plugin to take the ready ones in name
 //! order, and Tarjan's O(V + E) only over what that leaves (cycles and what
-//! depends on them), plus, for cycle members, the length of the walk used
-//! to find their cycle. Names are copied once into the resolution;
-//! `load_order`, `stop_order` and `blocked` refer to them by index, with no
-//! string per plugin. Chains and cycles in messages are capped ([`MAX_CHAIN`],
+//! depends on them), plus a shortest-path tree each way per component with
+//! a cycle. Names are copied once into the resolution; `load_order`,
+//! `stop_order` and `blocked` refer to them by index, with no string per
+//! plugin. Chains and cycles in messages are capped ([`MAX_CHAIN`],
 //! [`MAX_CYCLE_SHOWN`]) so a pathological 10 000-plugin chain cannot make
 //! the output quadratic. A [`Blocked`] holds only indices into a record
 //! shared by the resolution; its reason, message and hint are rendered
-//! when asked for (each in O(`MAX_CHAIN` + `MAX_CYCLE_SHOWN`) plus the
-//! plugin's own entries), so thousands of blocked plugins cost no text
-//! until they are reported.
+//! when asked for, each in O(`MAX_CHAIN`) plus the plugin's own entries
+//! plus, where it names a cycle, the length of the walk that finds the
+//! cycle from those trees (done then, not when resolving), so thousands of
+//! blocked plugins cost no text until they are reported.
 
 mod explain;
 mod order;
@@ -813,8 +814,7 @@ impl<'a> Graph<'a> {
     /// all components it depends on. Returns the component id per node
     /// (`NONE` for the others) and the members of every component,
     /// flattened: component c is `members[bounds[c]..bounds[c+1]]`, its
-    /// smallest first (the root [`CycleFinder`] starts from), the rest
-    /// unordered.
+    /// smallest first (its root for [`cycle_trees`]), the rest unordered.
     fn sccs(&self, live: impl Fn(usize) -> bool) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
         /// The `index` of a node in a finished component or not live:
         /// above every DFS number, so `low.min(DONE)` changes nothing and
@@ -887,132 +887,52 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// Finds, for every member of a non-trivial component, one simple cycle
-/// through it: walk member -> root (shortest, backwards BFS tree), then
-/// root -> member (shortest, forward BFS tree), and erase loops.
-struct CycleFinder {
-    parent_fwd: Vec<u32>,
-    parent_bwd: Vec<u32>,
-    /// Position in the loop-erasure stack, or NONE.
-    position: Vec<u32>,
-    /// Buffers reused for every member, so a big component costs no
-    /// allocation per member.
-    queue: std::collections::VecDeque<u32>,
-    walk: Vec<u32>,
-    fwd: Vec<u32>,
-    path: Vec<u32>,
-}
-
-impl CycleFinder {
-    fn new(n: usize) -> CycleFinder {
-        CycleFinder {
-            parent_fwd: vec![NONE; n],
-            parent_bwd: vec![NONE; n],
-            position: vec![NONE; n],
-            queue: std::collections::VecDeque::new(),
-            walk: Vec::new(),
-            fwd: Vec::new(),
-            path: Vec::new(),
+/// Records in `ex` what the cycles of component `id` (its `members`,
+/// smallest first) are found from when rendered: the root (smallest member), its first
+/// dependency in the component, and the shortest-path trees to and from
+/// the root. Returns the component's index in `ex.cycles`.
+fn cycle_trees(
+    g: &Graph<'_>,
+    comp: &[u32],
+    id: u32,
+    members: &[u32],
+    ex: &mut Explain,
+    queue: &mut std::collections::VecDeque<u32>,
+) -> u32 {
+    let index = ex.cycles.len() as u32;
+    let Some(&root) = members.first() else {
+        return index;
+    };
+    if ex.parent_fwd.is_empty() {
+        ex.parent_fwd = vec![NONE; g.len()];
+        ex.parent_bwd = vec![NONE; g.len()];
+    }
+    let in_comp = |t: u32| t != NONE && comp[t as usize] == id;
+    // Forward BFS: parent_fwd[x] = predecessor of x on a shortest root -> x path.
+    queue.push_back(root);
+    ex.parent_fwd[root as usize] = root;
+    while let Some(u) = queue.pop_front() {
+        for &t in g.deps(u as usize) {
+            if in_comp(t) && ex.parent_fwd[t as usize] == NONE {
+                ex.parent_fwd[t as usize] = u;
+                queue.push_back(t);
+            }
         }
     }
-
-    /// Records a cycle for each of the `members` (smallest first) of
-    /// component `id` in `ex` (the first [`MAX_CYCLE_SHOWN`] names and the
-    /// length), and returns the index of the first one; member k's is that
-    /// plus k.
-    fn cycles(
-        &mut self,
-        g: &Graph<'_>,
-        comp: &[u32],
-        id: u32,
-        members: &[u32],
-        ex: &mut Explain,
-    ) -> u32 {
-        let base = ex.cycles.len() as u32;
-        let Some(&root) = members.first() else {
-            return base;
-        };
-        let in_comp = |t: u32| t != NONE && comp[t as usize] == id;
-        // Forward BFS: parent_fwd[x] = predecessor of x on a shortest root -> x path.
-        self.queue.push_back(root);
-        self.parent_fwd[root as usize] = root;
-        while let Some(u) = self.queue.pop_front() {
-            for &t in g.deps(u as usize) {
-                if in_comp(t) && self.parent_fwd[t as usize] == NONE {
-                    self.parent_fwd[t as usize] = u;
-                    self.queue.push_back(t);
-                }
+    // Backward BFS: parent_bwd[x] = next hop on a shortest x -> root path.
+    queue.push_back(root);
+    ex.parent_bwd[root as usize] = root;
+    while let Some(u) = queue.pop_front() {
+        for &s in g.dependents(u as usize) {
+            if in_comp(s) && ex.parent_bwd[s as usize] == NONE {
+                ex.parent_bwd[s as usize] = u;
+                queue.push_back(s);
             }
-        }
-        // Backward BFS: parent_bwd[x] = next hop on a shortest x -> root path.
-        self.queue.push_back(root);
-        self.parent_bwd[root as usize] = root;
-        while let Some(u) = self.queue.pop_front() {
-            for &s in g.dependents(u as usize) {
-                if in_comp(s) && self.parent_bwd[s as usize] == NONE {
-                    self.parent_bwd[s as usize] = u;
-                    self.queue.push_back(s);
-                }
-            }
-        }
-        for &x in members {
-            self.walk.clear();
-            if g.deps(x as usize).contains(&x) {
-                self.walk.push(x);
-            } else if x == root {
-                // root -> first successor in the component -> ... -> root.
-                let next = g.deps(x as usize).iter().copied().find(|&t| in_comp(t));
-                self.walk.push(x);
-                let mut v = next.unwrap_or(x);
-                while v != root {
-                    self.walk.push(v);
-                    v = self.parent_bwd[v as usize];
-                }
-            } else {
-                let mut v = x;
-                while v != root {
-                    self.walk.push(v);
-                    v = self.parent_bwd[v as usize];
-                }
-                self.fwd.clear();
-                let mut v = x;
-                while v != root {
-                    v = self.parent_fwd[v as usize];
-                    self.fwd.push(v);
-                }
-                // fwd is x's ancestors up to root; walk root -> ... -> before x.
-                self.walk.extend(self.fwd.iter().rev());
-            }
-            self.erase_loops();
-            let shown = self.path.len().min(MAX_CYCLE_SHOWN);
-            ex.cycles.push((
-                ex.cycle_nodes.len() as u32,
-                shown as u32,
-                self.path.len() as u32,
-            ));
-            ex.cycle_nodes.extend_from_slice(&self.path[..shown]);
-        }
-        base
-    }
-
-    /// `walk` without its loops, into `path`.
-    fn erase_loops(&mut self) {
-        self.path.clear();
-        for &v in &self.walk {
-            let p = self.position[v as usize];
-            if p != NONE {
-                for w in self.path.drain(p as usize + 1..) {
-                    self.position[w as usize] = NONE;
-                }
-            } else {
-                self.position[v as usize] = self.path.len() as u32;
-                self.path.push(v);
-            }
-        }
-        for &w in &self.path {
-            self.position[w as usize] = NONE;
         }
     }
+    let next = g.deps(root as usize).iter().copied().find(|&t| in_comp(t));
+    ex.cycles.push((root, next.unwrap_or(root)));
+    index
 }
 
 /// The plugins whose dependencies are all decided, smallest index (= name)
@@ -1126,7 +1046,7 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
     // component by component, dependencies first. An acyclic set skips this.
     if taken < n {
         let (comp, members, bounds) = g.sccs(|i| pending[i] != 0);
-        let mut finder = CycleFinder::new(n);
+        let mut queue = std::collections::VecDeque::new();
         for (id, range) in bounds.windows(2).enumerate() {
             let id = id as u32;
             let comp_members = &members[range[0] as usize..range[1] as usize];
@@ -1134,13 +1054,12 @@ pub fn resolve(input: &ResolveInput) -> Resolution {
                 || comp_members
                     .first()
                     .is_some_and(|&m| g.deps(m as usize).contains(&m));
-            let first_cycle = if cyclic {
-                finder.cycles(&g, &comp, id, comp_members, &mut ex)
+            let cycle = if cyclic {
+                cycle_trees(&g, &comp, id, comp_members, &mut ex, &mut queue)
             } else {
                 NONE
             };
-            for (k, &m) in comp_members.iter().enumerate() {
-                let cycle = if cyclic { first_cycle + k as u32 } else { NONE };
+            for &m in comp_members {
                 check_node(
                     &g,
                     input,
@@ -1202,6 +1121,7 @@ fn check_node(
         blocked: own != Own::None || cycle != NONE,
         own,
         cycle,
+        self_loop: cycle != NONE && g.deps(i).contains(&(i as u32)),
         first: ex.issues.len() as u32,
         end: ex.issues.len() as u32,
         via: NONE,

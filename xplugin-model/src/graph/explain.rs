@@ -7,15 +7,18 @@
 //! unsatisfiable dependency entries, and for the chain to the root cause a
 //! parent pointer (the dependency the chain continues through) plus the
 //! chain's length and last plugin. A chain is rendered in O([`MAX_CHAIN`])
-//! steps however long it is; nothing is rendered for a plugin whose
-//! [`Blocked`] is never asked for its reason, message or hint.
+//! steps however long it is. A cycle member records only its component;
+//! its cycle is walked from the component's shortest-path trees when it is
+//! rendered. Nothing is rendered for a plugin whose [`Blocked`] is never
+//! asked for its reason, message or hint.
 
-use super::{BlockReason, MAX_CHAIN, NONE};
+use super::{BlockReason, MAX_CHAIN, MAX_CYCLE_SHOWN, NONE};
 use crate::code::ProblemCode;
 use crate::manifest::Side;
 use crate::problem::Problem;
 use crate::version::{Version, VersionReq};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -50,8 +53,10 @@ pub(super) enum Issue {
 pub(super) struct Rec {
     pub(super) blocked: bool,
     pub(super) own: Own,
-    /// Index into [`Explain::cycles`], or `NONE`.
+    /// Index into [`Explain::cycles`] of its component, or `NONE`.
     pub(super) cycle: u32,
+    /// It depends on itself (its cycle is itself).
+    pub(super) self_loop: bool,
     /// Its issues are `Explain::issues[first..end]`, in manifest order;
     /// the first is the primary reason when there is no own one.
     pub(super) first: u32,
@@ -69,6 +74,7 @@ impl Rec {
         blocked: false,
         own: Own::None,
         cycle: NONE,
+        self_loop: false,
         first: 0,
         end: 0,
         via: NONE,
@@ -110,9 +116,16 @@ pub(super) struct Explain {
     pub(super) strings: Vec<String>,
     /// (range required, version found) of out-of-range entries.
     pub(super) ranges: Vec<(VersionReq, Version)>,
-    /// Per cycle: start in `cycle_nodes`, names shown, full length.
-    pub(super) cycles: Vec<(u32, u32, u32)>,
-    pub(super) cycle_nodes: Vec<u32>,
+    /// Per component with a cycle: its root (smallest member) and the
+    /// root's first dependency in it. A member's cycle is found from these
+    /// and the two trees below when it is rendered ([`Explain::cycle_path`]),
+    /// so a 10 000-plugin component costs no walk per member when resolved.
+    pub(super) cycles: Vec<(u32, u32)>,
+    /// Per node in such a component: its predecessor on a shortest path
+    /// from the root (forward BFS), and the next node on a shortest path to
+    /// the root (backward BFS); `NONE` elsewhere. Empty without cycles.
+    pub(super) parent_fwd: Vec<u32>,
+    pub(super) parent_bwd: Vec<u32>,
 }
 
 const UNKNOWN_CONTROLLER: &str = "the controller's running plugins are unknown";
@@ -234,7 +247,7 @@ impl Explain {
             Own::None => {}
         }
         if r.cycle != NONE {
-            return format!("is in a dependency cycle: {}", self.cycle_text(r.cycle));
+            return format!("is in a dependency cycle: {}", self.cycle_text(last));
         }
         let name = self.name(last);
         match self.primary(last) {
@@ -260,19 +273,79 @@ impl Explain {
         }
     }
 
-    fn cycle_names(&self, c: u32) -> (impl Iterator<Item = &str>, usize, usize) {
-        let (start, shown, length) = self.cycles[c as usize];
-        let nodes = &self.cycle_nodes[start as usize..(start + shown) as usize];
-        (
-            nodes.iter().map(|&i| self.name(i)),
-            shown as usize,
-            length as usize,
-        )
+    /// A simple cycle through cycle member `x`, starting with it: the walk
+    /// `x` -> root (backward tree), then root -> `x` (forward tree), without
+    /// its loops. In O(length of the walk).
+    fn cycle_path(&self, x: u32) -> Vec<u32> {
+        let r = self.rec(x);
+        let Some(&(root, root_next)) = self.cycles.get(r.cycle as usize) else {
+            return vec![x];
+        };
+        let bwd = |v: u32| self.parent_bwd.get(v as usize).copied().unwrap_or(root);
+        let fwd = |v: u32| self.parent_fwd.get(v as usize).copied().unwrap_or(root);
+        let mut walk = vec![x];
+        if r.self_loop {
+            return walk;
+        }
+        if x == root {
+            // root -> its first dependency in the component -> ... -> root.
+            let mut v = root_next;
+            while v != root {
+                walk.push(v);
+                v = bwd(v);
+            }
+        } else {
+            let mut v = bwd(x);
+            while v != root {
+                walk.push(v);
+                v = bwd(v);
+            }
+            // x's ancestors up to the root, walked root -> ... -> before x.
+            let start = walk.len();
+            let mut v = x;
+            while v != root {
+                v = fwd(v);
+                walk.push(v);
+            }
+            walk[start..].reverse();
+        }
+        // Loop erasure: on meeting a node already on the path, cut the
+        // path back to it.
+        let mut position: HashMap<u32, usize> = HashMap::with_capacity(walk.len());
+        let mut path: Vec<u32> = Vec::with_capacity(walk.len());
+        for v in walk {
+            match position.get(&v) {
+                Some(&p) => {
+                    for w in path.drain(p + 1..) {
+                        position.remove(&w);
+                    }
+                }
+                None => {
+                    position.insert(v, path.len());
+                    path.push(v);
+                }
+            }
+        }
+        path
+    }
+
+    /// The first [`MAX_CYCLE_SHOWN`] names of member `x`'s cycle, and its
+    /// length.
+    fn cycle_names(&self, x: u32) -> (Vec<&str>, usize) {
+        let path = self.cycle_path(x);
+        let names = path
+            .iter()
+            .take(MAX_CYCLE_SHOWN)
+            .map(|&i| self.name(i))
+            .collect();
+        (names, path.len())
     }
 
     /// `a -> b -> c -> a`, with `-> ... (N more)` for a long one.
-    fn cycle_text(&self, c: u32) -> String {
-        let (names, shown, length) = self.cycle_names(c);
+    fn cycle_text(&self, x: u32) -> String {
+        let (names, length) = self.cycle_names(x);
+        let shown = names.len();
+        let names = names.into_iter();
         let mut text = String::new();
         let mut first = None;
         for (k, name) in names.enumerate() {
@@ -387,9 +460,9 @@ impl Explain {
             Own::None => {}
         }
         if r.cycle != NONE {
-            let (names, _, length) = self.cycle_names(r.cycle);
+            let (names, length) = self.cycle_names(i);
             return BlockReason::Cycle {
-                members: names.map(str::to_owned).collect(),
+                members: names.into_iter().map(str::to_owned).collect(),
                 length,
             };
         }
@@ -476,7 +549,7 @@ impl Explain {
         if r.cycle != NONE {
             phrases.push(format!(
                 "it is in a dependency cycle: {}",
-                self.cycle_text(r.cycle)
+                self.cycle_text(i)
             ));
         }
         let mut issues = self.issues_of(i).iter().copied();
