@@ -472,9 +472,9 @@ impl NameIndex {
         }
     }
 
-    /// Once sealed: the id of the name of `key`, or `NONE`. For a name not
-    /// [`short`](Self::short), `full` is it, compared with `name_of` the
-    /// stored id; a short one is decided by its key alone.
+    /// Once sealed: the id of the name of `key` (which is `full`), or
+    /// `NONE`. A name not [`short`](Self::short) is compared with `name_of`
+    /// the stored id; a short one is decided by its key alone.
     fn lookup<'n>(&self, key: Key, full: &[u8], name_of: impl Fn(u32) -> &'n str) -> u32 {
         let short = self.short(key.len as usize);
         let mut slot = self.home(key.hash.into());
@@ -493,6 +493,10 @@ impl NameIndex {
         }
     }
 }
+
+/// Entries keyed before they are looked up together (see [`Graph::build`]):
+/// 1024 of 32 bytes, a buffer that stays in the first-level cache.
+const LOOKUP_CHUNK: usize = 1024;
 
 /// Sorts `entries` by key, equal keys by `name_of` their id: a radix sort
 /// (least significant byte first, skipping the bytes all keys share), then
@@ -710,12 +714,26 @@ impl<'a> Graph<'a> {
         }
         let mut targets = vec![NONE; edges as usize];
         let mut out_of_range = vec![false; edges as usize];
-        // First one streaming pass over the entries, which keeps of each
-        // name only its key, then the lookups from that compact list:
-        // mixing the two, every entry's load from the input waited behind
-        // the table's misses.
-        let mut probes: Vec<(Key, u32)> = Vec::with_capacity(edges as usize);
-        let mut special: Vec<(u32, &Dependency)> = Vec::new();
+        // The entries are keyed streaming through the input, a chunk at a
+        // time, then the chunk is looked up: mixing the two, every entry's
+        // load from the input waited behind the table's misses. (A chunk,
+        // not all 50 000 at once: a list that large is a fresh mapping on
+        // every resolve, and page faults cost more than the lookups.)
+        let mut chunk: Vec<(Key, u32, &Dependency)> = Vec::with_capacity(LOOKUP_CHUNK);
+        let mut any_out_of_range = false;
+        let mut look_up = |chunk: &mut Vec<(Key, u32, &Dependency)>| {
+            for &(key, e, dep) in chunk.iter() {
+                let t = index.lookup(key, dep.name.as_bytes(), |i| names.get(i));
+                targets[e as usize] = t;
+                if let (Some(req), true) = (&dep.req, t != NONE) {
+                    let found = &plugins[pos[t as usize] as usize].version;
+                    let out = !req.matches(found);
+                    out_of_range[e as usize] = out;
+                    any_out_of_range |= out;
+                }
+            }
+            chunk.clear();
+        };
         for (p, depend) in depend_by_pos.iter().enumerate() {
             let i = rank_by_pos[p] as usize;
             if i == NONE as usize || copies[i] != 1 {
@@ -723,33 +741,17 @@ impl<'a> Graph<'a> {
             }
             let base = start[i];
             for (k, dep) in depend.iter().enumerate() {
-                let e = base + k as u32;
-                if dep.req.is_some() || !index.short(dep.name.len()) {
-                    special.push((e, dep));
-                } else if let Some(key) = index.key(dep.name.as_bytes()) {
-                    probes.push((key, e));
+                // A name without the prefix is none of the plugins': its
+                // target stays NONE (missing).
+                if let Some(key) = index.key(dep.name.as_bytes()) {
+                    chunk.push((key, base + k as u32, dep));
+                    if chunk.len() == LOOKUP_CHUNK {
+                        look_up(&mut chunk);
+                    }
                 }
             }
         }
-        for &(key, e) in &probes {
-            targets[e as usize] = index.lookup(key, &[], |i| names.get(i));
-        }
-        // Entries with a range or a long name: few, from the input again.
-        let mut any_out_of_range = false;
-        for &(e, dep) in &special {
-            let name = dep.name.as_bytes();
-            let Some(key) = index.key(name) else {
-                continue;
-            };
-            let t = index.lookup(key, name, |i| names.get(i));
-            targets[e as usize] = t;
-            if let (Some(req), true) = (&dep.req, t != NONE) {
-                let found = &plugins[pos[t as usize] as usize].version;
-                let out = !req.matches(found);
-                out_of_range[e as usize] = out;
-                any_out_of_range |= out;
-            }
-        }
+        look_up(&mut chunk);
         if any_out_of_range {
             for (i, f) in flags.iter_mut().enumerate() {
                 if out_of_range[start[i] as usize..start[i + 1] as usize].contains(&true) {
