@@ -329,8 +329,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// One slot of [`NameIndex`]; `id == NONE` marks an empty slot.
 #[derive(Clone, Copy)]
 struct Slot {
-    /// While names are added, the name's hash; once sealed, its word (see
-    /// [`NameIndex::key`]).
+    /// The name's word (see [`NameIndex::key`]).
     word: u64,
     id: u32,
     len: u32,
@@ -342,22 +341,18 @@ const EMPTY: Slot = Slot {
     len: 0,
 };
 
-/// Open addressing (linear probing) from a name to an id.
-///
-/// While names are added ([`find`](Self::find)), a slot holds the whole
-/// name's hash and the name is compared in full. Once all are in and the
-/// prefix they share is known, [`seal`](Self::seal) rebuilds it keyed by
-/// what follows the prefix: a slot (16 bytes) then holds the next 8 bytes
-/// of its name, so a name no longer than the prefix and 8 bytes is hashed
-/// from one word and compared within the one slot a lookup reads, without
-/// touching the stored names. `HashMap<&str, u32>` hashed all of every
-/// name and compared it against the input's strings, scattered over the
-/// heap.
+/// Open addressing (linear probing) from a name to its node, keyed by what
+/// follows the prefix all names share: a slot (16 bytes) holds the next 8
+/// bytes of its name, so a name no longer than the prefix and 8 bytes is
+/// hashed from one word and compared within the one slot a lookup reads,
+/// without touching the stored names. (`HashMap<&str, u32>` hashed all of
+/// every name and compared it against the input's strings, scattered over
+/// the heap.)
 struct NameIndex {
     seed: u64,
     mask: usize,
     slots: Vec<Slot>,
-    /// The prefix all names share, once sealed.
+    /// The prefix all names share.
     prefix: Vec<u8>,
 }
 
@@ -366,21 +361,38 @@ struct NameIndex {
 struct Key {
     word: u64,
     /// The low half of the hash: all a slot index uses (16 bytes a key,
-    /// as 50 000 of them are kept for a moment).
+    /// as many of them are kept for a moment).
     hash: u32,
     len: u32,
 }
 
 impl NameIndex {
-    fn with_capacity(n: usize) -> NameIndex {
+    /// The index of the `count` distinct names `name_of` gives (their ids),
+    /// which all start with `prefix`.
+    fn new<'n>(prefix: &[u8], count: usize, name_of: impl Fn(u32) -> &'n str) -> NameIndex {
         // At most 2/3 full, so probe sequences stay short.
-        let size = (n + n / 2 + 1).next_power_of_two();
-        NameIndex {
+        let size = (count + count / 2 + 1).next_power_of_two();
+        let mut index = NameIndex {
             seed: RandomState::new().hash_one(0x9e37_79b9_u32),
             mask: size - 1,
             slots: vec![EMPTY; size],
-            prefix: Vec::new(),
+            prefix: prefix.to_vec(),
+        };
+        for id in 0..count as u32 {
+            let Some(key) = index.key(name_of(id).as_bytes()) else {
+                continue; // cannot happen: every name has the prefix
+            };
+            let mut slot = index.home(key.hash.into());
+            while index.slots[slot].id != NONE {
+                slot = (slot + 1) & index.mask;
+            }
+            index.slots[slot] = Slot {
+                word: key.word,
+                id,
+                len: key.len,
+            };
         }
+        index
     }
 
     /// The slot a probe for `hash` starts at.
@@ -388,33 +400,12 @@ impl NameIndex {
         hash as usize & self.mask
     }
 
-    /// While adding: the id stored for `name` (of [`name_hash`] `hash`;
-    /// `name_of` gives a stored id's name), or the empty slot where it goes.
-    fn find<'n>(
-        &self,
-        hash: u64,
-        name: &str,
-        name_of: impl Fn(u32) -> &'n str,
-    ) -> Result<u32, usize> {
-        let mut slot = self.home(hash);
-        loop {
-            let s = self.slots[slot];
-            if s.id == NONE {
-                return Err(slot);
-            }
-            if s.word == hash && same_bytes(name_of(s.id).as_bytes(), name.as_bytes()) {
-                return Ok(s.id);
-            }
-            slot = (slot + 1) & self.mask;
-        }
-    }
-
     /// True if a name of length `len` is compared in full by its key.
     fn short(&self, len: usize) -> bool {
         len <= self.prefix.len() + 8
     }
 
-    /// Once sealed: the key of `name`, or `None` if it lacks the prefix
+    /// The key of `name`, or `None` if it lacks the prefix
     /// (so it is none of the names). The word is the up to 8 bytes after
     /// the prefix, little-endian, padded with zeros; the hash covers the
     /// word, the length and any bytes after the word.
@@ -450,29 +441,7 @@ impl NameIndex {
         })
     }
 
-    /// From adding to looking up: the table is rebuilt with `prefix`, the
-    /// prefix all names share, from the `count` names `name_of` gives
-    /// (their ids from now on).
-    fn seal<'n>(&mut self, prefix: &[u8], count: usize, name_of: impl Fn(u32) -> &'n str) {
-        self.prefix = prefix.to_vec();
-        self.slots.fill(EMPTY);
-        for id in 0..count as u32 {
-            let Some(key) = self.key(name_of(id).as_bytes()) else {
-                continue; // cannot happen: every name has the prefix
-            };
-            let mut slot = self.home(key.hash.into());
-            while self.slots[slot].id != NONE {
-                slot = (slot + 1) & self.mask;
-            }
-            self.slots[slot] = Slot {
-                word: key.word,
-                id,
-                len: key.len,
-            };
-        }
-    }
-
-    /// Once sealed: the id of the name of `key` (which is `full`), or
+    /// The id of the name of `key` (which is `full`), or
     /// `NONE`. A name not [`short`](Self::short) is compared with `name_of`
     /// the stored id; a short one is decided by its key alone.
     fn lookup<'n>(&self, key: Key, full: &[u8], name_of: impl Fn(u32) -> &'n str) -> u32 {
@@ -532,7 +501,8 @@ fn sort_by_key_then_name<'n>(entries: &mut Vec<(u64, u32)>, name_of: impl Fn(u32
         let key = entries[from].0;
         let to = from + entries[from..].iter().take_while(|e| e.0 == key).count();
         if to - from > 1 {
-            entries[from..to].sort_unstable_by(|a, b| name_of(a.1).cmp(name_of(b.1)));
+            // Stable: copies of a name stay in input order.
+            entries[from..to].sort_by(|a, b| name_of(a.1).cmp(name_of(b.1)));
         }
         from = to;
     }
@@ -570,35 +540,15 @@ impl<'a> Graph<'a> {
     /// missed the cache on every node and every entry.
     fn build(plugins: &'a [Node]) -> (Graph<'a>, Names) {
         let count = plugins.len();
-        let mut index = NameIndex::with_capacity(count);
         let mut text = String::new();
         let mut span_by_pos: Vec<(u32, u32)> = Vec::with_capacity(count);
-        // 0 for a later copy of a name.
-        let mut copies_by_pos = vec![0u32; count];
         let mut flags_by_pos = Vec::with_capacity(count);
         // Each plugin's entries, so the second pass reads no `Node` again.
         let mut depend_by_pos: Vec<&[Dependency]> = Vec::with_capacity(count);
-        let mut first_copies: Vec<u32> = Vec::with_capacity(count);
-        for (p, node) in plugins.iter().enumerate() {
+        for node in plugins {
             let name = node.name.as_str();
-            let hash = name_hash(index.seed, name.as_bytes());
-            match index.find(hash, name, |q| span_str(&text, span_by_pos[q as usize])) {
-                Ok(first) => {
-                    copies_by_pos[first as usize] += 1;
-                    span_by_pos.push(span_by_pos[first as usize]);
-                }
-                Err(slot) => {
-                    index.slots[slot] = Slot {
-                        word: hash,
-                        id: p as u32,
-                        len: name.len() as u32,
-                    };
-                    span_by_pos.push((text.len() as u32, name.len() as u32));
-                    text.push_str(name);
-                    copies_by_pos[p] = 1;
-                    first_copies.push(p as u32);
-                }
-            }
+            span_by_pos.push((text.len() as u32, name.len() as u32));
+            text.push_str(name);
             let mut flags = 0;
             if node.load {
                 flags |= LOADS;
@@ -617,10 +567,11 @@ impl<'a> Graph<'a> {
         // after the prefix common to all, as one big-endian integer, order
         // like the names themselves wherever they differ, so the names are
         // sorted by a radix sort of those integers, comparing names only
-        // where the integers tie.
+        // where the integers tie. Copies of a name end up side by side, in
+        // input order.
         let name_at = |p: u32| span_str(&text, span_by_pos[p as usize]);
-        let first = first_copies.first().map_or("", |&p| name_at(p)).as_bytes();
-        let common = first_copies.iter().fold(first.len(), |len, &p| {
+        let first = plugins.first().map_or("", |p| p.name.as_str()).as_bytes();
+        let common = (0..count as u32).fold(first.len(), |len, p| {
             let name = name_at(p).as_bytes();
             if name.starts_with(&first[..len]) {
                 return len;
@@ -641,21 +592,35 @@ impl<'a> Graph<'a> {
                     .fold(0, |k, (at, &b)| k | (u64::from(b) << (56 - 8 * at))),
             }
         };
-        let mut sorted: Vec<(u64, u32)> = first_copies
-            .iter()
-            .map(|&p| (sort_key(name_at(p)), p))
+        let mut sorted: Vec<(u64, u32)> = (0..count as u32)
+            .map(|p| (sort_key(name_at(p)), p))
             .collect();
         sort_by_key_then_name(&mut sorted, name_at);
-        let n = sorted.len();
-        let pos: Vec<u32> = sorted.iter().map(|&(_, p)| p).collect();
+        // One node per name, at its first copy; the later ones are left out
+        // (`rank_by_pos` NONE) and counted.
+        let mut pos: Vec<u32> = Vec::with_capacity(count);
+        let mut copies: Vec<u32> = Vec::with_capacity(count);
         let mut rank_by_pos = vec![NONE; count];
-        for (i, &p) in pos.iter().enumerate() {
-            rank_by_pos[p as usize] = i as u32;
+        for (k, &(key, p)) in sorted.iter().enumerate() {
+            let same = k > 0 && {
+                let (prev_key, prev) = sorted[k - 1];
+                prev_key == key && name_at(prev) == name_at(p)
+            };
+            match copies.last_mut() {
+                Some(c) if same => *c += 1,
+                _ => {
+                    rank_by_pos[p as usize] = pos.len() as u32;
+                    pos.push(p);
+                    copies.push(1);
+                }
+            }
         }
-        let copies: Vec<u32> = pos.iter().map(|&p| copies_by_pos[p as usize]).collect();
+        let n = pos.len();
+
         let mut flags: Vec<u8> = pos
             .iter()
-            .map(|&p| match copies_by_pos[p as usize] {
+            .zip(&copies)
+            .map(|(&p, &c)| match c {
                 1 => flags_by_pos[p as usize],
                 _ => flags_by_pos[p as usize] | DUPLICATE,
             })
@@ -664,7 +629,6 @@ impl<'a> Graph<'a> {
             spans: pos.iter().map(|&p| span_by_pos[p as usize]).collect(),
             text,
         };
-        let mut pos = pos;
         if copies.iter().any(|&c| c > 1) {
             // The copy that stands for a duplicated name (its version is
             // what dependents' ranges are checked against, its entries are
@@ -694,12 +658,11 @@ impl<'a> Graph<'a> {
                 k += 1;
             }
         }
-        // From here on the index maps a name to its node.
         let prefix = match names.len() {
             0 => &[][..],
             _ => names.get(0).as_bytes().get(..common).unwrap_or_default(),
         };
-        index.seal(prefix, n, |i| names.get(i));
+        let index = NameIndex::new(prefix, n, |i| names.get(i));
 
         let mut start = Vec::with_capacity(n + 1);
         start.push(0u32);
