@@ -868,17 +868,25 @@ fn cycle_trees(
     let Some(&root) = members.first() else {
         return index;
     };
+    // Outside the component a node's parents are OUTSIDE (or already set,
+    // for components done before); its members' start as NONE. So one
+    // load per edge tells a member not yet reached: a node of a later
+    // component (reached backwards) is still OUTSIDE.
+    const OUTSIDE: u32 = NONE - 1;
     if ex.parent_fwd.is_empty() {
-        ex.parent_fwd = vec![NONE; g.len()];
-        ex.parent_bwd = vec![NONE; g.len()];
+        ex.parent_fwd = vec![OUTSIDE; g.len()];
+        ex.parent_bwd = vec![OUTSIDE; g.len()];
     }
-    let in_comp = |t: u32| t != NONE && comp[t as usize] == id;
+    for &m in members {
+        ex.parent_fwd[m as usize] = NONE;
+        ex.parent_bwd[m as usize] = NONE;
+    }
     // Forward BFS: parent_fwd[x] = predecessor of x on a shortest root -> x path.
     queue.push_back(root);
     ex.parent_fwd[root as usize] = root;
     while let Some(u) = queue.pop_front() {
         for &t in g.deps(u as usize) {
-            if in_comp(t) && ex.parent_fwd[t as usize] == NONE {
+            if t != NONE && ex.parent_fwd[t as usize] == NONE {
                 ex.parent_fwd[t as usize] = u;
                 queue.push_back(t);
             }
@@ -889,12 +897,13 @@ fn cycle_trees(
     ex.parent_bwd[root as usize] = root;
     while let Some(u) = queue.pop_front() {
         for &s in g.dependents(u as usize) {
-            if in_comp(s) && ex.parent_bwd[s as usize] == NONE {
+            if ex.parent_bwd[s as usize] == NONE {
                 ex.parent_bwd[s as usize] = u;
                 queue.push_back(s);
             }
         }
     }
+    let in_comp = |t: u32| t != NONE && comp[t as usize] == id;
     let next = g.deps(root as usize).iter().copied().find(|&t| in_comp(t));
     ex.cycles.push((root, next.unwrap_or(root)));
     index

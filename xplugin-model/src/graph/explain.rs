@@ -123,7 +123,7 @@ pub(super) struct Explain {
     pub(super) cycles: Vec<(u32, u32)>,
     /// Per node in such a component: its predecessor on a shortest path
     /// from the root (forward BFS), and the next node on a shortest path to
-    /// the root (backward BFS); `NONE` elsewhere. Empty without cycles.
+    /// the root (backward BFS); meaningless elsewhere. Empty without cycles.
     pub(super) parent_fwd: Vec<u32>,
     pub(super) parent_bwd: Vec<u32>,
 }
