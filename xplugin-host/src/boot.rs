@@ -738,16 +738,23 @@ fn check_folders(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut done: Vec<(usize, PluginCheck)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(folder) = folders.get(i) else { break };
-                        mine.push((i, check(folder)));
-                    }
-                    mine
-                })
+            .filter_map(|_| {
+                // A small stack: under mlockall (the daemon's real-time
+                // settings) glibc keeps exited threads' stacks mapped for
+                // reuse, and every byte of them stays resident.
+                std::thread::Builder::new()
+                    .name("xplugin-check".into())
+                    .stack_size(512 * 1024)
+                    .spawn_scoped(scope, || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(folder) = folders.get(i) else { break };
+                            mine.push((i, check(folder)));
+                        }
+                        mine
+                    })
+                    .ok()
             })
             .collect();
         handles
@@ -760,6 +767,13 @@ fn check_folders(
             })
             .collect()
     });
+    // Folders no worker took (none could be started): checked here.
+    let taken: BTreeSet<usize> = done.iter().map(|(i, _)| *i).collect();
+    for (i, folder) in folders.iter().enumerate() {
+        if !taken.contains(&i) {
+            done.push((i, check(folder)));
+        }
+    }
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, c)| c).collect()
 }
