@@ -251,11 +251,16 @@ fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl FileDigests for DigestRecord {
     fn signature_verified_before(&self, fingerprint: &[u8; 32]) -> bool {
-        self.mode == VerifyMode::Record && self.old_signatures.contains(&hex(fingerprint))
+        self.mode == VerifyMode::Record
+            && self
+                .old_signatures
+                .contains(&xplugin_license::lower_hex(fingerprint))
     }
 
     fn signature_verified(&self, fingerprint: [u8; 32]) {
-        self.state().signatures.insert(hex(&fingerprint));
+        self.state()
+            .signatures
+            .insert(xplugin_license::lower_hex(&fingerprint));
     }
 
     fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
@@ -301,32 +306,9 @@ impl FileDigests for DigestRecord {
 fn hash_checked(path: &Path, key: FileKey) -> std::io::Result<(String, bool)> {
     let mut file = std::fs::File::open(path)?;
     let before = FileKey::of(&file.metadata()?);
-    let sha256 = hash_reader(&mut file)?;
+    let sha256 = xplugin_license::sha256_reader(&mut file)?;
     let after = FileKey::of(&file.metadata()?);
     Ok((sha256, before == key && after == key))
-}
-
-fn hash_reader(r: &mut impl Read) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// Block alignment `O_DIRECT` needs for the buffer (and offsets).
@@ -370,7 +352,7 @@ pub fn sha256_from_media(path: &Path) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(xplugin_license::lower_hex(&hasher.finalize()))
 }
 
 fn sha256_uncached(path: &Path) -> std::io::Result<String> {
@@ -380,7 +362,7 @@ fn sha256_uncached(path: &Path) -> std::io::Result<String> {
     unsafe {
         nix::libc::posix_fadvise(file.as_raw_fd(), 0, 0, nix::libc::POSIX_FADV_DONTNEED);
     }
-    hash_reader(&mut file)
+    xplugin_license::sha256_reader(&mut file)
 }
 
 /// What [`background_check`] found wrong with one plugin's file.

@@ -573,21 +573,34 @@ fn list_files(
 ///
 /// The I/O error of opening or reading the file.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    sha256_reader(&mut std::fs::File::open(path)?)
+}
+
+/// Lowercase hex SHA-256 of everything `r` yields, read in 64 KiB blocks.
+///
+/// # Errors
+///
+/// The I/O error of reading.
+pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(buf.get(..n).unwrap_or_default());
     }
-    let mut out = String::with_capacity(64);
-    for b in hasher.finalize().iter() {
+    Ok(lower_hex(&hasher.finalize()))
+}
+
+/// `bytes` as lowercase hex, two digits per byte.
+pub fn lower_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         let _ = write!(out, "{b:02x}");
     }
-    Ok(out)
+    out
 }
 
 /// Reads a `.lic` file with the size limit applied before reading it all.
