@@ -418,13 +418,18 @@ fn lose_the_machine_during_init(s: &Scenario, cfg: &std::path::Path) -> u32 {
     let in_init = loop {
         let inside = std::fs::read(&journal)
             .ok()
-            .filter(|b| b.len() > 56 && b[24..40] == own_boot_id());
+            .filter(|b| b.len() > 256 + 256 * 64 + 12 && b[24..40] == own_boot_id());
         if let Some(b) = inside {
             // Header 256, names 256 x 64, main slot first: active, plugin, stage.
             let slot = 256 + 256 * 64;
             let active = u32::from_le_bytes(b[slot..slot + 4].try_into().unwrap());
+            let plugin = u32::from_le_bytes(b[slot + 4..slot + 8].try_into().unwrap()) as usize;
             let stage = u32::from_le_bytes(b[slot + 8..slot + 12].try_into().unwrap());
-            if active == 1 && stage == 1 {
+            // `bystander` is initialised before `crashy` (name order): on a
+            // slow machine (qemu) the poll can see its init too, so the slot
+            // must name crashy.
+            let name = b.get(256 + plugin * 64..256 + plugin * 64 + 7);
+            if active == 1 && stage == 1 && name == Some(&b"crashy\0"[..]) {
                 break true;
             }
         }
