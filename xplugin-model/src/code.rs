@@ -582,6 +582,9 @@ problem_codes! {
     HostCycleStartFailed = "host.cycle_start_failed", Error,
         "The real-time cycle's threads could not be started.",
         "Check the service's thread and memory limits (LimitNPROC, LimitMEMLOCK) and the --cpu given.";
+    HostUnsupportedPlatform = "host.unsupported_platform", Error,
+        "This build of xplugin does not do this on this operating system: the facility exists only on Linux (the Windows pendant build refuses it rather than pretend).",
+        "Do it on a Linux pendant or the controller; docs/windows.md lists what the Windows build does.";
 
     // --- config: plugin configuration, the `config` items of a manifest and their values (xplugin-model, xplugin-host) ---
     ConfigTooManyItems = "config.too_many_items", Error,
