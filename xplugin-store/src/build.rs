@@ -6,7 +6,6 @@
 //! commits the journal for all of them, so the rest are cheap; interleaving
 //! "write, fsync, write, fsync" would cost one journal commit per file.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::error::{StoreError, HINT_DISK};
@@ -109,7 +108,7 @@ fn place_tree(
         } else if meta.is_file() {
             // A staged inode shared with something outside the store is
             // copied, so fixing its mode cannot touch a file that is not ours.
-            let allow_link = origin == Origin::Carried || meta.nlink() == 1;
+            let allow_link = origin == Origin::Carried || single_link(&meta);
             let placed = fsutil::link_or_copy(&from, &to, allow_link)
                 .map_err(|e| StoreError::io("install file", &to, e, HINT_DISK))?;
             if origin == Origin::Staged || placed == fsutil::Placed::Copied {
@@ -126,4 +125,19 @@ fn place_tree(
     }
     unsynced.dirs.push(dst.to_path_buf());
     Ok(())
+}
+
+/// True if the file has no other name (a staged file linked from somewhere
+/// else must not be linked into the store).
+#[cfg(unix)]
+fn single_link(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink() == 1
+}
+
+/// Stable Rust does not give the link count on Windows, so staged files are
+/// always copied there (slower, never wrong).
+#[cfg(windows)]
+fn single_link(_meta: &std::fs::Metadata) -> bool {
+    false
 }

@@ -175,6 +175,15 @@ fn kill_self() -> ! {
     // runs after this, exactly like an external `kill -9`.
     #[cfg(unix)]
     let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    // Windows' equivalent: TerminateProcess runs no handler and no
+    // destructor (exit code 137, as a shell reports a SIGKILL).
+    #[cfg(windows)]
+    // SAFETY: GetCurrentProcess returns a pseudo-handle valid in this process;
+    // terminating ourselves is the point.
+    unsafe {
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+        TerminateProcess(GetCurrentProcess(), 137);
+    }
     // Only reached if the signal could not be sent; still die without cleanup.
     std::process::abort()
 }

@@ -2,8 +2,14 @@
 //! fixed modes, fsync of files and directories, hard links with a copy
 //! fallback, removal that does not trip over read-only leftovers.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+//!
+//! On Windows the modes are not applied (a file's access there is its ACL,
+//! inherited from the install root; see docs/windows.md), and a directory
+//! is made durable by flushing its handle ([`fsync_dir`]).
+
+use std::fs::{self, File, OpenOptions};
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -20,14 +26,54 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     if super::failpoint::skip_dir_fsync() {
         return Ok(()); // a power-loss negative control (test builds only)
     }
-    File::open(dir)?.sync_all()
+    open_dir_for_sync(dir)?.sync_all()
+}
+
+/// An existing file opened so that `sync_all` may flush it (Windows'
+/// `FlushFileBuffers` needs write access; reading is enough for `fsync`).
+pub fn open_for_sync(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        File::open(path)
+    }
+    #[cfg(windows)]
+    {
+        OpenOptions::new().read(true).write(true).open(path)
+    }
+}
+
+#[cfg(unix)]
+fn open_dir_for_sync(dir: &Path) -> io::Result<File> {
+    File::open(dir)
+}
+
+/// A directory handle that `FlushFileBuffers` (what `sync_all` calls)
+/// accepts: directories open only with `FILE_FLAG_BACKUP_SEMANTICS`, and
+/// flushing needs write access.
+#[cfg(windows)]
+fn open_dir_for_sync(dir: &Path) -> io::Result<File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_BACKUP_SEMANTICS;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(dir)
 }
 
 /// Creates one directory and sets `mode` explicitly (the umask does not
 /// decide installed modes). Fails if it exists.
+#[cfg(unix)]
 pub fn create_dir_with_mode(path: &Path, mode: u32) -> io::Result<()> {
-    DirBuilder::new().mode(mode).create(path)?;
-    fs::set_permissions(path, Permissions::from_mode(mode))
+    std::fs::DirBuilder::new().mode(mode).create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Creates one directory (its ACL is inherited from its parent; `mode` has
+/// no Windows meaning). Fails if it exists.
+#[cfg(windows)]
+pub fn create_dir_with_mode(path: &Path, _mode: u32) -> io::Result<()> {
+    fs::create_dir(path)
 }
 
 /// Creates a directory (and missing parents) if it is missing; an existing
@@ -71,9 +117,12 @@ pub fn link_or_copy(src: &Path, dst: &Path, allow_link: bool) -> io::Result<Plac
     if allow_link {
         match fs::hard_link(src, dst) {
             Ok(()) => {
-                let meta = fs::symlink_metadata(dst)?;
-                if meta.mode() & 0o7777 != FILE_MODE {
-                    fs::set_permissions(dst, Permissions::from_mode(FILE_MODE))?;
+                #[cfg(unix)]
+                {
+                    let meta = fs::symlink_metadata(dst)?;
+                    if meta.mode() & 0o7777 != FILE_MODE {
+                        fs::set_permissions(dst, fs::Permissions::from_mode(FILE_MODE))?;
+                    }
                 }
                 return Ok(Placed::Linked);
             }
@@ -93,6 +142,7 @@ fn link_unsupported(e: &io::Error) -> bool {
 }
 
 /// The errno values that mean "this filesystem will not hard-link this".
+#[cfg(unix)]
 mod libc_errno {
     pub const EXDEV: i32 = nix::errno::Errno::EXDEV as i32;
     pub const EPERM: i32 = nix::errno::Errno::EPERM as i32;
@@ -100,17 +150,40 @@ mod libc_errno {
     pub const EOPNOTSUPP: i32 = nix::errno::Errno::EOPNOTSUPP as i32;
 }
 
+/// The Win32 errors that mean "this filesystem will not hard-link this"
+/// (under the names of the Unix ones, so [`link_unsupported`] reads the same):
+/// another volume, no hard links (FAT), too many links to the file.
+#[cfg(windows)]
+mod libc_errno {
+    use windows_sys::Win32::Foundation;
+    pub const EXDEV: i32 = Foundation::ERROR_NOT_SAME_DEVICE as i32;
+    pub const EPERM: i32 = Foundation::ERROR_INVALID_FUNCTION as i32;
+    pub const EMLINK: i32 = Foundation::ERROR_TOO_MANY_LINKS as i32;
+    pub const EOPNOTSUPP: i32 = Foundation::ERROR_NOT_SUPPORTED as i32;
+}
+
+/// A new file for writing: fails if `path` exists; on Unix created with
+/// `mode` (and the mode set again, the umask may have taken bits off).
+fn create_new_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(mode);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(file)
+}
+
 /// Copies the bytes of `src` into a new file `dst` with mode 0644 (the
 /// caller fsyncs it). Never copies permissions, owner or timestamps.
 pub fn copy_file(src: &Path, dst: &Path) -> io::Result<()> {
     let mut input = File::open(src)?;
-    let mut output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(dst)?;
+    let mut output = create_new_with_mode(dst, FILE_MODE)?;
     io::copy(&mut input, &mut output)?;
-    output.set_permissions(Permissions::from_mode(FILE_MODE))
+    Ok(())
 }
 
 /// Writes `bytes` into a new file `dst` (mode 0644) and fsyncs it.
@@ -122,12 +195,7 @@ pub fn write_new_file(dst: &Path, bytes: &[u8]) -> io::Result<()> {
 /// the bytes are never readable with a wider mode) and fsyncs it.
 pub fn write_new_file_with_mode(dst: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
-    let mut output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(dst)?;
-    output.set_permissions(Permissions::from_mode(mode))?;
+    let mut output = create_new_with_mode(dst, mode)?;
     output.write_all(bytes)?;
     output.sync_all()
 }
@@ -150,17 +218,11 @@ pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Resul
     // from a new file.
     ignore_not_found(fs::remove_file(&tmp))?;
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have taken bits off: set the mode itself.
-        f.set_permissions(Permissions::from_mode(mode))?;
+        let mut f = create_new_with_mode(&tmp, mode)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path)?;
+    rename_durably(&tmp, path)?;
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
         _ => fsync_dir(Path::new(".")),
@@ -210,7 +272,7 @@ pub fn fsync_files(files: &[std::path::PathBuf]) -> Result<(), (std::path::PathB
     if threads == 1 {
         let mut first = None;
         for file in files {
-            if let Err(e) = File::open(file).and_then(|f| f.sync_all()) {
+            if let Err(e) = open_for_sync(file).and_then(|f| f.sync_all()) {
                 first.get_or_insert((file.clone(), e));
             }
         }
@@ -223,7 +285,7 @@ pub fn fsync_files(files: &[std::path::PathBuf]) -> Result<(), (std::path::PathB
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(file) = files.get(i) else { break };
-                if let Err(e) = File::open(file).and_then(|f| f.sync_all()) {
+                if let Err(e) = open_for_sync(file).and_then(|f| f.sync_all()) {
                     if let Ok(mut v) = failures.lock() {
                         v.push((i, e));
                     }
@@ -252,8 +314,9 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     if !meta.is_dir() {
         return ignore_not_found(fs::remove_file(path));
     }
+    #[cfg(unix)]
     if meta.mode() & 0o700 != 0o700 {
-        fs::set_permissions(path, Permissions::from_mode(0o700))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
     }
     for entry in fs::read_dir(path)? {
         remove_tree(&entry?.path())?;
@@ -270,6 +333,7 @@ fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
 
 /// The owner of `root` when this process is root and `root` belongs to
 /// someone else (the daemon's user): `(uid, gid)`.
+#[cfg(unix)]
 pub fn foreign_owner(root: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
     if !nix::unistd::geteuid().is_root() {
@@ -279,7 +343,15 @@ pub fn foreign_owner(root: &Path) -> Option<(u32, u32)> {
     (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
 }
 
+/// Never on Windows: no process there writes into a root on behalf of
+/// another user (the Unix case is root writing into the daemon's root).
+#[cfg(windows)]
+pub fn foreign_owner(_root: &Path) -> Option<(u32, u32)> {
+    None
+}
+
 /// `lchown -R path uid:gid` (symlinks themselves, never followed).
+#[cfg(unix)]
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
     if fs::symlink_metadata(path)?.is_dir() {
@@ -288,6 +360,55 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Windows has no owners to give; [`foreign_owner`] is always `None` there,
+/// so this is never called.
+#[cfg(windows)]
+pub fn chown_tree(_path: &Path, _uid: u32, _gid: u32) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "changing owners is not supported on Windows",
+    ))
+}
+
+/// Renames `from` over `to` (replacing it), the one atomic step of every
+/// replace. On Unix `rename(2)`; the caller fsyncs the directory. On
+/// Windows `MoveFileExW(MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)`,
+/// which returns only once the move is on disk.
+pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::rename(from, to)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::ffi::OsStrExt;
+        use windows_sys::Win32::Storage::FileSystem::{
+            MoveFileExW, MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH,
+        };
+        let wide = |p: &Path| -> Vec<u16> {
+            p.as_os_str()
+                .encode_wide()
+                .chain(std::iter::once(0))
+                .collect()
+        };
+        let (from_w, to_w) = (wide(from), wide(to));
+        // SAFETY: both arguments are NUL-terminated UTF-16 strings that
+        // live until the call returns; MoveFileExW only reads them.
+        let ok = unsafe {
+            MoveFileExW(
+                from_w.as_ptr(),
+                to_w.as_ptr(),
+                MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH,
+            )
+        };
+        if ok == 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

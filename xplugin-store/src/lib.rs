@@ -7,6 +7,7 @@
 //! ```text
 //! ROOT/.lock                         flock(2) lock; the holder's pid is written into it
 //! ROOT/current -> generations/<N>    the ONE switch: a relative symlink, replaced by rename
+//!                                    (on Windows a small file holding `generations/<N>`)
 //! ROOT/current.tmp                   the next `current` while it is being swapped in
 //! ROOT/generations/<N>/state.json    GenerationState: number, previous, plugins (version, enabled)
 //! ROOT/generations/<N>/plugins/<NAME>/...   the installed files, immutable (0644 files, 0755 dirs)
@@ -50,6 +51,14 @@
 //! the rename, then the root). The crash test kills the process; the
 //! power-loss test (`tests/tests/it/powerloss.rs`) cuts power on a FUSE file
 //! system that forgets what was not fsynced, after every fsync and rename.
+//!
+//! # Windows
+//!
+//! The same protocol with the switch as a file: `current.tmp` is written with
+//! `generations/<N>`, flushed (`FlushFileBuffers`) and moved over `current`
+//! with `MoveFileExW(MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)`;
+//! the lock is `LockFileEx`. What that does and does not promise is in
+//! docs/windows.md.
 
 #![deny(missing_docs)]
 
@@ -135,6 +144,7 @@ impl Store {
         }
         let owner = fsutil::foreign_owner(&root);
         let store = Store { root, owner };
+        #[cfg(unix)]
         for dir in [GENERATIONS_DIR, STAGING_DIR, DATA_DIR, STATE_DIR] {
             // The layout directories (made now or by an earlier root run).
             if let Some((uid, _)) = store.owner {
@@ -174,6 +184,7 @@ impl Store {
     /// As [`Store::adopt`] for `path` alone (a directory whose entries are
     /// given one by one as they are made).
     pub(crate) fn adopt_one(&self, path: &Path) {
+        #[cfg(unix)]
         if let Some((uid, gid)) = self.owner {
             if let Err(e) = std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
                 log::warn!(
@@ -182,6 +193,8 @@ impl Store {
                 );
             }
         }
+        #[cfg(not(unix))]
+        let _ = path;
     }
 
     /// The (canonical) install root.
@@ -230,25 +243,9 @@ impl Store {
     /// [`StoreError::StateJson`] if its `state.json` is unreadable.
     pub fn current(&self) -> Result<Option<Generation>, StoreError> {
         let link = self.current_link();
-        let target = match std::fs::read_link(&link) {
-            Ok(target) => target,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
-                return Err(StoreError::Inconsistent {
-                    path: link,
-                    expected: "a symlink to generations/<N>".into(),
-                    found: "something that is not a symlink".into(),
-                    hint: "it was replaced by hand; point it at the newest complete generation with `ln -sfn generations/<N> current`".into(),
-                })
-            }
-            Err(e) => return Err(StoreError::io("read symlink", &link, e, HINT_DISK)),
+        let Some(number) = read_current(&link)? else {
+            return Ok(None);
         };
-        let number = parse_current_target(&target).ok_or_else(|| StoreError::Inconsistent {
-            path: link.clone(),
-            expected: "a symlink to generations/<N>".into(),
-            found: format!("a symlink to {}", target.display()),
-            hint: "it was changed by hand; point it at the newest complete generation with `ln -sfn generations/<N> current`".into(),
-        })?;
         if !self.generations_root().join(number.to_string()).is_dir() {
             return Err(StoreError::Inconsistent {
                 path: link,
@@ -610,13 +607,11 @@ impl Store {
         let tmp_link = self.current_tmp_link();
         fsutil::remove_tree(&tmp_link)
             .map_err(|e| StoreError::io("remove stale symlink", &tmp_link, e, HINT_DISK))?;
-        let target = Path::new(GENERATIONS_DIR).join(number.to_string());
-        std::os::unix::fs::symlink(&target, &tmp_link)
-            .map_err(|e| StoreError::io("create symlink", &tmp_link, e, HINT_DISK))?;
+        write_current_tmp(&tmp_link, number)?;
         self.adopt(&tmp_link);
         hit(operation, "after-tmp-symlink");
         let link = self.current_link();
-        std::fs::rename(&tmp_link, &link).map_err(|e| {
+        fsutil::rename_durably(&tmp_link, &link).map_err(|e| {
             let _ = std::fs::remove_file(&tmp_link);
             StoreError::io("switch", &link, e, HINT_DISK)
         })?;
@@ -631,6 +626,96 @@ impl Store {
         hit(operation, "after-swap");
         Ok(())
     }
+}
+
+/// What `generations/<N>` names, from the `current` symlink; `None` when
+/// there is none (an empty installation).
+#[cfg(unix)]
+fn read_current(link: &Path) -> Result<Option<u64>, StoreError> {
+    let target = match std::fs::read_link(link) {
+        Ok(target) => target,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
+            return Err(StoreError::Inconsistent {
+                path: link.to_path_buf(),
+                expected: "a symlink to generations/<N>".into(),
+                found: "something that is not a symlink".into(),
+                hint: "it was replaced by hand; point it at the newest complete generation with `ln -sfn generations/<N> current`".into(),
+            })
+        }
+        Err(e) => return Err(StoreError::io("read symlink", link, e, HINT_DISK)),
+    };
+    parse_current_target(&target)
+        .map(Some)
+        .ok_or_else(|| StoreError::Inconsistent {
+            path: link.to_path_buf(),
+            expected: "a symlink to generations/<N>".into(),
+            found: format!("a symlink to {}", target.display()),
+            hint: "it was changed by hand; point it at the newest complete generation with `ln -sfn generations/<N> current`".into(),
+        })
+}
+
+/// Makes `current.tmp` a symlink to `generations/<number>`.
+#[cfg(unix)]
+fn write_current_tmp(tmp_link: &Path, number: u64) -> Result<(), StoreError> {
+    let target = Path::new(GENERATIONS_DIR).join(number.to_string());
+    std::os::unix::fs::symlink(&target, tmp_link)
+        .map_err(|e| StoreError::io("create symlink", tmp_link, e, HINT_DISK))
+}
+
+/// Most bytes a Windows `current` file may hold (`generations/<N>` and a
+/// newline is at most 33).
+#[cfg(windows)]
+const CURRENT_FILE_MAX: u64 = 64;
+
+/// What generation the Windows `current` file names: one line,
+/// `generations/<N>`; `None` when there is no such file.
+#[cfg(windows)]
+fn read_current(link: &Path) -> Result<Option<u64>, StoreError> {
+    use std::io::Read;
+    let hint =
+        "it was changed by hand; write `generations/<N>` (the newest complete generation) into it";
+    let mut text = String::new();
+    match std::fs::File::open(link)
+        .and_then(|f| f.take(CURRENT_FILE_MAX + 1).read_to_string(&mut text))
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(StoreError::Inconsistent {
+                path: link.to_path_buf(),
+                expected: "a file holding generations/<N>".into(),
+                found: "a file that is not text".into(),
+                hint: hint.into(),
+            })
+        }
+        Err(e) => return Err(StoreError::io("read", link, e, HINT_DISK)),
+    }
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    parse_current_target(Path::new(line))
+        .filter(|_| text.len() as u64 <= CURRENT_FILE_MAX && !line.contains(['\\', '\n', '\r']))
+        .map(Some)
+        .ok_or_else(|| StoreError::Inconsistent {
+            path: link.to_path_buf(),
+            expected: "a file holding generations/<N>".into(),
+            found: format!(
+                "{:?}",
+                text.chars()
+                    .take(CURRENT_FILE_MAX as usize)
+                    .collect::<String>()
+            ),
+            hint: hint.into(),
+        })
+}
+
+/// Writes `current.tmp` as a new file holding `generations/<number>` and
+/// flushes it (`FlushFileBuffers`), so the move that follows can only make
+/// complete contents current.
+#[cfg(windows)]
+fn write_current_tmp(tmp_link: &Path, number: u64) -> Result<(), StoreError> {
+    let text = format!("{GENERATIONS_DIR}/{number}\n");
+    fsutil::write_new_file(tmp_link, text.as_bytes())
+        .map_err(|e| StoreError::io("write", tmp_link, e, HINT_DISK))
 }
 
 /// `generations/<N>` exactly, as written by [`Store::swap_current`].

@@ -1,14 +1,17 @@
-//! The install lock: `flock(2)` on `ROOT/.lock`, serialising imports, removals,
-//! rollbacks and boot. The holder writes its pid into the lock file so a
-//! second importer can say who is running.
+//! The install lock: `flock(2)` on `ROOT/.lock` (on Windows `LockFileEx`),
+//! serialising imports, removals, rollbacks and boot. The holder writes its
+//! pid into the lock file so a second importer can say who is running.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+#[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::fcntl::{Flock, FlockArg};
 
 use super::error::{StoreError, HINT_DISK};
@@ -24,7 +27,7 @@ pub const LOCK_FILE: &str = ".lock";
 /// root locked).
 #[derive(Debug)]
 pub struct StoreLock {
-    file: Option<Flock<File>>,
+    file: Option<Locked>,
     root: PathBuf,
     recovery: RecoveryReport,
 }
@@ -57,33 +60,22 @@ impl Drop for StoreLock {
     }
 }
 
+#[cfg(unix)]
+type Locked = Flock<File>;
+
 /// Tries once to take the lock without blocking.
 pub(crate) fn try_lock(root: &Path) -> Result<StoreLock, StoreError> {
     let path = root.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    options.mode(FILE_MODE);
+    #[cfg(not(unix))]
+    let _ = FILE_MODE;
+    let file = options
         .open(&path)
         .map_err(|e| StoreError::io("open lock file", &path, e, HINT_DISK))?;
-    let mut locked =
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(locked) => locked,
-            Err((mut file, Errno::EWOULDBLOCK)) => {
-                return Err(StoreError::Busy {
-                    pid: read_pid(&mut file),
-                    root: root.to_path_buf(),
-                })
-            }
-            Err((_, errno)) => return Err(StoreError::io(
-                "lock",
-                &path,
-                std::io::Error::from(errno),
-                "the filesystem must support flock(2); keep the install root on a local filesystem",
-            )),
-        };
+    let mut locked = lock_file(file, root, &path)?;
     let write_pid = |file: &mut File| -> std::io::Result<()> {
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
@@ -95,6 +87,99 @@ pub(crate) fn try_lock(root: &Path) -> Result<StoreLock, StoreError> {
         root: root.to_path_buf(),
         recovery: RecoveryReport::default(),
     })
+}
+
+#[cfg(unix)]
+fn lock_file(file: File, root: &Path, path: &Path) -> Result<Locked, StoreError> {
+    let locked =
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => locked,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                return Err(StoreError::Busy {
+                    pid: read_pid(&mut file),
+                    root: root.to_path_buf(),
+                })
+            }
+            Err((_, errno)) => return Err(StoreError::io(
+                "lock",
+                path,
+                std::io::Error::from(errno),
+                "the filesystem must support flock(2); keep the install root on a local filesystem",
+            )),
+        };
+    Ok(locked)
+}
+
+/// The lock file, locked with `LockFileEx`: Windows releases the lock when
+/// the handle is closed, also when the process dies, as `flock` does.
+#[cfg(windows)]
+#[derive(Debug)]
+struct Locked(File);
+
+#[cfg(windows)]
+impl std::ops::Deref for Locked {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.0
+    }
+}
+
+#[cfg(windows)]
+impl std::ops::DerefMut for Locked {
+    fn deref_mut(&mut self) -> &mut File {
+        &mut self.0
+    }
+}
+
+/// The byte locked: Windows byte-range locks are mandatory (a locked range
+/// cannot be read by others), so the lock covers one byte far past the pid
+/// the holder writes at the start, which others must be able to read.
+#[cfg(windows)]
+const LOCKED_OFFSET: u64 = 1 << 62;
+
+#[cfg(windows)]
+fn lock_file(file: File, root: &Path, path: &Path) -> Result<Locked, StoreError> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::{ERROR_LOCK_VIOLATION, HANDLE};
+    use windows_sys::Win32::Storage::FileSystem::{
+        LockFileEx, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
+    };
+    use windows_sys::Win32::System::IO::OVERLAPPED;
+    // SAFETY: OVERLAPPED is plain data; all zero is its documented initial
+    // state (no event), then the offset of the range is set.
+    let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
+    overlapped.Anonymous.Anonymous.Offset = LOCKED_OFFSET as u32;
+    overlapped.Anonymous.Anonymous.OffsetHigh = (LOCKED_OFFSET >> 32) as u32;
+    // SAFETY: the handle is the open file's and outlives the call; the
+    // OVERLAPPED lives on this stack frame until the call returns (with
+    // LOCKFILE_FAIL_IMMEDIATELY on a synchronous handle it does not pend).
+    let ok = unsafe {
+        LockFileEx(
+            file.as_raw_handle() as HANDLE,
+            LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY,
+            0,
+            1,
+            0,
+            &mut overlapped,
+        )
+    };
+    if ok != 0 {
+        return Ok(Locked(file));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(ERROR_LOCK_VIOLATION as i32) {
+        let mut file = file;
+        return Err(StoreError::Busy {
+            pid: read_pid(&mut file),
+            root: root.to_path_buf(),
+        });
+    }
+    Err(StoreError::io(
+        "lock",
+        path,
+        e,
+        "the filesystem must support LockFileEx; keep the install root on a local NTFS volume",
+    ))
 }
 
 /// Takes the lock, retrying until `timeout` has passed.

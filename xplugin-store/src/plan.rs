@@ -2,7 +2,6 @@
 //! its staged files before anything is written.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use xplugin_model::{Problem, ProblemCode, Problems};
@@ -212,17 +211,7 @@ fn scan_tree(subject: &str, top: &Path, dir: &Path, problems: &mut Problems) {
             Ok(t) if t.is_dir() => scan_tree(subject, top, &path, problems),
             Ok(t) if t.is_file() => {}
             Ok(t) => {
-                let kind = if t.is_symlink() {
-                    "a symbolic link"
-                } else if t.is_fifo() {
-                    "a FIFO"
-                } else if t.is_socket() {
-                    "a socket"
-                } else if t.is_block_device() || t.is_char_device() {
-                    "a device file"
-                } else {
-                    "not a regular file"
-                };
+                let kind = special_kind(&t);
                 problems.push(Problem::new(
                     ProblemCode::StoreStagedSpecialFile,
                     format!("{subject}: {shown}"),
@@ -238,4 +227,24 @@ fn scan_tree(subject: &str, top: &Path, dir: &Path, problems: &mut Problems) {
             )),
         }
     }
+}
+
+/// What a file type that is neither a regular file nor a directory is.
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        return "a symbolic link";
+    }
+    #[cfg(unix)]
+    {
+        if t.is_fifo() {
+            return "a FIFO";
+        } else if t.is_socket() {
+            return "a socket";
+        } else if t.is_block_device() || t.is_char_device() {
+            return "a device file";
+        }
+    }
+    "not a regular file"
 }
