@@ -1104,9 +1104,9 @@ impl Booted {
         if let Some(j) = crate::journal::get() {
             j.sync();
         }
-        // SAFETY: _exit ends the process without running destructors or
-        // atexit handlers that could call into the hung plugin.
-        unsafe { nix::libc::_exit(crate::supervisor::EXIT_HANG) }
+        // Without destructors or atexit handlers that could call into the
+        // hung plugin.
+        crate::os::exit_now(crate::supervisor::EXIT_HANG)
     }
 
     /// Stops in reverse order, destroys, and returns the final report.

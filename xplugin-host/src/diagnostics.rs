@@ -76,7 +76,6 @@ fn journal_json(root: &Path) -> Value {
 /// installed plugins, crash record, quarantine, transactions, logs.
 pub fn local_parts(root: &Path, config: &crate::config::HostConfig, program: &str) -> Vec<Part> {
     let mut parts = Vec::new();
-    let uname = nix::sys::utsname::uname().ok();
     parts.push(Part::json(
         "versions.json",
         &serde_json::json!({
@@ -85,7 +84,7 @@ pub fn local_parts(root: &Path, config: &crate::config::HostConfig, program: &st
             "abi": format!("{}.{}", xplugin_abi::XPLUGIN_ABI_MAJOR, xplugin_abi::XPLUGIN_ABI_MINOR),
             "host_version": config.host_version,
             "arch": std::env::consts::ARCH,
-            "kernel": uname.as_ref().map(|u| format!("{} {}", u.release().to_string_lossy(), u.version().to_string_lossy())),
+            "kernel": crate::os::kernel(),
         }),
     ));
     let mut cfg = serde_json::to_value(config).unwrap_or(Value::Null);

@@ -95,7 +95,34 @@ impl FileKey {
             ctime_ns: ns(m.ctime(), m.ctime_nsec()),
         }
     }
+
+    /// The key of a file with metadata `m`: size and modification time only
+    /// (Windows has no inode number in stable Rust and no change time that
+    /// user space cannot set), so on Windows the record never answers
+    /// ([`RECORD_ANSWERS`]); the key only tells whether a file changed
+    /// while it was hashed.
+    #[cfg(windows)]
+    pub fn of(m: &std::fs::Metadata) -> FileKey {
+        let mtime_ns = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        FileKey {
+            dev: 0,
+            ino: 0,
+            size: m.len(),
+            mtime_ns,
+            ctime_ns: 0,
+        }
+    }
 }
+
+/// Whether a boot may take a digest from the record instead of hashing the
+/// file. Not on Windows: the key there ([`FileKey::of`]) can be restored by
+/// whoever changes the file, so every boot hashes every file (as
+/// [`VerifyMode::Full`]); see docs/windows.md.
+const RECORD_ANSWERS: bool = cfg!(unix);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -236,14 +263,13 @@ impl DigestRecord {
 
 fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
     f.write_all(bytes)?;
     drop(f);
     std::fs::rename(&tmp, path)
@@ -273,7 +299,7 @@ impl FileDigests for DigestRecord {
         let Some(relative) = relative else {
             return xplugin_license::sha256_file(path);
         };
-        if self.mode == VerifyMode::Record {
+        if self.mode == VerifyMode::Record && RECORD_ANSWERS {
             if let Some(e) = self.old.get(&relative).filter(|e| e.key == key) {
                 let mut s = self.state();
                 s.new.insert(relative.clone(), e.clone());
@@ -326,11 +352,7 @@ const DIRECT_CHUNK: usize = 256 << 10;
 /// The I/O error.
 pub fn sha256_from_media(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
-    use std::os::unix::fs::OpenOptionsExt;
-    let direct = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECT)
-        .open(path);
+    let direct = open_direct(path);
     let mut file = match direct {
         Ok(f) => f,
         Err(_) => return sha256_uncached(path),
@@ -348,20 +370,53 @@ pub fn sha256_from_media(path: &Path) -> std::io::Result<String> {
             Ok(0) => break,
             Ok(n) => hasher.update(buf.get(..n).unwrap_or_default()),
             // The file system takes O_DIRECT opens but not reads.
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return sha256_uncached(path),
+            Err(e) if e.raw_os_error() == Some(DIRECT_REFUSED) => return sha256_uncached(path),
             Err(e) => return Err(e),
         }
     }
     Ok(xplugin_license::lower_hex(&hasher.finalize()))
 }
 
+/// The file opened for reads past the cache: `O_DIRECT`.
+#[cfg(unix)]
+fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(path)
+}
+
+/// The file opened for reads past the cache: `FILE_FLAG_NO_BUFFERING`
+/// (the same alignment rules as `O_DIRECT`, for sectors up to 4096 bytes).
+#[cfg(windows)]
+fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_NO_BUFFERING)
+        .open(path)
+}
+
+/// The error a read past the cache fails with where the file system does
+/// not support it.
+#[cfg(unix)]
+const DIRECT_REFUSED: i32 = nix::libc::EINVAL;
+#[cfg(windows)]
+const DIRECT_REFUSED: i32 = windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER as i32;
+
 fn sha256_uncached(path: &Path) -> std::io::Result<String> {
-    use std::os::fd::AsRawFd;
     let mut file = std::fs::File::open(path)?;
-    // SAFETY: a valid open descriptor; advice only, any result is fine.
-    unsafe {
-        nix::libc::posix_fadvise(file.as_raw_fd(), 0, 0, nix::libc::POSIX_FADV_DONTNEED);
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; advice only, any result is fine.
+        unsafe {
+            nix::libc::posix_fadvise(file.as_raw_fd(), 0, 0, nix::libc::POSIX_FADV_DONTNEED);
+        }
     }
+    // (Windows has no advice to drop a file's cached pages: this read may
+    // be answered from the cache.)
     xplugin_license::sha256_reader(&mut file)
 }
 
@@ -414,6 +469,25 @@ pub fn background_check(
     checked
 }
 
+/// The calling thread's CPU and I/O priority at background level
+/// (`THREAD_MODE_BACKGROUND_BEGIN` lowers both).
+#[cfg(windows)]
+fn lowest_priority() {
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentThread, SetThreadPriority, THREAD_MODE_BACKGROUND_BEGIN,
+    };
+    // SAFETY: GetCurrentThread returns a pseudo-handle for the calling thread;
+    // the mode is a documented constant.
+    let ok = unsafe { SetThreadPriority(GetCurrentThread(), THREAD_MODE_BACKGROUND_BEGIN) };
+    if ok == 0 {
+        log::debug!(
+            "background verification runs at normal priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(unix)]
 fn lowest_priority() {
     // SAFETY: a zeroed sched_param is valid for SCHED_IDLE (priority 0);
     // pid 0 is the calling thread.

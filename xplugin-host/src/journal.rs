@@ -36,7 +36,6 @@
 //! plain stores only (async-signal-safe).
 
 use crate::stage::Stage;
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -143,6 +142,7 @@ const H_VERSION: usize = 8;
 const H_STATE: usize = 12;
 const H_PID: usize = 16;
 const H_BOOT_ID: usize = 24; // 16 bytes
+#[cfg_attr(not(unix), allow(dead_code))] // written only by the Unix `open`
 const H_STARTED_NS: usize = 40;
 const H_GENERATION: usize = 48;
 const H_LAZY_CALLS: usize = 56; // 1: lifecycle calls not made durable; 0: each one was
@@ -360,6 +360,7 @@ impl Journal {
     ///
     /// # Errors
     /// The I/O error (the host then runs without a journal and says so).
+    #[cfg(unix)]
     pub fn open(path: &Path, generation: u64, durable_calls: bool) -> std::io::Result<bool> {
         if JOURNAL.get().is_some() {
             return Ok(false);
@@ -367,7 +368,7 @@ impl Journal {
         // A fresh file: the previous run's was read already (quarantine), and
         // one left by another user (a root command) may not be writable.
         let _ = std::fs::remove_file(path);
-        let file = OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -418,6 +419,20 @@ impl Journal {
         Ok(true)
     }
 
+    /// Refused on Windows: no journal is ever opened there, so [`get`] is
+    /// always `None` and the host runs unguarded, saying so.
+    ///
+    /// # Errors
+    /// Always [`std::io::ErrorKind::Unsupported`].
+    #[cfg(windows)]
+    pub fn open(path: &Path, generation: u64, durable_calls: bool) -> std::io::Result<bool> {
+        let _ = (path, generation, durable_calls);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the crash journal (a shared file mapping read after a crash) exists only on the Linux controller",
+        ))
+    }
+
     fn at(&self, offset: usize) -> *mut u8 {
         debug_assert!(offset < SIZE);
         // SAFETY: every caller passes an offset inside the SIZE-byte mapping.
@@ -438,8 +453,12 @@ impl Journal {
 
     /// Makes the mapping durable (msync). Not for the cycle path.
     pub fn sync(&self) {
+        #[cfg(unix)]
         // SAFETY: the range is exactly the mapping.
-        unsafe { nix::libc::msync(self.base.cast(), SIZE, nix::libc::MS_SYNC) };
+        unsafe {
+            nix::libc::msync(self.base.cast(), SIZE, nix::libc::MS_SYNC)
+        };
+        // (No journal is ever opened on Windows: there is no mapping to sync.)
     }
 
     /// Records the name of the plugin with journal index `index` (before
@@ -499,8 +518,7 @@ impl Journal {
     /// Records the kernel thread id of `role`'s thread (for the signal
     /// handler, which finds the faulting thread's slot by it).
     pub fn register_thread(&self, role: Role) {
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { nix::libc::gettid() } as u32;
+        let tid = crate::os::thread_id();
         self.u32(self.slot(role, S_TID)).store(tid, Relaxed);
         ROLE.with(|r| r.set(Some(role)));
     }
@@ -546,16 +564,9 @@ impl Journal {
                 self.u64(F_CYCLE).store(cycle, Relaxed);
             }
         }
-        let mut ts = nix::libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime is async-signal-safe; `ts` is writable.
-        unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-        self.u64(F_MONO_NS).store(
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
-            Relaxed,
-        );
+        // clock_gettime(CLOCK_MONOTONIC), which is async-signal-safe.
+        self.u64(F_MONO_NS)
+            .store(crate::cycle::clock::monotonic_ns(), Relaxed);
         // The kind last: a reader that sees it sees the rest.
         self.u32(F_KIND)
             .store(kind_code, std::sync::atomic::Ordering::Release);

@@ -22,6 +22,7 @@
 //! | [`delivery`] | message deliveries in flight; unsubscribe without deadlock |
 //! | [`bridge`] | plugin messages across the pendant link: routes, bounds, counters |
 //! | [`admin`] | list, enable, disable, remove, rollback |
+//! | [`os`] | the few system calls outside the controller-only modules, Unix and Windows |
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -35,12 +36,17 @@ pub mod device;
 pub mod diagnostics;
 pub mod digests;
 mod failures;
+#[cfg(unix)]
+pub mod fault;
+#[cfg(windows)]
+#[path = "fault_windows.rs"]
 pub mod fault;
 pub mod import;
 pub mod install;
 pub mod journal;
 pub mod lifecycle;
 pub mod loader;
+pub mod os;
 pub mod plugin_config;
 pub mod progress;
 pub mod quarantine;

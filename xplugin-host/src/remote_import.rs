@@ -1144,17 +1144,7 @@ pub fn tell_runner(root: &Path, generation: u64, policy: Option<ApplyPolicy>) ->
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     match runner {
-        Some(r) if alive(r.pid) => {
-            let pid = nix::unistd::Pid::from_raw(r.pid as i32);
-            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP) {
-                Ok(()) => format!(
-                    "the running xplugin-client run (pid {}) was told about generation {generation} ({})",
-                    r.pid,
-                    policy.map_or("its configured policy".to_string(), |p| p.to_string())
-                ),
-                Err(e) => format!("cannot tell xplugin-client run (pid {}): {e}", r.pid),
-            }
-        }
+        Some(r) if alive(r.pid) => wake_runner(r.pid, generation, policy),
         _ => format!(
             "the pendant's new generation {generation} runs from the next `xplugin-client run`"
         ),
@@ -1162,5 +1152,26 @@ pub fn tell_runner(root: &Path, generation: u64, policy: Option<ApplyPolicy>) ->
 }
 
 fn alive(pid: u32) -> bool {
-    pid != 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+    crate::os::process_alive(pid)
+}
+
+/// Wakes the running `xplugin-client run` with SIGHUP; it reads the apply
+/// request and applies the new generation by its policy.
+#[cfg(unix)]
+fn wake_runner(pid: u32, generation: u64, policy: Option<ApplyPolicy>) -> String {
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGHUP) {
+        Ok(()) => format!(
+            "the running xplugin-client run (pid {pid}) was told about generation {generation} ({})",
+            policy.map_or("its configured policy".to_string(), |p| p.to_string())
+        ),
+        Err(e) => format!("cannot tell xplugin-client run (pid {pid}): {e}"),
+    }
+}
+
+/// Windows has no SIGHUP to wake a running `xplugin-client run` with: it is
+/// not told, and says so (the request stays on disk for its next start).
+#[cfg(windows)]
+fn wake_runner(pid: u32, generation: u64, _policy: Option<ApplyPolicy>) -> String {
+    format!("the running xplugin-client run (pid {pid}) finds generation {generation} within a second (Windows has no signal to wake it) and runs it from its next start")
 }

@@ -174,6 +174,11 @@ fn place(rt: (u8, Option<usize>)) {
             log::debug!("supervisor: {e}");
         }
     }
+    #[cfg(not(unix))]
+    if let Some(cpu) = cpu {
+        log::debug!("supervisor: not kept off CPU {cpu} (no CPU affinity on this platform)");
+    }
+    #[cfg(unix)]
     if let Some(cpu) = cpu {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         if n > 1 {
@@ -266,9 +271,8 @@ fn watch(
         if role == Role::Main {
             // The owner is the hung thread: nobody else can stop safely.
             log::error!("safe stop: the main thread is hung, exiting with status {EXIT_HANG}");
-            // SAFETY: _exit ends the process at once, running nothing that
-            // could call into the hung plugin.
-            unsafe { nix::libc::_exit(EXIT_HANG) };
+            // At once, running nothing that could call into the hung plugin.
+            crate::os::exit_now(EXIT_HANG);
         }
         let _ = hangs.try_send(hang);
         // The owner stops the others and exits; if it cannot, we do.
@@ -280,9 +284,9 @@ fn watch(
             "safe stop did not finish within {} s: exiting with status {EXIT_HANG}",
             SAFE_STOP_GRACE.as_secs()
         );
-        // SAFETY: _exit ends the process at once (no destructors, no atexit
-        // that could call into the hung plugin).
-        unsafe { nix::libc::_exit(EXIT_HANG) };
+        // At once (no destructors, no atexit that could call into the hung
+        // plugin).
+        crate::os::exit_now(EXIT_HANG);
     }
 }
 

@@ -3,13 +3,19 @@
 //! sleeping until an absolute `CLOCK_MONOTONIC` deadline with
 //! `clock_nanosleep(TIMER_ABSTIME)`, so that sleeping never drifts the way a
 //! relative sleep does.
+//!
+//! On Windows (the pendant build, which runs no cycle): the performance
+//! counter, and a relative sleep to the deadline (to the scheduler's tick,
+//! about 1 to 16 ms late; nothing real-time).
 
+#[cfg(unix)]
 use nix::libc;
 
 /// Nanoseconds in a second.
 pub const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
+#[cfg(unix)]
 #[inline]
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -24,9 +30,41 @@ pub fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// The performance counter now, in nanoseconds (monotonic, counted from
+/// the machine's start, like `CLOCK_MONOTONIC`).
+#[cfg(windows)]
+pub fn monotonic_ns() -> u64 {
+    use windows_sys::Win32::System::Performance::{
+        QueryPerformanceCounter, QueryPerformanceFrequency,
+    };
+    let (mut count, mut frequency) = (0i64, 0i64);
+    // SAFETY: both pointers are to writable i64s; the calls cannot fail on
+    // Windows XP and later.
+    unsafe {
+        QueryPerformanceCounter(&mut count);
+        QueryPerformanceFrequency(&mut frequency);
+    }
+    let frequency = frequency.max(1) as u128;
+    (count.max(0) as u128 * u128::from(NS_PER_SEC) / frequency) as u64
+}
+
+/// Sleeps until [`monotonic_ns`] reaches `deadline_ns` (returns at once if
+/// it has passed).
+#[cfg(windows)]
+pub fn sleep_until(deadline_ns: u64) {
+    loop {
+        let now = monotonic_ns();
+        if now >= deadline_ns {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_nanos(deadline_ns - now));
+    }
+}
+
 /// Sleeps until `CLOCK_MONOTONIC` reaches `deadline_ns` (returns at once if
 /// it has passed). A signal that interrupts the sleep restarts it against
 /// the same absolute deadline.
+#[cfg(unix)]
 #[inline]
 pub fn sleep_until(deadline_ns: u64) {
     let ts = libc::timespec {

@@ -9,7 +9,11 @@
 //! allowing the priority) or with a memlock limit too small, the cycle runs
 //! at normal priority and [`RtStatus`] says why, once, in the log and in
 //! `status`.
+//!
+//! On Windows (the pendant build, which runs no cycle) each of these is
+//! refused with the reason, so a status never claims real-time settings.
 
+#[cfg(unix)]
 use nix::libc;
 use serde::Serialize;
 
@@ -61,6 +65,7 @@ impl std::fmt::Display for RtStatus {
 /// resident. Call once, before the threads whose stacks must be locked are
 /// started (every host thread has an explicit, small stack size so locking
 /// them stays cheap). Returns why it failed, if it did.
+#[cfg(unix)]
 pub fn lock_memory() -> Result<(), String> {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator tuning parameters; the values
@@ -105,7 +110,14 @@ pub fn prefault_stack(bytes: usize) -> usize {
     touch(bytes)
 }
 
+/// Refused on Windows: see the module documentation.
+#[cfg(windows)]
+pub fn lock_memory() -> Result<(), String> {
+    Err(NOT_HERE.replace("{what}", "memory not locked"))
+}
+
 /// Pins the calling thread to `cpu`.
+#[cfg(unix)]
 pub fn pin_to_cpu(cpu: usize) -> Result<(), String> {
     // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays within the
     // set for cpu < CPU_SETSIZE, checked first.
@@ -124,7 +136,28 @@ pub fn pin_to_cpu(cpu: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Refused on Windows: see the module documentation.
+#[cfg(windows)]
+pub fn pin_to_cpu(cpu: usize) -> Result<(), String> {
+    Err(NOT_HERE.replace("{what}", &format!("not pinned to CPU {cpu}")))
+}
+
+/// Refused on Windows: see the module documentation.
+#[cfg(windows)]
+pub fn set_fifo(priority: u8) -> Result<(), String> {
+    Err(NOT_HERE.replace(
+        "{what}",
+        &format!("running at normal priority, not SCHED_FIFO {priority}"),
+    ))
+}
+
+/// Why a real-time setting is refused on Windows.
+#[cfg(windows)]
+const NOT_HERE: &str =
+    "{what} (real-time settings exist only on the Linux controller; this is a Windows build)";
+
 /// Gives the calling thread `SCHED_FIFO` at `priority` (1..=99).
+#[cfg(unix)]
 pub fn set_fifo(priority: u8) -> Result<(), String> {
     let param = libc::sched_param {
         sched_priority: i32::from(priority.clamp(1, 99)),
