@@ -19,6 +19,15 @@ pub enum LinkError {
         /// What is wrong.
         why: String,
     },
+    /// This operation is not available on this operating system (the
+    /// Windows pendant build); nothing was done.
+    #[error("{what} is not available on this operating system: {why}")]
+    Unsupported {
+        /// What was refused.
+        what: String,
+        /// Why.
+        why: String,
+    },
     /// A key given is not a key.
     #[error(transparent)]
     BadKey(#[from] crate::key::KeyParseError),
@@ -147,6 +156,11 @@ impl Failure for LinkError {
                 ProblemCode::LinkIdentity,
                 path.display().to_string(),
                 ProblemCode::LinkIdentity.what_to_do().into(),
+            ),
+            LinkError::Unsupported { what, .. } => one(
+                ProblemCode::HostUnsupportedPlatform,
+                what.clone(),
+                ProblemCode::HostUnsupportedPlatform.what_to_do().into(),
             ),
             LinkError::BadKey(_) => one(
                 ProblemCode::LinkBadKey,

@@ -305,10 +305,32 @@ pub fn hash_file(file: &mut File) -> std::io::Result<String> {
 }
 
 /// Free bytes for an unprivileged writer on the file system of `dir`.
+#[cfg(unix)]
 fn free_space(dir: &Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     #[allow(clippy::useless_conversion)] // the field types differ by target
     Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+}
+
+/// Free bytes for this user on the volume of `dir` (`GetDiskFreeSpaceExW`,
+/// which counts quotas).
+#[cfg(windows)]
+fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::GetDiskFreeSpaceExW;
+    let wide: Vec<u16> = dir.as_os_str().encode_wide().chain(Some(0)).collect();
+    let mut available = 0u64;
+    // SAFETY: `wide` is NUL-terminated and lives across the call; the one
+    // out-pointer is a writable u64, the others may be null.
+    let ok = unsafe {
+        GetDiskFreeSpaceExW(
+            wide.as_ptr(),
+            &mut available,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    (ok != 0).then_some(available)
 }
 
 #[cfg(test)]
