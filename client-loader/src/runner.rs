@@ -6,9 +6,13 @@
 //! in reverse order and re-executes itself to boot the new set (libraries
 //! are never unloaded), `when-idle` does so once no plugin holds the pendant
 //! busy, `next-boot` leaves the running set alone.
+//!
+//! On Windows: Ctrl+C, Ctrl+Break and closing the console stop it (there are
+//! no signals); nothing wakes it, it looks for an apply request every second;
+//! and every policy acts as `next-boot`, since a program cannot replace
+//! itself in place there (docs/windows.md).
 
 use crate::PROGRAM;
-use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,14 +26,38 @@ use xplugin_host::remote_import::{
 static STOP: AtomicBool = AtomicBool::new(false);
 static WAKE: AtomicBool = AtomicBool::new(false);
 
+#[cfg(unix)]
 extern "C" fn on_stop(_: nix::libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+#[cfg(unix)]
 extern "C" fn on_wake(_: nix::libc::c_int) {
     WAKE.store(true, Ordering::SeqCst);
 }
 
+/// Ctrl+C, Ctrl+Break, closing the console, logoff and shutdown stop the
+/// runner (handled: TRUE; the handler runs on a thread of its own).
+#[cfg(windows)]
+unsafe extern "system" fn on_console(_event: u32) -> windows_sys::core::BOOL {
+    STOP.store(true, Ordering::SeqCst);
+    1
+}
+
+#[cfg(windows)]
+fn install_handlers() {
+    use windows_sys::Win32::System::Console::SetConsoleCtrlHandler;
+    // SAFETY: the handler only stores to a lock-free `AtomicBool` and has
+    // the PHANDLER_ROUTINE signature; it stays valid for the process.
+    if unsafe { SetConsoleCtrlHandler(Some(on_console), 1) } == 0 {
+        log::warn!(
+            "cannot install a console control handler: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(unix)]
 fn install_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let handlers: [(Signal, extern "C" fn(nix::libc::c_int)); 3] = [
@@ -84,7 +112,10 @@ pub fn serve(
             );
         }
     }
-    log::info!("client plugins running (generation {running:?}) until SIGTERM");
+    log::info!(
+        "client plugins running (generation {running:?}) until {}",
+        if cfg!(windows) { "Ctrl+C" } else { "SIGTERM" }
+    );
     let mut last_look = Instant::now();
     let mut said_next_boot = None;
     loop {
@@ -102,6 +133,7 @@ pub fn serve(
             if let Some(req) = apply_request(root) {
                 if Some(req.generation) != running {
                     let policy = req.policy.or(opts.config.apply).unwrap_or_default();
+                    let policy = applicable(policy);
                     let go = match policy {
                         ApplyPolicy::Now => true,
                         ApplyPolicy::WhenIdle => booted.busy().is_empty(),
@@ -166,7 +198,37 @@ fn apply_request(root: &std::path::Path) -> Option<ApplyRequest> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The policy this platform can carry out.
+#[cfg(unix)]
+fn applicable(policy: ApplyPolicy) -> ApplyPolicy {
+    policy
+}
+
+/// `next-boot` whatever was asked: applying at once means re-executing,
+/// which Windows cannot do (see [`reexec`]).
+#[cfg(windows)]
+fn applicable(policy: ApplyPolicy) -> ApplyPolicy {
+    if policy != ApplyPolicy::NextBoot {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            log::warn!("apply policy {policy} acts as next-boot on Windows (a running program cannot replace itself in place)");
+        });
+    }
+    ApplyPolicy::NextBoot
+}
+
+/// Never called on Windows ([`applicable`] always says `next-boot`).
+#[cfg(windows)]
 fn reexec() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a running program cannot replace itself in place on Windows; start it again",
+    )
+}
+
+#[cfg(unix)]
+fn reexec() -> std::io::Error {
+    use std::ffi::OsString;
     use std::os::unix::process::CommandExt;
     let argv: Vec<OsString> = std::env::args_os().collect();
     let mut cmd = std::process::Command::new("/proc/self/exe");

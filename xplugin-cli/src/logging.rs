@@ -5,11 +5,17 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 use std::sync::Mutex;
 
+#[cfg(unix)]
 type Syslog = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
+/// No syslog on Windows: `--syslog` is refused there with a warning, so no
+/// value of this type is ever made.
+#[cfg(not(unix))]
+enum Syslog {}
 
 struct HostLogger {
     program: &'static str,
     level: LevelFilter,
+    #[cfg_attr(not(unix), allow(dead_code))] // always None on Windows
     syslog: Option<Mutex<Syslog>>,
 }
 
@@ -45,6 +51,7 @@ impl Log for HostLogger {
                 ));
             }
         }
+        #[cfg(unix)]
         if let Some(s) = &self.syslog {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             let msg = record.args().to_string();
@@ -139,6 +146,14 @@ pub fn init(program: &'static str, verbosity: u8, to_syslog: bool) {
         2 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
+    #[cfg(not(unix))]
+    let syslog: Option<Mutex<Syslog>> = {
+        if to_syslog {
+            eprintln!("{program}: warning: syslog exists only on Unix; logging to stderr only");
+        }
+        None
+    };
+    #[cfg(unix)]
     let syslog = if to_syslog {
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,

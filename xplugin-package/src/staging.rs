@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 
 /// Mode of every unpacked file: no exec bits (a `.so` does not need them to
 /// be loaded), no setuid, whatever the archive's external attributes say.
+/// (Unix only: on Windows a file's access is its inherited ACL.)
+#[cfg(unix)]
 pub(crate) const FILE_MODE: u32 = 0o644;
 /// Mode of every created directory.
+#[cfg(unix)]
 pub(crate) const DIR_MODE: u32 = 0o755;
 
 /// An I/O failure with the path it concerns.
