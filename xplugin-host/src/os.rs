@@ -58,12 +58,11 @@ pub fn process_alive(pid: u32) -> bool {
         let mut code = 0u32;
         // SAFETY: `handle` is the process handle just opened, `code` is
         // writable; the handle is closed exactly once below.
-        let alive = unsafe {
+        unsafe {
             let ok = GetExitCodeProcess(handle, &mut code) != 0;
             CloseHandle(handle);
             ok && code == STILL_ACTIVE as u32
-        };
-        alive
+        }
     }
 }
 
