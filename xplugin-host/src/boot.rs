@@ -690,7 +690,7 @@ pub unsafe fn start(prepared: PreparedBoot) -> Booted {
         lifecycle.render_all(&ctx);
     }
     if let (true, Some(j)) = (guarded, crate::journal::get()) {
-        j.phase(crate::journal::Phase::Running);
+        j.phase_soon(crate::journal::Phase::Running);
     }
     let start_us = micros(start_started);
     let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

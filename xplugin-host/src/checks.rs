@@ -550,7 +550,10 @@ fn no_trusted_keys(subj: &str, e: &TrustStoreError, ctx: &CheckContext<'_>) -> (
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let f = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
+    // Sized from the stat (bounded by `limit`): without a size `read_to_end`
+    // probes in 32-byte reads and grows.
+    let size = f.metadata().map_or(0, |m| m.len()).min(limit);
+    let mut buf = Vec::with_capacity(size as usize + 1);
     f.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
         return Err(std::io::Error::new(

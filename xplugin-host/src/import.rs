@@ -228,6 +228,16 @@ pub fn import(opts: &ImportOptions<'_>) -> Result<ImportReport, ImportError> {
         }
     };
     report.problems.extend(unpacked.warnings.0.iter().cloned());
+    // The disk starts on the unpacked bytes while they are checked (the
+    // licenses hash every file): the commit's fsyncs then find most of
+    // them written instead of waiting for all of them.
+    let staged: Vec<PathBuf> = [&unpacked.client, &unpacked.controller]
+        .into_iter()
+        .flatten()
+        .flat_map(|tree| &tree.plugins)
+        .flat_map(|p| p.files.iter().map(|f| p.dir.join(f)))
+        .collect();
+    xplugin_store::start_writeback(&staged);
     let policy = Policy {
         force: opts.force,
         allow_downgrade: opts.allow_downgrade,

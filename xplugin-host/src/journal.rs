@@ -183,6 +183,52 @@ pub struct Journal {
     base: *mut u8,
     /// Every lifecycle call is made durable before it runs.
     durable_calls: bool,
+    /// Held open for the process's life: its lock tells the next run that
+    /// this journal is still in use ([`open_file`]).
+    _file: std::fs::File,
+}
+
+/// The journal file, sized and locked (`flock`, exclusive) by this process,
+/// and whether it is the previous run's file, to be cleared.
+///
+/// The previous run's file is reused in place when it has the journal's
+/// size and no live process holds its lock: overwriting its blocks makes
+/// the first `msync` a plain data write, where deleting it and creating a
+/// new one cost an unlink, a block allocation and a journal commit of the
+/// file system (5–15 ms at every boot here). A file another process still
+/// holds (a run that has not ended, e.g. one hung in a plugin while its
+/// successor starts) is left to it: it is unlinked and a new one made, as
+/// is a file of the wrong size or one this user cannot open for writing (a
+/// root command's).
+#[cfg(unix)]
+fn open_file(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
+    use std::os::fd::AsRawFd;
+    let lock = |f: &std::fs::File| {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        unsafe { nix::libc::flock(f.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) == 0 }
+    };
+    use std::fs::OpenOptions;
+    if let Ok(f) = OpenOptions::new().read(true).write(true).open(path) {
+        let sized = f
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.len() == SIZE as u64);
+        if sized && lock(&f) {
+            return Ok((f, true));
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.set_len(0)?;
+    file.set_len(SIZE as u64)?;
+    // Failing to lock a file this process just made only means the next
+    // run makes a new one again.
+    lock(&file);
+    Ok((file, false))
 }
 
 // SAFETY: the mapping is process-wide and lives until exit (never unmapped);
@@ -365,18 +411,8 @@ impl Journal {
         if JOURNAL.get().is_some() {
             return Ok(false);
         }
-        // A fresh file: the previous run's was read already (quarantine), and
-        // one left by another user (a root command) may not be writable.
-        let _ = std::fs::remove_file(path);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        file.set_len(0)?;
-        file.set_len(SIZE as u64)?;
         use std::os::fd::AsRawFd;
+        let (file, reused) = open_file(path)?;
         // SAFETY: mapping a file we just sized to SIZE bytes, shared and
         // writable; the mapping is never unmapped (it lives as long as the
         // process, which is what the signal handler needs).
@@ -393,9 +429,15 @@ impl Journal {
         if base == nix::libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
+        if reused {
+            // SAFETY: the whole SIZE-byte mapping, before any other thread
+            // knows of it; no other process holds the file (its lock).
+            unsafe { std::ptr::write_bytes(base.cast::<u8>(), 0, SIZE) };
+        }
         let j = Journal {
             base: base.cast(),
             durable_calls,
+            _file: file,
         };
         j.u64(H_MAGIC).store(MAGIC, Relaxed);
         j.u32(H_VERSION).store(VERSION, Relaxed);
@@ -581,6 +623,26 @@ impl Journal {
         }
     }
 
+    /// Records that the run entered `phase` and has it made durable by a
+    /// short-lived thread, off the caller's path. For [`Phase::Running`]:
+    /// no lifecycle call runs in it, and until the `msync` completes a loss
+    /// of the machine finds the previous phase, "starting", which blames
+    /// nobody and only makes the next run record each call — the cautious
+    /// reading. A phase whose calls must be attributed (starting, stopping)
+    /// uses [`Journal::phase`], which waits.
+    pub fn phase_soon(&'static self, phase: Phase) {
+        if self.u32(H_PHASE).swap(phase as u32, Relaxed) == phase as u32 {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("xplugin-journal".into())
+            .stack_size(64 * 1024)
+            .spawn(move || self.sync());
+        if spawned.is_err() {
+            self.sync();
+        }
+    }
+
     /// The phase this run is in.
     pub fn current_phase(&self) -> Phase {
         Phase::from_u32(self.u32(H_PHASE).load(Relaxed))
@@ -645,6 +707,35 @@ pub fn around<T>(index: usize, stage: Stage, f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn the_previous_file_is_reused_unless_a_live_run_holds_it() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal");
+        let (first, reused) = open_file(&path).expect("new journal");
+        assert!(!reused, "nothing to reuse yet");
+        let ino = first.metadata().expect("stat").ino();
+        // Held by a live run: a new file, the holder keeps its own.
+        let (second, reused) = open_file(&path).expect("second journal");
+        assert!(!reused, "a locked journal is not taken over");
+        assert_ne!(second.metadata().expect("stat").ino(), ino);
+        assert_eq!(first.metadata().expect("stat").nlink(), 0);
+        drop(first);
+        // The run ended (its lock went with it): the same file, in place.
+        let ino = second.metadata().expect("stat").ino();
+        drop(second);
+        let (third, reused) = open_file(&path).expect("third journal");
+        assert!(reused);
+        assert_eq!(third.metadata().expect("stat").ino(), ino);
+        drop(third);
+        // A file of another size is replaced.
+        std::fs::write(&path, b"short").expect("write");
+        let (fourth, reused) = open_file(&path).expect("fourth journal");
+        assert!(!reused);
+        assert_eq!(fourth.metadata().expect("stat").len(), SIZE as u64);
+    }
 
     #[test]
     fn layout_fits_and_offsets_are_aligned() {

@@ -17,7 +17,7 @@
 use crate::cycle::CycleStats;
 use crate::journal::{self, FaultKind, Role};
 use crate::stage::Stage;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -106,7 +106,9 @@ impl std::fmt::Display for Hang {
 
 /// The running supervisor.
 pub struct Supervisor {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop: the watcher's wait ends at once (a flag it looked
+    /// at between sleeps made every stop wait up to a poll interval).
+    stop: Option<crossbeam_channel::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     hangs: crossbeam_channel::Receiver<Hang>,
 }
@@ -128,18 +130,17 @@ impl Supervisor {
         cycle: Arc<std::sync::OnceLock<Arc<CycleStats>>>,
         rt: (u8, Option<usize>),
     ) -> std::io::Result<Supervisor> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let (tx, hangs) = crossbeam_channel::bounded(4);
-        let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("xplugin-supervisor".into())
             .stack_size(STACK_SIZE)
             .spawn(move || {
                 place(rt);
-                watch(&timeouts, &names, &cycle, &stop2, &tx);
+                watch(&timeouts, &names, &cycle, &stopped, &tx);
             })?;
         Ok(Supervisor {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
             hangs,
         })
@@ -152,7 +153,7 @@ impl Supervisor {
 
     /// Stops watching.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -199,14 +200,15 @@ fn watch(
     timeouts: &Timeouts,
     names: &[String],
     cycle_slot: &std::sync::OnceLock<Arc<CycleStats>>,
-    stop: &AtomicBool,
+    stop: &crossbeam_channel::Receiver<()>,
     hangs: &crossbeam_channel::Sender<Hang>,
 ) {
     let poll = (timeouts.step / 5).clamp(Duration::from_millis(5), Duration::from_millis(100));
     let mut last_cycles: Option<u64> = None;
     let mut cycles_changed = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(poll);
+    // Nothing is ever sent: the wait ends by timeout (look again) or by
+    // the sender's drop (stop).
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(poll) {
         let cycle = cycle_slot.get().map(|c| &**c);
         let Some(j) = journal::get() else { continue };
         let now = crate::cycle::clock::monotonic_ns();

@@ -16,7 +16,12 @@
 //!
 //! The high-water mark lives in one small file (e.g. `ROOT/state/clock-hwm`)
 //! holding `xplugin-clock-hwm-v1 <unix seconds>`, replaced atomically
-//! (temporary file, fsync, rename, fsync of the directory).
+//! (temporary file, fsync, rename, fsync of the directory). The mark moves
+//! in steps of [`RECORD_STEP_SECS`] (1 hour): rewriting it durably at every
+//! boot cost two fsyncs each time (10–20 ms here) for a mark that only has
+//! to be good to within the day of tolerance. So the mark may trail the
+//! clock by up to an hour: a clock set back by between 24 and 25 hours can
+//! pass, which the day of tolerance already makes a matter of degree.
 
 use crate::timestamp::{format_rfc3339, system_time, unix_seconds};
 use std::io::{Read, Write};
@@ -30,6 +35,10 @@ pub const ISSUE_SKEW_SECS: u64 = 60 * 60;
 pub const HIGH_WATER_TOLERANCE_SECS: u64 = 24 * 60 * 60;
 /// How far after the issue time or high-water mark a clock is suspicious.
 pub const FAR_FUTURE_SECS: u64 = 10 * 365 * 24 * 60 * 60 + 3 * 24 * 60 * 60;
+
+/// How far the clock must have moved past the mark before the mark is
+/// rewritten (see the module documentation).
+pub const RECORD_STEP_SECS: u64 = 60 * 60;
 
 const HEADER: &str = "xplugin-clock-hwm-v1";
 
@@ -193,9 +202,10 @@ impl ClockGuard {
         }
     }
 
-    /// Records `now` as the new mark if it is later than the current one,
-    /// atomically, and returns whether it did. Does nothing when `now` is
-    /// not later, or is more than [`FAR_FUTURE_SECS`] after the current mark
+    /// Records `now` as the new mark if it is at least
+    /// [`RECORD_STEP_SECS`] later than the current one, atomically, and
+    /// returns whether it did. Does nothing when `now` is not that much
+    /// later, or is more than [`FAR_FUTURE_SECS`] after the current mark
     /// (such a clock is wrong, and recording it would make every later,
     /// correct clock look "set back").
     ///
@@ -205,7 +215,7 @@ impl ClockGuard {
     pub fn record(&mut self, now: SystemTime) -> Result<bool, ClockError> {
         let now = unix_seconds(now);
         if let Some(h) = self.high_water {
-            if now <= h || now > h.saturating_add(FAR_FUTURE_SECS) {
+            if now < h.saturating_add(RECORD_STEP_SECS) || now > h.saturating_add(FAR_FUTURE_SECS) {
                 return Ok(false);
             }
         }
@@ -263,11 +273,29 @@ mod tests {
         assert_eq!(g.check(system_time(1_000_000)), ClockStatus::NoHistory);
         assert!(g.record(system_time(2_000_000)).expect("record"));
         assert!(!g.record(system_time(1_000_000)).expect("record older"));
+        assert!(
+            !g.record(system_time(2_000_000 + RECORD_STEP_SECS - 1))
+                .expect("record within the step"),
+            "a mark less than a step old is not rewritten"
+        );
         assert!(!g
             .record(system_time(2_000_000 + FAR_FUTURE_SECS + 1))
             .expect("record far future"));
         let g = ClockGuard::load(&path).expect("reload");
         assert_eq!(g.high_water_mark(), Some(system_time(2_000_000)));
+        let mut g = g;
+        assert!(g
+            .record(system_time(2_000_000 + RECORD_STEP_SECS))
+            .expect("record a step later"));
+        let g = ClockGuard::load(&path).expect("reload");
+        assert_eq!(
+            g.high_water_mark(),
+            Some(system_time(2_000_000 + RECORD_STEP_SECS))
+        );
+        let g = {
+            std::fs::write(&path, format!("{HEADER} 2000000\n")).expect("rewrite");
+            ClockGuard::load(&path).expect("reload")
+        };
         assert_eq!(
             g.check(system_time(2_000_000 - 3600)),
             ClockStatus::Plausible

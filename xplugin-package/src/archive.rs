@@ -6,8 +6,8 @@
 use super::entry_name::{collision_key, display_raw, parse_entry_name, EntryName};
 use super::headers::{self, CentralRecord, Directory, HeaderError, LocalExtent, FLAG_ENCRYPTED};
 use super::limits::Limits;
+use crate::window::{Window, WindowReader};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use xplugin_model::{Problem, ProblemCode, Problems};
 
@@ -83,7 +83,7 @@ impl Entry {
 /// passed (the others are in the problems).
 #[derive(Debug)]
 pub(crate) struct Archive {
-    pub file: File,
+    pub file: Window,
     pub entries: Vec<Entry>,
 }
 
@@ -103,7 +103,8 @@ pub(crate) fn is_litter(name: &EntryName) -> bool {
 const HINT_REBUILD: &str =
     "rebuild the package with a standard zip tool (e.g. `xplugin-pack pack`); do not install this file";
 
-/// Reads and checks the metadata of the archive in `file`. Every problem goes
+/// Reads and checks the metadata of the archive in `file` (a whole file,
+/// or an inner zip stored in the package, read in place). Every problem goes
 /// to `problems` with a subject starting with `label` (`plugindemo.zip` or
 /// `plugindemo.zip: client.zip`). `total` accumulates the declared sizes of the
 /// files that will be written, against [`Limits::max_total_uncompressed`].
@@ -114,7 +115,7 @@ const HINT_REBUILD: &str =
 ///
 /// Returns `Ok(None)` when the archive is unreadable as a whole (problem recorded).
 pub(crate) fn scan(
-    file: File,
+    file: Window,
     label: &str,
     limits: &Limits,
     total: &mut u64,
@@ -168,7 +169,7 @@ pub(crate) fn scan(
 
 /// What one [`scan`] works on.
 struct Scan<'a> {
-    file: &'a File,
+    file: &'a Window,
     label: &'a str,
     limits: &'a Limits,
 }
@@ -210,7 +211,7 @@ impl<'a> Scan<'a> {
     /// Pass 1: our own end record, so the entry count is bounded before the
     /// zip crate builds its index.
     fn directory(&self, problems: &mut Problems) -> Result<Option<Directory>, ReadFailure> {
-        let file_len = self.file.metadata().map_err(ReadFailure)?.len();
+        let file_len = self.file.len();
         let directory = match headers::read_directory(self.file, file_len) {
             Ok(d) => d,
             Err(e) => {
@@ -306,8 +307,8 @@ impl<'a> Scan<'a> {
     }
 
     /// Pass 3: the zip crate's reading of the central directory.
-    fn zip_crate(&self, problems: &mut Problems) -> Option<zip::ZipArchive<&'a File>> {
-        let zip = match zip::ZipArchive::new(self.file) {
+    fn zip_crate(&self, problems: &mut Problems) -> Option<zip::ZipArchive<WindowReader<'a>>> {
+        let zip = match zip::ZipArchive::new(self.file.reader()) {
             Ok(z) => z,
             Err(e) => {
                 problems.push(self.archive_problem(
@@ -336,7 +337,7 @@ impl<'a> Scan<'a> {
     /// is unreadable (the archive is refused).
     fn record(
         &self,
-        zip: &mut zip::ZipArchive<&File>,
+        zip: &mut zip::ZipArchive<WindowReader<'_>>,
         directory: &Directory,
         offset: u64,
         records: &mut Records,
@@ -409,7 +410,7 @@ impl<'a> Scan<'a> {
 
 /// Compares our reading of a central record with the zip crate's.
 fn cross_check_with_zip_crate(
-    zip: &mut zip::ZipArchive<&File>,
+    zip: &mut zip::ZipArchive<WindowReader<'_>>,
     record: &CentralRecord,
     record_start: u64,
 ) -> Result<(), (ProblemCode, String)> {
@@ -715,7 +716,7 @@ fn check_collisions(
 /// another entry's data) and no gaps (hidden local headers that only a
 /// streaming reader would see).
 fn check_extents(
-    file: &File,
+    file: &Window,
     extents: &mut [(u64, u64, String)],
     data_end: u64,
     label: &str,
@@ -766,7 +767,7 @@ fn check_extents(
 
 /// If unlisted bytes start with a local file header, names the entry it
 /// hides (what a streaming unzipper would extract).
-fn hidden_header_note(file: &File, start: u64, end: u64) -> String {
+fn hidden_header_note(file: &Window, start: u64, end: u64) -> String {
     match headers::local_header_name(file, start, end) {
         Some(name) => format!(
             ", holding a hidden local header for \"{}\"",
@@ -791,11 +792,11 @@ pub(crate) enum DataError {
 /// declared size, and checks size, CRC-32 and that the compressed stream is
 /// consumed exactly. Memory: two fixed buffers.
 pub(crate) fn copy_entry_data(
-    file: &File,
+    file: &Window,
     entry: &Entry,
     out: &mut impl Write,
 ) -> Result<(), DataError> {
-    let mut reader = file;
+    let mut reader = file.reader();
     reader
         .seek(SeekFrom::Start(entry.data_start))
         .map_err(DataError::Read)?;

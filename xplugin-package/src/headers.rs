@@ -15,6 +15,7 @@
 //! style of the `object` crate; the checks then work on named fields. Nothing
 //! here can panic on hostile bytes: short input is `None`, then a refusal.
 
+use crate::window::Window;
 use std::fs::File;
 use std::io;
 use xplugin_model::ProblemCode;
@@ -269,18 +270,18 @@ pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Res
 }
 
 /// Reads `len` bytes at `offset`, refusing anything past `limit`.
-fn read_vec(file: &File, len: usize, offset: u64, limit: u64) -> Result<Vec<u8>, HeaderError> {
+fn read_vec(file: &Window, len: usize, offset: u64, limit: u64) -> Result<Vec<u8>, HeaderError> {
     if offset.saturating_add(len as u64) > limit {
         return Err(HeaderError::Truncated);
     }
     let mut buf = vec![0u8; len];
-    read_exact_at(file, &mut buf, offset)?;
+    file.read_exact_at(&mut buf, offset)?;
     Ok(buf)
 }
 
 /// Reads the fixed header `T` at `offset` (before `limit`).
 fn read_fixed<T>(
-    file: &File,
+    file: &Window,
     offset: u64,
     limit: u64,
     len: usize,
@@ -319,7 +320,7 @@ fn zip64_field(extra: &[u8]) -> Result<Option<&[u8]>, HeaderError> {
 
 /// The fixed part of the central record at `offset`, which must lie before
 /// `limit` (the end of the directory) with its name, extra and comment.
-fn read_central_fixed(file: &File, offset: u64, limit: u64) -> Result<CentralFixed, HeaderError> {
+fn read_central_fixed(file: &Window, offset: u64, limit: u64) -> Result<CentralFixed, HeaderError> {
     let fixed = read_fixed(file, offset, limit, CentralFixed::LEN, CentralFixed::parse)?;
     if fixed.signature != CENTRAL_SIGNATURE {
         return bad(
@@ -344,7 +345,7 @@ fn read_central_fixed(file: &File, offset: u64, limit: u64) -> Result<CentralFix
 /// Reads and resolves the central record at `offset`; `limit` is the end
 /// of the central directory.
 pub(crate) fn read_central_record(
-    file: &File,
+    file: &Window,
     offset: u64,
     limit: u64,
 ) -> Result<CentralRecord, HeaderError> {
@@ -402,7 +403,7 @@ pub(crate) fn read_central_record(
 /// and, for a streamed entry, that the data descriptor does too. `limit` is
 /// where entry data must end (the start of the central directory).
 pub(crate) fn check_local_header(
-    file: &File,
+    file: &Window,
     central: &CentralRecord,
     limit: u64,
 ) -> Result<LocalExtent, HeaderError> {
@@ -525,7 +526,7 @@ fn local_disagreements(
 
 /// Checks the data descriptor after a streamed entry's data; returns its length.
 fn check_descriptor(
-    file: &File,
+    file: &Window,
     central: &CentralRecord,
     at: u64,
     limit: u64,
@@ -591,7 +592,7 @@ pub(crate) struct Directory {
 /// Finds and checks the end record: exactly at the end of the file (after its
 /// comment), single disk, and a central directory that ends where the end
 /// records begin, so no bytes hide between or after them.
-pub(crate) fn read_directory(file: &File, file_len: u64) -> Result<Directory, HeaderError> {
+pub(crate) fn read_directory(file: &Window, file_len: u64) -> Result<Directory, HeaderError> {
     let (eocd_pos, end) = find_end_record(file, file_len)?;
     if end.disk != 0 || end.directory_disk != 0 || end.entries_on_disk != end.entries {
         return bad(
@@ -642,7 +643,7 @@ pub(crate) fn read_directory(file: &File, file_len: u64) -> Result<Directory, He
 /// The end record whose comment reaches exactly the end of the file, and
 /// its offset. There must be exactly one: an end record hidden in the
 /// comment of another makes readers disagree about which directory is real.
-fn find_end_record(file: &File, file_len: u64) -> Result<(u64, EndRecord), HeaderError> {
+fn find_end_record(file: &Window, file_len: u64) -> Result<(u64, EndRecord), HeaderError> {
     let len = EndRecord::LEN as u64;
     if file_len < len {
         return bad(
@@ -688,7 +689,7 @@ fn find_end_record(file: &File, file_len: u64) -> Result<(u64, EndRecord), Heade
 /// The zip64 end record and its offset, when a locator precedes the end
 /// record at `eocd_pos`.
 fn read_zip64_end(
-    file: &File,
+    file: &Window,
     file_len: u64,
     eocd_pos: u64,
 ) -> Result<Option<(u64, Zip64EndRecord)>, HeaderError> {
@@ -794,7 +795,7 @@ impl RecordLengths {
 /// Reads the lengths of the central record at `offset`, for walking the
 /// directory record by record without reading the records themselves.
 pub(crate) fn central_record_lengths(
-    file: &File,
+    file: &Window,
     offset: u64,
     limit: u64,
 ) -> Result<RecordLengths, HeaderError> {
@@ -803,7 +804,7 @@ pub(crate) fn central_record_lengths(
 
 /// The raw name of the central record at `offset`, for messages.
 pub(crate) fn read_name(
-    file: &File,
+    file: &Window,
     offset: u64,
     lengths: RecordLengths,
     limit: u64,
@@ -819,7 +820,7 @@ pub(crate) fn read_name(
 
 /// The name a local header at `start` declares, if the bytes `start..end`
 /// begin with one (at most 512 bytes of it), for naming hidden entries.
-pub(crate) fn local_header_name(file: &File, start: u64, end: u64) -> Option<Vec<u8>> {
+pub(crate) fn local_header_name(file: &Window, start: u64, end: u64) -> Option<Vec<u8>> {
     let local = read_fixed(file, start, end, LocalFixed::LEN, LocalFixed::parse).ok()?;
     if local.signature != LOCAL_SIGNATURE {
         return None;

@@ -64,6 +64,7 @@ mod layout;
 mod limits;
 pub mod progress;
 mod staging;
+mod window;
 
 pub use layout::Libraries;
 pub use limits::Limits;
@@ -263,7 +264,11 @@ fn unpack_into(
         ..limits.clone()
     };
     let mut outer_total = 0;
-    let outer = archive::scan(file, &label, &outer_limits, &mut outer_total, &mut problems)
+    let outer = window::Window::whole(file)
+        .map_err(ReadFailure)
+        .and_then(|file| {
+            archive::scan(file, &label, &outer_limits, &mut outer_total, &mut problems)
+        })
         .map_err(read_failure(package))?;
     let Some(outer) = outer else {
         return Err(PackageError::Refused(problems));
@@ -457,9 +462,12 @@ impl From<WriteFailure> for SideFailure {
     }
 }
 
-/// Spools one inner zip, checks it, and unpacks its files under
-/// `staging/<side>/`. Problems go to `problems`; `None` when the side could
-/// not be unpacked (the package is then refused).
+/// Checks one inner zip and unpacks its files under `staging/<side>/`.
+/// A stored inner zip (what `xplugin-pack` and most zip tools write: a zip
+/// does not compress) is read in place, after one pass that checks its
+/// CRC-32; a compressed one is first inflated into a staging file (a
+/// "spool"). Problems go to `problems`; `None` when the side could not be
+/// unpacked (the package is then refused).
 #[allow(clippy::too_many_arguments)] // one call site; the state is all distinct
 fn unpack_side(
     outer: &Archive,
@@ -471,6 +479,39 @@ fn unpack_side(
     problems: &mut Problems,
     tracker: &mut Tracker<'_>,
 ) -> Result<Option<SideTree>, SideFailure> {
+    let corrupt = |problems: &mut Problems, message: String| {
+        problems.push(Problem::new(
+            ProblemCode::PackageCorruptData,
+            entry.subject.clone(),
+            message,
+            "the package is corrupt or tampered with; get a fresh copy from the vendor",
+        ));
+    };
+    if entry.method == archive::Method::Stored {
+        let mut counted = Counted {
+            inner: &mut io::sink(),
+            progress: tracker.progress,
+        };
+        match archive::copy_entry_data(&outer.file, entry, &mut counted) {
+            Ok(()) => {}
+            Err(DataError::Bad(message)) => {
+                corrupt(problems, message);
+                return Ok(None);
+            }
+            Err(DataError::Read(e) | DataError::Write(e)) => {
+                return Err(SideFailure::Read(ReadFailure(e)))
+            }
+        }
+        let file = outer
+            .file
+            .try_clone_file()
+            .map_err(|e| SideFailure::Read(ReadFailure(e)))?;
+        let base = outer.file.base().saturating_add(entry.data_start);
+        let inner = window::Window::part(file, base, entry.compressed_size);
+        return unpack_inner(
+            inner, None, entry, side, stage, limits, total, problems, tracker,
+        );
+    }
     let spool_name = format!(".spool-{}", side.archive_name());
     let (mut spool, spool_path) = stage.create_file(&[spool_name.as_str()])?;
     let mut counted = Counted {
@@ -482,12 +523,7 @@ fn unpack_side(
     match copied {
         Ok(()) => {}
         Err(DataError::Bad(message)) => {
-            problems.push(Problem::new(
-                ProblemCode::PackageCorruptData,
-                entry.subject.clone(),
-                message,
-                "the package is corrupt or tampered with; get a fresh copy from the vendor",
-            ));
+            corrupt(problems, message);
             stage.remove_file(&spool_path)?;
             return Ok(None);
         }
@@ -499,13 +535,15 @@ fn unpack_side(
             }))
         }
     }
-    let spooled = File::open(&spool_path).map_err(|source| WriteFailure {
-        path: spool_path.clone(),
-        source,
-    })?;
-    let result = unpack_spooled(
+    let spooled = File::open(&spool_path)
+        .and_then(window::Window::whole)
+        .map_err(|source| WriteFailure {
+            path: spool_path.clone(),
+            source,
+        })?;
+    let result = unpack_inner(
         spooled,
-        &spool_path,
+        Some(&spool_path),
         entry,
         side,
         stage,
@@ -518,21 +556,22 @@ fn unpack_side(
     result
 }
 
-/// Reading the spool file is reading our own staging file: its failures
-/// are reported against its path.
-fn spool_failure(spool_path: &Path) -> impl Fn(io::Error) -> SideFailure + '_ {
-    move |source| {
-        SideFailure::Write(WriteFailure {
-            path: spool_path.to_path_buf(),
+/// A failure reading the inner archive: of the package when it is read in
+/// place, of our own staging file (reported against its path) when spooled.
+fn inner_read_failure(spool_path: Option<&Path>) -> impl Fn(io::Error) -> SideFailure + '_ {
+    move |source| match spool_path {
+        Some(path) => SideFailure::Write(WriteFailure {
+            path: path.to_path_buf(),
             source,
-        })
+        }),
+        None => SideFailure::Read(ReadFailure(source)),
     }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the state is all distinct
-fn unpack_spooled(
-    spooled: File,
-    spool_path: &Path,
+fn unpack_inner(
+    inner: window::Window,
+    spool_path: Option<&Path>,
     entry: &Entry,
     side: Side,
     stage: &mut Staging,
@@ -543,8 +582,8 @@ fn unpack_spooled(
 ) -> Result<Option<SideTree>, SideFailure> {
     let label = entry.subject.as_str();
     let errors_before = problems.errors().count();
-    let Some(inner) = archive::scan(spooled, label, limits, total, problems)
-        .map_err(|ReadFailure(e)| spool_failure(spool_path)(e))?
+    let Some(inner) = archive::scan(inner, label, limits, total, problems)
+        .map_err(|ReadFailure(e)| inner_read_failure(spool_path)(e))?
     else {
         return Ok(None);
     };
@@ -594,7 +633,7 @@ fn unpack_spooled(
                 drop(file);
                 stage.remove_file(&path)?;
             }
-            Err(DataError::Read(e)) => return Err(spool_failure(spool_path)(e)),
+            Err(DataError::Read(e)) => return Err(inner_read_failure(spool_path)(e)),
             Err(DataError::Write(source)) => {
                 return Err(SideFailure::Write(WriteFailure { path, source }))
             }
@@ -623,10 +662,14 @@ mod tests {
     use zip::write::SimpleFileOptions;
 
     fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
+        zip_bytes_as(files, zip::CompressionMethod::Deflated)
+    }
+
+    fn zip_bytes_as(files: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         for (name, data) in files {
             let opts = SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated)
+                .compression_method(method)
                 .unix_permissions(0o4755);
             w.start_file(*name, opts).unwrap();
             w.write_all(data).unwrap();
@@ -685,6 +728,64 @@ mod tests {
             .collect();
         top.sort();
         assert_eq!(top, ["client", "controller"]);
+    }
+
+    #[test]
+    fn stored_inner_zips_are_read_in_place_and_their_crc_is_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let client = zip_bytes(&[
+            ("plugindemo/plugindemo.json", b"{}"),
+            ("plugindemo/plugindemo.lic", b"lic"),
+            ("plugindemo/plugindemo.so", b"\x7fELF client"),
+            ("plugindemo/xplugin.so", b"\x7fELF"),
+        ]);
+        let controller = zip_bytes(&[
+            ("plugindemo/plugindemo.json", b"{}"),
+            ("plugindemo/plugindemo.lic", b"lic"),
+            ("plugindemo/plugindemo.so", b"\x7fELF controller"),
+        ]);
+        let outer = zip_bytes_as(
+            &[("client.zip", &client), ("controller.zip", &controller)],
+            zip::CompressionMethod::Stored,
+        );
+        let pkg = tmp.path().join("plugindemo.zip");
+        std::fs::write(&pkg, &outer).unwrap();
+        let staging = tmp.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let out = unpack_package(&pkg, &staging, &Limits::default()).unwrap();
+        assert!(out.client.is_some() && out.controller.is_some());
+        assert_eq!(
+            std::fs::read(staging.join("controller/plugindemo/plugindemo.so")).unwrap(),
+            b"\x7fELF controller"
+        );
+        let mut top: Vec<_> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["client", "controller"], "no spool file is left");
+
+        // One byte of the stored client.zip changed (inside an entry's
+        // compressed data, so its own structure still reads): the outer
+        // CRC-32 refuses it before anything of it is unpacked.
+        let at = outer
+            .windows(client.len())
+            .position(|w| w == client.as_slice())
+            .unwrap()
+            + 40;
+        let mut bad = outer.clone();
+        bad[at] ^= 0x01;
+        std::fs::write(&pkg, &bad).unwrap();
+        let staging = tmp.path().join("staging-bad");
+        std::fs::create_dir(&staging).unwrap();
+        let err = unpack_package(&pkg, &staging, &Limits::default()).unwrap_err();
+        let PackageError::Refused(problems) = err else {
+            panic!("expected a refusal, got {err}");
+        };
+        let p = problems.errors().next().unwrap();
+        assert_eq!(p.code, ProblemCode::PackageCorruptData, "{problems}");
+        assert_eq!(p.subject, "plugindemo.zip: client.zip", "{problems}");
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     }
 
     #[test]

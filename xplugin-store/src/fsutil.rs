@@ -232,6 +232,26 @@ pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Resul
 /// Most threads [`fsync_files`] issues fsyncs from.
 const SYNC_THREADS: usize = 8;
 
+/// Starts writing the data of `files` to the device without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`; Linux only, nothing
+/// elsewhere). Makes nothing durable: a later fsync does, and finds less to
+/// wait for. Files that cannot be opened are skipped.
+pub fn start_writeback(files: &[std::path::PathBuf]) {
+    #[cfg(target_os = "linux")]
+    for file in files {
+        use std::os::fd::AsRawFd;
+        if let Ok(f) = File::open(file) {
+            // SAFETY: a valid open descriptor and integer arguments; the
+            // call reads no memory of ours.
+            let _ = unsafe {
+                nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE)
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = files;
+}
+
 /// Makes every file of `files` durable, as an fsync of each would, but
 /// batched: first the write-back of all of them is started
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, Linux), so the device gets
@@ -247,18 +267,8 @@ pub fn fsync_files(files: &[std::path::PathBuf]) -> Result<(), (std::path::PathB
     if super::failpoint::skip_file_fsync() {
         return Ok(()); // a power-loss negative control (test builds only)
     }
-    #[cfg(target_os = "linux")]
-    for file in files {
-        use std::os::fd::AsRawFd;
-        if let Ok(f) = File::open(file) {
-            // A hint only: the fsync below is what makes the file durable.
-            // SAFETY: a valid open descriptor and integer arguments; the
-            // call reads no memory of ours.
-            let _ = unsafe {
-                nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE)
-            };
-        }
-    }
+    // A hint only: the fsyncs below are what make the files durable.
+    start_writeback(files);
     // With failpoints (the power-loss harness), one thread: the harness
     // enumerates cut points in the order the file system sees the fsyncs,
     // which must be the same on every run. A cut inside the batch leaves

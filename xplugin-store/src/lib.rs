@@ -80,7 +80,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
-pub use fsutil::{replace_file, replace_file_with_mode, DATA_DIR_MODE, DIR_MODE, FILE_MODE};
+pub use fsutil::{
+    replace_file, replace_file_with_mode, start_writeback, DATA_DIR_MODE, DIR_MODE, FILE_MODE,
+};
 pub use generation::{Generation, GenerationState, InstalledPlugin, PluginRecord};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use plan::{plugin_name_problem, CommitPlan, StagedPlugin};
