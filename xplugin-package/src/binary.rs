@@ -7,6 +7,7 @@
 //! the symbol tables and the 16 bytes of the tag are read (through a read
 //! cache), so inspecting a 2 MB library costs a few page reads.
 
+use crate::window::Window;
 use object::read::ReadCache;
 use object::{Architecture, Object, ObjectKind, ObjectSection, ObjectSymbol};
 use serde::Serialize;
@@ -293,59 +294,6 @@ impl BinaryError {
     }
 }
 
-/// A file read at offsets (`pread`; `ReadFile` with an offset on Windows),
-/// for `object`'s read cache: through `Read + Seek` it issued an `lseek`
-/// before each of the dozen reads a library's headers take.
-struct PositionedFile {
-    file: File,
-    pos: u64,
-    len: u64,
-}
-
-impl PositionedFile {
-    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::FileExt::read_at(&self.file, buf, at)
-        }
-        #[cfg(windows)]
-        {
-            std::os::windows::fs::FileExt::seek_read(&self.file, buf, at)
-        }
-    }
-}
-
-impl object::read::ReadCacheOps for PositionedFile {
-    fn len(&mut self) -> Result<u64, ()> {
-        Ok(self.len)
-    }
-
-    fn seek(&mut self, pos: u64) -> Result<u64, ()> {
-        self.pos = pos;
-        Ok(pos)
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
-        let n = self.read_at(buf, self.pos).map_err(|_| ())?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ()> {
-        while !buf.is_empty() {
-            match self.read_at(buf, self.pos) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(0) | Err(_) => return Err(()),
-                Ok(n) => {
-                    self.pos += n as u64;
-                    buf = &mut buf[n..];
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Reads format, architecture and ABI tag of `path` without loading it.
 ///
 /// # Errors
@@ -355,8 +303,14 @@ pub fn inspect_library(path: &Path) -> Result<LibraryInfo, BinaryError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let len = file.metadata().map_or(0, |m| m.len());
-    let cache = ReadCache::new(PositionedFile { file, pos: 0, len });
+    // Positional reads through a window: through the file's own `Read +
+    // Seek`, object's cache issued an `lseek` before each of the dozen
+    // reads a library's headers take.
+    let window = Window::whole(file).map_err(|source| BinaryError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let cache = ReadCache::new(window.reader());
     let obj = object::File::parse(&cache).map_err(|e| BinaryError::NotALibrary {
         path: path.to_path_buf(),
         detail: e.to_string(),

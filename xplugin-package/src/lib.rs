@@ -502,12 +502,10 @@ fn unpack_side(
                 return Err(SideFailure::Read(ReadFailure(e)))
             }
         }
-        let file = outer
+        let inner = outer
             .file
-            .try_clone_file()
+            .part_at(entry.data_start, entry.compressed_size)
             .map_err(|e| SideFailure::Read(ReadFailure(e)))?;
-        let base = outer.file.base().saturating_add(entry.data_start);
-        let inner = window::Window::part(file, base, entry.compressed_size);
         return unpack_inner(
             inner, None, entry, side, stage, limits, total, problems, tracker,
         );

@@ -1,6 +1,7 @@
-//! A byte range of an open file, read by offset: the whole package, or an
+//! A byte range of an open file, read by offset: the whole package, an
 //! inner `client.zip` / `controller.zip` that the package stores without
-//! compression, read where it lies instead of being copied out first.
+//! compression (read where it lies instead of being copied out first), or
+//! a library whose headers are inspected.
 //!
 //! Copying ("spooling") each inner zip to a staging file wrote every byte of
 //! the package twice (425 MB written for a 211 MB package in
@@ -32,7 +33,7 @@ impl Window {
     }
 
     /// `len` bytes of `file` from `base`.
-    pub fn part(file: File, base: u64, len: u64) -> Window {
+    fn part(file: File, base: u64, len: u64) -> Window {
         Window { file, base, len }
     }
 
@@ -82,17 +83,21 @@ impl Window {
         }
     }
 
-    /// Another handle on the same file (for a window inside this one).
+    /// The `len` bytes at `offset` of this window, as a window of their own
+    /// (on another handle of the same file).
     ///
     /// # Errors
-    /// The error of duplicating the handle.
-    pub fn try_clone_file(&self) -> io::Result<File> {
-        self.file.try_clone()
-    }
-
-    /// Where in the file the window starts.
-    pub fn base(&self) -> u64 {
-        self.base
+    /// `UnexpectedEof` for a range that does not lie inside this window, or
+    /// the error of duplicating the handle.
+    pub fn part_at(&self, offset: u64, len: u64) -> io::Result<Window> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(Window::part(
+            self.file.try_clone()?,
+            self.base + offset,
+            len,
+        ))
     }
 }
 
@@ -140,13 +145,17 @@ mod tests {
     fn reads_stay_inside_the_window() {
         let mut f = tempfile::tempfile().expect("temp file");
         f.write_all(b"0123456789abcdef").expect("write");
-        let w = Window::part(f, 4, 8); // "456789ab"
+        let w = Window::whole(f)
+            .expect("whole")
+            .part_at(4, 8)
+            .expect("part"); // "456789ab"
         assert_eq!(w.len(), 8);
         let mut buf = [0u8; 3];
         w.read_exact_at(&mut buf, 5).expect("inside");
         assert_eq!(&buf, b"9ab");
         assert!(w.read_exact_at(&mut buf, 6).is_err(), "past the end");
         assert!(w.read_exact_at(&mut buf, u64::MAX).is_err(), "overflow");
+        assert!(w.part_at(4, 5).is_err(), "a part past the end");
         let mut r = w.reader();
         let mut all = Vec::new();
         r.read_to_end(&mut all).expect("read");
