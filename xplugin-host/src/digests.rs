@@ -207,7 +207,10 @@ impl DigestRecord {
             }
         };
         DigestRecord {
-            root: root.to_path_buf(),
+            // The files checked are named from the store's root, which is
+            // canonical: a relative or symlinked `root` given here would
+            // match none of them, and every file would be hashed.
+            root: std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
             mode,
             old: old.files,
             old_signatures: old.signatures,
@@ -297,6 +300,7 @@ impl FileDigests for DigestRecord {
             .and_then(Path::to_str)
             .map(str::to_string);
         let Some(relative) = relative else {
+            self.state().hashed += 1;
             return xplugin_license::sha256_file(path);
         };
         if self.mode == VerifyMode::Record && RECORD_ANSWERS {
@@ -581,6 +585,25 @@ mod tests {
         let now = ask(&third, &file);
         assert_ne!(now, digest, "the rewritten file was hashed again");
         assert_eq!(third.counts(), (0, 1));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_root_named_through_a_symlink_is_answered_like_its_canonical_path() {
+        // The store names the files from its canonical root; the record of
+        // a root given as another path to the same directory (relative, or
+        // through a symlink) must still match them.
+        let (dir, file) = root_with_file(b"library bytes");
+        let canonical = std::fs::canonicalize(&file).expect("canonical");
+        let link = dir.path().with_extension("link");
+        std::os::unix::fs::symlink(dir.path(), &link).expect("symlink");
+        let first = DigestRecord::load(&link, VerifyMode::Record);
+        let digest = ask(&first, &canonical);
+        first.save();
+        let second = DigestRecord::load(&link, VerifyMode::Record);
+        assert_eq!(ask(&second, &canonical), digest);
+        assert_eq!(second.counts(), (1, 0), "answered from the record");
+        std::fs::remove_file(&link).expect("remove the link");
     }
 
     #[test]
