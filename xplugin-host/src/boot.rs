@@ -7,7 +7,7 @@
 //! This is a library so that the controller daemon embeds the same code the
 //! command-line `boot` runs.
 
-use crate::checks::{check_plugin_folder, HostFacts, LicenseStatus, PluginCheck};
+use crate::checks::{HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
 use crate::cycle::{Cycle, CycleHooks, CycleNotice, CycleSettings, TimingReport};
 use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad, Reconfigured};
@@ -332,32 +332,71 @@ impl BootReport {
     }
 }
 
-/// A verified, resolved plugin set ready to be started.
-pub struct PreparedBoot {
-    /// The report so far (states are filled in by [`start`]).
-    pub report: BootReport,
-    to_load: Vec<PluginToLoad>,
-    /// The `bridge` declarations of the plugins to load (with their
-    /// `ctrlDepend` names on the client side).
-    bridge_decls: Vec<xplugin_link::bridge::BridgeDecl>,
-    enabled: BTreeSet<String>,
-    runtimes: Vec<crate::loader::CheckedLibrary>,
-    guard: Option<Guard>,
-    /// The previous run was lost with the machine during a lifecycle phase
-    /// without saying which call ran: this run makes each one durable.
-    durable_calls: bool,
-    /// Files of the plugins to load whose digest came from the record, to
-    /// re-read from the media after start: (plugin, version, file).
-    background: Vec<(String, String, crate::digests::Recorded)>,
+/// One installed plugin folder of the generation booted.
+type Folder<'a> = (&'a xplugin_store::InstalledPlugin, PathBuf);
+
+/// What the checks of one boot found, once all have run.
+struct Checked {
+    /// Every folder's checks, in folder order.
+    checks: Vec<(PluginCheck, bool)>,
+    /// The configuration values each plugin runs with: the booted
+    /// generation's own.
+    values: BTreeMap<String, Result<String, Problems>>,
+    /// Wall time from the start of the checks to the last one's end.
+    verify_us: u64,
 }
 
-/// Verifies and resolves the installed set. Loads nothing.
+/// The resolver's node of a plugin with manifest `m`: refused for `failure`
+/// (a check's first error, or its configuration values'), for the
+/// quarantine or safe mode, or not loaded for the store's enabled flag.
+fn node_of(
+    m: &xplugin_model::manifest::Manifest,
+    failure: Option<String>,
+    enabled: bool,
+    side: Side,
+    quarantine: &crate::quarantine::Quarantine,
+) -> Node {
+    let mut node = Node::from_manifest(m);
+    node.failure = failure;
+    if let Some(why) = &quarantine.safe_mode {
+        node.failure = Some(format!("safe mode: {why}"));
+    } else if let Some(q) = quarantine.plugins.get(&m.name) {
+        node.failure = Some(q.reason(&m.name));
+    }
+    // The store's enabled flag (set by import, enable, disable) decides.
+    // Controller: disabled = not loaded. Client: loaded, not enabled.
+    if side == Side::Controller {
+        node.load = enabled;
+    }
+    node
+}
+
+/// Why a plugin's checks refuse it, as the resolver's failure reason.
+fn check_failure(c: &PluginCheck) -> Option<String> {
+    if c.no_platform_library {
+        return Some("no library for this platform".into());
+    }
+    c.failure()
+}
+
+/// Verifies, resolves, loads, inits and starts; the caller stops with
+/// [`Booted::shutdown`].
+///
+/// Checks and loads overlap: the manifests are read and the dependency
+/// graph resolved on them first; then the plugins are checked on worker
+/// threads in that load order while this thread loads and inits each one
+/// as soon as its own checks have passed (every dependency comes earlier
+/// and is loaded by then). A plugin whose checks fail is not loaded, nor
+/// is anything that depends on it; the resolver runs again on every
+/// check's outcome for the report. Nothing of a plugin runs before its
+/// own checks passed.
 ///
 /// # Errors
 /// [`BootError`] if the root cannot be read or stays locked.
-pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
+pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
     let store = Store::open(&opts.root)?;
     // Serialise with a running import: it holds the lock until its commit.
+    // This boot holds it until the last check has read the installed files.
     let lock = store.lock_wait(opts.lock_timeout)?;
     let generation = store.current()?;
     let mut facts = HostFacts::gather(opts.config, &opts.root);
@@ -367,104 +406,99 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
         );
     }
     let record = crate::digests::DigestRecord::load(&opts.root, opts.verify);
-    let mut ctx = facts.context(&opts.host_version);
-    ctx.digests = &record;
-
-    let verify_started = std::time::Instant::now();
     let installed = generation.as_ref().map(|g| g.plugins()).unwrap_or_default();
-    let mut checks: Vec<(PluginCheck, bool)> = Vec::new();
-    // The values each plugin runs with: the booted generation's own.
-    let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
-    let folders: Vec<(&xplugin_store::InstalledPlugin, PathBuf)> = installed
+    let folders: Vec<Folder<'_>> = installed
         .iter()
         .filter_map(|p| Some((p, generation.as_ref()?.plugin_dir(&p.name)?)))
         .collect();
-    let checked = check_folders(&folders, opts.side, &ctx);
-    for ((p, _), check) in folders.iter().zip(checked) {
-        if let (Some(m), Some(g)) = (&check.manifest, generation.as_ref()) {
-            let resolved = crate::plugin_config::values_for(&store, g.number, m);
-            values.insert(p.name.clone(), resolved.map(|v| v.to_json().to_string()));
-        }
-        checks.push((check, p.enabled));
-    }
-    record.save();
-    drop(lock);
+    let (quarantine, previous_end, durable_calls) = settle_quarantine(opts, generation.as_ref());
+    let cycle_stats = Arc::new(std::sync::OnceLock::new());
+    let mut run = Pipeline {
+        opts,
+        store: &store,
+        generation: generation.as_ref(),
+        quarantine: &quarantine,
+        durable_calls,
+        cycle_stats: cycle_stats.clone(),
+        lifecycle: Lifecycle::new(&opts.host_version.to_string(), Bus::new()),
+        supervisor: None,
+        loaded: Vec::new(),
+        load_init_us: 0,
+    };
+    let checked = {
+        let mut ctx = facts.context(&opts.host_version);
+        ctx.digests = &record;
+        run.check_and_load(&folders, &ctx, lock, &record)?
+    };
     let (answered, hashed) = record.counts();
     log::debug!("verify: {answered} file digests from the record, {hashed} files hashed");
     facts.record_clock();
-    let (quarantine, previous_end, durable_calls) = settle_quarantine(opts, generation.as_ref());
+    let Pipeline {
+        mut lifecycle,
+        supervisor,
+        loaded,
+        load_init_us,
+        ..
+    } = run;
 
-    let verify_us = micros(verify_started);
+    // The resolver again, on every check's outcome: the report's load
+    // order and the reason each refused plugin is not running.
     let resolve_started = std::time::Instant::now();
-    // The resolver sees every installed plugin; checks that failed become
-    // failures that block the plugin and its dependents.
-    let mut nodes = Vec::new();
-    for (c, enabled) in &checks {
-        let Some(m) = &c.manifest else { continue };
-        let mut node = Node::from_manifest(m);
-        node.failure = c.failure();
-        if let Some(Err(problems)) = values.get(&c.name) {
-            if node.failure.is_none() {
-                node.failure = problems.errors().next().map(|p| p.message.clone());
-            }
-        }
-        if c.no_platform_library {
-            node.failure = Some("no library for this platform".into());
-        }
-        if let Some(why) = &quarantine.safe_mode {
-            node.failure = Some(format!("safe mode: {why}"));
-        } else if let Some(q) = quarantine.plugins.get(&c.name) {
-            node.failure = Some(q.reason(&c.name));
-        }
-        // The store's enabled flag (set by import, enable, disable) decides.
-        // Controller: disabled = not loaded. Client: loaded, not enabled.
-        if opts.side == Side::Controller {
-            node.load = *enabled;
-        }
-        nodes.push(node);
-    }
+    let nodes = checked
+        .checks
+        .iter()
+        .filter_map(|(c, enabled)| {
+            let m = c.manifest.as_ref()?;
+            let failure = check_failure(c).or_else(|| match checked.values.get(&c.name) {
+                Some(Err(problems)) => problems.errors().next().map(|p| p.message.clone()),
+                _ => None,
+            });
+            Some(node_of(m, failure, *enabled, opts.side, &quarantine))
+        })
+        .collect();
     let resolution = resolve(&ResolveInput {
         plugins: nodes,
         running_controller: opts.controller_running.clone(),
     });
     let resolve_us = micros(resolve_started);
+    if resolution.load_order != loaded {
+        // The loads followed the resolution on the manifests, skipping what
+        // its checks refused and its dependents: the same order. Should the
+        // two ever differ, the report says what was loaded.
+        log::error!(
+            "boot: plugins loaded in the order {} but the resolver orders {}",
+            join_or_none(&loaded),
+            join_or_none(&resolution.load_order.to_vec())
+        );
+    }
 
     let mut problems = Vec::new();
     let mut plugins = Vec::new();
-    let mut to_load = Vec::new();
     let mut bridge_decls = Vec::new();
-    let mut runtimes = Vec::new();
     let mut enabled_set = BTreeSet::new();
     // Sorted by path: a folder's files follow it, so each plugin's files
     // are one contiguous run found by binary search.
     let mut from_record = record.from_record();
     from_record.sort_by(|a, b| a.path.cmp(&b.path));
     let mut background = Vec::new();
-    let by_name: BTreeMap<&str, &(PluginCheck, bool)> =
-        checks.iter().map(|c| (c.0.name.as_str(), c)).collect();
-    for (c, _) in &checks {
+    let by_name: BTreeMap<&str, &(PluginCheck, bool)> = checked
+        .checks
+        .iter()
+        .map(|c| (c.0.name.as_str(), c))
+        .collect();
+    for (c, _) in &checked.checks {
         problems.extend(c.problems.0.iter().cloned());
-        if let Some(Err(p)) = values.get(&c.name) {
+        if let Some(Err(p)) = checked.values.get(&c.name) {
             problems.extend(p.0.iter().cloned());
         }
     }
-    for name in &resolution.load_order {
-        let Some((c, enabled)) = by_name.get(name).copied() else {
+    for name in &loaded {
+        let Some((c, enabled)) = by_name.get(name.as_str()).copied() else {
             continue;
         };
-        let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
-            continue;
-        };
-        // A plugin whose values do not fit was refused by the resolver
-        // above (its failure); never loaded.
-        let Some(Ok(config_json)) = values.get(name) else {
-            continue;
-        };
+        let Some(m) = &c.manifest else { continue };
         if *enabled {
             enabled_set.insert(name.to_owned());
-        }
-        if let Some(rt) = &c.runtime {
-            runtimes.push(rt.clone());
         }
         if !m.bridge.send.is_empty() || !m.bridge.receive.is_empty() {
             bridge_decls.push(xplugin_link::bridge::BridgeDecl {
@@ -481,26 +515,14 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 .take_while(|f| f.path.starts_with(&c.dir))
                 .map(|f| (name.to_owned(), m.version.to_string(), f.clone())),
         );
-        to_load.push(PluginToLoad {
-            name: name.to_owned(),
-            version: m.version.to_string(),
-            library: lib.clone(),
-            config_json: config_json.clone(),
-            depend: m.depend.iter().map(|d| d.name.clone()).collect(),
-            data_dir: store.data_dir(name)?,
-            // The manifest's budget, else the host default, else none.
-            cycle_budget_ns: m
-                .cycle_budget_us
-                .or(opts.cycle_budget_us)
-                .unwrap_or(0)
-                .saturating_mul(1000),
-            enable: true,
-        });
     }
-    for (c, _) in &checks {
+    let loaded_set: BTreeSet<&str> = loaded.iter().map(String::as_str).collect();
+    for (c, _) in &checked.checks {
         let state;
         let mut reason = None;
-        if let Some(b) = resolution.blocked.get(&c.name) {
+        if loaded_set.contains(c.name.as_str()) {
+            state = BootState::Pending;
+        } else if let Some(b) = resolution.blocked.get(&c.name) {
             state = if c.no_platform_library {
                 BootState::NotForThisPlatform
             } else if quarantine.plugins.contains_key(&c.name) && quarantine.safe_mode.is_none() {
@@ -511,11 +533,9 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
                 BootState::Blocked
             };
             reason = Some(b.message());
-        } else if c.manifest.is_none() {
+        } else {
             state = BootState::Blocked;
             reason = c.failure();
-        } else {
-            state = BootState::Pending;
         }
         plugins.push(PluginReport {
             name: c.name.clone(),
@@ -527,36 +547,353 @@ pub fn prepare(opts: &BootOptions<'_>) -> Result<PreparedBoot, BootError> {
             stages: Vec::new(),
         });
     }
-    Ok(PreparedBoot {
-        report: BootReport {
-            side: opts.side,
-            root: opts.root.clone(),
-            generation: generation.as_ref().map(|g| g.number),
-            host_version: opts.host_version.to_string(),
-            device_id: facts.device.unwrap_or_else(|e| format!("unknown ({e})")),
-            development_mode: opts.config.allow_unlicensed,
-            load_order: resolution.load_order.to_vec(),
-            stop_order: resolution.stop_order.to_vec(),
-            plugins,
-            problems,
-            timings_us: BootTimings {
-                verify: verify_us,
-                resolve: resolve_us,
-                ..BootTimings::default()
-            },
-            timing: None,
-            previous_end,
-            quarantine: quarantine.plugins.clone(),
-            safe_mode: quarantine.safe_mode.clone(),
+    let side = opts.side;
+    let guarded = supervisor.is_some() || crate::journal::get().is_some();
+    let start_started = std::time::Instant::now();
+    lifecycle.start_all();
+    if side == Side::Client {
+        // The vendor's render stage, after every plugin's after-init. This
+        // host has no UI toolkit: plugins get XPLUGIN_TOOLKIT_NONE.
+        let ctx = xplugin_abi::RenderContext {
+            struct_size: std::mem::size_of::<xplugin_abi::RenderContext>() as u32,
+            toolkit: xplugin_abi::XPLUGIN_TOOLKIT_NONE,
+            parent: std::ptr::null_mut(),
+            width: 0,
+            height: 0,
+        };
+        lifecycle.render_all(&ctx);
+    }
+    if let (true, Some(j)) = (guarded, crate::journal::get()) {
+        j.phase_soon(crate::journal::Phase::Running);
+    }
+    let start_us = micros(start_started);
+    let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_background_check(&opts.root, side, background, background_stop.clone());
+    let report = BootReport {
+        side,
+        root: opts.root.clone(),
+        generation: generation.as_ref().map(|g| g.number),
+        host_version: opts.host_version.to_string(),
+        device_id: facts.device.unwrap_or_else(|e| format!("unknown ({e})")),
+        development_mode: opts.config.allow_unlicensed,
+        load_order: resolution.load_order.to_vec(),
+        stop_order: resolution.stop_order.to_vec(),
+        plugins,
+        problems,
+        timings_us: BootTimings {
+            verify: checked.verify_us,
+            resolve: resolve_us,
+            load_init: load_init_us,
+            start: start_us,
+            stop: 0,
         },
-        to_load,
-        bridge_decls,
+        timing: None,
+        previous_end,
+        quarantine: quarantine.plugins.clone(),
+        safe_mode: quarantine.safe_mode.clone(),
+    };
+    let mut booted = Booted {
+        lifecycle,
+        report,
         enabled: enabled_set,
-        runtimes,
-        guard: opts.guard.clone(),
-        durable_calls,
-        background,
-    })
+        cycle: None,
+        supervisor,
+        cycle_stats,
+        bridge_decls,
+        background_stop,
+    };
+    booted.refresh();
+    Ok(booted)
+}
+
+/// The checks-and-loads stage of [`boot`]: what it needs and what it made.
+struct Pipeline<'o, 'b> {
+    opts: &'b BootOptions<'o>,
+    store: &'b Store,
+    generation: Option<&'b xplugin_store::Generation>,
+    quarantine: &'b crate::quarantine::Quarantine,
+    durable_calls: bool,
+    cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
+    lifecycle: Lifecycle,
+    supervisor: Option<crate::supervisor::Supervisor>,
+    /// The plugins given to the lifecycle, in that order.
+    loaded: Vec<String>,
+    load_init_us: u64,
+}
+
+impl Pipeline<'_, '_> {
+    /// Reads the manifests, resolves on them, then checks every folder on
+    /// worker threads (in load order) while this thread loads and inits
+    /// each plugin whose checks passed. `lock` (the store's) is released,
+    /// and the digest `record` saved, once the last check is done.
+    fn check_and_load(
+        &mut self,
+        folders: &[Folder<'_>],
+        ctx: &crate::checks::CheckContext<'_>,
+        lock: xplugin_store::StoreLock,
+        record: &crate::digests::DigestRecord,
+    ) -> Result<Checked, BootError> {
+        let side = self.opts.side;
+        let verify_started = std::time::Instant::now();
+        let manifests: Vec<crate::checks::ManifestRead> = folders
+            .iter()
+            .map(|(p, dir)| crate::checks::read_plugin_manifest(dir, &p.name, side, ctx))
+            .collect();
+        let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
+        if let Some(g) = self.generation {
+            for ((p, _), read) in folders.iter().zip(&manifests) {
+                if let Some(m) = &read.manifest {
+                    let resolved = crate::plugin_config::values_for(self.store, g.number, m);
+                    values.insert(p.name.clone(), resolved.map(|v| v.to_json().to_string()));
+                }
+            }
+        }
+        // The resolution on the manifests: what would load if every check
+        // passed. Its order is the order of the checks and of the loads.
+        let nodes = folders
+            .iter()
+            .zip(&manifests)
+            .filter_map(|((p, _), read)| {
+                let m = read.manifest.as_ref()?;
+                let failure = match values.get(&p.name) {
+                    Some(Err(problems)) => problems.errors().next().map(|e| e.message.clone()),
+                    _ => None,
+                };
+                Some(node_of(m, failure, p.enabled, side, self.quarantine))
+            })
+            .collect();
+        let planned = resolve(&ResolveInput {
+            plugins: nodes,
+            running_controller: self.opts.controller_running.clone(),
+        });
+        let index: BTreeMap<&str, usize> = folders
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.name.as_str(), i))
+            .collect();
+        let planned_indices: Vec<usize> = planned
+            .load_order
+            .iter()
+            .filter_map(|n| index.get(n).copied())
+            .collect();
+        // Checked first: what loads, in load order; then the rest, for
+        // the report.
+        let mut order = planned_indices.clone();
+        let planned_set: BTreeSet<usize> = planned_indices.iter().copied().collect();
+        order.extend((0..folders.len()).filter(|i| !planned_set.contains(i)));
+        let (task_tx, tasks) = crossbeam_channel::unbounded();
+        let mut manifests: Vec<Option<crate::checks::ManifestRead>> =
+            manifests.into_iter().map(Some).collect();
+        for i in order {
+            if let Some(m) = manifests[i].take() {
+                // Cannot fail: the receiver is alive.
+                let _ = task_tx.send((i, m));
+            }
+        }
+        drop(task_tx);
+        let check = |i: usize, m: crate::checks::ManifestRead| {
+            let (p, dir) = &folders[i];
+            crate::checks::check_plugin_folder_with(dir, &p.name, side, ctx, m)
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 4)
+            .min(folders.len().div_ceil(8).max(1));
+        let mut arrivals = Arrivals {
+            done: (0..folders.len()).map(|_| None).collect(),
+            received: 0,
+            lock: Some(lock),
+            record,
+            started: verify_started,
+            verify_us: None,
+        };
+        let mut load_init = Duration::ZERO;
+        let names: crate::supervisor::Names = Arc::default();
+        std::thread::scope(|scope| -> Result<(), BootError> {
+            let (result_tx, results) = crossbeam_channel::unbounded();
+            for _ in 0..workers {
+                let (tasks, result_tx) = (tasks.clone(), result_tx.clone());
+                // A small stack: under mlockall (the daemon's real-time
+                // settings) glibc keeps exited threads' stacks mapped for
+                // reuse, and every byte of them stays resident.
+                let spawned = std::thread::Builder::new()
+                    .name("xplugin-check".into())
+                    .stack_size(512 * 1024)
+                    .spawn_scoped(scope, move || {
+                        for (i, m) in tasks.iter() {
+                            if result_tx.send((i, check(i, m))).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                if let Err(e) = spawned {
+                    log::warn!("cannot start a check thread ({e}): checking on fewer threads");
+                }
+            }
+            // Only the workers send. When none is left (or none could
+            // start), a blocking receive fails and the checks still queued
+            // are run on this thread.
+            drop(result_tx);
+            let next = |block: bool| -> Option<(usize, PluginCheck)> {
+                if !block {
+                    return results.try_recv().ok();
+                }
+                match results.recv() {
+                    Ok(r) => Some(r),
+                    Err(_) => tasks.try_recv().ok().map(|(i, m)| (i, check(i, m))),
+                }
+            };
+            // While the first checks run: the data directories (a failure
+            // refuses the boot before any plugin code runs) and the guard.
+            let mut data_dirs = BTreeMap::new();
+            for &i in &planned_indices {
+                let name = &folders[i].0.name;
+                data_dirs.insert(i, self.store.data_dir(name)?);
+            }
+            if let Some(g) = &self.opts.guard {
+                self.supervisor = guard_up(
+                    &self.opts.root,
+                    self.generation.map_or(0, |g| g.number),
+                    g,
+                    self.durable_calls,
+                    names.clone(),
+                    self.cycle_stats.clone(),
+                );
+            }
+            // Refused by its checks, or depending on one that was.
+            let mut refused: BTreeSet<&str> = BTreeSet::new();
+            for &i in &planned_indices {
+                while arrivals.done[i].is_none() {
+                    match next(true) {
+                        Some((j, c)) => arrivals.put(j, c),
+                        // A check thread panicked: the scope's end raises it.
+                        None => break,
+                    }
+                }
+                let (p, _) = &folders[i];
+                let Some(c) = &arrivals.done[i] else { continue };
+                let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
+                    refused.insert(&p.name);
+                    continue;
+                };
+                if check_failure(c).is_some()
+                    || m.depend.iter().any(|d| refused.contains(d.name.as_str()))
+                {
+                    refused.insert(&p.name);
+                    continue;
+                }
+                // A plugin whose values do not fit was left out of the
+                // resolution on the manifests; never loaded.
+                let (Some(Ok(config_json)), Some(data_dir)) =
+                    (values.get(&p.name), data_dirs.remove(&i))
+                else {
+                    refused.insert(&p.name);
+                    continue;
+                };
+                let spec = PluginToLoad {
+                    name: p.name.clone(),
+                    version: m.version.to_string(),
+                    library: lib.clone(),
+                    config_json: config_json.clone(),
+                    depend: m.depend.iter().map(|d| d.name.clone()).collect(),
+                    data_dir,
+                    // The manifest's budget, else the host default, else none.
+                    cycle_budget_ns: m
+                        .cycle_budget_us
+                        .or(self.opts.cycle_budget_us)
+                        .unwrap_or(0)
+                        .saturating_mul(1000),
+                    // Client plugins with enable=false are loaded but not
+                    // started.
+                    enable: side == Side::Controller || p.enabled,
+                };
+                let runtime = c.runtime.clone();
+                let began = std::time::Instant::now();
+                if let Some(rt) = &runtime {
+                    // SAFETY: `rt` is the checked runtime (ABI tag of kind
+                    // runtime, architecture read from the file) of a client
+                    // plugin folder whose every check just passed (license
+                    // covering its code files, compatibility), which is what
+                    // `open_runtime` requires.
+                    if let Err(e) = unsafe { crate::loader::open_runtime(rt) } {
+                        log::error!("{e}");
+                    }
+                }
+                names
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(p.name.clone());
+                self.loaded.push(p.name.clone());
+                // SAFETY: `spec` is a plugin whose own checks all passed
+                // (`check_failure` is none: format, license unless the
+                // operator turned on development mode, compatibility,
+                // and a library `check_plugin_file` accepted for
+                // architecture, ABI tag and kind), in the resolver's load
+                // order, none of whose dependencies was refused: what
+                // `init_one` requires.
+                unsafe { self.lifecycle.init_one(spec) };
+                load_init += began.elapsed();
+                while let Some((j, c)) = next(false) {
+                    arrivals.put(j, c);
+                }
+            }
+            while arrivals.received < folders.len() {
+                match next(true) {
+                    Some((j, c)) => arrivals.put(j, c),
+                    None => break,
+                }
+            }
+            Ok(())
+        })?;
+        arrivals.finish();
+        self.load_init_us = u64::try_from(load_init.as_micros()).unwrap_or(u64::MAX);
+        let verify_us = arrivals.verify_us.unwrap_or_else(|| micros(verify_started));
+        let checks = folders
+            .iter()
+            .zip(arrivals.done)
+            .filter_map(|((p, _), c)| Some((c?, p.enabled)))
+            .collect();
+        Ok(Checked {
+            checks,
+            values,
+            verify_us,
+        })
+    }
+}
+
+/// Check results as they arrive from the workers, by folder index.
+struct Arrivals<'r> {
+    done: Vec<Option<PluginCheck>>,
+    received: usize,
+    /// The store's lock, released when the last check is in.
+    lock: Option<xplugin_store::StoreLock>,
+    record: &'r crate::digests::DigestRecord,
+    started: std::time::Instant,
+    verify_us: Option<u64>,
+}
+
+impl Arrivals<'_> {
+    fn put(&mut self, i: usize, c: PluginCheck) {
+        if let Some(slot) = self.done.get_mut(i) {
+            if slot.replace(c).is_none() {
+                self.received += 1;
+            }
+        }
+        if self.received == self.done.len() {
+            self.finish();
+        }
+    }
+
+    /// Once every installed file has been read (called again, it does
+    /// nothing): the record of what was verified is saved, and an import
+    /// waiting for the lock goes on.
+    fn finish(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            self.record.save();
+            drop(lock);
+            self.verify_us = Some(micros(self.started));
+        }
+    }
 }
 
 /// Settles the previous run (controller boots with a guard): quarantines
@@ -625,157 +962,6 @@ pub struct Booted {
     bridge_decls: Vec<xplugin_link::bridge::BridgeDecl>,
     /// Tells the background verification to stop at the next file.
     background_stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Loads, initialises and starts a prepared set.
-///
-/// # Safety
-/// Runs plugin code. `prepared` comes from [`prepare`], which checked every
-/// plugin before putting it into the load list.
-pub unsafe fn start(prepared: PreparedBoot) -> Booted {
-    let side = prepared.report.side;
-    for rt in &prepared.runtimes {
-        // SAFETY: `prepare` put a runtime in `runtimes` only from a client
-        // plugin it also put in the load list, i.e. one whose folder passed
-        // every check (license covering its code files, ABI tag of kind
-        // runtime read from the file), which `open_runtime` requires; our
-        // caller guarantees `prepared` comes from `prepare`.
-        if let Err(e) = unsafe { crate::loader::open_runtime(rt) } {
-            log::error!("{e}");
-        }
-    }
-    // Fault containment, before the first call into a plugin: the journal
-    // records who is running, fatal signals are blamed, the supervisor
-    // times every call.
-    let names: Arc<Vec<String>> =
-        Arc::new(prepared.to_load.iter().map(|p| p.name.clone()).collect());
-    let cycle_stats = Arc::new(std::sync::OnceLock::new());
-    let guarded = prepared.guard.is_some();
-    let supervisor = prepared.guard.as_ref().and_then(|g| {
-        guard_up(
-            &prepared.report,
-            g,
-            prepared.durable_calls,
-            names.clone(),
-            cycle_stats.clone(),
-        )
-    });
-    let mut lifecycle = Lifecycle::new(&prepared.report.host_version, Bus::new());
-    let mut to_load = prepared.to_load;
-    for p in &mut to_load {
-        // Client plugins with enable=false are loaded but not started.
-        p.enable = side == Side::Controller || prepared.enabled.contains(&p.name);
-    }
-    let init_started = std::time::Instant::now();
-    // SAFETY: `to_load` is the load list `prepare` built: only plugins in the
-    // resolver's `load_order`, which excludes every node carrying a check
-    // failure (any error of `check_plugin_folder`: format, license unless the
-    // operator turned on development mode, compatibility) and every dependent
-    // of one, and only those whose library `check_plugin_file` accepted
-    // (architecture, ABI tag, kind). That is what `init_all` requires.
-    unsafe { lifecycle.init_all(to_load) };
-    let load_init = micros(init_started);
-    let start_started = std::time::Instant::now();
-    lifecycle.start_all();
-    if side == Side::Client {
-        // The vendor's render stage, after every plugin's after-init. This
-        // host has no UI toolkit: plugins get XPLUGIN_TOOLKIT_NONE.
-        let ctx = xplugin_abi::RenderContext {
-            struct_size: std::mem::size_of::<xplugin_abi::RenderContext>() as u32,
-            toolkit: xplugin_abi::XPLUGIN_TOOLKIT_NONE,
-            parent: std::ptr::null_mut(),
-            width: 0,
-            height: 0,
-        };
-        lifecycle.render_all(&ctx);
-    }
-    if let (true, Some(j)) = (guarded, crate::journal::get()) {
-        j.phase_soon(crate::journal::Phase::Running);
-    }
-    let start_us = micros(start_started);
-    let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    spawn_background_check(
-        &prepared.report.root,
-        side,
-        prepared.background,
-        background_stop.clone(),
-    );
-    let mut report = prepared.report;
-    report.timings_us.load_init = load_init;
-    report.timings_us.start = start_us;
-    let mut booted = Booted {
-        lifecycle,
-        report,
-        enabled: prepared.enabled,
-        cycle: None,
-        supervisor,
-        cycle_stats,
-        bridge_decls: prepared.bridge_decls,
-        background_stop,
-    };
-    booted.refresh();
-    booted
-}
-
-/// Checks the plugin `folders` (in order), spread over the CPUs: each
-/// check reads and hashes files and verifies a signature, independent of
-/// the others.
-fn check_folders(
-    folders: &[(&xplugin_store::InstalledPlugin, PathBuf)],
-    side: Side,
-    ctx: &crate::checks::CheckContext<'_>,
-) -> Vec<PluginCheck> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 4)
-        .min(folders.len().div_ceil(8).max(1));
-    let check = |(p, dir): &(&xplugin_store::InstalledPlugin, PathBuf)| {
-        check_plugin_folder(dir, &p.name, side, ctx)
-    };
-    if workers == 1 {
-        return folders.iter().map(check).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, PluginCheck)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .filter_map(|_| {
-                // A small stack: under mlockall (the daemon's real-time
-                // settings) glibc keeps exited threads' stacks mapped for
-                // reuse, and every byte of them stays resident.
-                std::thread::Builder::new()
-                    .name("xplugin-check".into())
-                    .stack_size(512 * 1024)
-                    .spawn_scoped(scope, || {
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(folder) = folders.get(i) else { break };
-                            mine.push((i, check(folder)));
-                        }
-                        mine
-                    })
-                    .ok()
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(mine) => mine,
-                // A check does not panic on input; should one, the panic
-                // goes on in this thread, as it would without workers.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    });
-    // Folders no worker took (none could be started): checked here.
-    let taken: BTreeSet<usize> = done.iter().map(|(i, _)| *i).collect();
-    for (i, folder) in folders.iter().enumerate() {
-        if !taken.contains(&i) {
-            done.push((i, check(folder)));
-        }
-    }
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, c)| c).collect()
 }
 
 /// How long after start the background verification begins: the start
@@ -848,14 +1034,15 @@ fn spawn_background_check(
 /// supervisor. Without a journal (it cannot be written) the host runs
 /// unguarded and says so.
 fn guard_up(
-    report: &BootReport,
+    root: &std::path::Path,
+    generation: u64,
     guard: &Guard,
     durable_calls: bool,
-    names: Arc<Vec<String>>,
+    names: crate::supervisor::Names,
     cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
 ) -> Option<crate::supervisor::Supervisor> {
-    let path = crate::quarantine::journal_path(&report.root);
-    match crate::journal::Journal::open(&path, report.generation.unwrap_or(0), durable_calls) {
+    let path = crate::quarantine::journal_path(root);
+    match crate::journal::Journal::open(&path, generation, durable_calls) {
         Ok(_) => {
             if durable_calls {
                 log::warn!(
@@ -1132,18 +1319,6 @@ impl Booted {
         self.refresh();
         self.report
     }
-}
-
-/// Verifies, resolves, loads, inits and starts; the caller stops with
-/// [`Booted::shutdown`].
-///
-/// # Errors
-/// As [`prepare`].
-pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
-    let prepared = prepare(opts)?;
-    // SAFETY: `prepared` comes straight from `prepare`, which is what
-    // `start` requires.
-    Ok(unsafe { start(prepared) })
 }
 
 impl std::fmt::Display for BootReport {

@@ -353,6 +353,47 @@ fn binary_problem(subject: &str, e: &BinaryError, ctx: &CheckContext<'_>) -> Pro
     }
 }
 
+/// A plugin folder's manifest, read and parsed: the first of the checks of
+/// [`check_plugin_folder`], on its own so that a boot can resolve the
+/// dependency graph on the manifests while the rest of the checks run
+/// ([`check_plugin_folder_with`] takes it from there, so both see the same
+/// bytes).
+#[derive(Debug, Clone)]
+pub struct ManifestRead {
+    /// The manifest, when it parsed.
+    pub manifest: Option<Manifest>,
+    /// What reading and parsing it found.
+    pub problems: Problems,
+}
+
+/// Reads and parses the manifest `NAME.json` of plugin folder `dir`.
+pub fn read_plugin_manifest(
+    dir: &Path,
+    name: &str,
+    side: Side,
+    ctx: &CheckContext<'_>,
+) -> ManifestRead {
+    let file = format!("{name}.json");
+    match read_bounded(&dir.join(&file), 1 << 20) {
+        Ok(bytes) => {
+            let outcome = parse_manifest(side, name, &bytes);
+            ManifestRead {
+                manifest: outcome.manifest,
+                problems: outcome.problems,
+            }
+        }
+        Err(e) => ManifestRead {
+            manifest: None,
+            problems: Problems(vec![Problem::new(
+                ProblemCode::ManifestUnreadable,
+                ctx.file_subject(dir, name, &file),
+                format!("cannot read the manifest: {e}"),
+                "re-import the package",
+            )]),
+        },
+    }
+}
+
 /// Runs every check on plugin folder `dir` named `name` of `side`: manifest,
 /// compatibility, license, libraries. Nothing is loaded.
 pub fn check_plugin_folder(
@@ -361,19 +402,32 @@ pub fn check_plugin_folder(
     side: Side,
     ctx: &CheckContext<'_>,
 ) -> PluginCheck {
+    let manifest = read_plugin_manifest(dir, name, side, ctx);
+    check_plugin_folder_with(dir, name, side, ctx, manifest)
+}
+
+/// The checks of [`check_plugin_folder`] after the manifest: compatibility,
+/// license, libraries, on the manifest `read` from the folder by
+/// [`read_plugin_manifest`]. Nothing is loaded.
+pub fn check_plugin_folder_with(
+    dir: &Path,
+    name: &str,
+    side: Side,
+    ctx: &CheckContext<'_>,
+    read: ManifestRead,
+) -> PluginCheck {
     let mut check = PluginCheck {
         name: name.to_string(),
         side,
         dir: dir.to_path_buf(),
-        manifest: None,
+        manifest: read.manifest,
         library: None,
         runtime: None,
         no_platform_library: false,
         license: LicenseStatus::NotChecked,
         incompatible: false,
-        problems: Problems::default(),
+        problems: read.problems,
     };
-    check.manifest = read_manifest(&mut check, ctx);
     if let Some(m) = &check.manifest {
         if let Err(e) = compat::check(m, ctx.host_version) {
             check.incompatible = true;
@@ -384,26 +438,6 @@ pub fn check_plugin_folder(
     }
     check_libraries(&mut check, ctx);
     check
-}
-
-fn read_manifest(check: &mut PluginCheck, ctx: &CheckContext<'_>) -> Option<Manifest> {
-    let file = format!("{}.json", check.name);
-    match read_bounded(&check.dir.join(&file), 1 << 20) {
-        Ok(bytes) => {
-            let outcome = parse_manifest(check.side, &check.name, &bytes);
-            check.problems.extend(outcome.problems.0);
-            outcome.manifest
-        }
-        Err(e) => {
-            check.problems.push(Problem::new(
-                ProblemCode::ManifestUnreadable,
-                ctx.file_subject(&check.dir, &check.name, &file),
-                format!("cannot read the manifest: {e}"),
-                "re-import the package",
-            ));
-            None
-        }
-    }
 }
 
 /// The libraries for this platform: headers only.

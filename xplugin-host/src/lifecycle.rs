@@ -270,6 +270,9 @@ pub struct Lifecycle {
     bus: Arc<Bus>,
     host_version: String,
     entries: Vec<Entry>,
+    /// Direct dependencies of every entry, for service visibility (the
+    /// transitive closure of a plugin's `depend`).
+    direct: BTreeMap<String, Vec<String>>,
 }
 
 fn error_text(buf: &[u8]) -> String {
@@ -293,6 +296,7 @@ impl Lifecycle {
             bus,
             host_version: host_version.to_string(),
             entries: Vec::new(),
+            direct: BTreeMap::new(),
         }
     }
 
@@ -310,45 +314,56 @@ impl Lifecycle {
     /// (format, license, compatibility; architecture and ABI are guaranteed by
     /// [`CheckedLibrary`]).
     pub unsafe fn init_all(&mut self, plugins: Vec<PluginToLoad>) {
-        // Transitive dependency closure, for service visibility.
-        let direct: BTreeMap<String, Vec<String>> = plugins
-            .iter()
-            .map(|p| (p.name.clone(), p.depend.clone()))
-            .collect();
         for spec in plugins {
-            let mut entry = Entry {
-                state: LifecycleState::Initialized,
-                loaded: None,
-                runs: Vec::new(),
-                host: None,
-                stop_error: None,
-                was_started: false,
-                steps: None,
-                stages: Vec::new(),
-                spec,
-            };
-            if let Some(reason) = self.blocked_by_dependency(&entry.spec.depend) {
-                entry.state = LifecycleState::Skipped { reason };
-            } else {
-                let visible = closure(&direct, &entry.spec.name);
-                let index = self.entries.len();
-                if let Some(j) = crate::journal::get() {
-                    j.name(index, &entry.spec.name);
-                }
-                // SAFETY: `entry.spec` is one of `plugins`, each of which our
-                // caller vouched for (this function's `# Safety`): it passed
-                // every package check before it was put in the load list.
-                entry.state = unsafe { self.load_and_init(index, &mut entry, visible) };
-            }
-            if let Some(why) = entry.state.why() {
-                log::error!(
-                    "plugin \"{}\" {}: {why}",
-                    entry.spec.name,
-                    short(&entry.state)
-                );
-            }
-            self.entries.push(entry);
+            // SAFETY: each of `plugins` passed every package check, as our
+            // caller guarantees (this function's `# Safety`), and they come
+            // in load order.
+            unsafe { self.init_one(spec) };
         }
+    }
+
+    /// Loads and initialises one plugin after those before it: its
+    /// dependencies must already have been given to this lifecycle (load
+    /// order). A plugin whose dependency is not initialised is skipped with
+    /// the reason chain. Its journal index is its position in the entries.
+    ///
+    /// # Safety
+    /// As [`Lifecycle::init_all`]: `spec` passed every package check.
+    pub unsafe fn init_one(&mut self, spec: PluginToLoad) {
+        // Transitive dependency closure, for service visibility: every
+        // dependency is an earlier entry, so the map knows them all.
+        self.direct.insert(spec.name.clone(), spec.depend.clone());
+        let mut entry = Entry {
+            state: LifecycleState::Initialized,
+            loaded: None,
+            runs: Vec::new(),
+            host: None,
+            stop_error: None,
+            was_started: false,
+            steps: None,
+            stages: Vec::new(),
+            spec,
+        };
+        if let Some(reason) = self.blocked_by_dependency(&entry.spec.depend) {
+            entry.state = LifecycleState::Skipped { reason };
+        } else {
+            let visible = closure(&self.direct, &entry.spec.name);
+            let index = self.entries.len();
+            if let Some(j) = crate::journal::get() {
+                j.name(index, &entry.spec.name);
+            }
+            // SAFETY: `entry.spec` passed every package check, as our caller
+            // vouched (this function's `# Safety`).
+            entry.state = unsafe { self.load_and_init(index, &mut entry, visible) };
+        }
+        if let Some(why) = entry.state.why() {
+            log::error!(
+                "plugin \"{}\" {}: {why}",
+                entry.spec.name,
+                short(&entry.state)
+            );
+        }
+        self.entries.push(entry);
     }
 
     fn blocked_by_dependency(&self, depend: &[String]) -> Option<String> {

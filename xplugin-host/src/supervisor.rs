@@ -113,8 +113,10 @@ pub struct Supervisor {
     hangs: crossbeam_channel::Receiver<Hang>,
 }
 
-/// Who the plugins are, by journal index.
-pub type Names = Arc<Vec<String>>;
+/// Who the plugins are, by journal index: the boot appends each plugin
+/// before it is loaded (checks and loads overlap, so the list grows while
+/// the supervisor runs). Read only when a call has overrun.
+pub type Names = Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Supervisor {
     /// Starts watching the journal's slots. `cycle` is the cycle's
@@ -198,7 +200,7 @@ fn place(rt: (u8, Option<usize>)) {
 
 fn watch(
     timeouts: &Timeouts,
-    names: &[String],
+    names: &std::sync::Mutex<Vec<String>>,
     cycle_slot: &std::sync::OnceLock<Arc<CycleStats>>,
     stop: &crossbeam_channel::Receiver<()>,
     hangs: &crossbeam_channel::Sender<Hang>,
@@ -214,6 +216,8 @@ fn watch(
         let now = crate::cycle::clock::monotonic_ns();
         let name = |i: u32| {
             names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .get(i as usize)
                 .cloned()
                 .unwrap_or_else(|| format!("#{i}"))

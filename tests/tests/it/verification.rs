@@ -247,3 +247,95 @@ fn bytes_changed_below_the_file_system_are_caught_by_the_background_pass() {
     assert_eq!(state_of(&next, "plugindemo"), "stopped", "{}", next.all());
     drop(mount);
 }
+
+/// Checks and loads overlap (docs/verification.md): plugins are checked on
+/// worker threads in load order while the main thread loads each one whose
+/// own checks passed. A plugin in the middle of the order whose library was
+/// changed after install is refused and so is everything that depends on
+/// it, and none of their code runs (their recorders write nothing); the
+/// plugins around them load, in the resolver's order.
+#[test]
+fn a_refused_plugin_and_its_dependents_never_run_while_the_others_load_around_them() {
+    let s = Scenario::new();
+    // A binary tree: q(i) depends on q((i - 1) / 2), 20 plugins, enough for
+    // the boot to check on more than one thread.
+    let name = |i: usize| format!("q{i:02}");
+    for i in 0..20 {
+        let lib = xplugin_tests::build::c_fixture(
+            &name(i),
+            &["FIXTURE_RECORD", "FIXTURE_VERSION=\"1.0.0\""],
+        );
+        let depend = (i > 0).then(|| name((i - 1) / 2));
+        let depend: Vec<&str> = depend.iter().map(String::as_str).collect();
+        s.add_controller_fixture(&name(i), &lib, "1.0.0", &depend);
+    }
+    s.license_all();
+    s.import(&s.pack("overlap"), &[]).ok();
+    let first = s.boot();
+    for i in 0..20 {
+        assert_eq!(state_of(&first, &name(i)), "stopped", "{}", first.all());
+    }
+    let data = s.controller_root.join("data");
+    for i in 0..20 {
+        std::fs::remove_file(data.join(name(i)).join("trace.log")).unwrap();
+    }
+
+    // q03's subtree: q07, q08, q15, q16, q17, q18.
+    let lib = installed(&s.controller_root, "q03.so");
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&lib, &bytes).unwrap();
+    let refused = ["q03", "q07", "q08", "q15", "q16", "q17", "q18"];
+
+    let run = s.boot();
+    let report = run.json();
+    let order: Vec<String> = report["load_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str().map(String::from))
+        .filter(|n| n.starts_with('q'))
+        .collect();
+    for i in 0..20 {
+        let n = name(i);
+        let trace = data.join(&n).join("trace.log");
+        if refused.contains(&n.as_str()) {
+            assert_eq!(state_of(&run, &n), "blocked", "{n}: {}", run.all());
+            assert!(!trace.exists(), "{n} is refused, yet its code ran");
+            assert!(!order.contains(&n), "{n} in the load order {order:?}");
+        } else {
+            assert_eq!(state_of(&run, &n), "stopped", "{n}: {}", run.all());
+            let calls = std::fs::read_to_string(&trace).unwrap();
+            assert!(calls.starts_with(&format!("{n}:init")), "{n}: {calls}");
+            assert!(order.contains(&n), "{n} not in the load order {order:?}");
+        }
+    }
+    // Every dependency before its dependents, ties by name.
+    let position = |n: &str| order.iter().position(|o| o == n).unwrap();
+    for n in &order {
+        let i: usize = n[1..].parse().unwrap();
+        if i > 0 {
+            assert!(position(&name((i - 1) / 2)) < position(n), "{order:?}");
+        }
+    }
+    let reason = report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "q16")
+        .and_then(|p| p["reason"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.contains("q07") && reason.contains("q03"), "{reason}");
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["code"] == "license.file_hash_mismatch"
+                && p["subject"].as_str().unwrap_or("").contains("q03")),
+        "{}",
+        run.all()
+    );
+}
