@@ -695,8 +695,11 @@ impl Pipeline<'_, '_> {
             let (p, dir) = &folders[i];
             crate::checks::check_plugin_folder_with(dir, &p.name, side, ctx, m)
         };
+        // One CPU is this thread's, loading; the checks get the others (at
+        // least one thread, at most four).
         let workers = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_sub(1)
             .clamp(1, 4)
             .min(folders.len().div_ceil(8).max(1));
         let mut arrivals = Arrivals {

@@ -456,6 +456,19 @@ pub fn check_files_with(
     plugin_dir: &Path,
     digests: &dyn FileDigests,
 ) -> Result<(), LicenseError> {
+    check_files_except(payload, plugin_dir, digests, None)
+}
+
+/// [`check_files_with`], where the folder's file `parsed_license` (relative
+/// name) is the license just read and parsed from it: it is not licensed
+/// (it cannot hold its own digest) and, having parsed as a license, it is
+/// no code, so it is not read again to look for code.
+fn check_files_except(
+    payload: &LicensePayload,
+    plugin_dir: &Path,
+    digests: &dyn FileDigests,
+    parsed_license: Option<&str>,
+) -> Result<(), LicenseError> {
     let plugin = &payload.plugin;
     let unreadable = |file: &str, reason: &str, source| LicenseError::FileUnreadable {
         plugin: plugin.clone(),
@@ -496,7 +509,10 @@ pub fn check_files_with(
     if let Err(e) = list_files(plugin_dir, "", 0, &mut 0, &mut files) {
         errors.push(unreadable(".", "cannot list the plugin folder", Some(e)));
     }
-    for file in files.iter().filter(|f| !payload.files.contains_key(*f)) {
+    for file in files
+        .iter()
+        .filter(|f| !payload.files.contains_key(*f) && Some(f.as_str()) != parsed_license)
+    {
         let name = file.rsplit('/').next().unwrap_or(file);
         match code_kind(&join_relative(plugin_dir, file), name) {
             Ok(None) => {}
@@ -680,9 +696,10 @@ pub fn verify_plugin_dir_with(
     ctx: &VerifyContext<'_>,
     digests: &dyn FileDigests,
 ) -> Result<VerifiedLicense, LicenseError> {
-    let text = read_license_file(&plugin_dir.join(format!("{}.lic", ctx.plugin)), ctx.plugin)?;
+    let file = format!("{}.lic", ctx.plugin);
+    let text = read_license_file(&plugin_dir.join(&file), ctx.plugin)?;
     let license = verify_with(&text, trust, ctx, digests)?;
-    check_files_with(&license.payload, plugin_dir, digests)?;
+    check_files_except(&license.payload, plugin_dir, digests, Some(&file))?;
     Ok(license)
 }
 

@@ -257,8 +257,8 @@ fn bytes_changed_below_the_file_system_are_caught_by_the_background_pass() {
 #[test]
 fn a_refused_plugin_and_its_dependents_never_run_while_the_others_load_around_them() {
     let s = Scenario::new();
-    // A binary tree: q(i) depends on q((i - 1) / 2), 20 plugins, enough for
-    // the boot to check on more than one thread.
+    // A binary tree: q(i) depends on q((i - 1) / 2), 20 plugins: checked on
+    // worker threads while the first ones load.
     let name = |i: usize| format!("q{i:02}");
     for i in 0..20 {
         let lib = xplugin_tests::build::c_fixture(
