@@ -597,3 +597,71 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     }
     Ok(buf)
 }
+
+/// [`check_plugin_folder`] of every `(folder, name)` of `side`, on up to
+/// four threads (the checks of a package hash every licensed byte, and the
+/// folders are independent). `checked(i)` is called on this thread as each
+/// folder's check ends, in any order; the checks come back in the order of
+/// `folders`.
+pub fn check_plugin_folders(
+    folders: &[(&Path, &str)],
+    side: Side,
+    ctx: &CheckContext<'_>,
+    mut checked: impl FnMut(usize),
+) -> Vec<PluginCheck> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4)
+        .min(folders.len());
+    let check = |i: usize| {
+        let (dir, name) = folders[i];
+        check_plugin_folder(dir, name, side, ctx)
+    };
+    let mut done: Vec<Option<PluginCheck>> = (0..folders.len()).map(|_| None).collect();
+    if workers <= 1 {
+        for (i, slot) in done.iter_mut().enumerate() {
+            *slot = Some(check(i));
+            checked(i);
+        }
+        return done.into_iter().flatten().collect();
+    }
+    let (task_tx, tasks) = crossbeam_channel::unbounded();
+    for i in 0..folders.len() {
+        // Cannot fail: the receiver is alive.
+        let _ = task_tx.send(i);
+    }
+    drop(task_tx);
+    std::thread::scope(|scope| {
+        let (result_tx, results) = crossbeam_channel::unbounded();
+        for _ in 0..workers {
+            let (tasks, result_tx) = (tasks.clone(), result_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("xplugin-check".into())
+                .stack_size(512 * 1024)
+                .spawn_scoped(scope, move || {
+                    for i in tasks.iter() {
+                        if result_tx.send((i, check(i))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start a check thread ({e}): checking on fewer threads");
+            }
+        }
+        drop(result_tx);
+        // Ends when every worker has ended; what none could take (none
+        // started) is checked here.
+        for (i, c) in results.iter() {
+            done[i] = Some(c);
+            checked(i);
+        }
+        while let Ok(i) = tasks.try_recv() {
+            done[i] = Some(check(i));
+            checked(i);
+        }
+    });
+    // A slot stays empty only if its worker panicked, which the scope has
+    // raised here already.
+    done.into_iter().flatten().collect()
+}

@@ -18,7 +18,7 @@
 //! ([`crate::plugin_config::migrate_install`]), each item's fate reported.
 
 use crate::checks::{
-    check_plugin_folder, subject, CheckContext, HostFacts, LicenseStatus, Origin, PluginCheck,
+    check_plugin_folders, subject, CheckContext, HostFacts, LicenseStatus, Origin, PluginCheck,
 };
 use crate::config::HostConfig;
 use crate::plugin_config;
@@ -248,9 +248,15 @@ pub fn verify_side_with_progress(
         Some(_) => xplugin_store::Store::existing(&host.root).ok().flatten(),
         None => None,
     };
-    for folder in &tree.plugins {
-        let check = check_plugin_folder(&folder.dir, &folder.name, side, &ctx);
-        progress.plugin_checked(side, &folder.name);
+    let folders: Vec<(&Path, &str)> = tree
+        .plugins
+        .iter()
+        .map(|f| (f.dir.as_path(), f.name.as_str()))
+        .collect();
+    let checks = check_plugin_folders(&folders, side, &ctx, |i| {
+        progress.plugin_checked(side, folders[i].1);
+    });
+    for check in checks {
         problems.extend(check.problems.0.iter().cloned());
         if let Some(m) = &check.manifest {
             let from = installed_versions.get(&m.name).cloned();
