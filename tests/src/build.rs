@@ -558,3 +558,118 @@ fn json_string_list(items: &[&str]) -> String {
     let items: Vec<String> = items.iter().map(|s| json_string(s)).collect();
     format!("[{}]", items.join(", "))
 }
+
+/// A Windows x86-64 DLL (PE32+) that carries exactly what the checks read
+/// from a `.dll` without loading it: the DLL flag, the machine type, an
+/// export table with `xplugin_abi` (the 16-byte ABI tag of `kind`, this
+/// ABI version) and, unless `kind` is the runtime, `xplugin_entry`. It has
+/// no code: it stands for a vendor's Windows build in the tests that run on
+/// Linux, where a `.dll` is checked and licensed but never loaded (and no
+/// mingw is needed to make one). Windows would refuse to run it.
+pub fn pe_library(kind: u32) -> Vec<u8> {
+    use xplugin_abi::{
+        XPLUGIN_ABI_MAJOR, XPLUGIN_ABI_MINOR, XPLUGIN_ABI_TAG_SYMBOL, XPLUGIN_ENTRY_SYMBOL,
+        XPLUGIN_KIND_RUNTIME, XPLUGIN_MAGIC,
+    };
+    const FILE_ALIGN: usize = 0x200;
+    const RVA: u32 = 0x1000; // the one section's address
+    fn put16(b: &mut [u8], at: usize, v: u16) {
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    }
+    fn put32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn put64(b: &mut [u8], at: usize, v: u64) {
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    // The section (.rdata): the tag at 0, a `ret` standing for the entry at
+    // 16, then the export directory and its tables and names.
+    let mut names: Vec<&str> = vec![XPLUGIN_ABI_TAG_SYMBOL];
+    if kind != XPLUGIN_KIND_RUNTIME {
+        names.push(XPLUGIN_ENTRY_SYMBOL);
+    }
+    names.sort_unstable(); // the export name table is sorted
+    let n = names.len();
+    let mut sec = vec![0u8; 32];
+    put32(&mut sec, 0, XPLUGIN_MAGIC);
+    put16(&mut sec, 4, XPLUGIN_ABI_MAJOR);
+    put16(&mut sec, 6, XPLUGIN_ABI_MINOR);
+    put32(&mut sec, 8, kind);
+    sec[16] = 0xc3;
+    let dir_at = sec.len();
+    let functions_at = dir_at + 40;
+    let names_at = functions_at + 4 * n;
+    let ordinals_at = names_at + 4 * n;
+    let mut strings_at = ordinals_at + 2 * n;
+    sec.resize(strings_at, 0);
+    let mut add_string = |sec: &mut Vec<u8>, s: &str| -> u32 {
+        let at = strings_at;
+        sec.extend_from_slice(s.as_bytes());
+        sec.push(0);
+        strings_at = sec.len();
+        RVA + at as u32
+    };
+    let dll_name = add_string(&mut sec, "plugin.dll");
+    for (i, name) in names.iter().enumerate() {
+        let name_rva = add_string(&mut sec, name);
+        let target = if *name == XPLUGIN_ABI_TAG_SYMBOL {
+            0
+        } else {
+            16
+        };
+        put32(&mut sec, functions_at + 4 * i, RVA + target);
+        put32(&mut sec, names_at + 4 * i, name_rva);
+        put16(&mut sec, ordinals_at + 2 * i, i as u16);
+    }
+    let export_size = sec.len() - dir_at;
+    put32(&mut sec, dir_at + 12, dll_name); // Name
+    put32(&mut sec, dir_at + 16, 1); // Base
+    put32(&mut sec, dir_at + 20, n as u32); // NumberOfFunctions
+    put32(&mut sec, dir_at + 24, n as u32); // NumberOfNames
+    put32(&mut sec, dir_at + 28, RVA + functions_at as u32);
+    put32(&mut sec, dir_at + 32, RVA + names_at as u32);
+    put32(&mut sec, dir_at + 36, RVA + ordinals_at as u32);
+    let raw_size = sec.len().div_ceil(FILE_ALIGN) * FILE_ALIGN;
+
+    // Headers: DOS stub header, PE signature, COFF header, PE32+ optional
+    // header with 16 data directories, one section header.
+    let mut b = vec![0u8; FILE_ALIGN];
+    b[0..2].copy_from_slice(b"MZ");
+    put32(&mut b, 0x3c, 0x40); // e_lfanew
+    b[0x40..0x44].copy_from_slice(b"PE\0\0");
+    let coff = 0x44;
+    put16(&mut b, coff, 0x8664); // IMAGE_FILE_MACHINE_AMD64
+    put16(&mut b, coff + 2, 1); // one section
+    put16(&mut b, coff + 16, 240); // SizeOfOptionalHeader (PE32+)
+    put16(&mut b, coff + 18, 0x2022); // EXECUTABLE_IMAGE | LARGE_ADDRESS_AWARE | DLL
+    let opt = coff + 20;
+    put16(&mut b, opt, 0x20b); // PE32+
+    put32(&mut b, opt + 8, raw_size as u32); // SizeOfInitializedData
+    put32(&mut b, opt + 20, RVA); // BaseOfCode
+    put64(&mut b, opt + 24, 0x1_8000_0000); // ImageBase
+    put32(&mut b, opt + 32, 0x1000); // SectionAlignment
+    put32(&mut b, opt + 36, FILE_ALIGN as u32); // FileAlignment
+    put16(&mut b, opt + 40, 6); // MajorOperatingSystemVersion
+    put16(&mut b, opt + 48, 6); // MajorSubsystemVersion
+    let image_size = RVA as usize + sec.len().div_ceil(0x1000) * 0x1000;
+    put32(&mut b, opt + 56, image_size as u32); // SizeOfImage
+    put32(&mut b, opt + 60, FILE_ALIGN as u32); // SizeOfHeaders
+    put16(&mut b, opt + 68, 3); // IMAGE_SUBSYSTEM_WINDOWS_CUI
+    put64(&mut b, opt + 72, 0x10_0000); // SizeOfStackReserve
+    put64(&mut b, opt + 80, 0x1000); // SizeOfStackCommit
+    put64(&mut b, opt + 88, 0x10_0000); // SizeOfHeapReserve
+    put64(&mut b, opt + 96, 0x1000); // SizeOfHeapCommit
+    put32(&mut b, opt + 108, 16); // NumberOfRvaAndSizes
+    put32(&mut b, opt + 112, RVA + dir_at as u32); // the export directory
+    put32(&mut b, opt + 116, export_size as u32);
+    let sh = opt + 240;
+    b[sh..sh + 6].copy_from_slice(b".rdata");
+    put32(&mut b, sh + 8, sec.len() as u32); // VirtualSize
+    put32(&mut b, sh + 12, RVA); // VirtualAddress
+    put32(&mut b, sh + 16, raw_size as u32); // SizeOfRawData
+    put32(&mut b, sh + 20, FILE_ALIGN as u32); // PointerToRawData
+    put32(&mut b, sh + 36, 0x4000_0040); // INITIALIZED_DATA | MEM_READ
+    sec.resize(raw_size, 0);
+    b.extend_from_slice(&sec);
+    b
+}

@@ -455,7 +455,13 @@ fn check_libraries(check: &mut PluginCheck, ctx: &CheckContext<'_>) {
         Side::Controller => XPLUGIN_KIND_CONTROLLER,
     };
     let file_subject = |file: &str| ctx.file_subject(&dir, &name, file);
-    let dll = format!("{name}.dll");
+    // A client plugin's build for the other platform (a package may carry
+    // both): a folder with only that one is installed but cannot load here.
+    let (other, other_platform, this_platform) = if cfg!(windows) {
+        (format!("{name}.so"), "Linux", "Windows")
+    } else {
+        (format!("{name}.dll"), "Windows", "Linux")
+    };
     if lib_path.is_file() {
         match check_plugin_file_for(&lib_path, kind, &ctx.arch) {
             Ok(l) => check.library = Some(l),
@@ -485,15 +491,15 @@ fn check_libraries(check: &mut PluginCheck, ctx: &CheckContext<'_>) {
                 )),
             }
         }
-    } else if check.side == Side::Client && dir.join(&dll).is_file() && !cfg!(windows) {
+    } else if check.side == Side::Client && dir.join(&other).is_file() {
         check.no_platform_library = true;
         check.problems.push(Problem::new(
             ProblemCode::LibraryNoPlatformBuild,
             subject(check.side, &name),
             format!(
-                "no library for this platform: the plugin ships {dll} (Windows) but no {lib_name}"
+                "no library for this platform: the plugin ships {other} ({other_platform}) but no {lib_name}"
             ),
-            "ask the vendor for a Linux build if the plugin is needed on this pendant",
+            format!("ask the vendor for a {this_platform} build if the plugin is needed on this pendant"),
         ));
     } else {
         check.problems.push(Problem::new(

@@ -307,7 +307,7 @@ impl PluginHost {
             },
             name: name.to_string(),
             host_version: cstring(host_version),
-            data_dir: cstring(&data_dir.to_string_lossy()),
+            data_dir: cstring(&path_for_plugins(data_dir).to_string_lossy()),
             visible_providers,
             bus,
             busy: AtomicBool::new(false),
@@ -438,6 +438,24 @@ unsafe extern "C" fn host_log(host: *mut HostContext, level: u32, message: *cons
         };
         log::log!(target: "xplugin::plugin", level, "[{}] {}", h.name, msg);
     }));
+}
+
+/// The form of `path` a plugin is given. On Windows the install root is
+/// canonical, which there is a verbatim path (`\\?\Z:\...`); Windows does
+/// not normalise verbatim paths, so a plugin that appends `/file` to one
+/// (as C code does) names a file that cannot be opened. Where the plain
+/// form means the same file (it fits in `MAX_PATH`, no reserved names or
+/// trailing dots: `dunce::simplified`'s rules) the prefix is dropped;
+/// longer paths stay verbatim, the only form Windows accepts for them.
+#[cfg(windows)]
+fn path_for_plugins(path: &Path) -> &Path {
+    dunce::simplified(path)
+}
+
+/// Unix paths have no verbatim form: handed over as they are.
+#[cfg(not(windows))]
+fn path_for_plugins(path: &Path) -> &Path {
+    path
 }
 
 /// `host_version`.

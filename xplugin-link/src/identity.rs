@@ -144,7 +144,7 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ident(e.to_string())),
         };
-        only_owner_reads(&meta).map_err(|e| e.unwrap_or_else(&ident))?;
+        only_owner_reads(path, &meta).map_err(ident)?;
         let file: IdentityFile = read_json(path).map_err(ident)?;
         let public = PublicKey::parse(&file.public).map_err(|e| ident(e.to_string()))?;
         let private = unhex(&file.private)
@@ -159,9 +159,6 @@ impl Identity {
     }
 
     fn create(root: &Path, device_id: Option<&str>) -> Result<Identity, LinkError> {
-        if cfg!(windows) {
-            return Err(no_private_keys_here());
-        }
         let dir = identity_dir(root);
         let path = dir.join(IDENTITY_FILE);
         let ident = |why: String| LinkError::Identity {
@@ -190,33 +187,28 @@ impl Identity {
     }
 }
 
-/// Whether only the owner may read the key file: `Err(Err(why))` if others
-/// may, `Err(Ok(refusal))` where this cannot be checked (Windows).
+/// Whether only the owner may read the key file: on Unix its mode gives
+/// group and others nothing (0600).
 #[cfg(unix)]
-fn only_owner_reads(meta: &std::fs::Metadata) -> Result<(), Result<LinkError, String>> {
+fn only_owner_reads(_path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(Err(format!(
+        return Err(format!(
             "the private key is readable by others (mode {mode:o}); it must be 0600"
-        )));
+        ));
     }
     Ok(())
 }
 
+/// Whether only the owner may read the key file: on Windows its DACL
+/// grants access to no one but this user, SYSTEM and Administrators
+/// (written owner-only, see `xplugin_store::private_acl`).
 #[cfg(windows)]
-fn only_owner_reads(_meta: &std::fs::Metadata) -> Result<(), Result<LinkError, String>> {
-    Err(Ok(no_private_keys_here()))
-}
-
-/// The refusal of a private key on Windows: on Linux it is a 0600 file,
-/// the owner-only ACL that would be its Windows equivalent is not written
-/// yet, and a key readable by other users is worse than none.
-fn no_private_keys_here() -> LinkError {
-    LinkError::Unsupported {
-        what: "the pendant's link identity (its private key)".into(),
-        why: "the owner-only ACL a private key file needs on Windows is not implemented yet; pair from a Linux pendant".into(),
-    }
+fn only_owner_reads(path: &Path, _meta: &std::fs::Metadata) -> Result<(), String> {
+    xplugin_store::private_acl::check_private(path).map_err(|why| {
+        format!("the private key may be read by others: {why}; remove the file (a new identity is made, peers pair again) or restrict its ACL to this user")
+    })
 }
 
 #[cfg(test)]

@@ -59,12 +59,16 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Refused: the owner-only ACL that is Windows' 0700 is not written yet, and
-/// a directory of keys that other users can read is worse than none.
+/// The parents as they come (inheriting their ACLs), `dir` itself with an
+/// owner-only ACL, Windows' 0700 (`xplugin_store::private_acl`).
 #[cfg(windows)]
-fn create_private_dir(_dir: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "a private (owner-only) directory needs an ACL on Windows, which is not implemented yet",
-    ))
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match xplugin_store::private_acl::create_private_dir(dir) {
+        // Made meanwhile by another process: as on Unix, it is used as it is.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
 }

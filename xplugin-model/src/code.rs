@@ -750,7 +750,7 @@ problem_codes! {
         "See the message.";
     LinkIdentity = "link.identity", Error,
         "This host's link identity or its list of paired peers cannot be read or written, or the private key is readable by others.",
-        "Check ROOT/state/identity (mode 0700, files 0600, owned by the service user); `identity --rotate` makes a new key.";
+        "Check ROOT/state/identity (mode 0700, files 0600, owned by the service user; on Windows an ACL for that user and SYSTEM only); `identity --rotate` makes a new key.";
     LinkBadKey = "link.bad_key", Error,
         "A key given on the command line is not a link public key (64 hex digits).",
         "Copy the first line `identity` prints on the other computer.";

@@ -3,9 +3,12 @@
 //! fallback, removal that does not trip over read-only leftovers.
 
 //!
-//! On Windows the modes are not applied (a file's access there is its ACL,
-//! inherited from the install root; see docs/windows.md), and a directory
-//! is made durable by flushing its handle ([`fsync_dir`]).
+//! On Windows a mode is not applied as such (a file's access there is its
+//! ACL): a private mode (nothing for group and others, e.g. 0600, 0700)
+//! creates the file or directory with an owner-only ACL
+//! ([`crate::private_acl`]); any other inherits the ACL of its parent, in
+//! the end the install root's (docs/windows.md). A directory is made
+//! durable by flushing its handle ([`fsync_dir`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -69,11 +72,22 @@ pub fn create_dir_with_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-/// Creates one directory (its ACL is inherited from its parent; `mode` has
-/// no Windows meaning). Fails if it exists.
+/// Creates one directory. Fails if it exists. A private `mode` (e.g.
+/// 0700) gives it an owner-only ACL; otherwise it inherits its parent's.
 #[cfg(windows)]
-pub fn create_dir_with_mode(path: &Path, _mode: u32) -> io::Result<()> {
-    fs::create_dir(path)
+pub fn create_dir_with_mode(path: &Path, mode: u32) -> io::Result<()> {
+    if is_private(mode) {
+        crate::private_acl::create_private_dir(path)
+    } else {
+        fs::create_dir(path)
+    }
+}
+
+/// A mode that gives group and others nothing: on Windows, an owner-only
+/// ACL.
+#[cfg(windows)]
+fn is_private(mode: u32) -> bool {
+    mode & 0o077 == 0
 }
 
 /// Creates a directory (and missing parents) if it is missing; an existing
@@ -163,8 +177,13 @@ mod libc_errno {
 }
 
 /// A new file for writing: fails if `path` exists; on Unix created with
-/// `mode` (and the mode set again, the umask may have taken bits off).
+/// `mode` (and the mode set again, the umask may have taken bits off); on
+/// Windows with an owner-only ACL for a private mode, else the parent's.
 fn create_new_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    #[cfg(windows)]
+    if is_private(mode) {
+        return crate::private_acl::create_private_file(path);
+    }
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -172,8 +191,6 @@ fn create_new_with_mode(path: &Path, mode: u32) -> io::Result<File> {
     let file = options.open(path)?;
     #[cfg(unix)]
     file.set_permissions(fs::Permissions::from_mode(mode))?;
-    #[cfg(not(unix))]
-    let _ = mode;
     Ok(file)
 }
 

@@ -69,6 +69,8 @@ mod fsutil;
 mod generation;
 mod lock;
 mod plan;
+#[cfg(windows)]
+pub mod private_acl;
 pub mod recovery;
 pub mod transaction;
 pub mod values;

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod crash;
 mod daemon;
+mod dual_build;
 mod faults;
 mod fuzz_seeds;
 mod hostile;
