@@ -688,11 +688,13 @@ def main():
     missed = {g for g, _, v in summary if "MISSED" in v}
     boot_acts = activity_text(results, "boot-largest")
     if any(g.startswith("Boot") for g in missed) and boot_acts:
-        notes.append(f"**Boot** ({profile_case}, CPU profile): {boot_acts}. Before any `dlopen` boot checks "
-                     "every plugin: manifest, license binding, each licensed file's key against the digest "
-                     "record (files that changed are hashed), ELF headers and ABI tag; it also opens the "
-                     "crash journal and starts the supervisor. class_loader does none of it, so its time is "
-                     "close to the dlopen floor.")
+        notes.append(f"**Boot** ({profile_case}, CPU profile): {boot_acts}. Boot checks every plugin "
+                     "(manifest, license binding, each licensed file's key against the digest record, the "
+                     "folder listing, ELF headers and ABI tag) on worker threads in load order while the "
+                     "main thread loads each plugin whose checks passed; it also opens the crash journal and "
+                     "starts the supervisor. The checks overlap the loads but share the process's address "
+                     "space with them (each `mmap`/`mprotect` of `dlopen` then costs a TLB shootdown on the "
+                     "other CPU), and class_loader checks nothing.")
     if any(g.startswith("Import ≤") for g in missed):
         parts = []
         fs = syscall_line(results, "import-200m", "fsync")
