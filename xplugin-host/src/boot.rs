@@ -371,6 +371,18 @@ fn node_of(
     node
 }
 
+/// Why plugin `name`'s configuration values refuse it (they do not fit
+/// its manifest's schema), as the resolver's failure reason.
+fn values_failure(
+    values: &BTreeMap<String, Result<String, Problems>>,
+    name: &str,
+) -> Option<String> {
+    match values.get(name) {
+        Some(Err(problems)) => problems.errors().next().map(|p| p.message.clone()),
+        _ => None,
+    }
+}
+
 /// Why a plugin's checks refuse it, as the resolver's failure reason.
 fn check_failure(c: &PluginCheck) -> Option<String> {
     if c.no_platform_library {
@@ -449,10 +461,7 @@ pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
         .iter()
         .filter_map(|(c, enabled)| {
             let m = c.manifest.as_ref()?;
-            let failure = check_failure(c).or_else(|| match checked.values.get(&c.name) {
-                Some(Err(problems)) => problems.errors().next().map(|p| p.message.clone()),
-                _ => None,
-            });
+            let failure = check_failure(c).or_else(|| values_failure(&checked.values, &c.name));
             Some(node_of(m, failure, *enabled, opts.side, &quarantine))
         })
         .collect();
@@ -548,7 +557,7 @@ pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
         });
     }
     let side = opts.side;
-    let guarded = supervisor.is_some() || crate::journal::get().is_some();
+    let guarded = opts.guard.is_some();
     let start_started = std::time::Instant::now();
     lifecycle.start_all();
     if side == Side::Client {
@@ -655,10 +664,7 @@ impl Pipeline<'_, '_> {
             .zip(&manifests)
             .filter_map(|((p, _), read)| {
                 let m = read.manifest.as_ref()?;
-                let failure = match values.get(&p.name) {
-                    Some(Err(problems)) => problems.errors().next().map(|e| e.message.clone()),
-                    _ => None,
-                };
+                let failure = values_failure(&values, &p.name);
                 Some(node_of(m, failure, p.enabled, side, self.quarantine))
             })
             .collect();
@@ -713,30 +719,9 @@ impl Pipeline<'_, '_> {
         let mut load_init = Duration::ZERO;
         let names: crate::supervisor::Names = Arc::default();
         std::thread::scope(|scope| -> Result<(), BootError> {
-            let (result_tx, results) = crossbeam_channel::unbounded();
-            for _ in 0..workers {
-                let (tasks, result_tx) = (tasks.clone(), result_tx.clone());
-                // A small stack: under mlockall (the daemon's real-time
-                // settings) glibc keeps exited threads' stacks mapped for
-                // reuse, and every byte of them stays resident.
-                let spawned = std::thread::Builder::new()
-                    .name("xplugin-check".into())
-                    .stack_size(512 * 1024)
-                    .spawn_scoped(scope, move || {
-                        for (i, m) in tasks.iter() {
-                            if result_tx.send((i, check(i, m))).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                if let Err(e) = spawned {
-                    log::warn!("cannot start a check thread ({e}): checking on fewer threads");
-                }
-            }
-            // Only the workers send. When none is left (or none could
-            // start), a blocking receive fails and the checks still queued
-            // are run on this thread.
-            drop(result_tx);
+            // When no worker is left (or none could start), a blocking
+            // receive fails and the checks still queued are run here.
+            let results = crate::checks::spawn_check_workers(scope, workers, &tasks, &check);
             let next = |block: bool| -> Option<(usize, PluginCheck)> {
                 if !block {
                     return results.try_recv().ok();

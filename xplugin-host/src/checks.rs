@@ -604,6 +604,44 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Starts `workers` threads in `scope` that take `(index, input)` tasks
+/// from `tasks` and send `(index, check(index, input))` back on the
+/// returned channel, until the tasks run out or the receiver is gone. The
+/// returned receiver disconnects once every worker has ended; tasks left
+/// in `tasks` then (no worker could start) are the caller's to run.
+pub(crate) fn spawn_check_workers<'scope, 'env, T, F>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    workers: usize,
+    tasks: &crossbeam_channel::Receiver<(usize, T)>,
+    check: &'env F,
+) -> crossbeam_channel::Receiver<(usize, PluginCheck)>
+where
+    T: Send + 'env,
+    F: Fn(usize, T) -> PluginCheck + Sync,
+{
+    let (result_tx, results) = crossbeam_channel::unbounded();
+    for _ in 0..workers {
+        let (tasks, result_tx) = (tasks.clone(), result_tx.clone());
+        // A small stack: under mlockall (the daemon's real-time settings)
+        // glibc keeps exited threads' stacks mapped for reuse, and every
+        // byte of them stays resident.
+        let spawned = std::thread::Builder::new()
+            .name("xplugin-check".into())
+            .stack_size(512 * 1024)
+            .spawn_scoped(scope, move || {
+                for (i, input) in tasks.iter() {
+                    if result_tx.send((i, check(i, input))).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a check thread ({e}): checking on fewer threads");
+        }
+    }
+    results
+}
+
 /// [`check_plugin_folder`] of every `(folder, name)` of `side`, on up to
 /// four threads (the checks of a package hash every licensed byte, and the
 /// folders are independent). `checked(i)` is called on this thread as each
@@ -619,51 +657,28 @@ pub fn check_plugin_folders(
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 4)
         .min(folders.len());
-    let check = |i: usize| {
+    let check = |i: usize, (): ()| {
         let (dir, name) = folders[i];
         check_plugin_folder(dir, name, side, ctx)
     };
-    let mut done: Vec<Option<PluginCheck>> = (0..folders.len()).map(|_| None).collect();
-    if workers <= 1 {
-        for (i, slot) in done.iter_mut().enumerate() {
-            *slot = Some(check(i));
-            checked(i);
-        }
-        return done.into_iter().flatten().collect();
-    }
     let (task_tx, tasks) = crossbeam_channel::unbounded();
     for i in 0..folders.len() {
         // Cannot fail: the receiver is alive.
-        let _ = task_tx.send(i);
+        let _ = task_tx.send((i, ()));
     }
     drop(task_tx);
+    let mut done: Vec<Option<PluginCheck>> = (0..folders.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
-        let (result_tx, results) = crossbeam_channel::unbounded();
-        for _ in 0..workers {
-            let (tasks, result_tx) = (tasks.clone(), result_tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name("xplugin-check".into())
-                .stack_size(512 * 1024)
-                .spawn_scoped(scope, move || {
-                    for i in tasks.iter() {
-                        if result_tx.send((i, check(i))).is_err() {
-                            break;
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                log::warn!("cannot start a check thread ({e}): checking on fewer threads");
-            }
-        }
-        drop(result_tx);
-        // Ends when every worker has ended; what none could take (none
-        // started) is checked here.
+        let workers = if workers > 1 { workers } else { 0 };
+        let results = spawn_check_workers(scope, workers, &tasks, &check);
+        // Ends when every worker has ended; what none took (none started,
+        // or one folder) is checked here.
         for (i, c) in results.iter() {
             done[i] = Some(c);
             checked(i);
         }
-        while let Ok(i) = tasks.try_recv() {
-            done[i] = Some(check(i));
+        while let Ok((i, ())) = tasks.try_recv() {
+            done[i] = Some(check(i, ()));
             checked(i);
         }
     });
