@@ -10,6 +10,20 @@ pub fn problems_with<'a>(doc: &'a serde_json::Value, code: &str) -> Vec<&'a serd
         .unwrap_or_default()
 }
 
+/// Asserts that `r` (an import with `--json`) was refused with exactly one
+/// `license.file_hash_mismatch`, and that it names `file`.
+pub fn assert_one_hash_mismatch(r: &crate::scenario::Run, file: &str) {
+    assert_ne!(r.code, 0, "{}", r.all());
+    let report = r.json();
+    let swapped = problems_with(&report, "license.file_hash_mismatch");
+    assert_eq!(swapped.len(), 1, "{}", r.all());
+    assert!(
+        swapped[0]["message"].as_str().unwrap_or("").contains(file),
+        "{}",
+        r.all()
+    );
+}
+
 /// The codes of the problems in a program's `--json` output, in order.
 pub fn codes(r: &crate::scenario::Run) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();

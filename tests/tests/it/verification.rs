@@ -19,6 +19,14 @@ fn state_of(run: &Run, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// True when the run reports `license.file_hash_mismatch` on a subject
+/// naming `plugin`.
+fn hash_mismatch_of(run: &Run, plugin: &str) -> bool {
+    xplugin_tests::problems::problems_with(&run.json(), "license.file_hash_mismatch")
+        .iter()
+        .any(|p| p["subject"].as_str().unwrap_or("").contains(plugin))
+}
+
 /// The installed library `file` under `root` (not in staging or a
 /// transaction).
 fn installed(root: &Path, file: &str) -> PathBuf {
@@ -75,16 +83,7 @@ fn a_library_rewritten_through_the_file_system_is_refused_before_it_loads() {
 
     let run = s.boot();
     assert_eq!(state_of(&run, "motionlog"), "blocked", "{}", run.all());
-    assert!(
-        run.json()["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["code"] == "license.file_hash_mismatch"
-                && p["subject"].as_str().unwrap_or("").contains("motionlog")),
-        "{}",
-        run.all()
-    );
+    assert!(hash_mismatch_of(&run, "motionlog"), "{}", run.all());
     assert_eq!(state_of(&run, "plugindemo"), "stopped", "{}", run.all());
 }
 
@@ -328,14 +327,5 @@ fn a_refused_plugin_and_its_dependents_never_run_while_the_others_load_around_th
         .unwrap_or("")
         .to_string();
     assert!(reason.contains("q07") && reason.contains("q03"), "{reason}");
-    assert!(
-        report["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["code"] == "license.file_hash_mismatch"
-                && p["subject"].as_str().unwrap_or("").contains("q03")),
-        "{}",
-        run.all()
-    );
+    assert!(hash_mismatch_of(&run, "q03"), "{}", run.all());
 }
