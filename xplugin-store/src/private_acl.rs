@@ -189,6 +189,16 @@ fn private_descriptor(dir: bool) -> io::Result<LocalBox> {
     Ok(LocalBox(sd))
 }
 
+/// Security attributes (not inherited by child processes) carrying the
+/// descriptor `sd`, which must outlive their use.
+fn attributes_of(sd: &LocalBox) -> SECURITY_ATTRIBUTES {
+    SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd.0,
+        bInheritHandle: 0,
+    }
+}
+
 /// Creates the new file `path` (fails if it exists) readable and writable
 /// only by this user (and SYSTEM), open for reading and writing.
 ///
@@ -196,11 +206,7 @@ fn private_descriptor(dir: bool) -> io::Result<LocalBox> {
 /// The Win32 error (`AlreadyExists` if `path` exists).
 pub fn create_private_file(path: &Path) -> io::Result<File> {
     let sd = private_descriptor(false)?;
-    let attributes = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd.0,
-        bInheritHandle: 0,
-    };
+    let attributes = attributes_of(&sd);
     let name = wide(path);
     // SAFETY: `name` is NUL-terminated, `attributes` and the descriptor it
     // points to live until the call returns; no template handle. The share
@@ -231,11 +237,7 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
 /// The Win32 error (`AlreadyExists` if `path` exists).
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
     let sd = private_descriptor(true)?;
-    let attributes = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd.0,
-        bInheritHandle: 0,
-    };
+    let attributes = attributes_of(&sd);
     let name = wide(path);
     // SAFETY: `name` is NUL-terminated; `attributes` and its descriptor
     // live until the call returns.
