@@ -6,7 +6,7 @@
 
 use crate::error::LinkError;
 use crate::key::{hex, unhex, PublicKey};
-use crate::store_files::{read_json, write_json};
+use crate::store_files::{create_json, read_json, write_json};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -111,11 +111,23 @@ impl Identity {
                         "link identity {} was made on device {was}, this is device {now} (a cloned disk?): making a new identity; its peers must pair again",
                         id.public.fingerprint()
                     );
-                    Ok((Identity::create(root, device_id)?, made))
+                    Ok((Identity::replace(root, device_id)?, made))
                 }
                 _ => Ok((id, Made::Existing)),
             },
-            None => Ok((Identity::create(root, device_id)?, Made::FirstUse)),
+            // Another process (the daemon starting while an operator runs
+            // `identity`) may make it at the same moment: the first one
+            // written is the identity, and every process reports that one.
+            None => match Identity::create_if_absent(root, device_id)? {
+                Some(id) => Ok((id, Made::FirstUse)),
+                None => match Identity::load(&path)? {
+                    Some(id) => Ok((id, Made::Existing)),
+                    None => Err(LinkError::Identity {
+                        path,
+                        why: "made by another process and removed again at once".into(),
+                    }),
+                },
+            },
         }
     }
 
@@ -126,7 +138,7 @@ impl Identity {
     pub fn rotate(root: &Path, device_id: Option<&str>) -> Result<(Identity, Made), LinkError> {
         let path = identity_dir(root).join(IDENTITY_FILE);
         let previous = Identity::load(&path)?.map(|i| i.public);
-        let id = Identity::create(root, device_id)?;
+        let id = Identity::replace(root, device_id)?;
         let made = match previous {
             Some(previous) => Made::Rotated { previous },
             None => Made::FirstUse,
@@ -158,9 +170,12 @@ impl Identity {
         }))
     }
 
-    fn create(root: &Path, device_id: Option<&str>) -> Result<Identity, LinkError> {
-        let dir = identity_dir(root);
-        let path = dir.join(IDENTITY_FILE);
+    /// A new key pair for `root`, and the file that stores it.
+    fn generate(
+        root: &Path,
+        device_id: Option<&str>,
+    ) -> Result<(Identity, IdentityFile, PathBuf), LinkError> {
+        let path = identity_dir(root).join(IDENTITY_FILE);
         let ident = |why: String| LinkError::Identity {
             path: path.clone(),
             why,
@@ -181,9 +196,29 @@ impl Identity {
             device_id: id.device_id.clone(),
             created_unix: id.created_unix,
         };
-        write_json(&path, &file, 0o600).map_err(ident)?;
-        log::info!("link identity {} made", public.fingerprint());
+        Ok((id, file, path))
+    }
+
+    /// A new identity, written over the one there (rotation, a cloned disk).
+    fn replace(root: &Path, device_id: Option<&str>) -> Result<Identity, LinkError> {
+        let (id, file, path) = Identity::generate(root, device_id)?;
+        write_json(&path, &file, 0o600).map_err(|why| LinkError::Identity { path, why })?;
+        log::info!("link identity {} made", id.public.fingerprint());
         Ok(id)
+    }
+
+    /// A new identity where there is none; `None` when another process
+    /// wrote one meanwhile.
+    fn create_if_absent(
+        root: &Path,
+        device_id: Option<&str>,
+    ) -> Result<Option<Identity>, LinkError> {
+        let (id, file, path) = Identity::generate(root, device_id)?;
+        if !create_json(&path, &file, 0o600).map_err(|why| LinkError::Identity { path, why })? {
+            return Ok(None);
+        }
+        log::info!("link identity {} made", id.public.fingerprint());
+        Ok(Some(id))
     }
 }
 
@@ -236,5 +271,38 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Identity::load_or_create(dir.path(), Some("dev-2")).unwrap_err();
         assert!(e.to_string().contains("0600"), "{e}");
+    }
+
+    /// The daemon starting while an operator runs `identity`: both make the
+    /// identity on first use at once. With one shared temporary file, one
+    /// failed ("No such file or directory") or reported a key that was not
+    /// the one stored; now exactly one is made and all report it.
+    #[test]
+    fn identities_made_at_once_agree_on_the_one_stored() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            let results: Vec<(PublicKey, Made)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            let (id, made) = Identity::load_or_create(dir.path(), None).unwrap();
+                            (id.public, made)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let (stored, _) = Identity::load_or_create(dir.path(), None).unwrap();
+            assert!(results.iter().all(|(k, _)| *k == stored.public));
+            let first = results.iter().filter(|(_, m)| *m == Made::FirstUse).count();
+            assert_eq!(first, 1, "{results:?}");
+            let left: Vec<_> = std::fs::read_dir(identity_dir(dir.path()))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, [std::ffi::OsString::from(IDENTITY_FILE)]);
+        }
     }
 }

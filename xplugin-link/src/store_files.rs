@@ -39,6 +39,21 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(),
     xplugin_store::replace_file_with_mode(path, &bytes, mode).map_err(|e| e.to_string())
 }
 
+/// Writes `value` to `path` with file `mode`, atomically and durably, only
+/// if `path` does not exist yet (creating its directory, 0700, if needed):
+/// of several processes making the same file at once, one writes it and
+/// the others get `false` and read that one.
+///
+/// # Errors
+/// The reason as text.
+pub fn create_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<bool, String> {
+    if let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
+    }
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    xplugin_store::create_file_durably(path, &bytes, mode).map_err(|e| e.to_string())
+}
+
 /// Creates `dir` (and its parents) with mode 0700 if it is missing.
 ///
 /// # Errors

@@ -246,6 +246,51 @@ pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Resul
     }
 }
 
+/// Creates `path` holding `bytes` with `mode`, atomically and durably,
+/// unless it exists. The bytes go to a temporary file of this process and
+/// call (`NAME.PID.N.tmp`), which is then hard-linked to `path`: a link is
+/// refused when `path` exists, so of several processes making the same
+/// file at once exactly one succeeds, and the others find its file
+/// complete. (A shared temporary name, as [`replace_file_with_mode`] uses
+/// under the store lock, lets one writer remove or rename another's.)
+///
+/// Returns `false`, having written nothing that stays, when `path` already
+/// existed.
+///
+/// # Errors
+/// Creating, writing or syncing the temporary file, the link, or the fsync
+/// of the directory.
+pub fn create_file_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+    use std::io::Write;
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp_name);
+    // A leftover of an earlier process with this pid.
+    ignore_not_found(fs::remove_file(&tmp))?;
+    let written = create_new_with_mode(&tmp, mode).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let removed = ignore_not_found(fs::remove_file(&tmp));
+    match linked {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        other => other?,
+    }
+    removed?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir)?,
+        _ => fsync_dir(Path::new("."))?,
+    }
+    Ok(true)
+}
+
 /// Most threads [`fsync_files`] issues fsyncs from.
 const SYNC_THREADS: usize = 8;
 

@@ -83,7 +83,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
 pub use fsutil::{
-    replace_file, replace_file_with_mode, start_writeback, DATA_DIR_MODE, DIR_MODE, FILE_MODE,
+    create_file_durably, replace_file, replace_file_with_mode, start_writeback, DATA_DIR_MODE,
+    DIR_MODE, FILE_MODE,
 };
 pub use generation::{Generation, GenerationState, InstalledPlugin, PluginRecord};
 pub use lock::{StoreLock, LOCK_FILE};
