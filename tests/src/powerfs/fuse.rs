@@ -131,6 +131,57 @@ pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     state: Arc<Mutex<State>>,
     dir: PathBuf,
+    /// This mount's `abort` file in the fusectl file system
+    /// (`/sys/fs/fuse/connections/N/abort`), found while it was mounted;
+    /// `None` where fusectl is not available.
+    abort: Option<PathBuf>,
+}
+
+/// Ends the FUSE connection whose `abort` file this is: every request
+/// waiting on it fails with `ENOTCONN`, later ones too, and the serving
+/// thread's read returns `ENODEV`, so it ends.
+#[derive(Debug, Clone)]
+pub struct Aborter {
+    abort: Option<PathBuf>,
+}
+
+impl Aborter {
+    /// Aborts the connection; false where that is not possible (no fusectl)
+    /// or it is already gone.
+    pub fn abort(&self) -> bool {
+        self.abort
+            .as_ref()
+            .is_some_and(|a| std::fs::write(a, "1").is_ok())
+    }
+}
+
+/// Where fusectl is mounted; mounted there by root if it is not yet.
+const FUSECTL: &str = "/sys/fs/fuse/connections";
+
+/// The `abort` file of the FUSE connection mounted at `dir`: fusectl names
+/// a connection by the minor number of its anonymous device (`st_dev`).
+fn abort_file_of(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    static MOUNTED: std::sync::Once = std::sync::Once::new();
+    MOUNTED.call_once(|| {
+        let empty = std::fs::read_dir(FUSECTL).is_ok_and(|mut d| d.next().is_none());
+        if empty {
+            // Only root may; without it the teardown cannot abort and
+            // relies on the unmount alone, as before.
+            let _ = nix::mount::mount(
+                Some("fusectl"),
+                FUSECTL,
+                Some("fusectl"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            );
+        }
+    });
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let abort = Path::new(FUSECTL)
+        .join(nix::sys::stat::minor(dev).to_string())
+        .join("abort");
+    abort.exists().then_some(abort)
 }
 
 impl Mount {
@@ -160,7 +211,16 @@ impl Mount {
             session: Some(session),
             state,
             dir: dir.to_path_buf(),
+            abort: abort_file_of(dir),
         })
+    }
+
+    /// What ends this mount's connection from another thread (a watchdog),
+    /// so a request stuck on it returns.
+    pub fn aborter(&self) -> Aborter {
+        Aborter {
+            abort: self.abort.clone(),
+        }
     }
 
     /// The mount point.
@@ -225,6 +285,14 @@ impl Mount {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        // End the connection before unmounting. The operation under test has
+        // returned, so nothing waits on it; an unmount ends it as well, but
+        // only when this was the file system's last mount. A copy of the
+        // mount in another mount namespace, or a descriptor some other
+        // process still holds, would keep the connection and the serving
+        // thread alive, and the join below would wait forever: the hang
+        // that once stopped a CI run inside this test.
+        let aborted = self.aborter().abort();
         // A child that another test thread forks holds this mount's open
         // descriptors until its exec: retry while the mount is busy.
         let mut busy = 0;
@@ -234,6 +302,12 @@ impl Mount {
                 Err(nix::errno::Errno::EBUSY) if busy < 400 => {
                     busy += 1;
                     std::thread::sleep(Duration::from_millis(5));
+                }
+                // Busy for good, but the connection is ended: detach the
+                // mount point; its last user releases the rest.
+                Err(nix::errno::Errno::EBUSY) if aborted => {
+                    nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH)?;
+                    break;
                 }
                 // Not root (EPERM), or busy for good: fuser's own unmount
                 // (through fusermount3) and its error.

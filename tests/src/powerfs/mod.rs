@@ -61,4 +61,4 @@
 pub mod fuse;
 pub mod model;
 
-pub use fuse::{Boundary, Cut, Image, Mount};
+pub use fuse::{Aborter, Boundary, Cut, Image, Mount};

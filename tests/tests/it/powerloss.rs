@@ -42,6 +42,12 @@
 //!
 //! Each test prints one summary line per operation (always, past the output
 //! capture); `-- --nocapture` also lists every cut point with its outcome.
+//!
+//! A test still running after [`STUCK_AFTER`] prints where it is (the cut
+//! point) and ends its mount's FUSE connection, so a call stuck on it fails
+//! and the test fails naming the place, instead of holding CI until its
+//! time runs out. Every unmount ends the connection first for the same
+//! reason ([`Mount::unmount`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -58,7 +64,7 @@ use xplugin_model::Version;
 use xplugin_store::failpoint::{set_skip_fsync, SkipFsync};
 use xplugin_store::transaction::{DEFAULT_TIMEOUT, TRANSACTIONS_DIR};
 use xplugin_store::{CommitPlan, StagedPlugin, Store, TransactionPlugin, ValuesFile};
-use xplugin_tests::powerfs::{Boundary, Image, Mount};
+use xplugin_tests::powerfs::{Aborter, Boundary, Image, Mount};
 
 use crate::store::{installed, read_generation, Model, PluginModel};
 
@@ -429,6 +435,87 @@ struct Harness {
     vendor: Vendor,
     _dir: tempfile::TempDir,
     mnt: PathBuf,
+    watchdog: Watchdog,
+}
+
+/// How long one test may run before its watchdog says where it is stuck and
+/// ends the FUSE connection under it (14 to 20 s is usual on the host).
+const STUCK_AFTER: Duration = Duration::from_secs(600);
+
+/// Turns a test stuck on its FUSE mount into a failure that says where: a
+/// call waiting on the file system forever cannot be interrupted, but ending
+/// the connection makes it (and every later one) fail with `ENOTCONN`.
+struct Watchdog {
+    shared: std::sync::Arc<(std::sync::Mutex<Watched>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    /// The cut point or step being run.
+    at: String,
+    /// The mount in use.
+    aborter: Option<Aborter>,
+    done: bool,
+}
+
+impl Watchdog {
+    fn start(test: &str) -> Watchdog {
+        let shared = std::sync::Arc::new((
+            std::sync::Mutex::new(Watched::default()),
+            std::sync::Condvar::new(),
+        ));
+        let watched = std::sync::Arc::clone(&shared);
+        let test = test.to_string();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let (lock, wake) = &*watched;
+            let mut w = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while !w.done {
+                let left = STUCK_AFTER.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    let aborted = w.aborter.as_ref().is_some_and(|a| a.abort());
+                    report(&format!(
+                        "{test}: STUCK: still running after {:?}, at {}; {}",
+                        started.elapsed(),
+                        w.at,
+                        if aborted {
+                            "ended the FUSE connection, so the waiting call fails"
+                        } else {
+                            "cannot end the FUSE connection (no fusectl)"
+                        }
+                    ));
+                    w = wake
+                        .wait_timeout(w, Duration::from_secs(30))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    continue;
+                }
+                w = wake
+                    .wait_timeout(w, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        });
+        Watchdog {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Watched)) {
+        f(&mut self.shared.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.update(|w| w.done = true);
+        self.shared.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What one run of a case's enumeration found.
@@ -512,7 +599,7 @@ impl CaseResult {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(test: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
@@ -520,11 +607,19 @@ impl Harness {
             vendor: Vendor::new(),
             _dir: dir,
             mnt,
+            watchdog: Watchdog::start(test),
         }
     }
 
     fn mount(&self, image: &Image) -> Mount {
-        Mount::new(image, &self.mnt).unwrap_or_else(|e| panic!("mount powerfs: {e}"))
+        let mount = Mount::new(image, &self.mnt).unwrap_or_else(|e| panic!("mount powerfs: {e}"));
+        self.watchdog.update(|w| w.aborter = Some(mount.aborter()));
+        mount
+    }
+
+    /// Tells the watchdog what runs now.
+    fn at(&self, what: &str) {
+        self.watchdog.update(|w| w.at = what.to_string());
     }
 
     /// Runs `f` on a fresh mount of `image` and shuts down cleanly.
@@ -637,6 +732,7 @@ impl Harness {
     /// fsyncs as `skip` says, and checks every cut.
     fn enumerate(&self, case: &Case<'_>, skip: SkipFsync) -> CaseResult {
         let started = Instant::now();
+        self.at(&format!("{}: the clean runs", case.name));
         let old = self.reference(
             &case.start,
             &case.old,
@@ -660,6 +756,7 @@ impl Harness {
             .collect();
         let mut cuts = Vec::new();
         for (k, name) in names.iter().enumerate().map(|(i, n)| (i + 1, n)) {
+            self.at(&format!("the cut after {name}"));
             let mount = self.mount(&case.start);
             mount.cut_after(k);
             let _ = (case.op)(mount.path());
@@ -1067,7 +1164,7 @@ fn emulated() -> bool {
 /// On CI (`CI` set) a missing FUSE fails the test, except under the
 /// emulator.
 fn harness(test: &str) -> Option<Harness> {
-    let h = Harness::new();
+    let h = Harness::new(test);
     let Some(reason) = unavailable(&h) else {
         return Some(h);
     };
@@ -1208,4 +1305,24 @@ fn powerloss_negative_control_without_file_fsyncs_is_caught() {
         neither > 0,
         "the store without file fsyncs never left a broken root: {failures:?}"
     );
+}
+
+/// What the watchdog relies on: ending a mount's connection makes a call on
+/// it fail at once (`ENOTCONN`) instead of waiting, and the mount still
+/// unmounts. Where fusectl is missing (not root) there is nothing to end.
+#[test]
+fn an_ended_fuse_connection_fails_calls_and_still_unmounts() {
+    let Some(h) = harness("an_ended_fuse_connection_fails_calls_and_still_unmounts") else {
+        return;
+    };
+    let mount = h.mount(&Image::empty());
+    std::fs::write(mount.path().join("f"), b"x").unwrap();
+    if !mount.aborter().abort() {
+        report("an_ended_fuse_connection_fails_calls_and_still_unmounts: SKIPPED: no fusectl");
+        return;
+    }
+    let e = std::fs::metadata(mount.path().join("f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(nix::libc::ENOTCONN), "{e}");
+    mount.unmount().unwrap();
+    assert_eq!(std::fs::read_dir(&h.mnt).unwrap().count(), 0);
 }
