@@ -321,6 +321,18 @@ impl Mount {
             let session = session;
             session.guard
         };
+        // Ended, the connection makes the thread's read fail at once; one
+        // that still does not end is stuck in the model, and is left behind
+        // with an error rather than waited for forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !guard.is_finished() {
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(
+                    "the powerfs thread did not end within 30 s of the unmount",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         guard
             .join()
             .map_err(|_| io::Error::other("the powerfs thread panicked"))?
