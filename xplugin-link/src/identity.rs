@@ -250,6 +250,9 @@ fn only_owner_reads(path: &Path, _meta: &std::fs::Metadata) -> Result<(), String
 mod tests {
     use super::*;
 
+    /// Unix: the file modes (Windows' owner-only ACLs are checked by
+    /// xplugin-store's `private_acl` tests).
+    #[cfg(unix)]
     #[test]
     fn identity_is_made_once_kept_and_remade_on_another_device() {
         let dir = tempfile::tempdir().unwrap();

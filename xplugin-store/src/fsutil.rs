@@ -277,13 +277,23 @@ pub fn create_file_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<b
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    let linked = fs::hard_link(&tmp, path);
-    let removed = ignore_not_found(fs::remove_file(&tmp));
-    match linked {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-        other => other?,
+    match fs::hard_link(&tmp, path) {
+        Ok(()) => ignore_not_found(fs::remove_file(&tmp))?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        // A file system without hard links (FAT, some network and FUSE
+        // ones): where it is still missing, the temporary file is renamed
+        // into place. Two makers racing there can both succeed, the last
+        // one's file staying, but neither removes the other's file midway.
+        Err(_) if !path.exists() => rename_durably(&tmp, path)?,
+        // Made meanwhile by another process.
+        Err(_) => {
+            let _ = fs::remove_file(&tmp);
+            return Ok(false);
+        }
     }
-    removed?;
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir)?,
         _ => fsync_dir(Path::new("."))?,
