@@ -32,11 +32,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
 /// # Errors
 /// The reason as text.
 pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), String> {
+    let bytes = json_in_private_dir(path, value)?;
+    xplugin_store::replace_file_with_mode(path, &bytes, mode).map_err(|e| e.to_string())
+}
+
+/// `value` as the bytes of state file `path`, whose directory (0700) is
+/// created if needed.
+fn json_in_private_dir<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, String> {
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
-    xplugin_store::replace_file_with_mode(path, &bytes, mode).map_err(|e| e.to_string())
+    serde_json::to_vec_pretty(value).map_err(|e| e.to_string())
 }
 
 /// Writes `value` to `path` with file `mode`, atomically and durably, only
@@ -47,10 +53,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(),
 /// # Errors
 /// The reason as text.
 pub fn create_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<bool, String> {
-    if let Some(dir) = path.parent() {
-        ensure_private_dir(dir)?;
-    }
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    let bytes = json_in_private_dir(path, value)?;
     xplugin_store::create_file_durably(path, &bytes, mode).map_err(|e| e.to_string())
 }
 

@@ -227,19 +227,19 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// [`replace_file`] with the new file's `mode` (the temporary file has it
 /// from its creation on).
 pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp_name);
     // A leftover of an interrupted replace may have another mode: start
     // from a new file.
     ignore_not_found(fs::remove_file(&tmp))?;
-    {
-        let mut f = create_new_with_mode(&tmp, mode)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
+    write_new_file_with_mode(&tmp, bytes, mode)?;
     rename_durably(&tmp, path)?;
+    fsync_parent(path)
+}
+
+/// Fsyncs the directory holding `path` (the current one for a bare name).
+fn fsync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
         _ => fsync_dir(Path::new(".")),
@@ -261,7 +261,6 @@ pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Resul
 /// Creating, writing or syncing the temporary file, the link, or the fsync
 /// of the directory.
 pub fn create_file_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
-    use std::io::Write;
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp_name = path.as_os_str().to_owned();
@@ -269,11 +268,7 @@ pub fn create_file_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<b
     let tmp = std::path::PathBuf::from(tmp_name);
     // A leftover of an earlier process with this pid.
     ignore_not_found(fs::remove_file(&tmp))?;
-    let written = create_new_with_mode(&tmp, mode).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
+    if let Err(e) = write_new_file_with_mode(&tmp, bytes, mode) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
@@ -294,10 +289,7 @@ pub fn create_file_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<b
             return Ok(false);
         }
     }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir)?,
-        _ => fsync_dir(Path::new("."))?,
-    }
+    fsync_parent(path)?;
     Ok(true)
 }
 

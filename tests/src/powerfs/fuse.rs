@@ -131,10 +131,8 @@ pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     state: Arc<Mutex<State>>,
     dir: PathBuf,
-    /// This mount's `abort` file in the fusectl file system
-    /// (`/sys/fs/fuse/connections/N/abort`), found while it was mounted;
-    /// `None` where fusectl is not available.
-    abort: Option<PathBuf>,
+    /// Ends this mount's connection.
+    aborter: Aborter,
 }
 
 /// Ends the FUSE connection whose `abort` file this is: every request
@@ -142,6 +140,9 @@ pub struct Mount {
 /// thread's read returns `ENODEV`, so it ends.
 #[derive(Debug, Clone)]
 pub struct Aborter {
+    /// The connection's `abort` file in the fusectl file system
+    /// (`/sys/fs/fuse/connections/N/abort`), found while it was mounted;
+    /// `None` where fusectl is not available.
     abort: Option<PathBuf>,
 }
 
@@ -211,16 +212,16 @@ impl Mount {
             session: Some(session),
             state,
             dir: dir.to_path_buf(),
-            abort: abort_file_of(dir),
+            aborter: Aborter {
+                abort: abort_file_of(dir),
+            },
         })
     }
 
     /// What ends this mount's connection from another thread (a watchdog),
     /// so a request stuck on it returns.
     pub fn aborter(&self) -> Aborter {
-        Aborter {
-            abort: self.abort.clone(),
-        }
+        self.aborter.clone()
     }
 
     /// The mount point.
@@ -292,7 +293,7 @@ impl Mount {
         // process still holds, would keep the connection and the serving
         // thread alive, and the join below would wait forever: the hang
         // that once stopped a CI run inside this test.
-        let aborted = self.aborter().abort();
+        let aborted = self.aborter.abort();
         // A child that another test thread forks holds this mount's open
         // descriptors until its exec: retry while the mount is busy.
         let mut busy = 0;
