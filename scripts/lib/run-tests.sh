@@ -3,8 +3,8 @@
 #
 # run_tests CARGO ARGS...   runs the tests ARGS select (`--workspace`, `-p X`, `--target T`, ...)
 #   with cargo-nextest where it is installed, else with `cargo test`; never stops at the
-#   first failure. Doc tests are not part of it (nextest does not run them): the host
-#   runs them with `cargo test --doc`.
+#   first failure. Doc tests are not part of it under nextest (the cross runs never ran
+#   them; the host, which runs them, keeps `cargo test`: scripts/test says why).
 #
 # Why nextest: it runs every test in a process of its own, several at a time across all
 # test binaries, instead of one test binary after another with the tests as threads of
