@@ -643,11 +643,60 @@ impl Pipeline<'_, '_> {
         record: &crate::digests::DigestRecord,
     ) -> Result<Checked, BootError> {
         let side = self.opts.side;
+        let opts = self.opts;
         let verify_started = std::time::Instant::now();
-        let manifests: Vec<crate::checks::ManifestRead> = folders
-            .iter()
-            .map(|(p, dir)| crate::checks::read_plugin_manifest(dir, &p.name, side, ctx))
-            .collect();
+        let names: crate::supervisor::Names = Arc::default();
+        std::thread::scope(|scope| -> Result<Checked, BootError> {
+            // The guard (the journal and the disk flush that makes its
+            // header durable, the fault handlers, the supervisor) comes up on
+            // a thread of its own while the manifests are read: it is joined
+            // before the first plugin loads, so nothing of a plugin runs
+            // before the journal says this run is starting.
+            let guard = opts.guard.as_ref().map(|g| {
+                let (generation, durable_calls) =
+                    (self.generation.map_or(0, |g| g.number), self.durable_calls);
+                let (names, cycle_stats) = (names.clone(), self.cycle_stats.clone());
+                std::thread::Builder::new()
+                    .name("xplugin-guard".into())
+                    .stack_size(GUARD_STACK)
+                    .spawn_scoped(scope, move || {
+                        guard_up(&opts.root, generation, g, durable_calls, names, cycle_stats)
+                    })
+            });
+            let manifests = read_manifests(scope, folders, side, ctx);
+            self.pipeline(
+                folders,
+                ctx,
+                lock,
+                record,
+                manifests,
+                guard,
+                names,
+                verify_started,
+            )
+        })
+    }
+
+    /// The rest of [`Pipeline::check_and_load`], in its scope: the
+    /// resolution on the manifests, the checks on worker threads and the
+    /// loads on this one.
+    #[allow(clippy::too_many_arguments)]
+    fn pipeline<'scope>(
+        &mut self,
+        folders: &[Folder<'_>],
+        ctx: &crate::checks::CheckContext<'_>,
+        lock: xplugin_store::StoreLock,
+        record: &crate::digests::DigestRecord,
+        manifests: Vec<crate::checks::ManifestRead>,
+        guard: Option<
+            std::io::Result<
+                std::thread::ScopedJoinHandle<'scope, Option<crate::supervisor::Supervisor>>,
+            >,
+        >,
+        names: crate::supervisor::Names,
+        verify_started: std::time::Instant,
+    ) -> Result<Checked, BootError> {
+        let side = self.opts.side;
         let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
         if let Some(g) = self.generation {
             for ((p, _), read) in folders.iter().zip(&manifests) {
@@ -717,7 +766,6 @@ impl Pipeline<'_, '_> {
             verify_us: None,
         };
         let mut load_init = Duration::ZERO;
-        let names: crate::supervisor::Names = Arc::default();
         std::thread::scope(|scope| -> Result<(), BootError> {
             // When no worker is left (or none could start), a blocking
             // receive fails and the checks still queued are run here.
@@ -733,21 +781,46 @@ impl Pipeline<'_, '_> {
             };
             // While the first checks run: the data directories (a failure
             // refuses the boot before any plugin code runs) and the guard.
-            let mut data_dirs = BTreeMap::new();
-            for &i in &planned_indices {
-                let name = &folders[i].0.name;
-                data_dirs.insert(i, self.store.data_dir(name)?);
+            let data_dirs: Result<BTreeMap<usize, PathBuf>, _> = planned_indices
+                .iter()
+                .map(|&i| Ok((i, self.store.data_dir(&folders[i].0.name)?)))
+                .collect();
+            if let Some(spawned) = guard {
+                self.supervisor = match spawned {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        log::error!("the guard thread panicked: this run has no crash journal and no supervisor");
+                        None
+                    }),
+                    // No thread for it: brought up here.
+                    Err(_) => self.opts.guard.as_ref().and_then(|g| {
+                        guard_up(
+                            &self.opts.root,
+                            self.generation.map_or(0, |g| g.number),
+                            g,
+                            self.durable_calls,
+                            names.clone(),
+                            self.cycle_stats.clone(),
+                        )
+                    }),
+                };
+                // The lifecycle calls run on this thread: its slot in the
+                // journal names the plugin should one of them crash.
+                if let Some(j) = crate::journal::get() {
+                    j.register_thread(crate::journal::Role::Main);
+                }
             }
-            if let Some(g) = &self.opts.guard {
-                self.supervisor = guard_up(
-                    &self.opts.root,
-                    self.generation.map_or(0, |g| g.number),
-                    g,
-                    self.durable_calls,
-                    names.clone(),
-                    self.cycle_stats.clone(),
-                );
-            }
+            let mut data_dirs = match data_dirs {
+                Ok(d) => d,
+                Err(e) => {
+                    // Refused before any plugin ran: the journal, opened
+                    // meanwhile, records a clean end, so the next boot does
+                    // not look for someone to blame.
+                    if let Some(j) = crate::journal::get() {
+                        j.clean_stop();
+                    }
+                    return Err(e);
+                }
+            };
             // Refused by its checks, or depending on one that was.
             let mut refused: BTreeSet<&str> = BTreeSet::new();
             for &i in &planned_indices {
@@ -847,6 +920,44 @@ impl Pipeline<'_, '_> {
             verify_us,
         })
     }
+}
+
+/// The guard thread's stack: it opens a file, maps it and starts a thread.
+/// Small, because under `mlockall` every byte of every stack stays resident.
+const GUARD_STACK: usize = 256 * 1024;
+
+/// Below this many plugins one thread reads every manifest: a second one
+/// costs more to start than it saves.
+const PARALLEL_MANIFESTS_FROM: usize = 32;
+
+/// Reads every folder's manifest, in folder order: the second half on a
+/// thread of `scope` when there are enough of them, the rest on this one.
+fn read_manifests<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    folders: &'env [Folder<'env>],
+    side: Side,
+    ctx: &'env crate::checks::CheckContext<'env>,
+) -> Vec<crate::checks::ManifestRead> {
+    let read = move |part: &[Folder<'_>]| -> Vec<crate::checks::ManifestRead> {
+        part.iter()
+            .map(|(p, dir)| crate::checks::read_plugin_manifest(dir, &p.name, side, ctx))
+            .collect()
+    };
+    if folders.len() < PARALLEL_MANIFESTS_FROM {
+        return read(folders);
+    }
+    let (first, second) = folders.split_at(folders.len() / 2);
+    let other = std::thread::Builder::new()
+        .name("xplugin-manifests".into())
+        .stack_size(GUARD_STACK)
+        .spawn_scoped(scope, move || read(second));
+    let mut manifests = read(first);
+    match other.map(std::thread::ScopedJoinHandle::join) {
+        Ok(Ok(rest)) => manifests.extend(rest),
+        // No thread, or it panicked (the panic was printed): read here.
+        _ => manifests.extend(read(second)),
+    }
+    manifests
 }
 
 /// Check results as they arrive from the workers, by folder index.
@@ -1020,7 +1131,8 @@ fn spawn_background_check(
 
 /// Opens this run's journal, installs the fault handlers and starts the
 /// supervisor. Without a journal (it cannot be written) the host runs
-/// unguarded and says so.
+/// unguarded and says so. Any thread may call it; the thread that runs the
+/// lifecycle calls registers itself in the journal afterwards.
 fn guard_up(
     root: &std::path::Path,
     generation: u64,
@@ -1047,9 +1159,6 @@ fn guard_up(
         }
     }
     crate::fault::install();
-    if let Some(j) = crate::journal::get() {
-        j.register_thread(crate::journal::Role::Main);
-    }
     match crate::supervisor::Supervisor::start(guard.timeouts.clone(), names, cycle_stats, guard.rt)
     {
         Ok(s) => Some(s),

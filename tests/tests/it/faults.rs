@@ -498,3 +498,42 @@ fn a_machine_lost_during_boot_makes_the_next_boot_record_each_call_and_a_repeat_
         run.all()
     );
 }
+
+/// The journal comes up beside the manifest reading, before the data
+/// directories are made: a boot refused there (a file where plugindemo's data
+/// directory belongs) ran no plugin, and must leave the journal saying so, or
+/// the next boot would report an unclean end and look for someone to blame.
+#[test]
+fn a_boot_refused_before_any_plugin_ran_leaves_a_clean_journal() {
+    let s = Scenario::new();
+    s.license_all();
+    s.import(&s.pack("clean"), &[]).ok();
+    s.boot().ok();
+    let data = s.controller_root.join("data").join("plugindemo");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::write(&data, b"not a directory").unwrap();
+    let refused = s.boot();
+    assert_ne!(
+        refused.code,
+        0,
+        "a boot without plugindemo's data directory must be refused\n{}",
+        refused.all()
+    );
+    assert!(
+        refused.all().contains("plugindemo"),
+        "the refusal names the plugin\n{}",
+        refused.all()
+    );
+    std::fs::remove_file(&data).unwrap();
+    let next = s.boot().ok();
+    let v = next.json();
+    assert!(
+        v["previous_end"].is_null(),
+        "the refused boot ran no plugin, yet the next boot reports: {}",
+        v["previous_end"]
+    );
+    assert!(
+        v["quarantine"].as_object().is_none_or(|q| q.is_empty()),
+        "{v}"
+    );
+}
