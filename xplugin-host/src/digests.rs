@@ -141,6 +141,14 @@ struct RecordFile {
     signatures: std::collections::BTreeSet<String>,
 }
 
+/// [`RecordFile`] as it is written, borrowing the record's state.
+#[derive(Serialize)]
+struct RecordFileRef<'a> {
+    format: u32,
+    files: &'a BTreeMap<String, Entry>,
+    signatures: &'a std::collections::BTreeSet<String>,
+}
+
 /// A file whose digest came from the record at this boot, for
 /// [`background_check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,20 +247,22 @@ impl DigestRecord {
     /// Replaces the record with the files verified at this boot, if it
     /// changed. Not synced: the record is a cache.
     pub fn save(&self) {
-        let (files, signatures) = {
-            let s = self.state();
-            (s.new.clone(), s.signatures.clone())
-        };
-        if files == self.old && signatures == self.old_signatures {
+        // Compared and written in place: at a boot this runs on the thread
+        // that loads the plugins, and a record that did not change (every
+        // boot after the first) costs one comparison, no copy.
+        let s = self.state();
+        if s.new == self.old && s.signatures == self.old_signatures {
             return;
         }
         let path = record_path(&self.root);
-        let body = RecordFile {
+        let body = RecordFileRef {
             format: FORMAT,
-            files,
-            signatures,
+            files: &s.new,
+            signatures: &s.signatures,
         };
-        let result = serde_json::to_vec(&body)
+        let bytes = serde_json::to_vec(&body);
+        drop(s);
+        let result = bytes
             .map_err(std::io::Error::other)
             .and_then(|bytes| write_unsynced(&path, &bytes));
         if let Err(e) = result {
