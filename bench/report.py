@@ -225,8 +225,9 @@ def main():
     p("## 1. Boot")
     p("")
     p("`xplugin-controller boot` (no cycles) of N generated, licensed controller plugins installed by "
-      "`xplugin-client import`: it re-verifies every plugin (Ed25519 license, SHA-256 of the manifest and "
-      "library, manifest, compatibility, ELF machine and ABI tag), resolves the dependency graph (plugin i "
+      "`xplugin-client import`: it re-verifies every plugin (license, SHA-256 of the manifest and "
+      "library, manifest, compatibility, ELF machine and ABI tag; an unchanged file's digest and an "
+      "unchanged folder's verdict come from the digest record, docs/verification.md), resolves the dependency graph (plugin i "
       "depends on plugin (i-1)/2), then `dlopen`s, inits and starts all, stops and destroys in reverse. "
       "**Floor**: `bench/c/dlopen_floor.c` (only `dlopen(RTLD_NOW|RTLD_LOCAL)` + `dlsym(\"xplugin_entry\")` "
       "of the same files) plus `sha256sum` of the same files. **Peer**: ROS 2 `class_loader` "
@@ -689,12 +690,12 @@ def main():
     boot_acts = activity_text(results, "boot-largest")
     if any(g.startswith("Boot") for g in missed) and boot_acts:
         notes.append(f"**Boot** ({profile_case}, CPU profile): {boot_acts}. Boot checks every plugin "
-                     "(manifest, license binding, each licensed file's key against the digest record, the "
-                     "folder listing, ELF headers and ABI tag) on worker threads in load order while the "
-                     "main thread loads each plugin whose checks passed; it also opens the crash journal and "
-                     "starts the supervisor. The checks overlap the loads but share the process's address "
-                     "space with them (each `mmap`/`mprotect` of `dlopen` then costs a TLB shootdown on the "
-                     "other CPU), and class_loader checks nothing.")
+                     "before it loads any (manifest and compatibility; for an unchanged folder its verdict "
+                     "in the digest record: the key of every entry, the license content against this "
+                     "device, key and clock, the recorded ELF headers, each licensed file's digest), on "
+                     "every CPU; then the main thread loads, inits and starts them. It also opens the crash "
+                     "journal (made durable with `msync` at start and at stop) and starts the supervisor. "
+                     "class_loader checks nothing and journals nothing.")
     if any(g.startswith("Import ≤") for g in missed):
         parts = []
         fs = syscall_line(results, "import-200m", "fsync")

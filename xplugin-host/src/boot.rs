@@ -394,14 +394,21 @@ fn check_failure(c: &PluginCheck) -> Option<String> {
 /// Verifies, resolves, loads, inits and starts; the caller stops with
 /// [`Booted::shutdown`].
 ///
-/// Checks and loads overlap: the manifests are read and the dependency
-/// graph resolved on them first; then the plugins are checked on worker
-/// threads in that load order while this thread loads and inits each one
-/// as soon as its own checks have passed (every dependency comes earlier
-/// and is loaded by then). A plugin whose checks fail is not loaded, nor
-/// is anything that depends on it; the resolver runs again on every
-/// check's outcome for the report. Nothing of a plugin runs before its
-/// own checks passed.
+/// Every plugin folder is read and checked first, on worker threads and
+/// this one (an unchanged folder from its verdict in the digest record,
+/// [`crate::verdicts`]); the dependency graph is resolved on the
+/// manifests; then this thread loads and inits each plugin whose checks
+/// passed, in load order (every dependency comes earlier and is loaded by
+/// then). A plugin whose checks fail is not loaded, nor is anything that
+/// depends on it; the resolver runs again on every check's outcome for the
+/// report. No plugin code runs before every check is done.
+///
+/// The loads do not overlap the checks on purpose: while the loading
+/// thread maps libraries, a checking thread running on another CPU of the
+/// same address space makes every `mmap` and `mprotect` of `dlopen` flush
+/// that CPU's TLB too (an inter-processor interrupt) and contends for the
+/// address-space lock, which cost more than the overlap saved once checks
+/// were cheap (BENCHMARKS.md, boot).
 ///
 /// # Errors
 /// [`BootError`] if the root cannot be read or stays locked.
@@ -440,10 +447,14 @@ pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
     let checked = {
         let mut ctx = facts.context(&opts.host_version);
         ctx.digests = &record;
+        ctx.verdicts = Some(&record);
         run.check_and_load(&folders, &ctx, lock, &record)?
     };
     let (answered, hashed) = record.counts();
-    log::debug!("verify: {answered} file digests from the record, {hashed} files hashed");
+    log::debug!(
+        "verify: {} plugin folders checked from their verdicts, {answered} file digests from the record, {hashed} files hashed",
+        record.verdicts_reused()
+    );
     facts.record_clock();
     let Pipeline {
         mut lifecycle,
@@ -631,10 +642,11 @@ struct Pipeline<'o, 'b> {
 }
 
 impl Pipeline<'_, '_> {
-    /// Reads the manifests, resolves on them, then checks every folder on
-    /// worker threads (in load order) while this thread loads and inits
-    /// each plugin whose checks passed. `lock` (the store's) is released,
-    /// and the digest `record` saved, once the last check is done.
+    /// Reads and checks every folder (on up to four threads, this one
+    /// among them), resolves on the manifests, then loads and inits each
+    /// plugin whose checks passed, in load order. `lock` (the store's) is
+    /// released, and the digest `record` saved, once the last check is
+    /// done: before the first load.
     fn check_and_load(
         &mut self,
         folders: &[Folder<'_>],
@@ -649,9 +661,9 @@ impl Pipeline<'_, '_> {
         std::thread::scope(|scope| -> Result<Checked, BootError> {
             // The guard (the journal and the disk flush that makes its
             // header durable, the fault handlers, the supervisor) comes up on
-            // a thread of its own while the manifests are read: it is joined
-            // before the first plugin loads, so nothing of a plugin runs
-            // before the journal says this run is starting.
+            // a thread of its own while the folders are checked: it is
+            // joined before the first plugin loads, so nothing of a plugin
+            // runs before the journal says this run is starting.
             let guard = opts.guard.as_ref().map(|g| {
                 let (generation, durable_calls) =
                     (self.generation.map_or(0, |g| g.number), self.durable_calls);
@@ -663,56 +675,58 @@ impl Pipeline<'_, '_> {
                         guard_up(&opts.root, generation, g, durable_calls, names, cycle_stats)
                     })
             });
-            let manifests = read_manifests(scope, folders, side, ctx);
-            self.pipeline(
-                folders,
-                ctx,
-                lock,
-                record,
-                manifests,
-                guard,
-                names,
-                verify_started,
-            )
+            let checks = check_folders(folders, side, ctx);
+            // Every installed file has been read: the record of what was
+            // verified is saved, and an import waiting for the lock goes on.
+            record.save();
+            drop(lock);
+            let verify_us = micros(verify_started);
+            let values = self.pipeline(folders, &checks, guard, names)?;
+            let checks = checks
+                .into_iter()
+                .zip(folders)
+                .map(|(c, (p, _))| (c, p.enabled))
+                .collect();
+            Ok(Checked {
+                checks,
+                values,
+                verify_us,
+            })
         })
     }
 
     /// The rest of [`Pipeline::check_and_load`], in its scope: the
-    /// resolution on the manifests, the checks on worker threads and the
-    /// loads on this one.
-    #[allow(clippy::too_many_arguments)]
+    /// resolution on the manifests of `checks` (one per folder, in folder
+    /// order), the data directories, the guard, and the loads on this
+    /// thread. Returns the configuration values of each plugin.
     fn pipeline<'scope>(
         &mut self,
         folders: &[Folder<'_>],
-        ctx: &crate::checks::CheckContext<'_>,
-        lock: xplugin_store::StoreLock,
-        record: &crate::digests::DigestRecord,
-        manifests: Vec<crate::checks::ManifestRead>,
+        checks: &[PluginCheck],
         guard: Option<
             std::io::Result<
                 std::thread::ScopedJoinHandle<'scope, Option<crate::supervisor::Supervisor>>,
             >,
         >,
         names: crate::supervisor::Names,
-        verify_started: std::time::Instant,
-    ) -> Result<Checked, BootError> {
+    ) -> Result<BTreeMap<String, Result<String, Problems>>, BootError> {
         let side = self.opts.side;
         let mut values: BTreeMap<String, Result<String, Problems>> = BTreeMap::new();
         if let Some(g) = self.generation {
-            for ((p, _), read) in folders.iter().zip(&manifests) {
-                if let Some(m) = &read.manifest {
+            for ((p, _), c) in folders.iter().zip(checks) {
+                if let Some(m) = &c.manifest {
                     let resolved = crate::plugin_config::values_for(self.store, g.number, m);
                     values.insert(p.name.clone(), resolved.map(|v| v.to_json().to_string()));
                 }
             }
         }
         // The resolution on the manifests: what would load if every check
-        // passed. Its order is the order of the checks and of the loads.
+        // passed, and in which order.
         let nodes = folders
             .iter()
-            .zip(&manifests)
-            .filter_map(|((p, _), read)| {
-                let m = read.manifest.as_ref()?;
+            .zip(checks)
+            .filter_map(|((p, _), c)| {
+                let m = c.manifest.as_ref()?;
                 let failure = values_failure(&values, &p.name);
                 Some(node_of(m, failure, p.enabled, side, self.quarantine))
             })
@@ -731,194 +745,117 @@ impl Pipeline<'_, '_> {
             .iter()
             .filter_map(|n| index.get(n).copied())
             .collect();
-        // Checked first: what loads, in load order; then the rest, for
-        // the report.
-        let mut order = planned_indices.clone();
-        let planned_set: BTreeSet<usize> = planned_indices.iter().copied().collect();
-        order.extend((0..folders.len()).filter(|i| !planned_set.contains(i)));
-        let (task_tx, tasks) = crossbeam_channel::unbounded();
-        let mut manifests: Vec<Option<crate::checks::ManifestRead>> =
-            manifests.into_iter().map(Some).collect();
-        for i in order {
-            if let Some(m) = manifests[i].take() {
-                // Cannot fail: the receiver is alive.
-                let _ = task_tx.send((i, m));
+        // The data directories: a failure refuses the boot before any
+        // plugin code runs.
+        let data_dirs: Result<BTreeMap<usize, PathBuf>, _> = planned_indices
+            .iter()
+            .map(|&i| Ok((i, self.store.data_dir(&folders[i].0.name)?)))
+            .collect();
+        if let Some(spawned) = guard {
+            self.supervisor = match spawned {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    log::error!(
+                        "the guard thread panicked: this run has no crash journal and no supervisor"
+                    );
+                    None
+                }),
+                // No thread for it: brought up here.
+                Err(_) => self.opts.guard.as_ref().and_then(|g| {
+                    guard_up(
+                        &self.opts.root,
+                        self.generation.map_or(0, |g| g.number),
+                        g,
+                        self.durable_calls,
+                        names.clone(),
+                        self.cycle_stats.clone(),
+                    )
+                }),
+            };
+            // The lifecycle calls run on this thread: its slot in the
+            // journal names the plugin should one of them crash.
+            if let Some(j) = crate::journal::get() {
+                j.register_thread(crate::journal::Role::Main);
             }
         }
-        drop(task_tx);
-        let check = |i: usize, m: crate::checks::ManifestRead| {
-            let (p, dir) = &folders[i];
-            crate::checks::check_plugin_folder_with(dir, &p.name, side, ctx, m)
-        };
-        // One CPU is this thread's, loading; the checks get the others (at
-        // least one thread, at most four).
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .saturating_sub(1)
-            .clamp(1, 4)
-            .min(folders.len().div_ceil(8).max(1));
-        let mut arrivals = Arrivals {
-            done: (0..folders.len()).map(|_| None).collect(),
-            received: 0,
-            lock: Some(lock),
-            record,
-            started: verify_started,
-            verify_us: None,
-        };
-        let mut load_init = Duration::ZERO;
-        std::thread::scope(|scope| -> Result<(), BootError> {
-            // When no worker is left (or none could start), a blocking
-            // receive fails and the checks still queued are run here.
-            let results = crate::checks::spawn_check_workers(scope, workers, &tasks, &check);
-            let next = |block: bool| -> Option<(usize, PluginCheck)> {
-                if !block {
-                    return results.try_recv().ok();
-                }
-                match results.recv() {
-                    Ok(r) => Some(r),
-                    Err(_) => tasks.try_recv().ok().map(|(i, m)| (i, check(i, m))),
-                }
-            };
-            // While the first checks run: the data directories (a failure
-            // refuses the boot before any plugin code runs) and the guard.
-            let data_dirs: Result<BTreeMap<usize, PathBuf>, _> = planned_indices
-                .iter()
-                .map(|&i| Ok((i, self.store.data_dir(&folders[i].0.name)?)))
-                .collect();
-            if let Some(spawned) = guard {
-                self.supervisor = match spawned {
-                    Ok(h) => h.join().unwrap_or_else(|_| {
-                        log::error!("the guard thread panicked: this run has no crash journal and no supervisor");
-                        None
-                    }),
-                    // No thread for it: brought up here.
-                    Err(_) => self.opts.guard.as_ref().and_then(|g| {
-                        guard_up(
-                            &self.opts.root,
-                            self.generation.map_or(0, |g| g.number),
-                            g,
-                            self.durable_calls,
-                            names.clone(),
-                            self.cycle_stats.clone(),
-                        )
-                    }),
-                };
-                // The lifecycle calls run on this thread: its slot in the
-                // journal names the plugin should one of them crash.
+        let mut data_dirs = match data_dirs {
+            Ok(d) => d,
+            Err(e) => {
+                // Refused before any plugin ran: the journal, opened
+                // meanwhile, records a clean end, so the next boot does not
+                // look for someone to blame.
                 if let Some(j) = crate::journal::get() {
-                    j.register_thread(crate::journal::Role::Main);
+                    j.clean_stop();
                 }
+                return Err(e);
             }
-            let mut data_dirs = match data_dirs {
-                Ok(d) => d,
-                Err(e) => {
-                    // Refused before any plugin ran: the journal, opened
-                    // meanwhile, records a clean end, so the next boot does
-                    // not look for someone to blame.
-                    if let Some(j) = crate::journal::get() {
-                        j.clean_stop();
-                    }
-                    return Err(e);
-                }
+        };
+        // Refused by its checks, or depending on one that was.
+        let mut refused: BTreeSet<&str> = BTreeSet::new();
+        let mut load_init = Duration::ZERO;
+        for &i in &planned_indices {
+            let ((p, _), c) = (&folders[i], &checks[i]);
+            let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
+                refused.insert(&p.name);
+                continue;
             };
-            // Refused by its checks, or depending on one that was.
-            let mut refused: BTreeSet<&str> = BTreeSet::new();
-            for &i in &planned_indices {
-                while arrivals.done[i].is_none() {
-                    match next(true) {
-                        Some((j, c)) => arrivals.put(j, c),
-                        // A check thread panicked: the scope's end raises it.
-                        None => break,
-                    }
-                }
-                let (p, _) = &folders[i];
-                let Some(c) = &arrivals.done[i] else { continue };
-                let (Some(m), Some(lib)) = (&c.manifest, &c.library) else {
-                    refused.insert(&p.name);
-                    continue;
-                };
-                if check_failure(c).is_some()
-                    || m.depend.iter().any(|d| refused.contains(d.name.as_str()))
-                {
-                    refused.insert(&p.name);
-                    continue;
-                }
-                // A plugin whose values do not fit was left out of the
-                // resolution on the manifests; never loaded.
-                let (Some(Ok(config_json)), Some(data_dir)) =
-                    (values.get(&p.name), data_dirs.remove(&i))
-                else {
-                    refused.insert(&p.name);
-                    continue;
-                };
-                let spec = PluginToLoad {
-                    name: p.name.clone(),
-                    version: m.version.to_string(),
-                    library: lib.clone(),
-                    config_json: config_json.clone(),
-                    depend: m.depend.iter().map(|d| d.name.clone()).collect(),
-                    data_dir,
-                    // The manifest's budget, else the host default, else none.
-                    cycle_budget_ns: m
-                        .cycle_budget_us
-                        .or(self.opts.cycle_budget_us)
-                        .unwrap_or(0)
-                        .saturating_mul(1000),
-                    // Client plugins with enable=false are loaded but not
-                    // started.
-                    enable: side == Side::Controller || p.enabled,
-                };
-                let runtime = c.runtime.clone();
-                let began = std::time::Instant::now();
-                if let Some(rt) = &runtime {
-                    // SAFETY: `rt` is the checked runtime (ABI tag of kind
-                    // runtime, architecture read from the file) of a client
-                    // plugin folder whose every check just passed (license
-                    // covering its code files, compatibility), which is what
-                    // `open_runtime` requires.
-                    if let Err(e) = unsafe { crate::loader::open_runtime(rt) } {
-                        log::error!("{e}");
-                    }
-                }
-                names
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(p.name.clone());
-                self.loaded.push(p.name.clone());
-                // SAFETY: `spec` is a plugin whose own checks all passed
-                // (`check_failure` is none: format, license unless the
-                // operator turned on development mode, compatibility,
-                // and a library `check_plugin_file` accepted for
-                // architecture, ABI tag and kind), in the resolver's load
-                // order, none of whose dependencies was refused: what
-                // `init_one` requires.
-                unsafe { self.lifecycle.init_one(spec) };
-                load_init += began.elapsed();
-                while let Some((j, c)) = next(false) {
-                    arrivals.put(j, c);
+            if check_failure(c).is_some()
+                || m.depend.iter().any(|d| refused.contains(d.name.as_str()))
+            {
+                refused.insert(&p.name);
+                continue;
+            }
+            // A plugin whose values do not fit was left out of the
+            // resolution on the manifests; never loaded.
+            let (Some(Ok(config_json)), Some(data_dir)) =
+                (values.get(&p.name), data_dirs.remove(&i))
+            else {
+                refused.insert(&p.name);
+                continue;
+            };
+            let spec = PluginToLoad {
+                name: p.name.clone(),
+                version: m.version.to_string(),
+                library: lib.clone(),
+                config_json: config_json.clone(),
+                depend: m.depend.iter().map(|d| d.name.clone()).collect(),
+                data_dir,
+                // The manifest's budget, else the host default, else none.
+                cycle_budget_ns: m
+                    .cycle_budget_us
+                    .or(self.opts.cycle_budget_us)
+                    .unwrap_or(0)
+                    .saturating_mul(1000),
+                // Client plugins with enable=false are loaded but not
+                // started.
+                enable: side == Side::Controller || p.enabled,
+            };
+            let began = std::time::Instant::now();
+            if let Some(rt) = &c.runtime {
+                // SAFETY: `rt` is the checked runtime (ABI tag of kind
+                // runtime, architecture read from the file) of a client
+                // plugin folder whose every check just passed (license
+                // covering its code files, compatibility), which is what
+                // `open_runtime` requires.
+                if let Err(e) = unsafe { crate::loader::open_runtime(rt) } {
+                    log::error!("{e}");
                 }
             }
-            while arrivals.received < folders.len() {
-                match next(true) {
-                    Some((j, c)) => arrivals.put(j, c),
-                    None => break,
-                }
-            }
-            Ok(())
-        })?;
-        arrivals.finish();
+            names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(p.name.clone());
+            self.loaded.push(p.name.clone());
+            // SAFETY: `spec` is a plugin whose own checks all passed
+            // (`check_failure` is none: format, license unless the operator
+            // turned on development mode, compatibility, and a library
+            // `check_plugin_file` accepted for architecture, ABI tag and
+            // kind), in the resolver's load order, none of whose
+            // dependencies was refused: what `init_one` requires.
+            unsafe { self.lifecycle.init_one(spec) };
+            load_init += began.elapsed();
+        }
         self.load_init_us = u64::try_from(load_init.as_micros()).unwrap_or(u64::MAX);
-        let verify_us = arrivals.verify_us.unwrap_or_else(|| micros(verify_started));
-        let checks = folders
-            .iter()
-            .zip(arrivals.done)
-            .filter_map(|((p, _), c)| Some((c?, p.enabled)))
-            .collect();
-        Ok(Checked {
-            checks,
-            values,
-            verify_us,
-        })
+        Ok(values)
     }
 }
 
@@ -926,73 +863,69 @@ impl Pipeline<'_, '_> {
 /// Small, because under `mlockall` every byte of every stack stays resident.
 const GUARD_STACK: usize = 256 * 1024;
 
-/// Below this many plugins one thread reads every manifest: a second one
-/// costs more to start than it saves.
-const PARALLEL_MANIFESTS_FROM: usize = 32;
+/// Folders per checking thread: below 16 one thread checks them all (an
+/// unchanged folder is checked from its verdict in tens of microseconds,
+/// less than starting a thread costs).
+const FOLDERS_PER_THREAD: usize = 16;
 
-/// Reads every folder's manifest, in folder order: the second half on a
-/// thread of `scope` when there are enough of them, the rest on this one.
-fn read_manifests<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    folders: &'env [Folder<'env>],
+/// Reads the manifest of every folder and runs every check on it, on this
+/// thread and up to three more (one CPU each, the folders taken in turn as
+/// each thread is free); the checks come back in folder order.
+fn check_folders(
+    folders: &[Folder<'_>],
     side: Side,
-    ctx: &'env crate::checks::CheckContext<'env>,
-) -> Vec<crate::checks::ManifestRead> {
-    let read = move |part: &[Folder<'_>]| -> Vec<crate::checks::ManifestRead> {
-        part.iter()
-            .map(|(p, dir)| crate::checks::read_plugin_manifest(dir, &p.name, side, ctx))
-            .collect()
+    ctx: &crate::checks::CheckContext<'_>,
+) -> Vec<PluginCheck> {
+    let check = |i: usize| {
+        let (p, dir) = &folders[i];
+        let read = crate::checks::read_plugin_manifest(dir, &p.name, side, ctx);
+        crate::checks::check_plugin_folder_with(dir, &p.name, side, ctx, read)
     };
-    if folders.len() < PARALLEL_MANIFESTS_FROM {
-        return read(folders);
-    }
-    let (first, second) = folders.split_at(folders.len() / 2);
-    let other = std::thread::Builder::new()
-        .name("xplugin-manifests".into())
-        .stack_size(GUARD_STACK)
-        .spawn_scoped(scope, move || read(second));
-    let mut manifests = read(first);
-    match other.map(std::thread::ScopedJoinHandle::join) {
-        Ok(Ok(rest)) => manifests.extend(rest),
-        // No thread, or it panicked (the panic was printed): read here.
-        _ => manifests.extend(read(second)),
-    }
-    manifests
-}
-
-/// Check results as they arrive from the workers, by folder index.
-struct Arrivals<'r> {
-    done: Vec<Option<PluginCheck>>,
-    received: usize,
-    /// The store's lock, released when the last check is in.
-    lock: Option<xplugin_store::StoreLock>,
-    record: &'r crate::digests::DigestRecord,
-    started: std::time::Instant,
-    verify_us: Option<u64>,
-}
-
-impl Arrivals<'_> {
-    fn put(&mut self, i: usize, c: PluginCheck) {
-        if let Some(slot) = self.done.get_mut(i) {
-            if slot.replace(c).is_none() {
-                self.received += 1;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= folders.len() {
+                return out;
+            }
+            out.push((i, check(i)));
+        }
+    };
+    let helpers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4)
+        .min(folders.len() / FOLDERS_PER_THREAD)
+        .saturating_sub(1);
+    let mut done: Vec<Option<PluginCheck>> = (0..folders.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        // A small stack: under mlockall (the daemon's real-time settings)
+        // glibc keeps exited threads' stacks mapped for reuse, and every
+        // byte of them stays resident.
+        let spawned: Vec<_> = (0..helpers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("xplugin-check".into())
+                    .stack_size(512 * 1024)
+                    .spawn_scoped(scope, run)
+                    .ok()
+            })
+            .collect();
+        for (i, c) in run() {
+            done[i] = Some(c);
+        }
+        for h in spawned {
+            // A thread that panicked (the panic was printed) lost its
+            // results: they are checked again below.
+            for (i, c) in h.join().unwrap_or_default() {
+                done[i] = Some(c);
             }
         }
-        if self.received == self.done.len() {
-            self.finish();
-        }
-    }
-
-    /// Once every installed file has been read (called again, it does
-    /// nothing): the record of what was verified is saved, and an import
-    /// waiting for the lock goes on.
-    fn finish(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            self.record.save();
-            drop(lock);
-            self.verify_us = Some(micros(self.started));
-        }
-    }
+    });
+    done.into_iter()
+        .enumerate()
+        .map(|(i, c)| c.unwrap_or_else(|| check(i)))
+        .collect()
 }
 
 /// Settles the previous run (controller boots with a guard): quarantines

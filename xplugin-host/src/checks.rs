@@ -63,6 +63,10 @@ pub struct CheckContext<'a> {
     /// ([`xplugin_license::Rehash`]) or a boot's digest record
     /// ([`crate::digests::DigestRecord`]).
     pub digests: &'a dyn xplugin_license::FileDigests,
+    /// The boot's digest record, whose folder verdicts
+    /// ([`crate::verdicts`]) the checks reuse and keep; `None` (an import,
+    /// a check of staged files) checks every folder in full.
+    pub verdicts: Option<&'a crate::digests::DigestRecord>,
 }
 
 impl CheckContext<'_> {
@@ -133,6 +137,7 @@ impl HostFacts {
             arch: Arch::host(),
             arch_hint: None,
             digests: &xplugin_license::Rehash,
+            verdicts: None,
         }
     }
 
@@ -227,6 +232,13 @@ pub struct CheckedLibrary {
 }
 
 impl CheckedLibrary {
+    /// A library whose headers were read and checked at an earlier boot,
+    /// the file unchanged since ([`crate::verdicts`]), and checked again
+    /// on those headers by the caller ([`check_library_for`]).
+    pub(crate) fn recorded(path: PathBuf, kind: u32, info: LibraryInfo) -> CheckedLibrary {
+        CheckedLibrary { path, kind, info }
+    }
+
     /// The library file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -428,16 +440,103 @@ pub fn check_plugin_folder_with(
         incompatible: false,
         problems: read.problems,
     };
+    let mut verified = None;
     if let Some(m) = &check.manifest {
         if let Err(e) = compat::check(m, ctx.host_version) {
             check.incompatible = true;
             check.problems.push(e.to_problem());
         }
+        if check.problems.0.is_empty() {
+            if let Some(reused) = reuse_verdict(dir, m, side, ctx) {
+                check.license = verified_status(&reused.license);
+                check.library = Some(reused.library);
+                check.runtime = reused.runtime;
+                return check;
+            }
+        }
+    }
+    // The folder's keys before the full check, for its verdict.
+    let before = match (ctx.verdicts, &check.manifest, ctx.trust) {
+        (Some(_), Some(_), Ok(_)) => crate::verdicts::walk(dir).ok(),
+        _ => None,
+    };
+    if let Some(m) = &check.manifest {
         // License: before any library is touched beyond its headers.
-        check.license = check_license(dir, m, side, ctx, &mut check.problems);
+        let (status, license) = check_license(dir, m, side, ctx, &mut check.problems);
+        check.license = status;
+        verified = license;
     }
     check_libraries(&mut check, ctx);
+    if let (Some(record), Some(before), Some(license), Some(library), Ok(trust)) =
+        (ctx.verdicts, before, &verified, &check.library, ctx.trust)
+    {
+        let runtime_ok = side == Side::Controller || check.runtime.is_some();
+        if check.problems.0.is_empty() && runtime_ok {
+            crate::verdicts::keep(
+                record,
+                dir,
+                before,
+                license,
+                trust,
+                library,
+                check.runtime.as_ref(),
+            );
+        }
+    }
     check
+}
+
+/// The verdict an earlier boot kept for `dir` ([`crate::verdicts`]), when
+/// everything it rests on still holds.
+fn reuse_verdict(
+    dir: &Path,
+    m: &Manifest,
+    side: Side,
+    ctx: &CheckContext<'_>,
+) -> Option<crate::verdicts::Reused> {
+    let (record, Ok(trust)) = (ctx.verdicts?, ctx.trust) else {
+        return None;
+    };
+    let (lib_file, kind, runtimes) = match side {
+        Side::Client => (
+            library_file_name(&m.name),
+            XPLUGIN_KIND_CLIENT,
+            runtime_file_names(),
+        ),
+        Side::Controller => (format!("{}.so", m.name), XPLUGIN_KIND_CONTROLLER, &[][..]),
+    };
+    let vctx = verify_context(m, side, ctx);
+    let expected = crate::verdicts::Expected {
+        lib_file: &lib_file,
+        kind,
+        runtimes,
+    };
+    crate::verdicts::reuse(record, dir, &expected, trust, &vctx, ctx)
+}
+
+/// What the license of the plugin of manifest `m` on `side` is checked
+/// against: the plugin and this device's facts.
+fn verify_context<'a>(m: &'a Manifest, side: Side, ctx: &'a CheckContext<'_>) -> VerifyContext<'a> {
+    VerifyContext {
+        plugin: &m.name,
+        side,
+        plugin_version: &m.version,
+        device_id: ctx.device_id,
+        now: ctx.now,
+        high_water_mark: ctx.high_water_mark,
+    }
+}
+
+/// The status of a license that verified.
+fn verified_status(l: &xplugin_license::VerifiedLicense) -> LicenseStatus {
+    LicenseStatus::Verified {
+        license_id: l.license_id().to_string(),
+        key_id: l.key_id().to_string(),
+        expires_unix: l
+            .expires()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+    }
 }
 
 /// The libraries for this platform: headers only.
@@ -519,30 +618,14 @@ fn check_license(
     side: Side,
     ctx: &CheckContext<'_>,
     problems: &mut Problems,
-) -> LicenseStatus {
+) -> (LicenseStatus, Option<xplugin_license::VerifiedLicense>) {
     let subj = subject(side, &m.name);
     let refusal = match ctx.trust {
         Err(e) => no_trusted_keys(&subj, e, ctx),
         Ok(trust) => {
-            let vctx = VerifyContext {
-                plugin: &m.name,
-                side,
-                plugin_version: &m.version,
-                device_id: ctx.device_id,
-                now: ctx.now,
-                high_water_mark: ctx.high_water_mark,
-            };
+            let vctx = verify_context(m, side, ctx);
             match xplugin_license::verify_plugin_dir_with(dir, trust, &vctx, ctx.digests) {
-                Ok(l) => {
-                    return LicenseStatus::Verified {
-                        license_id: l.license_id().to_string(),
-                        key_id: l.key_id().to_string(),
-                        expires_unix: l
-                            .expires()
-                            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                            .map(|d| d.as_secs()),
-                    }
-                }
+                Ok(l) => return (verified_status(&l), Some(l)),
                 Err(e) => (error_chain(&e), e.to_problems(&subj, &ctx.this_device())),
             }
         }
@@ -561,10 +644,10 @@ fn check_license(
             )
             .with_field("license")
         }));
-        LicenseStatus::Unlicensed { reason }
+        (LicenseStatus::Unlicensed { reason }, None)
     } else {
         problems.extend(refused.0);
-        LicenseStatus::Refused { reason }
+        (LicenseStatus::Refused { reason }, None)
     }
 }
 

@@ -32,6 +32,7 @@
 //! the host binaries; against that the background pass is the remaining
 //! check. Docs: docs/verification.md.
 
+use crate::verdicts::FolderVerdict;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -41,9 +42,11 @@ use xplugin_license::FileDigests;
 
 /// File name under `ROOT/state/`.
 pub const DIGESTS_FILE: &str = "digests";
-/// Largest record read (about 40 000 files).
-const MAX_RECORD_BYTES: u64 = 16 << 20;
-const FORMAT: u32 = 1;
+/// Largest record read (about 20 000 plugin folders of three files each,
+/// with their verdicts).
+const MAX_RECORD_BYTES: u64 = 32 << 20;
+/// 2: files as arrays, folder verdicts.
+const FORMAT: u32 = 2;
 
 /// How a boot verifies the installed files (configuration `verify`,
 /// `--verify`).
@@ -71,14 +74,38 @@ impl VerifyMode {
     }
 }
 
-/// What changes when a file changes through the file system.
+/// What changes when a file changes through the file system. Written as
+/// one array, `[dev, ino, size, mtime_ns, ctime_ns]`, which a boot parses
+/// several times faster than an object per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "KeyParts", into = "KeyParts")]
 pub struct FileKey {
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
+}
+
+/// Device, inode, size, mtime and ctime (ns).
+type KeyParts = (u64, u64, u64, i128, i128);
+
+impl From<KeyParts> for FileKey {
+    fn from((dev, ino, size, mtime_ns, ctime_ns): KeyParts) -> FileKey {
+        FileKey {
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+}
+
+impl From<FileKey> for KeyParts {
+    fn from(k: FileKey) -> KeyParts {
+        (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns)
+    }
 }
 
 impl FileKey {
@@ -124,12 +151,29 @@ impl FileKey {
 /// [`VerifyMode::Full`]); see docs/windows.md.
 const RECORD_ANSWERS: bool = cfg!(unix);
 
+/// A recorded file: written as one array, `[key, sha256]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(FileKey, String)", into = "(FileKey, String)")]
 struct Entry {
-    // Not flattened: serde's flatten buffers values, which cannot hold i128.
     key: FileKey,
     sha256: String,
 }
+
+impl From<(FileKey, String)> for Entry {
+    fn from((key, sha256): (FileKey, String)) -> Entry {
+        Entry { key, sha256 }
+    }
+}
+
+impl From<Entry> for (FileKey, String) {
+    fn from(e: Entry) -> (FileKey, String) {
+        (e.key, e.sha256)
+    }
+}
+
+/// A folder verdict as the record holds it: parsed only when a check asks
+/// for that folder's ([`DigestRecord::old_verdict`]).
+type RawVerdict = Box<serde_json::value::RawValue>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RecordFile {
@@ -139,6 +183,10 @@ struct RecordFile {
     /// ([`FileDigests::signature_verified`]).
     #[serde(default)]
     signatures: std::collections::BTreeSet<String>,
+    /// What the full check of each plugin folder (by its path under the
+    /// root) found ([`crate::verdicts`]).
+    #[serde(default)]
+    folders: BTreeMap<String, RawVerdict>,
 }
 
 /// [`RecordFile`] as it is written, borrowing the record's state.
@@ -147,6 +195,7 @@ struct RecordFileRef<'a> {
     format: u32,
     files: &'a BTreeMap<String, Entry>,
     signatures: &'a std::collections::BTreeSet<String>,
+    folders: &'a BTreeMap<String, RawVerdict>,
 }
 
 /// A file whose digest came from the record at this boot, for
@@ -170,6 +219,7 @@ pub struct DigestRecord {
     mode: VerifyMode,
     old: BTreeMap<String, Entry>,
     old_signatures: std::collections::BTreeSet<String>,
+    old_folders: BTreeMap<String, RawVerdict>,
     state: Mutex<State>,
 }
 
@@ -179,8 +229,14 @@ struct State {
     new: BTreeMap<String, Entry>,
     /// Every signature verified (or remembered) at this boot.
     signatures: std::collections::BTreeSet<String>,
+    /// Every folder verdict reused or made at this boot.
+    folders: BTreeMap<String, RawVerdict>,
     from_record: Vec<Recorded>,
+    /// Files answered from the record (`from_record` may have been taken).
+    answered: u64,
     hashed: u64,
+    /// Folders whose previous verdict was reused.
+    reused: u64,
 }
 
 fn record_path(root: &Path) -> PathBuf {
@@ -195,16 +251,19 @@ impl DigestRecord {
         let old = match crate::checks::read_bounded(&path, MAX_RECORD_BYTES) {
             Ok(bytes) => match serde_json::from_slice::<RecordFile>(&bytes) {
                 Ok(r) if r.format == FORMAT => r,
-                Ok(r) => {
-                    log::info!(
-                        "{}: record format {} is not {FORMAT}: every file is hashed",
-                        path.display(),
-                        r.format
-                    );
-                    RecordFile::default()
-                }
-                Err(e) => {
-                    log::warn!("{}: unusable ({e}): every file is hashed", path.display());
+                parsed => {
+                    match record_format(&bytes) {
+                        // Another version's record (an upgrade), not damage.
+                        Some(f) if f != FORMAT => log::info!(
+                            "{}: record format {f} is not {FORMAT}: every file is hashed",
+                            path.display()
+                        ),
+                        _ => log::warn!(
+                            "{}: unusable ({}): every file is hashed",
+                            path.display(),
+                            parsed.err().map_or_else(String::new, |e| e.to_string())
+                        ),
+                    }
                     RecordFile::default()
                 }
             },
@@ -222,6 +281,7 @@ impl DigestRecord {
             mode,
             old: old.files,
             old_signatures: old.signatures,
+            old_folders: old.folders,
             state: Mutex::new(State::default()),
         }
     }
@@ -233,15 +293,89 @@ impl DigestRecord {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Files answered from the record (for [`background_check`]).
+    /// The path of `path` under the root, the record's key for it (`None`
+    /// outside the root or not UTF-8).
+    pub(crate) fn relative(&self, path: &Path) -> Option<String> {
+        path.strip_prefix(&self.root)
+            .ok()
+            .and_then(Path::to_str)
+            .map(str::to_string)
+    }
+
+    /// The verdict the previous boot left for the folder at `relative`,
+    /// when this boot may use the record at all (one that does not parse
+    /// is none).
+    pub(crate) fn old_verdict(&self, relative: &str) -> Option<FolderVerdict> {
+        if self.mode != VerifyMode::Record || !RECORD_ANSWERS {
+            return None;
+        }
+        serde_json::from_str(self.old_folders.get(relative)?.get()).ok()
+    }
+
+    /// Keeps the previous boot's verdict for the folder at `relative`
+    /// (reused at this boot) in the record saved after this boot.
+    pub(crate) fn keep_old_verdict(&self, relative: &str) {
+        if let Some(raw) = self.old_folders.get(relative) {
+            let mut s = self.state();
+            s.folders.insert(relative.to_string(), raw.clone());
+            s.reused += 1;
+        }
+    }
+
+    /// The digest of the file at `path` (`relative` under the root) from
+    /// the record, when its key there is `key` and this boot may use the
+    /// record; kept for the next record and for [`background_check`].
+    fn answer(&self, path: &Path, relative: &str, key: FileKey) -> Option<String> {
+        if self.mode != VerifyMode::Record || !RECORD_ANSWERS {
+            return None;
+        }
+        let e = self.old.get(relative).filter(|e| e.key == key)?;
+        let mut s = self.state();
+        s.answered += 1;
+        s.new.insert(relative.to_string(), e.clone());
+        s.from_record.push(Recorded {
+            path: path.to_path_buf(),
+            relative: relative.to_string(),
+            sha256: e.sha256.clone(),
+        });
+        Some(e.sha256.clone())
+    }
+
+    /// [`DigestRecord::answer`] for the file at `path` whose key is `key`,
+    /// `None` when the record does not answer for it.
+    pub(crate) fn recorded_sha256(&self, path: &Path, key: FileKey) -> Option<String> {
+        self.answer(path, &self.relative(path)?, key)
+    }
+
+    /// Plugin folders whose previous verdict was reused at this boot.
+    pub fn verdicts_reused(&self) -> u64 {
+        self.state().reused
+    }
+
+    /// Keeps `verdict` for the folder at `relative` in the record saved
+    /// after this boot. Not on Windows, where the record never answers.
+    pub(crate) fn keep_verdict(&self, relative: String, verdict: &FolderVerdict) {
+        if !RECORD_ANSWERS {
+            return;
+        }
+        match serde_json::value::to_raw_value(verdict) {
+            Ok(raw) => {
+                self.state().folders.insert(relative, raw);
+            }
+            Err(e) => log::debug!("folder verdict of {relative} not kept: {e}"),
+        }
+    }
+
+    /// Files answered from the record (for [`background_check`]), taken:
+    /// a second call returns none.
     pub fn from_record(&self) -> Vec<Recorded> {
-        self.state().from_record.clone()
+        std::mem::take(&mut self.state().from_record)
     }
 
     /// (files answered from the record, files hashed).
     pub fn counts(&self) -> (u64, u64) {
         let s = self.state();
-        (s.from_record.len() as u64, s.hashed)
+        (s.answered, s.hashed)
     }
 
     /// Replaces the record with the files verified at this boot, if it
@@ -251,7 +385,10 @@ impl DigestRecord {
         // that loads the plugins, and a record that did not change (every
         // boot after the first) costs one comparison, no copy.
         let s = self.state();
-        if s.new == self.old && s.signatures == self.old_signatures {
+        if s.new == self.old
+            && s.signatures == self.old_signatures
+            && same_verdicts(&s.folders, &self.old_folders)
+        {
             return;
         }
         let path = record_path(&self.root);
@@ -259,6 +396,7 @@ impl DigestRecord {
             format: FORMAT,
             files: &s.new,
             signatures: &s.signatures,
+            folders: &s.folders,
         };
         let bytes = serde_json::to_vec(&body);
         drop(s);
@@ -272,6 +410,24 @@ impl DigestRecord {
             );
         }
     }
+}
+
+/// The `format` of a record whose body may be another version's.
+fn record_format(bytes: &[u8]) -> Option<u32> {
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    serde_json::from_slice::<Format>(bytes)
+        .ok()
+        .map(|f| f.format)
+}
+
+fn same_verdicts(a: &BTreeMap<String, RawVerdict>, b: &BTreeMap<String, RawVerdict>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
 }
 
 fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -304,26 +460,12 @@ impl FileDigests for DigestRecord {
 
     fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
         let key = FileKey::of(meta);
-        let relative = path
-            .strip_prefix(&self.root)
-            .ok()
-            .and_then(Path::to_str)
-            .map(str::to_string);
-        let Some(relative) = relative else {
+        let Some(relative) = self.relative(path) else {
             self.state().hashed += 1;
             return xplugin_license::sha256_file(path);
         };
-        if self.mode == VerifyMode::Record && RECORD_ANSWERS {
-            if let Some(e) = self.old.get(&relative).filter(|e| e.key == key) {
-                let mut s = self.state();
-                s.new.insert(relative.clone(), e.clone());
-                s.from_record.push(Recorded {
-                    path: path.to_path_buf(),
-                    relative,
-                    sha256: e.sha256.clone(),
-                });
-                return Ok(e.sha256.clone());
-            }
+        if let Some(sha256) = self.answer(path, &relative, key) {
+            return Ok(sha256);
         }
         let (sha256, unchanged) = hash_checked(path, key)?;
         let mut s = self.state();
@@ -542,7 +684,11 @@ pub fn forget(root: &Path, relative: &str) {
     let Ok(mut r) = serde_json::from_slice::<RecordFile>(&bytes) else {
         return;
     };
-    if r.files.remove(relative).is_some() {
+    // The verdict of the folder holding the file goes too.
+    let folders = r.folders.len();
+    r.folders
+        .retain(|dir, _| !Path::new(relative).starts_with(Path::new(dir)));
+    if r.files.remove(relative).is_some() || r.folders.len() != folders {
         if let Ok(bytes) = serde_json::to_vec(&r) {
             let _ = write_unsynced(&path, &bytes);
         }
@@ -630,6 +776,42 @@ mod tests {
         let damaged = DigestRecord::load(dir.path(), VerifyMode::Record);
         ask(&damaged, &file);
         assert_eq!(damaged.counts(), (0, 1));
+    }
+
+    #[test]
+    fn a_record_of_the_previous_format_is_ignored_then_replaced() {
+        let (dir, file) = root_with_file(b"bytes");
+        let meta = std::fs::symlink_metadata(&file).expect("meta");
+        let key = FileKey::of(&meta);
+        let (dev, ino, size, mtime, ctime): KeyParts = key.into();
+        // Format 1: an object per key.
+        let old = serde_json::json!({
+            "format": 1,
+            "files": { "lib.so": {
+                "key": { "dev": dev, "ino": ino, "size": size,
+                         "mtime_ns": mtime as i64, "ctime_ns": ctime as i64 },
+                "sha256": "0".repeat(64) } },
+            "signatures": []
+        });
+        std::fs::write(record_path(dir.path()), old.to_string()).expect("write");
+        assert_eq!(
+            record_format(&std::fs::read(record_path(dir.path())).expect("read")),
+            Some(1)
+        );
+        let first = DigestRecord::load(dir.path(), VerifyMode::Record);
+        let digest = ask(&first, &file);
+        assert_ne!(
+            digest,
+            "0".repeat(64),
+            "hashed, not taken from the old record"
+        );
+        assert_eq!(first.counts(), (0, 1));
+        first.save();
+        let bytes = std::fs::read(record_path(dir.path())).expect("read");
+        assert_eq!(record_format(&bytes), Some(FORMAT));
+        let second = DigestRecord::load(dir.path(), VerifyMode::Record);
+        assert_eq!(ask(&second, &file), digest);
+        assert_eq!(second.counts(), (1, 0), "answered from the new record");
     }
 
     #[test]

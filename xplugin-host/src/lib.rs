@@ -54,4 +54,5 @@ pub mod remote_import;
 pub mod services;
 pub mod stage;
 pub mod supervisor;
+pub mod verdicts;
 pub mod verify;

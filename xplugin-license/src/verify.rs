@@ -259,6 +259,43 @@ pub fn verify_with(
     }
 }
 
+/// The public key (lowercase hex) that `trust` holds under the key id of
+/// `license`: what [`reverify`] compares with later.
+pub fn signer_key(license: &VerifiedLicense, trust: &TrustStore) -> Option<String> {
+    trust
+        .get(&license.payload.key_id)
+        .map(|k| lower_hex(k.as_bytes()))
+}
+
+/// A license whose signature verified before, re-checked for `ctx` without
+/// its text: `payload` must be the content [`verify`] accepted then, and
+/// `signer` the public key that verified it ([`signer_key`]). Accepted only
+/// when `trust` still holds exactly that key under the payload's key id
+/// and the payload still binds to `ctx` (plugin, side, version, device,
+/// dates against this clock, as [`verify`] checks them).
+///
+/// Returns `None` for anything else, without saying why: the caller
+/// verifies the license file from the start then, and that verification
+/// gives the reasons. The caller must know that the license file is the
+/// one `payload` came from (a boot knows it by the file's key, see the
+/// host's digest record).
+pub fn reverify(
+    payload: &LicensePayload,
+    signer: &str,
+    trust: &TrustStore,
+    ctx: &VerifyContext<'_>,
+) -> Option<VerifiedLicense> {
+    let key = trust.get(&payload.key_id)?;
+    if lower_hex(key.as_bytes()) != signer || !payload.problems().is_empty() {
+        return None;
+    }
+    check_context(payload, ctx)
+        .is_empty()
+        .then(|| VerifiedLicense {
+            payload: payload.clone(),
+        })
+}
+
 fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseError> {
     let plugin = || ctx.plugin.to_string();
     let device = || ctx.device_id.to_string();
@@ -778,6 +815,45 @@ mod tests {
         let err = check(&forged, &trust, ISSUED).expect_err("refused");
         assert!(matches!(err, LicenseError::BadSignature { .. }), "{err}");
         assert!(err.to_string().contains("does not verify"), "{err}");
+    }
+
+    #[test]
+    fn a_reverified_license_needs_the_same_key_and_binds_to_this_boot() {
+        let (key, trust) = setup();
+        let mut p = payload("vendor-a");
+        p.expires = Some(ISSUED + 10 * DAY);
+        let text = issue(&p, &key).expect("issue");
+        let verified = check(&text, &trust, ISSUED + DAY).expect("verifies");
+        let signer = signer_key(&verified, &trust).expect("the key is trusted");
+        let version = Version::parse("1.2.0").expect("version");
+        let ctx = |device: &'static str, now: u64| VerifyContext {
+            plugin: "demo",
+            side: Side::Controller,
+            plugin_version: &version,
+            device_id: device,
+            now: system_time(now),
+            high_water_mark: None,
+        };
+        let again = reverify(
+            verified.payload(),
+            &signer,
+            &trust,
+            &ctx(DEVICE, ISSUED + 2 * DAY),
+        );
+        assert_eq!(again.as_ref().map(VerifiedLicense::payload), Some(&p));
+        // Past its expiry, on another device: refused (the caller then
+        // verifies the file in full and says why).
+        assert!(reverify(&p, &signer, &trust, &ctx(DEVICE, ISSUED + 11 * DAY)).is_none());
+        let other_device = "fedcba98-fedcba98-fedcba98-fedcba98";
+        assert!(reverify(&p, &signer, &trust, &ctx(other_device, ISSUED + DAY)).is_none());
+        // Another key under the same id, or none: refused.
+        let mut replaced = TrustStore::new();
+        let (k2, _) = generate_keypair(Some("vendor-a")).expect("keygen");
+        replaced
+            .insert("vendor-a", k2.verifying_key())
+            .expect("trust");
+        assert!(reverify(&p, &signer, &replaced, &ctx(DEVICE, ISSUED + DAY)).is_none());
+        assert!(reverify(&p, &signer, &TrustStore::new(), &ctx(DEVICE, ISSUED + DAY)).is_none());
     }
 
     /// Remembers every fingerprint it is told about.

@@ -87,6 +87,149 @@ fn a_library_rewritten_through_the_file_system_is_refused_before_it_loads() {
     assert_eq!(state_of(&run, "plugindemo"), "stopped", "{}", run.all());
 }
 
+/// True when the run reports a problem `code` whose subject or message
+/// names `what`.
+fn problem_of(run: &Run, code: &str, what: &str) -> bool {
+    xplugin_tests::problems::problems_with(&run.json(), code)
+        .iter()
+        .any(|p| {
+            p["subject"].as_str().unwrap_or("").contains(what)
+                || p["message"].as_str().unwrap_or("").contains(what)
+        })
+}
+
+/// A boot with debug logging, whose log says how many plugin folders were
+/// checked from their verdicts.
+fn boot_logged(s: &Scenario, extra: &[&str]) -> Run {
+    let mut args = vec!["-vv", "boot", "--controller-version", "2.1.0", "--json"];
+    args.extend_from_slice(extra);
+    s.controller(&args)
+}
+
+/// How many plugin folders `run` (a [`boot_logged`]) checked from their
+/// verdicts.
+fn verdicts_reused(run: &Run) -> Option<u64> {
+    run.stderr
+        .lines()
+        .find_map(|l| l.split("verify: ").nth(1)?.split(' ').next()?.parse().ok())
+}
+
+/// Folder verdicts (docs/verification.md): a boot that finds a plugin
+/// folder unchanged reuses what its last full check found, and anything the
+/// verdict rests on that changes sends the folder to the full check, which
+/// refuses what it must. Each change below would let a plugin load that
+/// must not, were the verdict reused.
+#[test]
+fn a_folder_verdict_is_reused_only_while_nothing_it_rests_on_changed() {
+    let s = imported();
+    let first = boot_logged(&s, &[]);
+    assert_eq!(state_of(&first, "motionlog"), "stopped", "{}", first.all());
+    let again = boot_logged(&s, &[]);
+    assert_eq!(state_of(&again, "motionlog"), "stopped", "{}", again.all());
+    assert_eq!(
+        verdicts_reused(&again),
+        Some(2),
+        "both folders from their verdicts: {}",
+        again.all()
+    );
+
+    let lib = installed(&s.controller_root, "motionlog.so");
+    let dir = lib.parent().unwrap().to_path_buf();
+    let clean_boot = |what: &str| {
+        let run = boot_logged(&s, &[]);
+        assert_eq!(
+            state_of(&run, "motionlog"),
+            "stopped",
+            "{what}: {}",
+            run.all()
+        );
+        run
+    };
+
+    // Unlicensed code added to the folder.
+    std::fs::copy(&lib, dir.join("helper.so")).unwrap();
+    let run = boot_logged(&s, &[]);
+    assert_eq!(state_of(&run, "motionlog"), "blocked", "{}", run.all());
+    assert!(
+        problem_of(&run, "license.file_not_covered", "helper.so"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        verdicts_reused(&run),
+        Some(1),
+        "plugindemo's only: {}",
+        run.all()
+    );
+    std::fs::remove_file(dir.join("helper.so")).unwrap();
+    clean_boot("helper.so removed");
+
+    // Unlicensed code added in a sub-folder the verdict knew: only that
+    // folder's keys change, not the plugin folder's.
+    std::fs::create_dir(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("assets/readme.txt"), "operator notes\n").unwrap();
+    clean_boot("assets/ added");
+    let run = clean_boot("assets/ known");
+    assert_eq!(verdicts_reused(&run), Some(2), "{}", run.all());
+    std::fs::copy(&lib, dir.join("assets/extra.so")).unwrap();
+    let run = boot_logged(&s, &[]);
+    assert_eq!(state_of(&run, "motionlog"), "blocked", "{}", run.all());
+    assert!(
+        problem_of(&run, "license.file_not_covered", "extra.so"),
+        "{}",
+        run.all()
+    );
+    std::fs::remove_file(dir.join("assets/extra.so")).unwrap();
+    clean_boot("assets/extra.so removed");
+    clean_boot("verdict kept again");
+
+    // Another key trusted under the vendor's key id: the signatures no
+    // longer verify.
+    let trusted = s.trust.join("demo.pub");
+    let vendor_key = std::fs::read(&trusted).unwrap();
+    let other = s.tmp.path().join("other-key");
+    xplugin_tests::scenario::run_program(
+        "xplugin-pack",
+        &[
+            "keygen",
+            "--out",
+            other.to_str().unwrap(),
+            "--key-id",
+            "demo",
+        ],
+    )
+    .ok();
+    std::fs::copy(other.join("demo.pub"), &trusted).unwrap();
+    let run = boot_logged(&s, &[]);
+    assert_eq!(state_of(&run, "motionlog"), "blocked", "{}", run.all());
+    assert!(
+        problem_of(&run, "license.bad_signature", "motionlog"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(verdicts_reused(&run), Some(0), "{}", run.all());
+    std::fs::write(&trusted, &vendor_key).unwrap();
+    clean_boot("vendor key trusted again");
+
+    // Another device: the licenses are bound to this one.
+    let machine_id = std::fs::read(&s.machine_id).unwrap();
+    std::fs::write(&s.machine_id, "fedcba9876543210fedcba9876543210\n").unwrap();
+    let run = boot_logged(&s, &[]);
+    assert_eq!(state_of(&run, "motionlog"), "blocked", "{}", run.all());
+    assert!(
+        problem_of(&run, "license.device_mismatch", "motionlog"),
+        "{}",
+        run.all()
+    );
+    std::fs::write(&s.machine_id, &machine_id).unwrap();
+    clean_boot("this device again");
+
+    // `--verify full` checks every folder in full.
+    let run = boot_logged(&s, &["--verify", "full"]);
+    assert_eq!(state_of(&run, "motionlog"), "stopped", "{}", run.all());
+    assert_eq!(verdicts_reused(&run), Some(0), "{}", run.all());
+}
+
 /// An ext4 image on a loop device, mounted at `at`; unmounted on drop.
 struct LoopMount {
     at: PathBuf,
@@ -247,17 +390,16 @@ fn bytes_changed_below_the_file_system_are_caught_by_the_background_pass() {
     drop(mount);
 }
 
-/// Checks and loads overlap (docs/verification.md): plugins are checked on
-/// worker threads in load order while the main thread loads each one whose
-/// own checks passed. A plugin in the middle of the order whose library was
-/// changed after install is refused and so is everything that depends on
-/// it, and none of their code runs (their recorders write nothing); the
-/// plugins around them load, in the resolver's order.
+/// Every folder is checked, on several threads, before the main thread
+/// loads the plugins whose checks passed (docs/verification.md). A plugin
+/// in the middle of the order whose library was changed after install is
+/// refused and so is everything that depends on it, and none of their code
+/// runs (their recorders write nothing); the plugins around them load, in
+/// the resolver's order.
 #[test]
 fn a_refused_plugin_and_its_dependents_never_run_while_the_others_load_around_them() {
     let s = Scenario::new();
-    // A binary tree: q(i) depends on q((i - 1) / 2), 20 plugins: checked on
-    // worker threads while the first ones load.
+    // A binary tree: q(i) depends on q((i - 1) / 2), 20 plugins.
     let name = |i: usize| format!("q{i:02}");
     for i in 0..20 {
         let lib = xplugin_tests::build::c_fixture(

@@ -1,0 +1,416 @@
+//! Folder verdicts: what the full check of an installed plugin folder found,
+//! kept in the digest record ([`crate::digests`]) so that a boot finding
+//! the folder unchanged need not check it all again.
+//!
+//! A full check reads the license, verifies its signature, walks the folder
+//! for unlicensed code and reads the library's headers (architecture, ABI
+//! tag, kind). When all of it passed, the verdict keeps the key (device,
+//! inode, size, mtime and ctime in nanoseconds, [`FileKey`]) of the folder
+//! and of every entry under it, the verified license content and the public
+//! key that verified it, and what the library headers said. A later boot
+//! reuses it only when every one of those keys is unchanged:
+//!
+//! * a file written, truncated or touched through the file system has
+//!   another ctime; a file put in place by rename or copy is another inode;
+//! * a file added, removed or renamed in the folder or any folder under it
+//!   changes that folder's mtime and ctime, and every folder is keyed.
+//!
+//! What is *not* reused is checked every time, as a full check does: the
+//! manifest (read and parsed at every boot) and compatibility, the license
+//! against this boot's facts ([`xplugin_license::reverify`]: the signing
+//! key still trusted under its id, plugin, side, version, device, dates
+//! against this clock), the library's headers against this computer's
+//! architecture and the plugin's kind, and each licensed file's digest
+//! against the license (from the record, for the background pass to re-read
+//! from the media). A verdict only ever accepts: anything that does not
+//! match sends the folder to the full check, whose refusal gives the
+//! reasons. Bytes changed below the file system change no key; the
+//! background pass catches them, as for the digests.
+//!
+//! A verdict is kept only if the walk of the folder before the full check
+//! and the walk after it found the same keys, so a folder changed while it
+//! was being checked is not recorded.
+
+use crate::checks::{CheckContext, CheckedLibrary};
+use crate::digests::{DigestRecord, FileKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use xplugin_abi::AbiTag;
+use xplugin_license::{LicensePayload, TrustStore, VerifiedLicense, VerifyContext};
+use xplugin_package::binary::{check_library_for, Arch, BinaryFormat, LibraryInfo};
+
+/// Most entries walked in one plugin folder (as the license check's walk).
+const MAX_ENTRIES: usize = 10_000;
+/// Deepest sub-folder walked.
+const MAX_DEPTH: usize = 8;
+
+/// What a passed full check of one plugin folder found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderVerdict {
+    /// The folder (`""`) and every entry under it, by `/`-separated path.
+    entries: BTreeMap<String, Walked>,
+    /// The verified license content.
+    payload: LicensePayload,
+    /// The public key (hex) that verified its signature.
+    signer: String,
+    /// The plugin's library, as its headers said.
+    library: RecordedLibrary,
+    /// The client ABI runtime next to it (client plugins).
+    runtime: Option<RecordedLibrary>,
+}
+
+/// One entry of a walked folder. Written as one array, `[key, kind]`: a
+/// boot reads the record of every folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(FileKey, EntryKind)", into = "(FileKey, EntryKind)")]
+pub(crate) struct Walked {
+    key: FileKey,
+    kind: EntryKind,
+}
+
+impl From<(FileKey, EntryKind)> for Walked {
+    fn from((key, kind): (FileKey, EntryKind)) -> Walked {
+        Walked { key, kind }
+    }
+}
+
+impl From<Walked> for (FileKey, EntryKind) {
+    fn from(w: Walked) -> (FileKey, EntryKind) {
+        (w.key, w.kind)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum EntryKind {
+    #[serde(rename = "f")]
+    File,
+    #[serde(rename = "d")]
+    Dir,
+    /// A symlink or anything else: neither followed nor read, but keyed.
+    #[serde(rename = "o")]
+    Other,
+}
+
+/// A library's checked headers ([`LibraryInfo`]) and its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RecordedLibrary {
+    /// File name in the folder.
+    file: String,
+    /// The `XPLUGIN_KIND_*` it was checked to be.
+    kind: u32,
+    /// `elf` or `pe`.
+    format: String,
+    /// As [`Arch`] displays it.
+    arch: String,
+    /// The ABI tag: magic, major, minor, kind, reserved.
+    tag: Option<(u32, u16, u16, u32, u32)>,
+    has_entry: bool,
+}
+
+impl RecordedLibrary {
+    fn of(lib: &CheckedLibrary) -> Option<RecordedLibrary> {
+        let info = lib.info();
+        Some(RecordedLibrary {
+            file: lib.path().file_name()?.to_str()?.to_string(),
+            kind: lib.kind(),
+            format: match info.format {
+                BinaryFormat::Elf => "elf",
+                BinaryFormat::Pe => "pe",
+            }
+            .to_string(),
+            arch: info.arch.to_string(),
+            tag: info
+                .abi_tag
+                .map(|t| (t.magic, t.abi_major, t.abi_minor, t.kind, t.reserved)),
+            has_entry: info.has_entry,
+        })
+    }
+
+    /// The library in `dir`, checked again as the full check does (for
+    /// architecture `arch` and kind `kind`) on its recorded headers.
+    fn checked(&self, dir: &Path, file: &str, kind: u32, arch: &Arch) -> Option<CheckedLibrary> {
+        if self.file != file || self.kind != kind {
+            return None;
+        }
+        let info = LibraryInfo {
+            format: match self.format.as_str() {
+                "elf" => BinaryFormat::Elf,
+                "pe" => BinaryFormat::Pe,
+                _ => return None,
+            },
+            arch: Arch::parse(&self.arch),
+            abi_tag: self
+                .tag
+                .map(|(magic, abi_major, abi_minor, kind, reserved)| AbiTag {
+                    magic,
+                    abi_major,
+                    abi_minor,
+                    kind,
+                    reserved,
+                }),
+            has_entry: self.has_entry,
+        };
+        let path = dir.join(file);
+        check_library_for(&path, &info, kind, arch).ok()?;
+        Some(CheckedLibrary::recorded(path, kind, info))
+    }
+}
+
+/// What a reused verdict gives the check of a folder.
+pub(crate) struct Reused {
+    pub license: VerifiedLicense,
+    pub library: CheckedLibrary,
+    pub runtime: Option<CheckedLibrary>,
+}
+
+/// The keys of plugin folder `dir` and of everything under it (symlinks
+/// are keyed, not followed), bounded in entries and depth.
+///
+/// # Errors
+/// The I/O error of a metadata read or a listing, or `Other` past the
+/// bounds.
+pub(crate) fn walk(dir: &Path) -> std::io::Result<BTreeMap<String, Walked>> {
+    let folder = Folder::open(dir)?;
+    let mut out = BTreeMap::new();
+    out.insert(String::new(), folder.key("")?);
+    walk_into(&folder, dir, "", 0, &mut out)?;
+    Ok(out)
+}
+
+/// A plugin folder whose entries are keyed relative to it: one path
+/// lookup of the folder, not one per entry (the boot keys every entry of
+/// every folder).
+struct Folder {
+    #[cfg(target_os = "linux")]
+    fd: std::fs::File,
+    #[cfg(not(target_os = "linux"))]
+    dir: PathBuf,
+}
+
+impl Folder {
+    /// Opens `dir` for keying its entries (a symlink is refused).
+    #[cfg(target_os = "linux")]
+    fn open(dir: &Path) -> std::io::Result<Folder> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+            .open(dir)?;
+        Ok(Folder { fd })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open(dir: &Path) -> std::io::Result<Folder> {
+        Ok(Folder {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The key and kind of `relative` (`/`-separated, `""` for the folder
+    /// itself), a final symlink not followed. The same fields as
+    /// [`FileKey::of`] takes from the standard library's `statx`, so a key
+    /// made here matches the digest record's.
+    #[cfg(target_os = "linux")]
+    fn key(&self, relative: &str) -> std::io::Result<Walked> {
+        use nix::libc;
+        use std::os::fd::AsRawFd;
+        let path = std::ffi::CString::new(relative)?;
+        let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT;
+        if relative.is_empty() {
+            flags |= libc::AT_EMPTY_PATH;
+        }
+        // SAFETY: an all-zero statx is a valid value of the plain C struct.
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: the descriptor is open for the call's duration, `path` is
+        // NUL-terminated and outlives it, and `st` is a valid statx buffer
+        // the kernel writes.
+        let rc = unsafe {
+            libc::statx(
+                self.fd.as_raw_fd(),
+                path.as_ptr(),
+                flags,
+                libc::STATX_BASIC_STATS,
+                &mut st,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ns =
+            |t: libc::statx_timestamp| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+        let mode = u32::from(st.stx_mode) & libc::S_IFMT;
+        Ok(Walked {
+            key: FileKey::from((
+                libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+                st.stx_ino,
+                st.stx_size,
+                ns(st.stx_mtime),
+                ns(st.stx_ctime),
+            )),
+            kind: match mode {
+                libc::S_IFREG => EntryKind::File,
+                libc::S_IFDIR => EntryKind::Dir,
+                _ => EntryKind::Other,
+            },
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn key(&self, relative: &str) -> std::io::Result<Walked> {
+        let meta = std::fs::symlink_metadata(join(&self.dir, relative))?;
+        let t = meta.file_type();
+        Ok(Walked {
+            key: FileKey::of(&meta),
+            kind: if t.is_file() {
+                EntryKind::File
+            } else if t.is_dir() {
+                EntryKind::Dir
+            } else {
+                EntryKind::Other
+            },
+        })
+    }
+}
+
+fn walk_into(
+    folder: &Folder,
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    out: &mut BTreeMap<String, Walked>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if out.len() >= MAX_ENTRIES {
+            return Err(std::io::Error::other("too many entries"));
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            // A name the record cannot hold: no verdict for this folder.
+            return Err(std::io::Error::other("a file name that is not UTF-8"));
+        };
+        let relative = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let w = folder.key(&relative)?;
+        out.insert(relative.clone(), w);
+        if w.kind == EntryKind::Dir {
+            if depth + 1 > MAX_DEPTH {
+                return Err(std::io::Error::other("folders nested too deep"));
+            }
+            walk_into(folder, &entry.path(), &relative, depth + 1, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn join(dir: &Path, relative: &str) -> PathBuf {
+    let mut path = dir.to_path_buf();
+    path.extend(relative.split('/').filter(|p| !p.is_empty()));
+    path
+}
+
+/// What a folder's check expects of its libraries: the plugin's library
+/// file and `XPLUGIN_KIND_*`, and for a client plugin the runtime's
+/// possible names (empty for a controller plugin).
+pub(crate) struct Expected<'a> {
+    pub lib_file: &'a str,
+    pub kind: u32,
+    pub runtimes: &'a [&'a str],
+}
+
+/// The verdict of the folder `dir` whose libraries are `expected`, reused
+/// when everything it rests on is unchanged (see the module documentation)
+/// and kept for the next boot; `None` sends the folder to the full check.
+pub(crate) fn reuse(
+    record: &DigestRecord,
+    dir: &Path,
+    expected: &Expected<'_>,
+    trust: &TrustStore,
+    vctx: &VerifyContext<'_>,
+    ctx: &CheckContext<'_>,
+) -> Option<Reused> {
+    let relative = record.relative(dir)?;
+    let verdict = record.old_verdict(&relative)?;
+    // Every key first: one metadata read per entry, nothing read.
+    let folder = Folder::open(dir).ok()?;
+    for (path, w) in &verdict.entries {
+        if folder.key(path).ok()? != *w {
+            return None;
+        }
+    }
+    let license = xplugin_license::reverify(&verdict.payload, &verdict.signer, trust, vctx)?;
+    let library = verdict
+        .library
+        .checked(dir, expected.lib_file, expected.kind, &ctx.arch)?;
+    let runtime = match (&verdict.runtime, expected.runtimes.is_empty()) {
+        (None, true) => None,
+        (Some(rt), false) if expected.runtimes.contains(&rt.file.as_str()) => {
+            Some(rt.checked(dir, &rt.file, xplugin_abi::XPLUGIN_KIND_RUNTIME, &ctx.arch)?)
+        }
+        _ => return None,
+    };
+    // Last, the licensed digests, from the record under the keys just
+    // checked (a file the record does not answer for: the full check):
+    // each one what the license says.
+    for (file, expected) in &verdict.payload.files {
+        let w = verdict.entries.get(file.as_str())?;
+        if w.kind != EntryKind::File {
+            return None;
+        }
+        if &record.recorded_sha256(&join(dir, file), w.key)? != expected {
+            return None;
+        }
+    }
+    record.keep_old_verdict(&relative);
+    Some(Reused {
+        license,
+        library,
+        runtime,
+    })
+}
+
+/// Keeps the verdict of a full check of `dir` that passed with `license`
+/// (verified by `trust`), `library` and `runtime`, when the folder's keys
+/// after the check (walked now) are `before`, the keys walked before it.
+pub(crate) fn keep(
+    record: &DigestRecord,
+    dir: &Path,
+    before: BTreeMap<String, Walked>,
+    license: &VerifiedLicense,
+    trust: &TrustStore,
+    library: &CheckedLibrary,
+    runtime: Option<&CheckedLibrary>,
+) {
+    let Some(relative) = record.relative(dir) else {
+        return;
+    };
+    if walk(dir).ok().as_ref() != Some(&before) {
+        // Changed while it was checked: the next boot checks it in full.
+        return;
+    }
+    let (Some(signer), Some(library)) = (
+        xplugin_license::signer_key(license, trust),
+        RecordedLibrary::of(library),
+    ) else {
+        return;
+    };
+    let runtime = match runtime.map(RecordedLibrary::of) {
+        None => None,
+        Some(Some(r)) => Some(r),
+        Some(None) => return,
+    };
+    record.keep_verdict(
+        relative,
+        &FolderVerdict {
+            entries: before,
+            payload: license.payload().clone(),
+            signer,
+            library,
+            runtime,
+        },
+    );
+}
