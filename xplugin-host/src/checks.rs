@@ -457,7 +457,9 @@ pub fn check_plugin_folder_with(
     }
     // The folder's keys before the full check, for its verdict.
     let before = match (ctx.verdicts, &check.manifest, ctx.trust) {
-        (Some(_), Some(_), Ok(_)) => crate::verdicts::walk(dir).ok(),
+        (Some(record), Some(_), Ok(_)) if record.keeps_verdicts() => {
+            crate::verdicts::walk(dir).ok()
+        }
         _ => None,
     };
     if let Some(m) = &check.manifest {

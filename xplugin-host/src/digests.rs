@@ -352,6 +352,12 @@ impl DigestRecord {
         self.state().reused
     }
 
+    /// Whether this record keeps folder verdicts at all (not on Windows,
+    /// where it never answers).
+    pub(crate) fn keeps_verdicts(&self) -> bool {
+        RECORD_ANSWERS
+    }
+
     /// Keeps `verdict` for the folder at `relative` in the record saved
     /// after this boot. Not on Windows, where the record never answers.
     pub(crate) fn keep_verdict(&self, relative: String, verdict: &FolderVerdict) {
