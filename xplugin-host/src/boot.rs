@@ -15,7 +15,7 @@ use crate::services::Bus;
 use crate::stage::Stage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use xplugin_model::graph::{resolve, Node, ResolveInput};
@@ -675,7 +675,11 @@ impl Pipeline<'_, '_> {
                         guard_up(&opts.root, generation, g, durable_calls, names, cycle_stats)
                     })
             });
-            let checks = check_folders(folders, side, ctx);
+            let dirs: Vec<(&Path, &str)> = folders
+                .iter()
+                .map(|(p, dir)| (dir.as_path(), p.name.as_str()))
+                .collect();
+            let checks = crate::checks::check_plugin_folders(&dirs, side, ctx, |_| {});
             // Every installed file has been read: the record of what was
             // verified is saved, and an import waiting for the lock goes on.
             record.save();
@@ -862,71 +866,6 @@ impl Pipeline<'_, '_> {
 /// The guard thread's stack: it opens a file, maps it and starts a thread.
 /// Small, because under `mlockall` every byte of every stack stays resident.
 const GUARD_STACK: usize = 256 * 1024;
-
-/// Folders per checking thread: below 16 one thread checks them all (an
-/// unchanged folder is checked from its verdict in tens of microseconds,
-/// less than starting a thread costs).
-const FOLDERS_PER_THREAD: usize = 16;
-
-/// Reads the manifest of every folder and runs every check on it, on this
-/// thread and up to three more (one CPU each, the folders taken in turn as
-/// each thread is free); the checks come back in folder order.
-fn check_folders(
-    folders: &[Folder<'_>],
-    side: Side,
-    ctx: &crate::checks::CheckContext<'_>,
-) -> Vec<PluginCheck> {
-    let check = |i: usize| {
-        let (p, dir) = &folders[i];
-        let read = crate::checks::read_plugin_manifest(dir, &p.name, side, ctx);
-        crate::checks::check_plugin_folder_with(dir, &p.name, side, ctx, read)
-    };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let run = || {
-        let mut out = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if i >= folders.len() {
-                return out;
-            }
-            out.push((i, check(i)));
-        }
-    };
-    let helpers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 4)
-        .min(folders.len() / FOLDERS_PER_THREAD)
-        .saturating_sub(1);
-    let mut done: Vec<Option<PluginCheck>> = (0..folders.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        // A small stack: under mlockall (the daemon's real-time settings)
-        // glibc keeps exited threads' stacks mapped for reuse, and every
-        // byte of them stays resident.
-        let spawned: Vec<_> = (0..helpers)
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .name("xplugin-check".into())
-                    .stack_size(512 * 1024)
-                    .spawn_scoped(scope, run)
-                    .ok()
-            })
-            .collect();
-        for (i, c) in run() {
-            done[i] = Some(c);
-        }
-        for h in spawned {
-            // A thread that panicked (the panic was printed) lost its
-            // results: they are checked again below.
-            for (i, c) in h.join().unwrap_or_default() {
-                done[i] = Some(c);
-            }
-        }
-    });
-    done.into_iter()
-        .enumerate()
-        .map(|(i, c)| c.unwrap_or_else(|| check(i)))
-        .collect()
-}
 
 /// Settles the previous run (controller boots with a guard): quarantines
 /// who crashed it; returns the quarantine in force and how the previous run

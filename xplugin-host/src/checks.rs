@@ -447,7 +447,7 @@ pub fn check_plugin_folder_with(
             check.problems.push(e.to_problem());
         }
         if check.problems.0.is_empty() {
-            if let Some(reused) = reuse_verdict(dir, m, side, ctx) {
+            if let Some(reused) = reuse_verdict(dir, name, m, side, ctx) {
                 check.license = verified_status(&reused.license);
                 check.library = Some(reused.library);
                 check.runtime = reused.runtime;
@@ -492,6 +492,7 @@ pub fn check_plugin_folder_with(
 /// everything it rests on still holds.
 fn reuse_verdict(
     dir: &Path,
+    name: &str,
     m: &Manifest,
     side: Side,
     ctx: &CheckContext<'_>,
@@ -499,13 +500,10 @@ fn reuse_verdict(
     let (record, Ok(trust)) = (ctx.verdicts?, ctx.trust) else {
         return None;
     };
-    let (lib_file, kind, runtimes) = match side {
-        Side::Client => (
-            library_file_name(&m.name),
-            XPLUGIN_KIND_CLIENT,
-            runtime_file_names(),
-        ),
-        Side::Controller => (format!("{}.so", m.name), XPLUGIN_KIND_CONTROLLER, &[][..]),
+    let (lib_file, kind) = expected_library(side, name);
+    let runtimes = match side {
+        Side::Client => runtime_file_names(),
+        Side::Controller => &[][..],
     };
     let vctx = verify_context(m, side, ctx);
     let expected = crate::verdicts::Expected {
@@ -541,20 +539,22 @@ fn verified_status(l: &xplugin_license::VerifiedLicense) -> LicenseStatus {
     }
 }
 
+/// The library file a plugin `name` of `side` must ship for this platform,
+/// and the `XPLUGIN_KIND_*` it must be. Controllers run Linux: a
+/// controller part is `.so` whichever computer checks it (a Windows
+/// pendant checking offline too).
+fn expected_library(side: Side, name: &str) -> (String, u32) {
+    match side {
+        Side::Client => (library_file_name(name), XPLUGIN_KIND_CLIENT),
+        Side::Controller => (format!("{name}.so"), XPLUGIN_KIND_CONTROLLER),
+    }
+}
+
 /// The libraries for this platform: headers only.
 fn check_libraries(check: &mut PluginCheck, ctx: &CheckContext<'_>) {
     let (dir, name) = (check.dir.clone(), check.name.clone());
-    // Controllers run Linux: a controller part is `.so` whichever
-    // computer checks it (a Windows pendant checking offline too).
-    let lib_name = match check.side {
-        Side::Client => library_file_name(&name),
-        Side::Controller => format!("{name}.so"),
-    };
+    let (lib_name, kind) = expected_library(check.side, &name);
     let lib_path = dir.join(&lib_name);
-    let kind = match check.side {
-        Side::Client => XPLUGIN_KIND_CLIENT,
-        Side::Controller => XPLUGIN_KIND_CONTROLLER,
-    };
     let file_subject = |file: &str| ctx.file_subject(&dir, &name, file);
     // A client plugin's build for the other platform (a package may carry
     // both): a folder with only that one is installed but cannot load here.
@@ -689,85 +689,71 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Starts `workers` threads in `scope` that take `(index, input)` tasks
-/// from `tasks` and send `(index, check(index, input))` back on the
-/// returned channel, until the tasks run out or the receiver is gone. The
-/// returned receiver disconnects once every worker has ended; tasks left
-/// in `tasks` then (no worker could start) are the caller's to run.
-pub(crate) fn spawn_check_workers<'scope, 'env, T, F>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    workers: usize,
-    tasks: &crossbeam_channel::Receiver<(usize, T)>,
-    check: &'env F,
-) -> crossbeam_channel::Receiver<(usize, PluginCheck)>
-where
-    T: Send + 'env,
-    F: Fn(usize, T) -> PluginCheck + Sync,
-{
-    let (result_tx, results) = crossbeam_channel::unbounded();
-    for _ in 0..workers {
-        let (tasks, result_tx) = (tasks.clone(), result_tx.clone());
-        // A small stack: under mlockall (the daemon's real-time settings)
-        // glibc keeps exited threads' stacks mapped for reuse, and every
-        // byte of them stays resident.
-        let spawned = std::thread::Builder::new()
-            .name("xplugin-check".into())
-            .stack_size(512 * 1024)
-            .spawn_scoped(scope, move || {
-                for (i, input) in tasks.iter() {
-                    if result_tx.send((i, check(i, input))).is_err() {
-                        break;
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            log::warn!("cannot start a check thread ({e}): checking on fewer threads");
-        }
-    }
-    results
-}
-
-/// [`check_plugin_folder`] of every `(folder, name)` of `side`, on up to
-/// four threads (the checks of a package hash every licensed byte, and the
-/// folders are independent). `checked(i)` is called on this thread as each
-/// folder's check ends, in any order; the checks come back in the order of
-/// `folders`.
+/// [`check_plugin_folder`] of every `(folder, name)` of `side`, on this
+/// thread and up to three more (one per CPU; the folders are taken in turn
+/// as each thread is free, and they are independent). `checked(i)` is
+/// called on this thread as each folder's check ends, in any order; the
+/// checks come back in the order of `folders`.
 pub fn check_plugin_folders(
     folders: &[(&Path, &str)],
     side: Side,
     ctx: &CheckContext<'_>,
     mut checked: impl FnMut(usize),
 ) -> Vec<PluginCheck> {
-    let workers = std::thread::available_parallelism()
+    let helpers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 4)
-        .min(folders.len());
-    let check = |i: usize, (): ()| {
+        .min(folders.len())
+        .saturating_sub(1);
+    let check = |i: usize| {
         let (dir, name) = folders[i];
         check_plugin_folder(dir, name, side, ctx)
     };
     let (task_tx, tasks) = crossbeam_channel::unbounded();
     for i in 0..folders.len() {
         // Cannot fail: the receiver is alive.
-        let _ = task_tx.send((i, ()));
+        let _ = task_tx.send(i);
     }
     drop(task_tx);
     let mut done: Vec<Option<PluginCheck>> = (0..folders.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
-        let workers = if workers > 1 { workers } else { 0 };
-        let results = spawn_check_workers(scope, workers, &tasks, &check);
-        // Ends when every worker has ended; what none took (none started,
-        // or one folder) is checked here.
+        let (result_tx, results) = crossbeam_channel::unbounded();
+        for _ in 0..helpers {
+            let (tasks, result_tx, check) = (tasks.clone(), result_tx.clone(), &check);
+            // A small stack: under mlockall (the daemon's real-time
+            // settings) glibc keeps exited threads' stacks mapped for
+            // reuse, and every byte of them stays resident.
+            let spawned = std::thread::Builder::new()
+                .name("xplugin-check".into())
+                .stack_size(512 * 1024)
+                .spawn_scoped(scope, move || {
+                    for i in tasks.iter() {
+                        if result_tx.send((i, check(i))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start a check thread ({e}): checking on fewer threads");
+            }
+        }
+        drop(result_tx);
+        // This thread checks too, and reports each result as it comes.
+        while let Ok(i) = tasks.try_recv() {
+            done[i] = Some(check(i));
+            checked(i);
+            while let Ok((i, c)) = results.try_recv() {
+                done[i] = Some(c);
+                checked(i);
+            }
+        }
+        // Ends when every helper has ended.
         for (i, c) in results.iter() {
             done[i] = Some(c);
             checked(i);
         }
-        while let Ok((i, ())) = tasks.try_recv() {
-            done[i] = Some(check(i, ()));
-            checked(i);
-        }
     });
-    // A slot stays empty only if its worker panicked, which the scope has
+    // A slot stays empty only if its helper panicked, which the scope has
     // raised here already.
     done.into_iter().flatten().collect()
 }

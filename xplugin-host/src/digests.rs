@@ -306,7 +306,7 @@ impl DigestRecord {
     /// when this boot may use the record at all (one that does not parse
     /// is none).
     pub(crate) fn old_verdict(&self, relative: &str) -> Option<FolderVerdict> {
-        if self.mode != VerifyMode::Record || !RECORD_ANSWERS {
+        if !self.answers() {
             return None;
         }
         serde_json::from_str(self.old_folders.get(relative)?.get()).ok()
@@ -326,7 +326,7 @@ impl DigestRecord {
     /// the record, when its key there is `key` and this boot may use the
     /// record; kept for the next record and for [`background_check`].
     fn answer(&self, path: &Path, relative: &str, key: FileKey) -> Option<String> {
-        if self.mode != VerifyMode::Record || !RECORD_ANSWERS {
+        if !self.answers() {
             return None;
         }
         let e = self.old.get(relative).filter(|e| e.key == key)?;
@@ -350,6 +350,12 @@ impl DigestRecord {
     /// Plugin folders whose previous verdict was reused at this boot.
     pub fn verdicts_reused(&self) -> u64 {
         self.state().reused
+    }
+
+    /// Whether this boot takes digests and verdicts from the record: in
+    /// `record` mode, and not on Windows ([`RECORD_ANSWERS`]).
+    fn answers(&self) -> bool {
+        self.mode == VerifyMode::Record && RECORD_ANSWERS
     }
 
     /// Whether this record keeps folder verdicts at all (not on Windows,

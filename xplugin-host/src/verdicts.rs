@@ -35,15 +35,13 @@ use crate::checks::{CheckContext, CheckedLibrary};
 use crate::digests::{DigestRecord, FileKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use xplugin_abi::AbiTag;
-use xplugin_license::{LicensePayload, TrustStore, VerifiedLicense, VerifyContext};
+use xplugin_license::{
+    join_relative, LicensePayload, TrustStore, VerifiedLicense, VerifyContext, MAX_WALK_DEPTH,
+    MAX_WALK_ENTRIES,
+};
 use xplugin_package::binary::{check_library_for, Arch, BinaryFormat, LibraryInfo};
-
-/// Most entries walked in one plugin folder (as the license check's walk).
-const MAX_ENTRIES: usize = 10_000;
-/// Deepest sub-folder walked.
-const MAX_DEPTH: usize = 8;
 
 /// What a passed full check of one plugin folder found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,10 +97,8 @@ struct RecordedLibrary {
     file: String,
     /// The `XPLUGIN_KIND_*` it was checked to be.
     kind: u32,
-    /// `elf` or `pe`.
-    format: String,
-    /// As [`Arch`] displays it.
-    arch: String,
+    format: BinaryFormat,
+    arch: Arch,
     /// The ABI tag: magic, major, minor, kind, reserved.
     tag: Option<(u32, u16, u16, u32, u32)>,
     has_entry: bool,
@@ -114,12 +110,8 @@ impl RecordedLibrary {
         Some(RecordedLibrary {
             file: lib.path().file_name()?.to_str()?.to_string(),
             kind: lib.kind(),
-            format: match info.format {
-                BinaryFormat::Elf => "elf",
-                BinaryFormat::Pe => "pe",
-            }
-            .to_string(),
-            arch: info.arch.to_string(),
+            format: info.format,
+            arch: info.arch.clone(),
             tag: info
                 .abi_tag
                 .map(|t| (t.magic, t.abi_major, t.abi_minor, t.kind, t.reserved)),
@@ -134,12 +126,8 @@ impl RecordedLibrary {
             return None;
         }
         let info = LibraryInfo {
-            format: match self.format.as_str() {
-                "elf" => BinaryFormat::Elf,
-                "pe" => BinaryFormat::Pe,
-                _ => return None,
-            },
-            arch: Arch::parse(&self.arch),
+            format: self.format,
+            arch: self.arch.clone(),
             abi_tag: self
                 .tag
                 .map(|(magic, abi_major, abi_minor, kind, reserved)| AbiTag {
@@ -185,7 +173,7 @@ struct Folder {
     #[cfg(target_os = "linux")]
     fd: std::fs::File,
     #[cfg(not(target_os = "linux"))]
-    dir: PathBuf,
+    dir: std::path::PathBuf,
 }
 
 impl Folder {
@@ -258,7 +246,12 @@ impl Folder {
 
     #[cfg(not(target_os = "linux"))]
     fn key(&self, relative: &str) -> std::io::Result<Walked> {
-        let meta = std::fs::symlink_metadata(join(&self.dir, relative))?;
+        let path = if relative.is_empty() {
+            self.dir.clone()
+        } else {
+            join_relative(&self.dir, relative)
+        };
+        let meta = std::fs::symlink_metadata(path)?;
         let t = meta.file_type();
         Ok(Walked {
             key: FileKey::of(&meta),
@@ -282,7 +275,7 @@ fn walk_into(
 ) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if out.len() >= MAX_ENTRIES {
+        if out.len() >= MAX_WALK_ENTRIES {
             return Err(std::io::Error::other("too many entries"));
         }
         let name = entry.file_name();
@@ -298,19 +291,13 @@ fn walk_into(
         let w = folder.key(&relative)?;
         out.insert(relative.clone(), w);
         if w.kind == EntryKind::Dir {
-            if depth + 1 > MAX_DEPTH {
+            if depth + 1 > MAX_WALK_DEPTH {
                 return Err(std::io::Error::other("folders nested too deep"));
             }
             walk_into(folder, &entry.path(), &relative, depth + 1, out)?;
         }
     }
     Ok(())
-}
-
-fn join(dir: &Path, relative: &str) -> PathBuf {
-    let mut path = dir.to_path_buf();
-    path.extend(relative.split('/').filter(|p| !p.is_empty()));
-    path
 }
 
 /// What a folder's check expects of its libraries: the plugin's library
@@ -361,7 +348,7 @@ pub(crate) fn reuse(
         if w.kind != EntryKind::File {
             return None;
         }
-        if &record.recorded_sha256(&join(dir, file), w.key)? != expected {
+        if &record.recorded_sha256(&join_relative(dir, file), w.key)? != expected {
             return None;
         }
     }

@@ -61,8 +61,8 @@ pub use keys::{
 };
 pub use payload::{new_license_id, LicensePayload, Side, PAYLOAD_FORMAT};
 pub use verify::{
-    check_files, check_files_with, check_signature, check_signature_with, issue, lower_hex,
-    read_license_file, reverify, sha256_file, sha256_reader, signer_key, verify, verify_files,
-    verify_plugin_dir, verify_plugin_dir_with, verify_with, FileDigests, Rehash, VerifiedLicense,
-    VerifyContext,
+    check_files, check_files_with, check_signature, check_signature_with, issue, join_relative,
+    lower_hex, read_license_file, reverify, sha256_file, sha256_reader, signer_key, verify,
+    verify_files, verify_plugin_dir, verify_plugin_dir_with, verify_with, FileDigests, Rehash,
+    VerifiedLicense, VerifyContext, MAX_WALK_DEPTH, MAX_WALK_ENTRIES,
 };

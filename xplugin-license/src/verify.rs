@@ -464,9 +464,9 @@ impl FileDigests for Rehash {
 }
 
 /// Most directory entries walked when looking for unlicensed code.
-const MAX_WALK_ENTRIES: usize = 10_000;
+pub const MAX_WALK_ENTRIES: usize = 10_000;
 /// Deepest sub-folder walked when looking for unlicensed code.
-const MAX_WALK_DEPTH: usize = 8;
+pub const MAX_WALK_DEPTH: usize = 8;
 
 /// Checks `plugin_dir` against the `files` of a license: every listed file
 /// exists, is a regular file and has the licensed SHA-256 (hashed in 64 KiB
@@ -567,7 +567,9 @@ fn check_files_except(
     }
 }
 
-fn join_relative(dir: &Path, relative: &str) -> PathBuf {
+/// `dir` joined with the `/`-separated `relative` path of a license's
+/// file list (one component per part, on every platform).
+pub fn join_relative(dir: &Path, relative: &str) -> PathBuf {
     let mut path = dir.to_path_buf();
     for part in relative.split('/') {
         path.push(part);

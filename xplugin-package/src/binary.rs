@@ -10,7 +10,7 @@
 use crate::window::Window;
 use object::read::ReadCache;
 use object::{Architecture, Object, ObjectKind, ObjectSection, ObjectSymbol};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use xplugin_abi::{
 use xplugin_model::ProblemCode;
 
 /// Container format of a library.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BinaryFormat {
     /// Linux shared object.
@@ -31,7 +31,7 @@ pub enum BinaryFormat {
 }
 
 /// Processor architecture of a library or of this host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// x86-64.
