@@ -437,6 +437,7 @@ fn run_plugins(
         cycle_budget_us: None,
         guard: None,
         verify: config.verify.unwrap_or_default(),
+        stops_after_start: !until_stopped,
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,

@@ -331,6 +331,7 @@ fn run_boot(
             (settings.rt_priority, settings.cpu),
         )),
         verify: config.verify.unwrap_or_default(),
+        stops_after_start: settings.cycles == Some(0),
     };
     let mut booted = match boot(&opts) {
         Ok(b) => b,

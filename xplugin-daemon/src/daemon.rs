@@ -162,6 +162,7 @@ pub fn run(opts: DaemonOptions, signals: Signals) -> u8 {
             (opts.cycle.rt_priority, opts.cycle.cpu),
         )),
         verify: opts.config.verify.unwrap_or_default(),
+        stops_after_start: false,
     };
     let mut booted = match boot(&boot_opts) {
         Ok(b) => b,

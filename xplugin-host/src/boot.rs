@@ -46,6 +46,15 @@ pub struct BootOptions<'a> {
     pub guard: Option<Guard>,
     /// How the installed files are verified ([`crate::digests`]).
     pub verify: crate::digests::VerifyMode,
+    /// The caller stops the plugins right after starting them (`boot`
+    /// without cycles, a pendant `run` without `--until-stopped`). Such a
+    /// run starts no background verification, which would never begin (it
+    /// waits [`BACKGROUND_DELAY`] after start), and does not make a
+    /// "running" phase durable in the journal: no plugin call runs between
+    /// the last start and the first stop, so the phase says nothing a
+    /// machine loss could need (and until the stop, the journal's
+    /// "starting" is the cautious reading: it blames nobody).
+    pub stops_after_start: bool,
 }
 
 /// Fault containment settings of a boot.
@@ -583,12 +592,21 @@ pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
         };
         lifecycle.render_all(&ctx);
     }
-    if let (true, Some(j)) = (guarded, crate::journal::get()) {
+    if let (true, false, Some(j)) = (guarded, opts.stops_after_start, crate::journal::get()) {
         j.phase_soon(crate::journal::Phase::Running);
     }
     let start_us = micros(start_started);
     let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    spawn_background_check(&opts.root, side, background, background_stop.clone());
+    if opts.stops_after_start {
+        if !background.is_empty() {
+            log::debug!(
+                "background verification: not started, this run stops right after start ({} files keep the digests of the record until a run that lasts)",
+                background.len()
+            );
+        }
+    } else {
+        spawn_background_check(&opts.root, side, background, background_stop.clone());
+    }
     let report = BootReport {
         side,
         root: opts.root.clone(),
@@ -751,9 +769,10 @@ impl Pipeline<'_, '_> {
             .collect();
         // The data directories: a failure refuses the boot before any
         // plugin code runs.
+        let listed = self.store.listed_data_dirs();
         let data_dirs: Result<BTreeMap<usize, PathBuf>, _> = planned_indices
             .iter()
-            .map(|&i| Ok((i, self.store.data_dir(&folders[i].0.name)?)))
+            .map(|&i| Ok((i, self.store.data_dir_in(&folders[i].0.name, &listed)?)))
             .collect();
         if let Some(spawned) = guard {
             self.supervisor = match spawned {

@@ -378,6 +378,9 @@ pub struct ManifestRead {
     pub problems: Problems,
 }
 
+/// Most bytes of a manifest read.
+const MANIFEST_LIMIT: u64 = 1 << 20;
+
 /// Reads and parses the manifest `NAME.json` of plugin folder `dir`.
 pub fn read_plugin_manifest(
     dir: &Path,
@@ -386,14 +389,8 @@ pub fn read_plugin_manifest(
     ctx: &CheckContext<'_>,
 ) -> ManifestRead {
     let file = format!("{name}.json");
-    match read_bounded(&dir.join(&file), 1 << 20) {
-        Ok(bytes) => {
-            let outcome = parse_manifest(side, name, &bytes);
-            ManifestRead {
-                manifest: outcome.manifest,
-                problems: outcome.problems,
-            }
-        }
+    match read_bounded(&dir.join(&file), MANIFEST_LIMIT) {
+        Ok(bytes) => parsed_manifest(side, name, &bytes),
         Err(e) => ManifestRead {
             manifest: None,
             problems: Problems(vec![Problem::new(
@@ -406,27 +403,53 @@ pub fn read_plugin_manifest(
     }
 }
 
+fn parsed_manifest(side: Side, name: &str, bytes: &[u8]) -> ManifestRead {
+    let outcome = parse_manifest(side, name, bytes);
+    ManifestRead {
+        manifest: outcome.manifest,
+        problems: outcome.problems,
+    }
+}
+
 /// Runs every check on plugin folder `dir` named `name` of `side`: manifest,
 /// compatibility, license, libraries. Nothing is loaded.
+///
+/// With a previous verdict on the folder ([`crate::verdicts`]) whose keys
+/// all hold, the manifest is read through the folder the keys were taken
+/// from, and its own key from the file read: the bytes parsed are the ones
+/// the verdict's key describes.
 pub fn check_plugin_folder(
     dir: &Path,
     name: &str,
     side: Side,
     ctx: &CheckContext<'_>,
 ) -> PluginCheck {
+    let keyed = match (ctx.verdicts, ctx.trust) {
+        (Some(record), Ok(_)) => crate::verdicts::keyed(record, dir, &format!("{name}.json")),
+        _ => None,
+    };
+    if let Some(keyed) = keyed {
+        if let Some(bytes) = keyed.read_manifest(&format!("{name}.json"), MANIFEST_LIMIT) {
+            let read = parsed_manifest(side, name, &bytes);
+            return check_plugin_folder_with(dir, name, side, ctx, read, Some(keyed));
+        }
+    }
     let manifest = read_plugin_manifest(dir, name, side, ctx);
-    check_plugin_folder_with(dir, name, side, ctx, manifest)
+    check_plugin_folder_with(dir, name, side, ctx, manifest, None)
 }
 
 /// The checks of [`check_plugin_folder`] after the manifest: compatibility,
-/// license, libraries, on the manifest `read` from the folder by
-/// [`read_plugin_manifest`]. Nothing is loaded.
-pub fn check_plugin_folder_with(
+/// license, libraries, on the manifest `read` from the folder. With
+/// `keyed`, the folder's previous verdict is reused if all else it rests
+/// on holds; otherwise (or without it) the full check runs. Nothing is
+/// loaded.
+fn check_plugin_folder_with(
     dir: &Path,
     name: &str,
     side: Side,
     ctx: &CheckContext<'_>,
     read: ManifestRead,
+    keyed: Option<crate::verdicts::Keyed>,
 ) -> PluginCheck {
     let mut check = PluginCheck {
         name: name.to_string(),
@@ -446,8 +469,8 @@ pub fn check_plugin_folder_with(
             check.incompatible = true;
             check.problems.push(e.to_problem());
         }
-        if check.problems.0.is_empty() {
-            if let Some(reused) = reuse_verdict(dir, name, m, side, ctx) {
+        if let (true, Some(keyed)) = (check.problems.0.is_empty(), keyed) {
+            if let Some(reused) = reuse_verdict(dir, name, m, side, ctx, keyed) {
                 check.license = verified_status(&reused.license);
                 check.library = Some(reused.library);
                 check.runtime = reused.runtime;
@@ -496,6 +519,7 @@ fn reuse_verdict(
     m: &Manifest,
     side: Side,
     ctx: &CheckContext<'_>,
+    keyed: crate::verdicts::Keyed,
 ) -> Option<crate::verdicts::Reused> {
     let (record, Ok(trust)) = (ctx.verdicts?, ctx.trust) else {
         return None;
@@ -511,7 +535,7 @@ fn reuse_verdict(
         kind,
         runtimes,
     };
-    crate::verdicts::reuse(record, dir, &expected, trust, &vctx, ctx)
+    crate::verdicts::reuse(record, dir, keyed, &expected, trust, &vctx, ctx)
 }
 
 /// What the license of the plugin of manifest `m` on `side` is checked
@@ -700,8 +724,7 @@ pub fn check_plugin_folders(
     ctx: &CheckContext<'_>,
     mut checked: impl FnMut(usize),
 ) -> Vec<PluginCheck> {
-    let helpers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
+    let helpers = crate::os::usable_cpus()
         .clamp(1, 4)
         .min(folders.len())
         .saturating_sub(1);

@@ -109,6 +109,11 @@ impl From<FileKey> for KeyParts {
 }
 
 impl FileKey {
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// The key of a file with metadata `m`.
     #[cfg(unix)]
     pub fn of(m: &std::fs::Metadata) -> FileKey {

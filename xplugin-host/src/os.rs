@@ -34,6 +34,36 @@ pub fn thread_id() -> u32 {
     tid
 }
 
+/// How many CPUs this thread may run on: its affinity mask on Linux (one
+/// `sched_getaffinity`), else the standard library's count. Unlike
+/// `std::thread::available_parallelism` on Linux, it does not read the
+/// cgroup's CPU quota (several files under `/sys/fs/cgroup`, about 50 µs):
+/// for sizing a short burst of check threads, a quota only slows them.
+pub fn usable_cpus() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a zeroed cpu_set_t is a valid (empty) set, which the
+        // kernel fills; the size passed is the set's own.
+        let count = unsafe {
+            let mut set: nix::libc::cpu_set_t = std::mem::zeroed();
+            if nix::libc::sched_getaffinity(
+                0,
+                std::mem::size_of::<nix::libc::cpu_set_t>(),
+                &mut set,
+            ) == 0
+            {
+                nix::libc::CPU_COUNT(&set)
+            } else {
+                0
+            }
+        };
+        if count > 0 {
+            return count as usize;
+        }
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 /// True if a process with id `pid` exists (and, on Windows, has not exited).
 pub fn process_alive(pid: u32) -> bool {
     if pid == 0 {

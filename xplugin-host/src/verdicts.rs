@@ -176,6 +176,54 @@ struct Folder {
     dir: std::path::PathBuf,
 }
 
+/// The key and kind of `relative` under directory descriptor `dirfd`
+/// (`""`: the descriptor's own file), a final symlink not followed. The
+/// same fields as [`FileKey::of`] takes from the standard library's
+/// `statx`, so a key made here matches the digest record's.
+#[cfg(target_os = "linux")]
+fn statx_key(dirfd: std::os::fd::RawFd, relative: &str) -> std::io::Result<Walked> {
+    use nix::libc;
+    let path = std::ffi::CString::new(relative)?;
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT;
+    if relative.is_empty() {
+        flags |= libc::AT_EMPTY_PATH;
+    }
+    // SAFETY: an all-zero statx is a valid value of the plain C struct.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the caller's descriptor is open for the call's duration,
+    // `path` is NUL-terminated and outlives it, and `st` is a valid statx
+    // buffer the kernel writes.
+    let rc = unsafe {
+        libc::statx(
+            dirfd,
+            path.as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS,
+            &mut st,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let ns =
+        |t: libc::statx_timestamp| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    let mode = u32::from(st.stx_mode) & libc::S_IFMT;
+    Ok(Walked {
+        key: FileKey::from((
+            libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            st.stx_ino,
+            st.stx_size,
+            ns(st.stx_mtime),
+            ns(st.stx_ctime),
+        )),
+        kind: match mode {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            _ => EntryKind::Other,
+        },
+    })
+}
+
 impl Folder {
     /// Opens `dir` for keying its entries (a symlink is refused).
     #[cfg(target_os = "linux")]
@@ -201,47 +249,60 @@ impl Folder {
     /// made here matches the digest record's.
     #[cfg(target_os = "linux")]
     fn key(&self, relative: &str) -> std::io::Result<Walked> {
-        use nix::libc;
         use std::os::fd::AsRawFd;
+        statx_key(self.fd.as_raw_fd(), relative)
+    }
+
+    /// The bytes of the file `relative` in the folder (a final symlink not
+    /// followed), at most `limit`, and the key of the open file taken
+    /// after reading it: bytes and key describe the same file, so a key
+    /// that matches a record says the bytes are the recorded ones. `size`
+    /// is the size expected (one read when it is right).
+    #[cfg(target_os = "linux")]
+    fn read(&self, relative: &str, size: u64, limit: u64) -> std::io::Result<(Vec<u8>, Walked)> {
+        use nix::libc;
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd};
         let path = std::ffi::CString::new(relative)?;
-        let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT;
-        if relative.is_empty() {
-            flags |= libc::AT_EMPTY_PATH;
-        }
-        // SAFETY: an all-zero statx is a valid value of the plain C struct.
-        let mut st: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: the descriptor is open for the call's duration, `path` is
-        // NUL-terminated and outlives it, and `st` is a valid statx buffer
-        // the kernel writes.
-        let rc = unsafe {
-            libc::statx(
+        // SAFETY: the folder's descriptor is open for the call, `path` is
+        // NUL-terminated and outlives it.
+        let fd = unsafe {
+            libc::openat(
                 self.fd.as_raw_fd(),
                 path.as_ptr(),
-                flags,
-                libc::STATX_BASIC_STATS,
-                &mut st,
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY,
             )
         };
-        if rc != 0 {
+        if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let ns =
-            |t: libc::statx_timestamp| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
-        let mode = u32::from(st.stx_mode) & libc::S_IFMT;
-        Ok(Walked {
-            key: FileKey::from((
-                libc::makedev(st.stx_dev_major, st.stx_dev_minor),
-                st.stx_ino,
-                st.stx_size,
-                ns(st.stx_mtime),
-                ns(st.stx_ctime),
-            )),
-            kind: match mode {
-                libc::S_IFREG => EntryKind::File,
-                libc::S_IFDIR => EntryKind::Dir,
-                _ => EntryKind::Other,
-            },
-        })
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let want = size.min(limit);
+        let mut buf = vec![0u8; usize::try_from(want).unwrap_or(0) + 1];
+        // One read of one byte more than expected: a regular file gives
+        // all it has up to that; fewer bytes than expected, or more, and
+        // it is read to its end (bounded) like any other.
+        let n = (&file).read(&mut buf)?;
+        buf.truncate(n);
+        if n as u64 != want {
+            (&file).take(limit + 1 - n as u64).read_to_end(&mut buf)?;
+        }
+        if buf.len() as u64 > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("file is larger than {limit} bytes"),
+            ));
+        }
+        let key = statx_key(file.as_raw_fd(), "")?;
+        Ok((buf, key))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read(&self, relative: &str, _size: u64, limit: u64) -> std::io::Result<(Vec<u8>, Walked)> {
+        let path = join_relative(&self.dir, relative);
+        let bytes = crate::checks::read_bounded(&path, limit)?;
+        Ok((bytes, self.key(relative)?))
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -309,26 +370,68 @@ pub(crate) struct Expected<'a> {
     pub runtimes: &'a [&'a str],
 }
 
-/// The verdict of the folder `dir` whose libraries are `expected`, reused
-/// when everything it rests on is unchanged (see the module documentation)
-/// and kept for the next boot; `None` sends the folder to the full check.
+/// The previous verdict on plugin folder `dir` whose manifest is the file
+/// `manifest`, when every entry the verdict recorded but the manifest still
+/// has its key; `None` sends the folder to the full check.
+pub(crate) fn keyed(record: &DigestRecord, dir: &Path, manifest: &str) -> Option<Keyed> {
+    let relative = record.relative(dir)?;
+    let verdict = record.old_verdict(&relative)?;
+    // Every key first: one metadata read per entry, nothing read. The
+    // manifest's is taken from the file as it is read.
+    let folder = Folder::open(dir).ok()?;
+    for (path, w) in &verdict.entries {
+        if path != manifest && folder.key(path).ok()? != *w {
+            return None;
+        }
+    }
+    Some(Keyed {
+        relative,
+        verdict,
+        folder,
+    })
+}
+
+/// A previous verdict on a plugin folder whose every entry still has the
+/// key the verdict recorded, except the manifest, read by
+/// [`Keyed::read_manifest`]: what [`reuse`] then checks again.
+pub(crate) struct Keyed {
+    relative: String,
+    verdict: FolderVerdict,
+    folder: Folder,
+}
+
+impl Keyed {
+    /// The bytes of the manifest `file` (at most `limit`), read through
+    /// the folder, when the file read still has the verdict's key: else
+    /// `None`, and the folder gets the full check.
+    pub(crate) fn read_manifest(&self, file: &str, limit: u64) -> Option<Vec<u8>> {
+        let w = self.verdict.entries.get(file)?;
+        if w.kind != EntryKind::File {
+            return None;
+        }
+        let (bytes, found) = self.folder.read(file, w.key.size(), limit).ok()?;
+        (found == *w).then_some(bytes)
+    }
+}
+
+/// The previous verdict on `dir` (keyed, its manifest read: [`keyed`]),
+/// reused (and kept for the next boot) when everything else it rests on
+/// still holds (see the module documentation): the license against this
+/// boot's trust store and clock ([`xplugin_license::reverify`]), the
+/// recorded library headers against this architecture, and each licensed
+/// file's digest from the record under its key.
 pub(crate) fn reuse(
     record: &DigestRecord,
     dir: &Path,
+    keyed: Keyed,
     expected: &Expected<'_>,
     trust: &TrustStore,
     vctx: &VerifyContext<'_>,
     ctx: &CheckContext<'_>,
 ) -> Option<Reused> {
-    let relative = record.relative(dir)?;
-    let verdict = record.old_verdict(&relative)?;
-    // Every key first: one metadata read per entry, nothing read.
-    let folder = Folder::open(dir).ok()?;
-    for (path, w) in &verdict.entries {
-        if folder.key(path).ok()? != *w {
-            return None;
-        }
-    }
+    let Keyed {
+        relative, verdict, ..
+    } = keyed;
     let license = xplugin_license::reverify(&verdict.payload, &verdict.signer, trust, vctx)?;
     let library = verdict
         .library

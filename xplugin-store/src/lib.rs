@@ -112,6 +112,14 @@ pub const DATA_DIR: &str = "data";
 /// Directory of host state (not written by the store).
 pub const STATE_DIR: &str = "state";
 
+/// Most entries of the data root one [`Store::listed_data_dirs`] lists.
+pub const MAX_LISTED_DATA_DIRS: usize = 100_000;
+
+/// The names of the directories found in the data root by
+/// [`Store::listed_data_dirs`].
+#[derive(Debug, Clone, Default)]
+pub struct DataDirs(std::collections::BTreeSet<String>);
+
 /// One install root. Cheap to open; reading needs no lock, every change needs
 /// a [`StoreLock`] from [`Store::lock`] or [`Store::lock_wait`].
 #[derive(Debug, Clone)]
@@ -491,6 +499,36 @@ impl Store {
     /// [`StoreError::InvalidPluginName`] if `name` cannot be a directory name;
     /// [`StoreError::Io`] if it cannot be created.
     pub fn data_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        self.data_dir_in(name, &DataDirs::default())
+    }
+
+    /// The directories already in the data root (`ROOT/data`), by one
+    /// listing of it, for [`Store::data_dir_in`]: a boot asks for the data
+    /// directory of every plugin, and a name listed as a directory (not a
+    /// symlink: the entry's own type) needs no metadata read of its own.
+    /// Unreadable or missing, or larger than [`MAX_LISTED_DATA_DIRS`]
+    /// entries: what was listed so far, the rest checked one by one.
+    pub fn listed_data_dirs(&self) -> DataDirs {
+        let mut dirs = DataDirs::default();
+        let Ok(entries) = std::fs::read_dir(self.data_root()) else {
+            return dirs;
+        };
+        for entry in entries.take(MAX_LISTED_DATA_DIRS).flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if let Ok(name) = entry.file_name().into_string() {
+                    dirs.0.insert(name);
+                }
+            }
+        }
+        dirs
+    }
+
+    /// [`Store::data_dir`], which needs no metadata read when `listed`
+    /// (from [`Store::listed_data_dirs`]) holds `name`.
+    ///
+    /// # Errors
+    /// As [`Store::data_dir`].
+    pub fn data_dir_in(&self, name: &str, listed: &DataDirs) -> Result<PathBuf, StoreError> {
         if let Some(reason) = plugin_name_problem(name) {
             return Err(StoreError::InvalidPluginName {
                 name: name.to_string(),
@@ -499,8 +537,10 @@ impl Store {
             });
         }
         let path = self.data_root().join(name);
-        fsutil::ensure_dir(&path, DATA_DIR_MODE)
-            .map_err(|e| StoreError::io("create data directory", &path, e, HINT_DISK))?;
+        if !listed.0.contains(name) {
+            fsutil::ensure_dir(&path, DATA_DIR_MODE)
+                .map_err(|e| StoreError::io("create data directory", &path, e, HINT_DISK))?;
+        }
         self.adopt(&path);
         Ok(path)
     }
