@@ -506,8 +506,13 @@ pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
     let mut bridge_decls = Vec::new();
     let mut enabled_set = BTreeSet::new();
     // Sorted by path: a folder's files follow it, so each plugin's files
-    // are one contiguous run found by binary search.
-    let mut from_record = record.from_record();
+    // are one contiguous run found by binary search. None for a run that
+    // starts no background verification.
+    let mut from_record = if opts.stops_after_start {
+        Vec::new()
+    } else {
+        record.from_record()
+    };
     from_record.sort_by(|a, b| a.path.cmp(&b.path));
     let mut background = Vec::new();
     let by_name: BTreeMap<&str, &(PluginCheck, bool)> = checked
@@ -598,10 +603,10 @@ pub fn boot(opts: &BootOptions<'_>) -> Result<Booted, BootError> {
     let start_us = micros(start_started);
     let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if opts.stops_after_start {
-        if !background.is_empty() {
+        let (answered, _) = record.counts();
+        if answered > 0 {
             log::debug!(
-                "background verification: not started, this run stops right after start ({} files keep the digests of the record until a run that lasts)",
-                background.len()
+                "background verification: not started, this run stops right after start ({answered} files keep the digests of the record until a run that lasts)"
             );
         }
     } else {

@@ -301,6 +301,27 @@ impl DigestRecord {
     /// The path of `path` under the root, the record's key for it (`None`
     /// outside the root or not UTF-8).
     pub(crate) fn relative(&self, path: &Path) -> Option<String> {
+        // The paths asked about are joined onto the (canonical) root, so
+        // their bytes start with the root's and a separator: no component
+        // walk (`strip_prefix`'s) for the few hundred a boot asks about.
+        // Anything else goes the component-wise way.
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let (p, r) = (
+                path.as_os_str().as_bytes(),
+                self.root.as_os_str().as_bytes(),
+            );
+            if let Some(rest) = p.strip_prefix(r).and_then(|t| t.strip_prefix(b"/")) {
+                let plain = !rest.is_empty()
+                    && rest
+                        .split(|&b| b == b'/')
+                        .all(|c| !c.is_empty() && c != b"." && c != b"..");
+                if plain {
+                    return std::str::from_utf8(rest).ok().map(str::to_string);
+                }
+            }
+        }
         path.strip_prefix(&self.root)
             .ok()
             .and_then(Path::to_str)
@@ -335,15 +356,18 @@ impl DigestRecord {
             return None;
         }
         let e = self.old.get(relative).filter(|e| e.key == key)?;
-        let mut s = self.state();
-        s.answered += 1;
-        s.new.insert(relative.to_string(), e.clone());
-        s.from_record.push(Recorded {
+        // Made before the lock is taken: the check threads share it.
+        let recorded = Recorded {
             path: path.to_path_buf(),
             relative: relative.to_string(),
             sha256: e.sha256.clone(),
-        });
-        Some(e.sha256.clone())
+        };
+        let (kept, sha256) = (e.clone(), e.sha256.clone());
+        let mut s = self.state();
+        s.answered += 1;
+        s.new.insert(relative.to_string(), kept);
+        s.from_record.push(recorded);
+        Some(sha256)
     }
 
     /// [`DigestRecord::answer`] for the file at `path` whose key is `key`,

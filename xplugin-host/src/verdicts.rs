@@ -432,7 +432,7 @@ pub(crate) fn reuse(
     let Keyed {
         relative, verdict, ..
     } = keyed;
-    let license = xplugin_license::reverify(&verdict.payload, &verdict.signer, trust, vctx)?;
+    let license = xplugin_license::reverify(verdict.payload, &verdict.signer, trust, vctx)?;
     let library = verdict
         .library
         .checked(dir, expected.lib_file, expected.kind, &ctx.arch)?;
@@ -446,7 +446,7 @@ pub(crate) fn reuse(
     // Last, the licensed digests, from the record under the keys just
     // checked (a file the record does not answer for: the full check):
     // each one what the license says.
-    for (file, expected) in &verdict.payload.files {
+    for (file, expected) in &license.payload().files {
         let w = verdict.entries.get(file.as_str())?;
         if w.kind != EntryKind::File {
             return None;

@@ -183,26 +183,38 @@ fn derive(kind: &str, value: &str) -> String {
 /// with or without `-`, `:` or spaces), or `None` if it is not 32 hex digits.
 /// [`ANY_DEVICE`] is returned as is.
 pub fn normalize_device_id(text: &str) -> Option<String> {
-    let t = text.trim();
-    if t == ANY_DEVICE {
+    if text.trim() == ANY_DEVICE {
         return Some(ANY_DEVICE.to_string());
     }
-    let hex: String = t
-        .chars()
-        .filter(|c| !matches!(c, '-' | ':' | ' '))
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
+    let digits = device_digits(text)?;
     let mut out = String::with_capacity(35);
-    for (i, c) in hex.chars().enumerate() {
+    for (i, d) in digits.iter().enumerate() {
         if i > 0 && i % 8 == 0 {
             out.push('-');
         }
-        out.push(c);
+        out.push(char::from(*d));
     }
     Some(out)
+}
+
+/// The 32 hex digits of a device id, lower-case, with the separators
+/// (`-`, `:`, space) left out; `None` unless there are exactly 32 digits
+/// and nothing else. No allocation: a boot compares each license's
+/// devices with this one.
+fn device_digits(text: &str) -> Option<[u8; 32]> {
+    let mut digits = [0u8; 32];
+    let mut n = 0;
+    for b in text.trim().bytes() {
+        if matches!(b, b'-' | b':' | b' ') {
+            continue;
+        }
+        if !b.is_ascii_hexdigit() || n == digits.len() {
+            return None;
+        }
+        digits[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    (n == digits.len()).then_some(digits)
 }
 
 /// True when `licensed` (an entry of a license's device list) covers the
@@ -211,8 +223,8 @@ pub fn device_matches(licensed: &str, this: &str) -> bool {
     if licensed.trim() == ANY_DEVICE {
         return true;
     }
-    match (normalize_device_id(licensed), normalize_device_id(this)) {
-        (Some(a), Some(b)) => a == b && a != ANY_DEVICE,
+    match (device_digits(licensed), device_digits(this)) {
+        (Some(a), Some(b)) => a == b,
         _ => false,
     }
 }

@@ -279,7 +279,7 @@ pub fn signer_key(license: &VerifiedLicense, trust: &TrustStore) -> Option<Strin
 /// one `payload` came from (a boot knows it by the file's key, see the
 /// host's digest record).
 pub fn reverify(
-    payload: &LicensePayload,
+    payload: LicensePayload,
     signer: &str,
     trust: &TrustStore,
     ctx: &VerifyContext<'_>,
@@ -288,11 +288,9 @@ pub fn reverify(
     if lower_hex(key.as_bytes()) != signer || !payload.problems().is_empty() {
         return None;
     }
-    check_context(payload, ctx)
+    check_context(&payload, ctx)
         .is_empty()
-        .then(|| VerifiedLicense {
-            payload: payload.clone(),
-        })
+        .then_some(VerifiedLicense { payload })
 }
 
 fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseError> {
@@ -840,7 +838,7 @@ mod tests {
             high_water_mark: None,
         };
         let again = reverify(
-            verified.payload(),
+            verified.payload().clone(),
             &signer,
             &trust,
             &ctx(DEVICE, ISSUED + 2 * DAY),
@@ -848,17 +846,23 @@ mod tests {
         assert_eq!(again.as_ref().map(VerifiedLicense::payload), Some(&p));
         // Past its expiry, on another device: refused (the caller then
         // verifies the file in full and says why).
-        assert!(reverify(&p, &signer, &trust, &ctx(DEVICE, ISSUED + 11 * DAY)).is_none());
+        assert!(reverify(p.clone(), &signer, &trust, &ctx(DEVICE, ISSUED + 11 * DAY)).is_none());
         let other_device = "fedcba98-fedcba98-fedcba98-fedcba98";
-        assert!(reverify(&p, &signer, &trust, &ctx(other_device, ISSUED + DAY)).is_none());
+        assert!(reverify(p.clone(), &signer, &trust, &ctx(other_device, ISSUED + DAY)).is_none());
         // Another key under the same id, or none: refused.
         let mut replaced = TrustStore::new();
         let (k2, _) = generate_keypair(Some("vendor-a")).expect("keygen");
         replaced
             .insert("vendor-a", k2.verifying_key())
             .expect("trust");
-        assert!(reverify(&p, &signer, &replaced, &ctx(DEVICE, ISSUED + DAY)).is_none());
-        assert!(reverify(&p, &signer, &TrustStore::new(), &ctx(DEVICE, ISSUED + DAY)).is_none());
+        assert!(reverify(p.clone(), &signer, &replaced, &ctx(DEVICE, ISSUED + DAY)).is_none());
+        assert!(reverify(
+            p.clone(),
+            &signer,
+            &TrustStore::new(),
+            &ctx(DEVICE, ISSUED + DAY)
+        )
+        .is_none());
     }
 
     /// Remembers every fingerprint it is told about.
