@@ -73,8 +73,13 @@ fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     // The daemon runs with a journal: so does this.
     let journal = dir.path().join("journal");
-    xplugin_host::journal::Journal::open(&journal, 1, false)
-        .unwrap_or_else(|e| panic!("journal: {e}"));
+    xplugin_host::journal::Journal::open(
+        &journal,
+        1,
+        false,
+        xplugin_host::journal::Phase::Starting,
+    )
+    .unwrap_or_else(|e| panic!("journal: {e}"));
     let lib = compile(dir.path());
     let checked =
         check_plugin_file(&lib, XPLUGIN_KIND_CONTROLLER).unwrap_or_else(|e| panic!("{e}"));

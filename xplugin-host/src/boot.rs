@@ -49,11 +49,13 @@ pub struct BootOptions<'a> {
     /// The caller stops the plugins right after starting them (`boot`
     /// without cycles, a pendant `run` without `--until-stopped`). Such a
     /// run starts no background verification, which would never begin (it
-    /// waits [`BACKGROUND_DELAY`] after start), and does not make a
-    /// "running" phase durable in the journal: no plugin call runs between
-    /// the last start and the first stop, so the phase says nothing a
-    /// machine loss could need (and until the stop, the journal's
-    /// "starting" is the cautious reading: it blames nobody).
+    /// waits [`BACKGROUND_DELAY`] after start), and its journal holds one
+    /// phase from the first load to the clean end,
+    /// [`crate::journal::Phase::StartingAndStopping`]: no plugin call runs
+    /// between the last start and the first stop, so a "running" and a
+    /// "stopping" phase would only cost a disk flush each, and a loss of
+    /// the machine reads the same in both (nobody is blamed, the next run
+    /// makes each call durable).
     pub stops_after_start: bool,
 }
 
@@ -695,7 +697,15 @@ impl Pipeline<'_, '_> {
                     .name("xplugin-guard".into())
                     .stack_size(GUARD_STACK)
                     .spawn_scoped(scope, move || {
-                        guard_up(&opts.root, generation, g, durable_calls, names, cycle_stats)
+                        guard_up(
+                            &opts.root,
+                            generation,
+                            g,
+                            durable_calls,
+                            opts.stops_after_start,
+                            names,
+                            cycle_stats,
+                        )
                     })
             });
             let dirs: Vec<(&Path, &str)> = folders
@@ -794,6 +804,7 @@ impl Pipeline<'_, '_> {
                         self.generation.map_or(0, |g| g.number),
                         g,
                         self.durable_calls,
+                        self.opts.stops_after_start,
                         names.clone(),
                         self.cycle_stats.clone(),
                     )
@@ -1034,11 +1045,17 @@ fn guard_up(
     generation: u64,
     guard: &Guard,
     durable_calls: bool,
+    stops_after_start: bool,
     names: crate::supervisor::Names,
     cycle_stats: Arc<std::sync::OnceLock<Arc<crate::cycle::CycleStats>>>,
 ) -> Option<crate::supervisor::Supervisor> {
     let path = crate::quarantine::journal_path(root);
-    match crate::journal::Journal::open(&path, generation, durable_calls) {
+    let first = if stops_after_start {
+        crate::journal::Phase::StartingAndStopping
+    } else {
+        crate::journal::Phase::Starting
+    };
+    match crate::journal::Journal::open(&path, generation, durable_calls, first) {
         Ok(_) => {
             if durable_calls {
                 log::warn!(
@@ -1146,6 +1163,13 @@ impl Booted {
     ) -> std::io::Result<()> {
         if self.cycle.is_some() {
             return Ok(());
+        }
+        // A run booted to stop right after start that runs a cycle after
+        // all: from here on, plugins run between the start and the stop.
+        if let Some(j) = crate::journal::get() {
+            if j.current_phase() == crate::journal::Phase::StartingAndStopping {
+                j.phase_soon(crate::journal::Phase::Running);
+            }
         }
         let plugins = self.lifecycle.cycle_plugins();
         // SAFETY: the instances come from this lifecycle's running plugins;
@@ -1273,7 +1297,7 @@ impl Booted {
             c.request_stop();
         }
         if let Some(j) = crate::journal::get() {
-            j.phase(crate::journal::Phase::Stopping);
+            j.stopping();
         }
         self.lifecycle.emergency_stop(&hang.plugin);
         log::error!(
@@ -1297,7 +1321,7 @@ impl Booted {
         let stop_started = std::time::Instant::now();
         if self.supervisor.is_some() {
             if let Some(j) = crate::journal::get() {
-                j.phase(crate::journal::Phase::Stopping);
+                j.stopping();
             }
         }
         self.lifecycle.shutdown();

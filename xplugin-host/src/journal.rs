@@ -100,14 +100,26 @@ pub enum Phase {
     Running = 2,
     /// Stopping and destroying plugins.
     Stopping = 3,
+    /// Loading, initialising and starting plugins, then stopping and
+    /// destroying them with nothing run in between: a run that stops right
+    /// after start (`boot` without cycles). One phase for both, so that
+    /// the run makes no phase change durable between its start and its
+    /// clean end: a loss of the machine in either reads the same way
+    /// (nobody is blamed; the next run makes each call durable).
+    StartingAndStopping = 4,
 }
 
 impl Phase {
     fn from_u32(v: u32) -> Phase {
-        [Phase::Starting, Phase::Running, Phase::Stopping]
-            .into_iter()
-            .find(|p| *p as u32 == v)
-            .unwrap_or(Phase::Unknown)
+        [
+            Phase::Starting,
+            Phase::Running,
+            Phase::Stopping,
+            Phase::StartingAndStopping,
+        ]
+        .into_iter()
+        .find(|p| *p as u32 == v)
+        .unwrap_or(Phase::Unknown)
     }
 
     /// True for the phases whose plugin calls are lifecycle calls.
@@ -122,6 +134,9 @@ impl Phase {
             Phase::Starting => "loading and starting plugins",
             Phase::Running => "running (plugins started)",
             Phase::Stopping => "stopping plugins",
+            Phase::StartingAndStopping => {
+                "loading and starting plugins, or stopping them right after (a run without a cycle)"
+            }
         }
     }
 }
@@ -399,15 +414,21 @@ pub fn read_last(path: &Path) -> Option<LastRun> {
 
 impl Journal {
     /// Creates (or reuses) the journal file at `path`, sized and zeroed, maps
-    /// it, writes this run's header (phase [`Phase::Starting`]) and makes it
-    /// the process's journal. With `durable_calls`, every lifecycle call is
+    /// it, writes this run's header (phase `first`: [`Phase::Starting`], or
+    /// [`Phase::StartingAndStopping`] for a run that stops right after
+    /// start) and makes it the process's journal. With `durable_calls`, every lifecycle call is
     /// made durable before it runs (see the module documentation for when).
     /// Returns `Ok(false)` if this process already has one.
     ///
     /// # Errors
     /// The I/O error (the host then runs without a journal and says so).
     #[cfg(unix)]
-    pub fn open(path: &Path, generation: u64, durable_calls: bool) -> std::io::Result<bool> {
+    pub fn open(
+        path: &Path,
+        generation: u64,
+        durable_calls: bool,
+        first: Phase,
+    ) -> std::io::Result<bool> {
         if JOURNAL.get().is_some() {
             return Ok(false);
         }
@@ -455,7 +476,7 @@ impl Journal {
         j.u64(H_GENERATION).store(generation, Relaxed);
         j.u32(H_LAZY_CALLS)
             .store(u32::from(!durable_calls), Relaxed);
-        j.u32(H_PHASE).store(Phase::Starting as u32, Relaxed);
+        j.u32(H_PHASE).store(first as u32, Relaxed);
         j.sync();
         let _ = JOURNAL.set(j);
         Ok(true)
@@ -467,8 +488,13 @@ impl Journal {
     /// # Errors
     /// Always [`std::io::ErrorKind::Unsupported`].
     #[cfg(windows)]
-    pub fn open(path: &Path, generation: u64, durable_calls: bool) -> std::io::Result<bool> {
-        let _ = (path, generation, durable_calls);
+    pub fn open(
+        path: &Path,
+        generation: u64,
+        durable_calls: bool,
+        first: Phase,
+    ) -> std::io::Result<bool> {
+        let _ = (path, generation, durable_calls, first);
         Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "the crash journal (a shared file mapping read after a crash) exists only on the Linux controller",
@@ -640,6 +666,16 @@ impl Journal {
             .spawn(move || self.sync());
         if spawned.is_err() {
             self.sync();
+        }
+    }
+
+    /// Records that the run stops its plugins ([`Phase::Stopping`], made
+    /// durable), unless its phase already covers the stop
+    /// ([`Phase::StartingAndStopping`]: nothing changes, nothing to make
+    /// durable).
+    pub fn stopping(&self) {
+        if self.current_phase() != Phase::StartingAndStopping {
+            self.phase(Phase::Stopping);
         }
     }
 

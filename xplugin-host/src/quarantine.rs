@@ -662,6 +662,27 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_machine_in_a_run_that_stops_right_after_start_reads_as_a_lifecycle_phase() {
+        // Its one phase spans the start and the stop: lost in either, the
+        // same reading as a loss while starting, and the words say both.
+        for stage in [Stage::Init, Stage::Stop] {
+            let mut last = died_in_init(false, false, Phase::StartingAndStopping);
+            last.inside[0].stage = Some(stage);
+            let (q, settled) = settle(&last);
+            assert!(settled.quarantined.is_empty(), "{settled:?}");
+            assert!(q.plugins.is_empty());
+            assert!(settled.durable_calls, "{settled:?}");
+            let end = settled.previous_end.unwrap_or_default();
+            assert!(end.contains("or stopping them right after"), "{end}");
+        }
+        // With durable calls, the call in progress is blamed as in any
+        // lifecycle phase.
+        let (q, settled) = settle(&died_in_init(false, true, Phase::StartingAndStopping));
+        assert_eq!(settled.quarantined, ["crashy"]);
+        assert_eq!(q.plugins["crashy"].stage, "init");
+    }
+
+    #[test]
     fn a_lost_machine_while_running_needs_no_durable_calls() {
         let mut last = died_in_init(false, false, Phase::Running);
         last.inside.clear();
