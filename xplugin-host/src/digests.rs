@@ -45,8 +45,9 @@ pub const DIGESTS_FILE: &str = "digests";
 /// Largest record read (about 20 000 plugin folders of three files each,
 /// with their verdicts).
 const MAX_RECORD_BYTES: u64 = 32 << 20;
-/// 2: files as arrays, folder verdicts.
-const FORMAT: u32 = 2;
+/// 2: files as arrays, folder verdicts. 3: the times of a key as 64-bit
+/// nanoseconds (a 128-bit number parses at half the speed).
+const FORMAT: u32 = 3;
 
 /// How a boot verifies the installed files (configuration `verify`,
 /// `--verify`).
@@ -87,11 +88,35 @@ pub struct FileKey {
     ctime_ns: i128,
 }
 
-/// Device, inode, size, mtime and ctime (ns).
-type KeyParts = (u64, u64, u64, i128, i128);
+/// Device, inode, size, mtime and ctime (ns), as written: 64-bit times,
+/// which hold the years 1678 to 2262. A time outside them is written
+/// clamped to them, so that the key read back never equals the live key of
+/// that file (whose time is not clamped): such a file is always hashed.
+type KeyParts = (u64, u64, u64, i64, i64);
 
 impl From<KeyParts> for FileKey {
     fn from((dev, ino, size, mtime_ns, ctime_ns): KeyParts) -> FileKey {
+        FileKey {
+            dev,
+            ino,
+            size,
+            mtime_ns: i128::from(mtime_ns),
+            ctime_ns: i128::from(ctime_ns),
+        }
+    }
+}
+
+impl From<FileKey> for KeyParts {
+    fn from(k: FileKey) -> KeyParts {
+        let clamp = |t: i128| i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX });
+        (k.dev, k.ino, k.size, clamp(k.mtime_ns), clamp(k.ctime_ns))
+    }
+}
+
+impl FileKey {
+    /// The key of device `dev`, inode `ino`, `size` bytes and the times
+    /// (nanoseconds since the epoch).
+    pub(crate) fn new(dev: u64, ino: u64, size: u64, mtime_ns: i128, ctime_ns: i128) -> FileKey {
         FileKey {
             dev,
             ino,
@@ -100,15 +125,7 @@ impl From<KeyParts> for FileKey {
             ctime_ns,
         }
     }
-}
 
-impl From<FileKey> for KeyParts {
-    fn from(k: FileKey) -> KeyParts {
-        (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns)
-    }
-}
-
-impl FileKey {
     /// The file's size in bytes.
     pub fn size(&self) -> u64 {
         self.size
@@ -820,6 +837,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_whose_time_does_not_fit_64_bits_never_matches_once_written() {
+        let live = FileKey::from((1, 2, 3, 0, 0));
+        let far = FileKey {
+            mtime_ns: i128::from(i64::MAX) + 1,
+            ..live
+        };
+        let written: KeyParts = far.into();
+        assert_eq!(written.3, i64::MAX);
+        assert_ne!(FileKey::from(written), far, "a clamped key must not match");
+        let round: KeyParts = live.into();
+        assert_eq!(FileKey::from(round), live);
+    }
+
+    #[test]
     fn a_record_of_the_previous_format_is_ignored_then_replaced() {
         let (dir, file) = root_with_file(b"bytes");
         let meta = std::fs::symlink_metadata(&file).expect("meta");
@@ -830,7 +861,7 @@ mod tests {
             "format": 1,
             "files": { "lib.so": {
                 "key": { "dev": dev, "ino": ino, "size": size,
-                         "mtime_ns": mtime as i64, "ctime_ns": ctime as i64 },
+                         "mtime_ns": mtime, "ctime_ns": ctime },
                 "sha256": "0".repeat(64) } },
             "signatures": []
         });

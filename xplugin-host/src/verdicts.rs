@@ -209,13 +209,13 @@ fn statx_key(dirfd: std::os::fd::RawFd, relative: &str) -> std::io::Result<Walke
         |t: libc::statx_timestamp| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
     let mode = u32::from(st.stx_mode) & libc::S_IFMT;
     Ok(Walked {
-        key: FileKey::from((
+        key: FileKey::new(
             libc::makedev(st.stx_dev_major, st.stx_dev_minor),
             st.stx_ino,
             st.stx_size,
             ns(st.stx_mtime),
             ns(st.stx_ctime),
-        )),
+        ),
         kind: match mode {
             libc::S_IFREG => EntryKind::File,
             libc::S_IFDIR => EntryKind::Dir,
