@@ -200,7 +200,7 @@ pub struct Journal {
     durable_calls: bool,
     /// Held open for the process's life: its lock tells the next run that
     /// this journal is still in use ([`open_file`]).
-    _file: std::fs::File,
+    file: std::fs::File,
 }
 
 /// The journal file, sized and locked (`flock`, exclusive) by this process,
@@ -458,7 +458,7 @@ impl Journal {
         let j = Journal {
             base: base.cast(),
             durable_calls,
-            _file: file,
+            file,
         };
         j.u64(H_MAGIC).store(MAGIC, Relaxed);
         j.u32(H_VERSION).store(VERSION, Relaxed);
@@ -689,9 +689,43 @@ impl Journal {
         self.durable_calls
     }
 
-    /// Marks the run as stopped cleanly and makes that durable.
+    /// Marks the run as stopped cleanly and makes that durable. A run that
+    /// stops right after start ([`Phase::StartingAndStopping`]: `boot`
+    /// without cycles, which a script may run many times) starts the write
+    /// and does not wait for it: the machine lost in the few milliseconds
+    /// the write takes leaves the record of that one phase, read as a loss
+    /// during it (nobody blamed; the next run makes each call durable). A
+    /// run with a cycle or a daemon waits for the disk.
     pub fn clean_stop(&self) {
         self.u32(H_STATE).store(RunState::Clean as u32, Relaxed);
+        if self.current_phase() == Phase::StartingAndStopping {
+            self.write_soon();
+        } else {
+            self.sync();
+        }
+    }
+
+    /// Starts writing the mapping to the disk without waiting for it
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`); where that is refused or
+    /// missing, [`Journal::sync`].
+    fn write_soon(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is the journal file's, open for the
+            // process's life; the range is the file's size.
+            let rc = unsafe {
+                nix::libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    0,
+                    SIZE as nix::libc::off64_t,
+                    nix::libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if rc == 0 {
+                return;
+            }
+        }
         self.sync();
     }
 }
