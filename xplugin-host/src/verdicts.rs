@@ -49,6 +49,7 @@ pub struct FolderVerdict {
     /// The folder (`""`) and every entry under it, by `/`-separated path.
     entries: BTreeMap<String, Walked>,
     /// The verified license content.
+    #[serde(with = "recorded_payload")]
     payload: LicensePayload,
     /// The public key (hex) that verified its signature.
     signer: String,
@@ -58,7 +59,115 @@ pub struct FolderVerdict {
     runtime: Option<RecordedLibrary>,
 }
 
-/// One entry of a walked folder. Written as one array, `[key, kind]`: a
+/// A [`LicensePayload`] as a verdict holds it: every field written, always
+/// in this order. The record's encoding (postcard) is not self-describing,
+/// so the payload's own form, which leaves out absent times, would not read
+/// back. Converted field by field, without `..`: a field added to the
+/// payload does not compile until it is added here (and the record's
+/// format number raised).
+mod recorded_payload {
+    use super::LicensePayload;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use xplugin_model::Side;
+
+    #[derive(Serialize, Deserialize)]
+    struct Recorded {
+        format: u32,
+        key_id: String,
+        license_id: String,
+        plugin: String,
+        side: Side,
+        versions: String,
+        devices: Vec<String>,
+        issued_at: u64,
+        not_before: Option<u64>,
+        expires: Option<u64>,
+        features: Vec<String>,
+        files: BTreeMap<String, String>,
+    }
+
+    #[derive(Serialize)]
+    struct RecordedRef<'a> {
+        format: u32,
+        key_id: &'a str,
+        license_id: &'a str,
+        plugin: &'a str,
+        side: Side,
+        versions: &'a str,
+        devices: &'a [String],
+        issued_at: u64,
+        not_before: Option<u64>,
+        expires: Option<u64>,
+        features: &'a [String],
+        files: &'a BTreeMap<String, String>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(p: &LicensePayload, s: S) -> Result<S::Ok, S::Error> {
+        let LicensePayload {
+            format,
+            key_id,
+            license_id,
+            plugin,
+            side,
+            versions,
+            devices,
+            issued_at,
+            not_before,
+            expires,
+            features,
+            files,
+        } = p;
+        RecordedRef {
+            format: *format,
+            key_id,
+            license_id,
+            plugin,
+            side: *side,
+            versions,
+            devices,
+            issued_at: *issued_at,
+            not_before: *not_before,
+            expires: *expires,
+            features,
+            files,
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LicensePayload, D::Error> {
+        let Recorded {
+            format,
+            key_id,
+            license_id,
+            plugin,
+            side,
+            versions,
+            devices,
+            issued_at,
+            not_before,
+            expires,
+            features,
+            files,
+        } = Recorded::deserialize(d)?;
+        Ok(LicensePayload {
+            format,
+            key_id,
+            license_id,
+            plugin,
+            side,
+            versions,
+            devices,
+            issued_at,
+            not_before,
+            expires,
+            features,
+            files,
+        })
+    }
+}
+
+/// One entry of a walked folder. Written as one tuple, `(key, kind)`: a
 /// boot reads the record of every folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "(FileKey, EntryKind)", into = "(FileKey, EntryKind)")]
@@ -503,4 +612,97 @@ pub(crate) fn keep(
             runtime,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digests::VerifyMode;
+    use xplugin_model::Side;
+
+    fn verdict(not_before: Option<u64>, expires: Option<u64>, arch: Arch) -> FolderVerdict {
+        let key = |n: u64| FileKey::new(1, n, 10 * n, 1_700_000_000_123_456_789, -5);
+        let file = |n| Walked {
+            key: key(n),
+            kind: EntryKind::File,
+        };
+        FolderVerdict {
+            entries: [
+                (
+                    String::new(),
+                    Walked {
+                        key: key(1),
+                        kind: EntryKind::Dir,
+                    },
+                ),
+                ("demo.json".to_string(), file(2)),
+                ("demo.so".to_string(), file(3)),
+                (
+                    "link".to_string(),
+                    Walked {
+                        key: key(4),
+                        kind: EntryKind::Other,
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            payload: LicensePayload {
+                format: 1,
+                key_id: "vendor".into(),
+                license_id: "L-1".into(),
+                plugin: "demo".into(),
+                side: Side::Controller,
+                versions: ">=1.0, <2".into(),
+                devices: vec!["*".into()],
+                issued_at: 1_700_000_000,
+                not_before,
+                expires,
+                features: vec!["extra".into()],
+                files: [("demo.json", "a"), ("demo.so", "b")]
+                    .into_iter()
+                    .map(|(f, h)| (f.to_string(), h.repeat(64)))
+                    .collect(),
+            },
+            signer: "c".repeat(64),
+            library: RecordedLibrary {
+                file: "demo.so".into(),
+                kind: 1,
+                format: BinaryFormat::Elf,
+                arch,
+                tag: Some((0x5850_4c47, 1, 2, 1, 0)),
+                has_entry: true,
+            },
+            runtime: None,
+        }
+    }
+
+    /// The record's encoding is not self-describing: every optional part
+    /// of a verdict (absent times, a named architecture) must read back as
+    /// written, through a saved and reloaded record.
+    #[test]
+    fn a_kept_verdict_reads_back_from_the_saved_record_whatever_it_leaves_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join(xplugin_store::STATE_DIR)).expect("state");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let cases = [
+            ("plugins/a", verdict(None, None, Arch::X86_64)),
+            ("plugins/b", verdict(Some(5), None, Arch::Aarch64)),
+            (
+                "plugins/c",
+                verdict(None, Some(9), Arch::Other("riscv".into())),
+            ),
+            ("plugins/d", verdict(Some(5), Some(9), Arch::Arm)),
+        ];
+        let record = DigestRecord::load(&root, VerifyMode::Record);
+        for (relative, v) in &cases {
+            record.keep_verdict(relative.to_string(), v);
+        }
+        record.save();
+        let again = DigestRecord::load(&root, VerifyMode::Record);
+        for (relative, v) in &cases {
+            assert_eq!(again.old_verdict(relative).as_ref(), Some(v), "{relative}");
+        }
+        assert_eq!(again.old_verdict("plugins/none"), None);
+    }
 }
