@@ -238,7 +238,7 @@ pub fn parse(input: &[u8]) -> Result<Parsed, JsoncError> {
         message: strip_position(&e.to_string()),
     };
     let value = ValueSeed {
-        path: "",
+        path: &Step::Root,
         duplicates: &duplicates,
     }
     .deserialize(&mut de)
@@ -259,9 +259,30 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// Where a value is in the document: its path is only spelled out
+/// (`a.b[2].c`) for a duplicate key, so the parse of a document without
+/// any formats no text.
+enum Step<'a> {
+    Root,
+    Key(&'a Step<'a>, &'a str),
+    Index(&'a Step<'a>, usize),
+}
+
+impl Step<'_> {
+    /// `key`, `parent.key`, `parent[i]`; the root is empty.
+    fn render(&self) -> String {
+        match self {
+            Step::Root => String::new(),
+            Step::Key(Step::Root, key) => (*key).to_string(),
+            Step::Key(parent, key) => format!("{}.{key}", parent.render()),
+            Step::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
 /// Builds a [`Value`] like serde_json does, recording duplicate keys.
 struct ValueSeed<'a> {
-    path: &'a str,
+    path: &'a Step<'a>,
     duplicates: &'a RefCell<Vec<String>>,
 }
 
@@ -307,7 +328,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         loop {
-            let path = format!("{}[{}]", self.path, items.len());
+            let path = Step::Index(self.path, items.len());
             let seed = ValueSeed {
                 path: &path,
                 duplicates: self.duplicates,
@@ -322,17 +343,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
-            };
             let value = map.next_value_seed(ValueSeed {
-                path: &path,
+                path: &Step::Key(self.path, &key),
                 duplicates: self.duplicates,
             })?;
-            if object.insert(key, value).is_some() {
-                self.duplicates.borrow_mut().push(path);
+            match object.entry(key) {
+                serde_json::map::Entry::Occupied(mut o) => {
+                    // The later value wins, as serde_json's own parse does.
+                    let path = Step::Key(self.path, o.key()).render();
+                    self.duplicates.borrow_mut().push(path);
+                    o.insert(value);
+                }
+                serde_json::map::Entry::Vacant(v) => {
+                    v.insert(value);
+                }
             }
         }
         Ok(Value::Object(object))
@@ -407,6 +431,8 @@ mod tests {
         let p = ok(r#"{"p": {"name": "a", "x": [{"k": 1, "k": 2}], "name": "b"}}"#);
         assert_eq!(p.duplicate_keys, ["p.x[0].k", "p.name"]);
         assert_eq!(p.value["p"]["name"], json!("b"));
+        let p = ok(r#"[{"a": 1, "a": 2}, [{"b": [], "b": {"c": 1, "c": 2}}]]"#);
+        assert_eq!(p.duplicate_keys, ["[0].a", "[1][0].b.c", "[1][0].b"]);
     }
 
     #[test]
