@@ -10,7 +10,7 @@
 use crate::checks::{HostFacts, LicenseStatus, PluginCheck};
 use crate::config::HostConfig;
 use crate::cycle::{Cycle, CycleHooks, CycleNotice, CycleSettings, TimingReport};
-use crate::lifecycle::{Lifecycle, PluginOutcome, PluginToLoad, Reconfigured};
+use crate::lifecycle::{Lifecycle, PluginToLoad, Reconfigured};
 use crate::services::Bus;
 use crate::stage::Stage;
 use serde::Serialize;
@@ -1085,20 +1085,14 @@ fn guard_up(
 impl Booted {
     /// Updates the report's plugin states from the lifecycle.
     pub fn refresh(&mut self) {
-        let outcomes: BTreeMap<String, PluginOutcome> = self
-            .lifecycle
-            .outcomes()
-            .into_iter()
-            .map(|o| (o.name.clone(), o))
-            .collect();
+        let outcomes = self.lifecycle.outcome_views();
         for p in &mut self.report.plugins {
-            let Some(o) = outcomes.get(&p.name) else {
+            let Some(o) = outcomes.get(p.name.as_str()) else {
                 continue;
             };
             use crate::lifecycle::LifecycleState as S;
-            let started = self.lifecycle.was_started(&p.name);
-            let enabled = self.enabled.contains(&p.name);
-            let (state, reason) = match &o.state {
+            let (enabled, started) = (self.enabled.contains(&p.name), o.started);
+            let (state, reason) = match o.state() {
                 S::Running => (BootState::Running, None),
                 S::Initialized if !enabled => (BootState::LoadedNotEnabled, None),
                 S::Initialized => (BootState::Initialized, None),
@@ -1111,12 +1105,12 @@ impl Booted {
                 S::Skipped { reason } => (BootState::Skipped, Some(reason.clone())),
             };
             p.state = state;
-            p.reason = reason.or(o.stop_error.clone().map(|e| format!("stop failed: {e}")));
-            p.modules = o.modules.clone();
+            p.reason = reason.or(o.stop_error().map(|e| format!("stop failed: {e}")));
+            p.modules = o.modules();
             let side = self.report.side;
             p.stages = STAGE_ORDER
                 .iter()
-                .filter_map(|st| o.stages.iter().find(|s| s.stage == *st))
+                .filter_map(|st| o.stages().iter().find(|s| s.stage == *st))
                 .map(|s| StageReport::of(side, s))
                 .collect();
         }

@@ -790,27 +790,21 @@ impl Lifecycle {
 
     /// The outcome of every plugin, in load order.
     pub fn outcomes(&self) -> Vec<PluginOutcome> {
+        self.entries.iter().map(outcome).collect()
+    }
+
+    /// Each plugin's outcome, borrowed (as [`Lifecycle::outcomes`] without
+    /// copying it), by name: for a report that looks each of its plugins
+    /// up once, at every refresh.
+    pub fn outcome_views(&self) -> BTreeMap<&str, OutcomeView<'_>> {
         self.entries
             .iter()
-            .map(|e| PluginOutcome {
-                name: e.spec.name.clone(),
-                version: e.spec.version.clone(),
-                state: e.state.clone(),
-                stop_error: e.stop_error.clone(),
-                modules: match &e.loaded {
-                    Some(l) if l.has_module_list() => l
-                        .modules()
-                        .iter()
-                        .zip(&e.runs)
-                        .map(|(m, r)| ModuleOutcome {
-                            name: m.name.clone(),
-                            priority: m.priority,
-                            state: module_state(&e.state, r),
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                },
-                stages: e.stages.clone(),
+            .map(|e| {
+                let view = OutcomeView {
+                    entry: e,
+                    started: e.was_started,
+                };
+                (e.spec.name.as_str(), view)
             })
             .collect()
     }
@@ -904,6 +898,64 @@ impl Lifecycle {
         self.entries
             .iter()
             .any(|e| e.spec.name == name && e.was_started)
+    }
+}
+
+/// One plugin's outcome, borrowed from the lifecycle
+/// ([`Lifecycle::outcome_views`]).
+pub struct OutcomeView<'a> {
+    entry: &'a Entry,
+    /// Whether its `start` was called and succeeded at some point.
+    pub started: bool,
+}
+
+impl OutcomeView<'_> {
+    /// Final (or current) state.
+    pub fn state(&self) -> &LifecycleState {
+        &self.entry.state
+    }
+
+    /// Text of a failed `stop`, if any.
+    pub fn stop_error(&self) -> Option<&str> {
+        self.entry.stop_error.as_deref()
+    }
+
+    /// The calls made into it, stage by stage ([`PluginOutcome::stages`]).
+    pub fn stages(&self) -> &[StageOutcome] {
+        &self.entry.stages
+    }
+
+    /// Its entry modules in start order ([`PluginOutcome::modules`]).
+    pub fn modules(&self) -> Vec<ModuleOutcome> {
+        outcome_modules(self.entry)
+    }
+}
+
+fn outcome_modules(e: &Entry) -> Vec<ModuleOutcome> {
+    match &e.loaded {
+        Some(l) if l.has_module_list() => l
+            .modules()
+            .iter()
+            .zip(&e.runs)
+            .map(|(m, r)| ModuleOutcome {
+                name: m.name.clone(),
+                priority: m.priority,
+                state: module_state(&e.state, r),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What happened to entry `e`, for the report.
+fn outcome(e: &Entry) -> PluginOutcome {
+    PluginOutcome {
+        name: e.spec.name.clone(),
+        version: e.spec.version.clone(),
+        state: e.state.clone(),
+        stop_error: e.stop_error.clone(),
+        modules: outcome_modules(e),
+        stages: e.stages.clone(),
     }
 }
 
