@@ -177,9 +177,9 @@ impl StageReport {
 impl std::fmt::Display for StageReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match (self.vendor_stage, self.stage) {
-            ("detach", Stage::Stop) => "detach (stop)".to_string(),
-            ("detach", Stage::Destroy) => "detach (destroy)".to_string(),
-            (v, _) => v.to_string(),
+            ("detach", Stage::Stop) => "detach (stop)",
+            ("detach", Stage::Destroy) => "detach (destroy)",
+            (v, _) => v,
         };
         match (self.provided, self.failures, self.calls) {
             (false, _, _) => write!(f, "{name} not provided"),
@@ -1367,17 +1367,15 @@ impl std::fmt::Display for BootReport {
             if let Some(r) = &p.reason {
                 write!(f, "\n      reason: {r}")?;
             }
-            if !p.modules.is_empty() {
-                let modules: Vec<String> = p
-                    .modules
-                    .iter()
-                    .map(|m| format!("{} (priority {}) {}", m.name, m.priority, m.state))
-                    .collect();
-                write!(f, "\n      modules: {}", modules.join(", "))?;
+            // Written piece by piece: a report of every plugin is printed
+            // at the end of every boot.
+            for (i, m) in p.modules.iter().enumerate() {
+                let lead = if i == 0 { "\n      modules: " } else { ", " };
+                write!(f, "{lead}{} (priority {}) {}", m.name, m.priority, m.state)?;
             }
-            if !p.stages.is_empty() {
-                let stages: Vec<String> = p.stages.iter().map(|s| s.to_string()).collect();
-                write!(f, "\n      stages: {}", stages.join(", "))?;
+            for (i, s) in p.stages.iter().enumerate() {
+                let lead = if i == 0 { "\n      stages: " } else { ", " };
+                write!(f, "{lead}{s}")?;
             }
             writeln!(f)?;
         }
