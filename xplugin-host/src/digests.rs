@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 use xplugin_license::FileDigests;
 
@@ -242,30 +243,60 @@ pub struct Recorded {
 
 /// The record of one root for one boot: answers [`FileDigests`] and
 /// collects what to save and what to re-check in the background.
+///
+/// What the previous record held is kept as it was read, sorted by path;
+/// a boot marks what it confirmed (one atomic flag per entry, no lock, no
+/// copy) and collects only what is new. The record saved after the boot
+/// is the confirmed old entries and the new ones: files and verdicts not
+/// asked about are dropped.
 #[derive(Debug)]
 pub struct DigestRecord {
     root: PathBuf,
     mode: VerifyMode,
-    old: BTreeMap<String, Entry>,
+    old: Vec<(String, Entry)>,
+    /// Per entry of `old`: [`UNSEEN`], [`CONFIRMED`] or [`ANSWERED`].
+    old_seen: Vec<AtomicU8>,
     old_signatures: std::collections::BTreeSet<String>,
-    old_folders: BTreeMap<String, RawVerdict>,
+    old_folders: Vec<(String, RawVerdict)>,
+    /// Per entry of `old_folders`: whether this boot reused it, or made
+    /// the same verdict again (kept in the next record either way).
+    old_folder_kept: Vec<AtomicBool>,
+    /// Folders whose previous verdict was reused.
+    reused: AtomicU64,
+    /// Files answered from the record.
+    answered: AtomicU64,
+    /// Whether [`DigestRecord::from_record`] was called.
+    from_record_taken: AtomicBool,
     state: Mutex<State>,
 }
 
+/// An old entry no check asked about (dropped from the next record).
+const UNSEEN: u8 = 0;
+/// An old entry a check hashed again and found as recorded.
+const CONFIRMED: u8 = 1;
+/// An old entry a check took from the record (for the background pass).
+const ANSWERED: u8 = 2;
+
 #[derive(Debug, Default)]
 struct State {
-    /// Every file verified at this boot (files not asked about are dropped).
+    /// Files hashed at this boot that the old record did not hold as they
+    /// are (new, or changed).
     new: BTreeMap<String, Entry>,
     /// Every signature verified (or remembered) at this boot.
     signatures: std::collections::BTreeSet<String>,
-    /// Every folder verdict reused or made at this boot.
+    /// Folder verdicts made at this boot.
     folders: BTreeMap<String, RawVerdict>,
-    from_record: Vec<Recorded>,
-    /// Files answered from the record (`from_record` may have been taken).
-    answered: u64,
     hashed: u64,
-    /// Folders whose previous verdict was reused.
-    reused: u64,
+}
+
+/// The index of `key` in `entries` (sorted by key, as a record's maps are).
+fn find<T>(entries: &[(String, T)], key: &str) -> Option<usize> {
+    entries.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()
+}
+
+/// `n` flags, all clear.
+fn flags<T: Default>(n: usize) -> Vec<T> {
+    (0..n).map(|_| T::default()).collect()
 }
 
 fn record_path(root: &Path) -> PathBuf {
@@ -318,9 +349,14 @@ impl DigestRecord {
             // match none of them, and every file would be hashed.
             root: std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
             mode,
-            old: old.files,
+            old_seen: flags(old.files.len()),
+            old: old.files.into_iter().collect(),
             old_signatures: old.signatures,
-            old_folders: old.folders,
+            old_folder_kept: flags(old.folders.len()),
+            reused: AtomicU64::new(0),
+            old_folders: old.folders.into_iter().collect(),
+            answered: AtomicU64::new(0),
+            from_record_taken: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
     }
@@ -369,50 +405,44 @@ impl DigestRecord {
         if !self.answers() {
             return None;
         }
-        postcard::from_bytes(self.old_folders.get(relative)?).ok()
+        let (_, raw) = self.old_folders.get(find(&self.old_folders, relative)?)?;
+        postcard::from_bytes(raw).ok()
     }
 
     /// Keeps the previous boot's verdict for the folder at `relative`
     /// (reused at this boot) in the record saved after this boot.
     pub(crate) fn keep_old_verdict(&self, relative: &str) {
-        if let Some(raw) = self.old_folders.get(relative) {
-            let mut s = self.state();
-            s.folders.insert(relative.to_string(), raw.clone());
-            s.reused += 1;
+        if let Some(kept) =
+            find(&self.old_folders, relative).and_then(|i| self.old_folder_kept.get(i))
+        {
+            kept.store(true, Relaxed);
+            self.reused.fetch_add(1, Relaxed);
         }
     }
 
     /// The digest of the file at `path` (`relative` under the root) from
     /// the record, when its key there is `key` and this boot may use the
     /// record; kept for the next record and for [`background_check`].
-    fn answer(&self, path: &Path, relative: &str, key: FileKey) -> Option<String> {
+    fn answer(&self, relative: &str, key: FileKey) -> Option<String> {
         if !self.answers() {
             return None;
         }
-        let e = self.old.get(relative).filter(|e| e.key == key)?;
-        // Made before the lock is taken: the check threads share it.
-        let recorded = Recorded {
-            path: path.to_path_buf(),
-            relative: relative.to_string(),
-            sha256: e.sha256.clone(),
-        };
-        let (kept, sha256) = (e.clone(), e.sha256.clone());
-        let mut s = self.state();
-        s.answered += 1;
-        s.new.insert(relative.to_string(), kept);
-        s.from_record.push(recorded);
-        Some(sha256)
+        let i = find(&self.old, relative)?;
+        let (_, e) = self.old.get(i).filter(|(_, e)| e.key == key)?;
+        self.old_seen.get(i)?.store(ANSWERED, Relaxed);
+        self.answered.fetch_add(1, Relaxed);
+        Some(e.sha256.clone())
     }
 
     /// [`DigestRecord::answer`] for the file at `path` whose key is `key`,
     /// `None` when the record does not answer for it.
     pub(crate) fn recorded_sha256(&self, path: &Path, key: FileKey) -> Option<String> {
-        self.answer(path, &self.relative(path)?, key)
+        self.answer(&self.relative(path)?, key)
     }
 
     /// Plugin folders whose previous verdict was reused at this boot.
     pub fn verdicts_reused(&self) -> u64 {
-        self.state().reused
+        self.reused.load(Relaxed)
     }
 
     /// Whether this boot takes digests and verdicts from the record: in
@@ -435,6 +465,17 @@ impl DigestRecord {
         }
         match postcard::to_allocvec(verdict) {
             Ok(raw) => {
+                let same = find(&self.old_folders, &relative).filter(|&i| {
+                    self.old_folders
+                        .get(i)
+                        .is_some_and(|(_, old)| old.as_slice() == raw.as_slice())
+                });
+                if let Some(kept) = same.and_then(|i| self.old_folder_kept.get(i)) {
+                    // As recorded (`verify = full`): the record need not
+                    // be written again.
+                    kept.store(true, Relaxed);
+                    return;
+                }
                 self.state()
                     .folders
                     .insert(relative, serde_bytes::ByteBuf::from(raw));
@@ -443,16 +484,27 @@ impl DigestRecord {
         }
     }
 
-    /// Files answered from the record (for [`background_check`]), taken:
-    /// a second call returns none.
+    /// Files answered from the record (for [`background_check`]), by
+    /// path, taken: a second call returns none.
     pub fn from_record(&self) -> Vec<Recorded> {
-        std::mem::take(&mut self.state().from_record)
+        if self.from_record_taken.swap(true, Relaxed) {
+            return Vec::new();
+        }
+        self.old
+            .iter()
+            .zip(&self.old_seen)
+            .filter(|(_, seen)| seen.load(Relaxed) == ANSWERED)
+            .map(|((relative, e), _)| Recorded {
+                path: self.root.join(relative),
+                relative: relative.clone(),
+                sha256: e.sha256.clone(),
+            })
+            .collect()
     }
 
     /// (files answered from the record, files hashed).
     pub fn counts(&self) -> (u64, u64) {
-        let s = self.state();
-        (s.answered, s.hashed)
+        (self.answered.load(Relaxed), self.state().hashed)
     }
 
     /// Replaces the record with the files verified at this boot, if it
@@ -462,16 +514,40 @@ impl DigestRecord {
         // that loads the plugins, and a record that did not change (every
         // boot after the first) costs one comparison, no copy.
         let s = self.state();
-        if s.new == self.old && s.signatures == self.old_signatures && s.folders == self.old_folders
+        let all_seen = self.old_seen.iter().all(|e| e.load(Relaxed) != UNSEEN);
+        let all_kept = self.old_folder_kept.iter().all(|k| k.load(Relaxed));
+        if s.new.is_empty()
+            && s.folders.is_empty()
+            && all_seen
+            && all_kept
+            && s.signatures == self.old_signatures
         {
             return;
         }
+        // The confirmed old entries and the new ones (which replace an old
+        // one of the same path).
+        let mut files: BTreeMap<String, Entry> = self
+            .old
+            .iter()
+            .zip(&self.old_seen)
+            .filter(|(_, seen)| seen.load(Relaxed) != UNSEEN)
+            .map(|((k, e), _)| (k.clone(), e.clone()))
+            .collect();
+        files.extend(s.new.iter().map(|(k, e)| (k.clone(), e.clone())));
+        let mut folders: BTreeMap<String, RawVerdict> = self
+            .old_folders
+            .iter()
+            .zip(&self.old_folder_kept)
+            .filter(|(_, kept)| kept.load(Relaxed))
+            .map(|((k, v), _)| (k.clone(), v.clone()))
+            .collect();
+        folders.extend(s.folders.iter().map(|(k, v)| (k.clone(), v.clone())));
         let path = record_path(&self.root);
         let body = RecordFileRef {
             format: FORMAT,
-            files: &s.new,
+            files: &files,
             signatures: &s.signatures,
-            folders: &s.folders,
+            folders: &folders,
         };
         let bytes = encode(&body);
         drop(s);
@@ -548,10 +624,22 @@ impl FileDigests for DigestRecord {
             self.state().hashed += 1;
             return xplugin_license::sha256_file(path);
         };
-        if let Some(sha256) = self.answer(path, &relative, key) {
+        if let Some(sha256) = self.answer(&relative, key) {
             return Ok(sha256);
         }
         let (sha256, unchanged) = hash_checked(path, key)?;
+        let old = find(&self.old, &relative).filter(|&i| {
+            self.old
+                .get(i)
+                .is_some_and(|(_, e)| e.key == key && e.sha256 == sha256)
+        });
+        if let (true, Some(seen)) = (unchanged, old.and_then(|i| self.old_seen.get(i))) {
+            // As recorded (`verify = full`, or a record that may not answer):
+            // kept, and the record need not be written again.
+            let _ = seen.compare_exchange(UNSEEN, CONFIRMED, Relaxed, Relaxed);
+            self.state().hashed += 1;
+            return Ok(sha256);
+        }
         let mut s = self.state();
         s.hashed += 1;
         if unchanged {
@@ -853,6 +941,51 @@ mod tests {
         assert_eq!(ask(&second, &canonical), digest);
         assert_eq!(second.counts(), (1, 0), "answered from the record");
         std::fs::remove_file(&link).expect("remove the link");
+    }
+
+    /// The inode of the record file: a save that writes replaces it.
+    #[cfg(unix)]
+    fn record_inode(root: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(record_path(root)).expect("record").ino()
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn an_unchanged_record_is_not_written_and_files_not_asked_about_are_dropped() {
+        let (dir, file) = root_with_file(b"bytes");
+        let other = dir.path().join("other.so");
+        std::fs::write(&other, b"other").expect("write");
+        let first = DigestRecord::load(dir.path(), VerifyMode::Record);
+        ask(&first, &file);
+        ask(&first, &other);
+        first.save();
+        let written = record_inode(dir.path());
+        // Answered from the record, or hashed again to the same digest
+        // (`full`): nothing to write.
+        for mode in [VerifyMode::Record, VerifyMode::Full] {
+            let again = DigestRecord::load(dir.path(), mode);
+            ask(&again, &file);
+            ask(&again, &other);
+            again.save();
+            assert_eq!(record_inode(dir.path()), written, "{mode:?}");
+        }
+        // A boot that asks only about `file`: `other` leaves the record.
+        let one = DigestRecord::load(dir.path(), VerifyMode::Record);
+        ask(&one, &file);
+        one.save();
+        assert_ne!(record_inode(dir.path()), written);
+        let after = DigestRecord::load(dir.path(), VerifyMode::Record);
+        ask(&after, &file);
+        ask(&after, &other);
+        assert_eq!(after.counts(), (1, 1), "other.so was hashed");
+        let recorded: Vec<String> = after
+            .from_record()
+            .into_iter()
+            .map(|r| r.relative)
+            .collect();
+        assert_eq!(recorded, ["lib.so"]);
+        assert!(after.from_record().is_empty(), "taken once");
     }
 
     #[test]
