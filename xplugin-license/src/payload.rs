@@ -129,14 +129,24 @@ impl LicensePayload {
                 out.push("\"expires\" is not after \"issued_at\"".to_string());
             }
         }
-        let manifest = format!("{}.json", self.plugin);
-        if !self.files.contains_key(&manifest) {
-            out.push(format!("\"files\" does not cover the manifest {manifest}"));
+        // Looked up without spelling the names out: every boot checks the
+        // payload of every plugin, and the text is only for a refusal.
+        let covers = |ext: &str| {
+            self.files
+                .keys()
+                .any(|f| f.strip_prefix(self.plugin.as_str()) == Some(ext))
+        };
+        if !covers(".json") {
+            out.push(format!(
+                "\"files\" does not cover the manifest {}.json",
+                self.plugin
+            ));
         }
-        let lib_so = format!("{}.so", self.plugin);
-        let lib_dll = format!("{}.dll", self.plugin);
-        if !self.files.contains_key(&lib_so) && !self.files.contains_key(&lib_dll) {
-            out.push(format!("\"files\" covers neither {lib_so} nor {lib_dll}"));
+        if !covers(".so") && !covers(".dll") {
+            out.push(format!(
+                "\"files\" covers neither {0}.so nor {0}.dll",
+                self.plugin
+            ));
         }
         for (name, hash) in &self.files {
             if let Err(e) = check_relative_path(name) {
@@ -223,5 +233,23 @@ mod tests {
         p.expires = Some(50);
         let problems = p.problems();
         assert_eq!(problems.len(), 7, "{problems:#?}");
+        assert!(problems.contains(&"\"files\" does not cover the manifest demo.json".to_string()));
+    }
+
+    #[test]
+    fn the_library_may_be_a_so_or_a_dll_of_the_plugins_name_only() {
+        let mut p = sample();
+        p.files.remove("demo.so");
+        p.files.insert("demo.dll".into(), "b".repeat(64));
+        assert_eq!(p.problems(), Vec::<String>::new());
+        p.files.remove("demo.dll");
+        // Names that only start or end like the plugin's library.
+        p.files.insert("demo.so.1".into(), "b".repeat(64));
+        p.files.insert("xdemo.so".into(), "b".repeat(64));
+        p.files.insert("demo".into(), "b".repeat(64));
+        assert_eq!(
+            p.problems(),
+            ["\"files\" covers neither demo.so nor demo.dll"]
+        );
     }
 }
