@@ -132,7 +132,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = xplugin_cli::parse_args();
     let g = &cli.global;
     // A long-running pendant host logs like a service: info by default.
     let verbose = match cli.command {

@@ -200,7 +200,7 @@ fn install_signal_handlers(with_reload: bool) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = xplugin_cli::parse_args();
     let g = &cli.global;
     // The daemon logs what it does (boot, applies, stops) by default.
     let verbose = match cli.command {

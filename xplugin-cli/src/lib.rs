@@ -18,6 +18,27 @@ use xplugin_model::{
     failure_json, failure_text, Failure, Problem, ProblemCode, Problems, Version, VersionError,
 };
 
+/// The command line of this process, parsed as `T` (as `T::parse()` does:
+/// on an error or `--help`, clap's message and exit code).
+///
+/// The command's definition (every subcommand and flag, built to parse
+/// once) is left for the process's exit to reclaim instead of being freed
+/// here: freeing it cost about as much as parsing (callgrind: 0.29 M of
+/// 0.8 M instructions), on the path of every boot.
+pub fn parse_args<T: clap::Parser>() -> T {
+    let mut command = T::command();
+    let parsed = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|mut m| T::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut command)));
+    match parsed {
+        Ok(args) => {
+            std::mem::forget(command);
+            args
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 /// Flags every subcommand of both hosts accepts.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
