@@ -54,7 +54,8 @@ impl Drop for StoreLock {
         if let Some(file) = self.file.take() {
             // Clear the pid before unlocking so nobody reports a finished
             // holder as running. Failure only makes a later message stale.
-            let _ = file.set_len(0);
+            let mut file = file;
+            let _ = write_pid_field(&mut file, None);
             drop(file);
         }
     }
@@ -76,12 +77,8 @@ pub(crate) fn try_lock(root: &Path) -> Result<StoreLock, StoreError> {
         .open(&path)
         .map_err(|e| StoreError::io("open lock file", &path, e, HINT_DISK))?;
     let mut locked = lock_file(file, root, &path)?;
-    let write_pid = |file: &mut File| -> std::io::Result<()> {
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
-        writeln!(file, "{}", std::process::id())
-    };
-    write_pid(&mut locked).map_err(|e| StoreError::io("write pid into", &path, e, HINT_DISK))?;
+    write_pid_field(&mut locked, Some(std::process::id()))
+        .map_err(|e| StoreError::io("write pid into", &path, e, HINT_DISK))?;
     Ok(StoreLock {
         file: Some(locked),
         root: root.to_path_buf(),
@@ -196,10 +193,68 @@ pub(crate) fn lock_wait(root: &Path, timeout: Duration) -> Result<StoreLock, Sto
     }
 }
 
+/// Width of the pid field at the start of the lock file: a `u32` in
+/// decimal, padded with spaces, and a newline.
+const PID_FIELD: usize = 11;
+
+/// Writes the holder's pid (`None`: no holder, blanks) over the start of
+/// the lock file, in place. Never truncated: the lock is taken at every
+/// boot, and truncating then writing made the file system free the file's
+/// block and allocate one again each time (two metadata changes for a few
+/// bytes).
+fn write_pid_field(file: &mut File, pid: Option<u32>) -> std::io::Result<()> {
+    let mut field = [b' '; PID_FIELD];
+    field[PID_FIELD - 1] = b'\n';
+    if let Some(pid) = pid {
+        let digits = pid.to_string();
+        let n = digits.len().min(PID_FIELD - 1);
+        field[..n].copy_from_slice(&digits.as_bytes()[..n]);
+    }
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&field)
+}
+
+/// The holder's pid: the first line of the lock file (blank: none). An
+/// earlier version wrote the pid alone and truncated the file when done.
 fn read_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
     // The holder writes a few digits; a bigger file is not ours to trust.
     Read::take(&mut *file, 32).read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    text.lines().next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_field_is_written_in_place_and_read_back_as_earlier_versions_wrote_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .expect("open");
+        // An earlier version: the pid alone.
+        file.write_all(b"4242\n").expect("write");
+        assert_eq!(read_pid(&mut file), Some(4242));
+        write_pid_field(&mut file, Some(u32::MAX)).expect("write");
+        assert_eq!(read_pid(&mut file), Some(u32::MAX));
+        write_pid_field(&mut file, Some(7)).expect("write");
+        assert_eq!(read_pid(&mut file), Some(7));
+        assert_eq!(std::fs::read(&path).expect("read").len(), PID_FIELD);
+        write_pid_field(&mut file, None).expect("write");
+        assert_eq!(read_pid(&mut file), None, "no holder");
+        // Taken and released: the pid is there while held, gone after.
+        let store_root = dir.path();
+        let lock = try_lock(store_root).expect("lock");
+        let mut reader = File::open(&path).expect("open");
+        assert_eq!(read_pid(&mut reader), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(read_pid(&mut reader), None);
+    }
 }
