@@ -84,6 +84,16 @@ impl LicensePayload {
     /// Everything wrong with the payload's own content (independent of the
     /// device it is checked on), as sentences. Empty when it is well formed.
     pub fn problems(&self) -> Vec<String> {
+        self.problems_given(&VersionReq::parse(&self.versions))
+    }
+
+    /// [`LicensePayload::problems`], with `versions` already parsed from
+    /// `self.versions` (a boot checks the range twice: here and against the
+    /// plugin's version).
+    pub(crate) fn problems_given(
+        &self,
+        versions: &Result<VersionReq, xplugin_model::VersionReqError>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         if self.format != PAYLOAD_FORMAT {
             out.push(format!(
@@ -100,7 +110,7 @@ impl LicensePayload {
         if let Err(e) = xplugin_model::check_name(&self.plugin) {
             out.push(format!("\"plugin\": {e}"));
         }
-        if let Err(e) = VersionReq::parse(&self.versions) {
+        if let Err(e) = versions {
             out.push(format!("\"versions\": {e}"));
         }
         if self.devices.is_empty() {

@@ -285,15 +285,26 @@ pub fn reverify(
     ctx: &VerifyContext<'_>,
 ) -> Option<VerifiedLicense> {
     let key = trust.get(&payload.key_id)?;
-    if lower_hex(key.as_bytes()) != signer || !payload.problems().is_empty() {
+    let versions = VersionReq::parse(&payload.versions);
+    if lower_hex(key.as_bytes()) != signer || !payload.problems_given(&versions).is_empty() {
         return None;
     }
-    check_context(&payload, ctx)
+    check_context_given(&payload, ctx, versions.as_ref().ok())
         .is_empty()
         .then_some(VerifiedLicense { payload })
 }
 
 fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseError> {
+    check_context_given(p, ctx, VersionReq::parse(&p.versions).ok().as_ref())
+}
+
+/// [`check_context`] with the payload's `versions` already parsed (`None`:
+/// they do not parse).
+fn check_context_given(
+    p: &LicensePayload,
+    ctx: &VerifyContext<'_>,
+    versions: Option<&VersionReq>,
+) -> Vec<LicenseError> {
     let plugin = || ctx.plugin.to_string();
     let device = || ctx.device_id.to_string();
     let mut errors = Vec::new();
@@ -311,7 +322,7 @@ fn check_context(p: &LicensePayload, ctx: &VerifyContext<'_>) -> Vec<LicenseErro
         });
     }
     // `problems()` already refused an unparsable range.
-    if !VersionReq::parse(&p.versions).is_ok_and(|r| r.matches(ctx.plugin_version)) {
+    if !versions.is_some_and(|r| r.matches(ctx.plugin_version)) {
         errors.push(LicenseError::VersionOutOfRange {
             plugin: plugin(),
             versions: p.versions.clone(),
