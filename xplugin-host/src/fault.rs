@@ -44,6 +44,11 @@ const SIGNALS: [libc::c_int; 5] = [
 
 struct Search<'a> {
     path: &'a [u8],
+    /// The library's load address, when the loader said it: matched by
+    /// that number instead of its path (every load walks every loaded
+    /// object, and comparing paths made that walk quadratic in strlen and
+    /// memcmp over a boot).
+    bias: Option<usize>,
     found: Vec<(u64, u64)>,
 }
 
@@ -55,13 +60,22 @@ unsafe extern "C" fn each_object(
     // SAFETY: `data` is the `Search` passed to dl_iterate_phdr below, alive
     // for the whole iteration; `info` is valid for this callback.
     let (search, info) = unsafe { (&mut *data.cast::<Search<'_>>(), &*info) };
-    if info.dlpi_name.is_null() {
-        return 0;
-    }
-    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-    if name != search.path {
-        return 0;
+    match search.bias {
+        Some(bias) => {
+            if info.dlpi_addr as usize != bias {
+                return 0;
+            }
+        }
+        None => {
+            if info.dlpi_name.is_null() {
+                return 0;
+            }
+            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+            let name = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+            if name != search.path {
+                return 0;
+            }
+        }
     }
     for i in 0..usize::from(info.dlpi_phnum) {
         // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
@@ -77,14 +91,18 @@ unsafe extern "C" fn each_object(
     1
 }
 
-/// Records the executable segments of the loaded library at `path` as
-/// belonging to the plugin with journal index `plugin`. Call right after
-/// `dlopen`, before any other call into the plugin. Returns how many ranges
-/// were found (0: the loader does not list it under that path).
-pub fn register_library(plugin: usize, path: &std::path::Path) -> usize {
+/// Records the executable segments of the loaded library at `path`
+/// (loaded at `bias`, [`crate::loader::LoadedPlugin::load_bias`], when
+/// known) as belonging to the plugin with journal index `plugin`. Call
+/// right after `dlopen`, before any other call into the plugin. Returns how
+/// many ranges were found (0: the loader does not list it).
+pub fn register_library(plugin: usize, path: &std::path::Path, bias: Option<usize>) -> usize {
     use std::os::unix::ffi::OsStrExt;
     let mut search = Search {
         path: path.as_os_str().as_bytes(),
+        // A library loaded at 0 (not position-independent) shares that
+        // number with others: by path.
+        bias: bias.filter(|&b| b != 0),
         found: Vec::new(),
     };
     // SAFETY: the callback matches dl_iterate_phdr's signature and only

@@ -7,7 +7,7 @@
 
 /// Records nothing and returns 0 ("the loader does not list it"): there is
 /// no fault handler on Windows to use the code ranges.
-pub fn register_library(_plugin: usize, _path: &std::path::Path) -> usize {
+pub fn register_library(_plugin: usize, _path: &std::path::Path, _bias: Option<usize>) -> usize {
     0
 }
 

@@ -410,9 +410,9 @@ impl Lifecycle {
         let opened = crate::journal::around(index, Stage::Load, || unsafe {
             open_plugin(&spec.library, &spec.name, &spec.version)
         });
-        if opened.is_ok() && crate::journal::get().is_some() {
+        if let (Ok(l), Some(_)) = (&opened, crate::journal::get()) {
             // Before any call into it: a crash in its code is blamed on it.
-            crate::fault::register_library(index, spec.library.path());
+            crate::fault::register_library(index, spec.library.path(), l.load_bias());
         }
         let loaded = match opened {
             Ok(l) => l,

@@ -89,6 +89,7 @@ pub struct LoadedPlugin {
     modules: Vec<LoadedModule>,
     listed: bool,
     _library: ManuallyDrop<libloading::Library>,
+    load_bias: Option<usize>,
 }
 
 impl LoadedPlugin {
@@ -112,6 +113,12 @@ impl LoadedPlugin {
     /// The library file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the loader placed it (`dl_iterate_phdr`'s `dlpi_addr`), where
+    /// the loader says (glibc); `None` elsewhere.
+    pub fn load_bias(&self) -> Option<usize> {
+        self.load_bias
     }
 }
 
@@ -145,6 +152,43 @@ unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::E
 unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
     // SAFETY: as for the Unix version: our caller guarantees the checks.
     unsafe { libloading::Library::new(path) }
+}
+
+/// `library` and the address the loader placed it at (the `l_addr` of its
+/// link map, what `dl_iterate_phdr` reports as `dlpi_addr`), where glibc
+/// says it (`dlinfo(RTLD_DI_LINKMAP)`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn with_load_bias(library: libloading::Library) -> (libloading::Library, Option<usize>) {
+    use libloading::os::unix::Library;
+    use nix::libc;
+    let handle = Library::from(library).into_raw();
+    let mut map: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: `handle` is a live handle from dlopen (taken out of the
+    // library just above and put back below); RTLD_DI_LINKMAP writes one
+    // pointer to `map`.
+    let rc = unsafe {
+        libc::dlinfo(
+            handle,
+            libc::RTLD_DI_LINKMAP,
+            (&mut map as *mut *mut libc::c_void).cast(),
+        )
+    };
+    let bias = (rc == 0 && !map.is_null()).then(|| {
+        // SAFETY: glibc's `struct link_map` (<link.h>, a public ABI) starts
+        // with `ElfW(Addr) l_addr`, a pointer-sized integer; the map lives as
+        // long as the library, which is never unloaded.
+        unsafe { *map.cast::<usize>() }
+    });
+    // SAFETY: `handle` came from `into_raw` above and is not used elsewhere.
+    let library = unsafe { Library::from_raw(handle) };
+    (library.into(), bias)
+}
+
+/// Elsewhere the load address is not asked for (crash attribution finds
+/// the library by its path).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn with_load_bias(library: libloading::Library) -> (libloading::Library, Option<usize>) {
+    (library, None)
 }
 
 /// Opens the client-side ABI runtime library so that client plugins linking
@@ -190,6 +234,7 @@ pub unsafe fn open_plugin(
         path: path.clone(),
         source,
     })?;
+    let (library, load_bias) = with_load_bias(library);
     let library = ManuallyDrop::new(library);
     // SAFETY: the ABI declares `xplugin_entry` as `xplugin_entry_fn`, which
     // `EntryFn` mirrors; the check before loading found it exported as a
@@ -241,6 +286,7 @@ pub unsafe fn open_plugin(
         modules,
         listed,
         _library: library,
+        load_bias,
     })
 }
 
