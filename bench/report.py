@@ -694,7 +694,8 @@ def main():
                      "in the digest record: the key of every entry, the license content against this "
                      "device, key and clock, the recorded ELF headers, each licensed file's digest), on "
                      "every CPU; then the main thread loads, inits and starts them. It also opens the crash "
-                     "journal (made durable with `msync` at start and at stop) and starts the supervisor. "
+                     "journal (made durable with `msync` at start; the clean end of a boot that stops right "
+                     "after start is only handed to the disk, `sync_file_range`) and starts the supervisor. "
                      "class_loader checks nothing and journals nothing.")
     if any(g.startswith("Import ≤") for g in missed):
         parts = []
