@@ -87,83 +87,80 @@ mod recorded_payload {
         files: BTreeMap<String, String>,
     }
 
-    #[derive(Serialize)]
-    struct RecordedRef<'a> {
-        format: u32,
-        key_id: &'a str,
-        license_id: &'a str,
-        plugin: &'a str,
-        side: Side,
-        versions: &'a str,
-        devices: &'a [String],
-        issued_at: u64,
-        not_before: Option<u64>,
-        expires: Option<u64>,
-        features: &'a [String],
-        files: &'a BTreeMap<String, String>,
+    impl From<LicensePayload> for Recorded {
+        fn from(p: LicensePayload) -> Recorded {
+            let LicensePayload {
+                format,
+                key_id,
+                license_id,
+                plugin,
+                side,
+                versions,
+                devices,
+                issued_at,
+                not_before,
+                expires,
+                features,
+                files,
+            } = p;
+            Recorded {
+                format,
+                key_id,
+                license_id,
+                plugin,
+                side,
+                versions,
+                devices,
+                issued_at,
+                not_before,
+                expires,
+                features,
+                files,
+            }
+        }
     }
 
-    pub(super) fn serialize<S: Serializer>(p: &LicensePayload, s: S) -> Result<S::Ok, S::Error> {
-        let LicensePayload {
-            format,
-            key_id,
-            license_id,
-            plugin,
-            side,
-            versions,
-            devices,
-            issued_at,
-            not_before,
-            expires,
-            features,
-            files,
-        } = p;
-        RecordedRef {
-            format: *format,
-            key_id,
-            license_id,
-            plugin,
-            side: *side,
-            versions,
-            devices,
-            issued_at: *issued_at,
-            not_before: *not_before,
-            expires: *expires,
-            features,
-            files,
+    impl From<Recorded> for LicensePayload {
+        fn from(r: Recorded) -> LicensePayload {
+            let Recorded {
+                format,
+                key_id,
+                license_id,
+                plugin,
+                side,
+                versions,
+                devices,
+                issued_at,
+                not_before,
+                expires,
+                features,
+                files,
+            } = r;
+            LicensePayload {
+                format,
+                key_id,
+                license_id,
+                plugin,
+                side,
+                versions,
+                devices,
+                issued_at,
+                not_before,
+                expires,
+                features,
+                files,
+            }
         }
-        .serialize(s)
+    }
+
+    /// A copy: only a verdict made by a full check is written, not the
+    /// reused ones.
+    pub(super) fn serialize<S: Serializer>(p: &LicensePayload, s: S) -> Result<S::Ok, S::Error> {
+        Recorded::from(p.clone()).serialize(s)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LicensePayload, D::Error> {
-        let Recorded {
-            format,
-            key_id,
-            license_id,
-            plugin,
-            side,
-            versions,
-            devices,
-            issued_at,
-            not_before,
-            expires,
-            features,
-            files,
-        } = Recorded::deserialize(d)?;
-        Ok(LicensePayload {
-            format,
-            key_id,
-            license_id,
-            plugin,
-            side,
-            versions,
-            devices,
-            issued_at,
-            not_before,
-            expires,
-            features,
-            files,
-        })
+        Recorded::deserialize(d).map(Into::into)
     }
 }
 
