@@ -892,13 +892,6 @@ impl Lifecycle {
             .map(|e| e.spec.name.clone())
             .collect()
     }
-
-    /// Whether a plugin was started at some point (for reports after shutdown).
-    pub fn was_started(&self, name: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.spec.name == name && e.was_started)
-    }
 }
 
 /// One plugin's outcome, borrowed from the lifecycle
